@@ -1,0 +1,19 @@
+"""steertax: inference-time steering of language models, measuring what steering buys and what it costs."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (ConfigError, DataError, LayerError, ModelError, SteertaxError, StrengthError,  # noqa: E402
+                     VectorError)
+from .models import find_blocks, format_chat, load_model  # noqa: E402
+from .pairs import ContrastPair, PairSet, get_pairs, harmful_harmless_pairs, refusal_pairs  # noqa: E402
+from .vectors import SteeringVector  # noqa: E402
+from .steering import steer  # noqa: E402
+from .extract import extract_vector  # noqa: E402
+from .generation import generate  # noqa: E402
+
+__all__ = [
+    "__version__", "load_model", "find_blocks", "format_chat", "ContrastPair", "PairSet", "get_pairs",
+    "refusal_pairs", "harmful_harmless_pairs", "SteeringVector", "steer", "extract_vector", "generate",
+    "SteertaxError", "ModelError", "DataError", "LayerError", "StrengthError", "VectorError", "ConfigError",
+]

@@ -1,0 +1,146 @@
+"""Small shared helpers: atomic writes, hashing, cache directory, layer-range parsing."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import LayerError
+
+
+def cache_dir() -> Path:
+    """The user cache directory: $STEERTAX_CACHE, else $XDG_CACHE_HOME/steertax, else ~/.cache/steertax."""
+    env = os.environ.get("STEERTAX_CACHE")
+    if env:
+        d = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        d = Path(base) / "steertax"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def sha256_files(paths: Sequence[str | os.PathLike], chunk: int = 1 << 22) -> str:
+    """sha256 of the concatenation of several files, in order."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            while True:
+                b = f.read(chunk)
+                if not b:
+                    break
+                h.update(b)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write via a temporary file in the same directory, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def parse_layers(spec: str | int | Iterable[int] | None, num_layers: int | None = None) -> list[int]:
+    """Parse a layer selection: ``"8-12,14"``, ``"10"``, ``[8, 9]``, ``8``; negative ints count from the end.
+
+    Returns a sorted list of unique non-negative indices. With ``num_layers`` given, every index is
+    checked against the model's depth.
+    """
+    if spec is None:
+        raise LayerError("no layers given: pass layers like '8-12' or [8, 9, 10]")
+    out: list[int] = []
+    if isinstance(spec, bool):
+        raise LayerError(f"invalid layer selection {spec!r}: use an int, a list of ints, or a string like '8-12,14'")
+    if isinstance(spec, int):
+        out = [spec]
+    elif isinstance(spec, str):
+        s = spec.replace(" ", "")
+        if not s:
+            raise LayerError("empty layer selection: use a string like '8-12,14'")
+        for part in s.split(","):
+            if not part:
+                raise LayerError(f"invalid layer selection {spec!r}: empty item between commas")
+            try:
+                if "-" in part[1:]:
+                    i = part.index("-", 1)
+                    lo, hi = int(part[:i]), int(part[i + 1:])
+                    if hi < lo:
+                        raise LayerError(f"invalid layer range {part!r} in {spec!r}: the end is before the start")
+                    out.extend(range(lo, hi + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise LayerError(
+                    f"invalid layer selection {spec!r}: {part!r} is not an int or a range like '8-12'"
+                ) from None
+    else:
+        try:
+            for x in spec:
+                if isinstance(x, bool) or not float(x).is_integer():
+                    raise ValueError
+                out.append(int(x))
+        except (TypeError, ValueError):
+            raise LayerError(f"invalid layer selection {spec!r}: use a list of ints or a string like '8-12'") from None
+    if not out:
+        raise LayerError("empty layer selection: give at least one layer")
+    if num_layers is not None:
+        fixed = []
+        for i in out:
+            j = i + num_layers if i < 0 else i
+            if not 0 <= j < num_layers:
+                raise LayerError(
+                    f"layer {i} is out of range: this model has {num_layers} layers (valid: 0-{num_layers - 1})"
+                )
+            fixed.append(j)
+        out = fixed
+    elif any(i < 0 for i in out):
+        raise LayerError(f"negative layer in {spec!r} needs the model's depth to resolve")
+    return sorted(set(out))
+
+
+def format_layers(layers: Sequence[int]) -> str:
+    """Inverse of parse_layers for display: [8,9,10,12] -> '8-10,12'."""
+    layers = sorted(set(layers))
+    parts: list[str] = []
+    i = 0
+    while i < len(layers):
+        j = i
+        while j + 1 < len(layers) and layers[j + 1] == layers[j] + 1:
+            j += 1
+        parts.append(str(layers[i]) if i == j else f"{layers[i]}-{layers[j]}")
+        i = j + 1
+    return ",".join(parts)

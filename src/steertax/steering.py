@@ -1,0 +1,250 @@
+"""Steering: add ``r_e · v̂`` to chosen decoder blocks' outputs through removable forward hooks.
+
+``strength`` is the paper's r_e, the L2 norm added at *each* steered layer (v̂ is unit norm);
+positive moves toward the vector's aligned pole. A 1-D tensor of strengths gives each batch row its
+own strength, so one forward pass evaluates many strengths.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ._util import parse_layers
+from .errors import LayerError, StrengthError, VectorError
+from .models import find_blocks, hidden_size, model_id
+
+Positions = Literal["all", "prompt", "generated"]
+Operator = Literal["add", "ablate", "ablate_add"]
+
+__all__ = ["steer", "check_strength", "SteeringHandle"]
+
+
+def check_strength(strength: Any) -> float | torch.Tensor:
+    """Validate a strength: a finite float, or a 1-D tensor/sequence of finite floats."""
+    if isinstance(strength, bool):
+        raise StrengthError(f"strength must be a number, got {strength!r}")
+    if isinstance(strength, (int, float)):
+        s = float(strength)
+        if not math.isfinite(s):
+            raise StrengthError(f"strength {strength!r} is not finite: use a finite number such as 4.0")
+        return s
+    if isinstance(strength, str):
+        try:
+            return check_strength(float(strength))
+        except ValueError:
+            raise StrengthError(f"strength {strength!r} is not a number: use e.g. 4 or -2.5") from None
+    try:
+        t = torch.as_tensor(strength, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise StrengthError(f"strength {strength!r} is not a number or a 1-D list of numbers") from None
+    if t.ndim == 0:
+        return check_strength(float(t))
+    if t.ndim != 1 or t.numel() == 0:
+        raise StrengthError(f"per-row strength must be a non-empty 1-D tensor (one value per batch row), got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise StrengthError("strength contains NaN or inf: every per-row strength must be finite")
+    return t
+
+
+def _past_length(kwargs: Mapping[str, Any]) -> int:
+    cp = kwargs.get("cache_position")
+    if isinstance(cp, torch.Tensor) and cp.numel() > 0:
+        return int(cp.reshape(-1)[0])
+    pkv = kwargs.get("past_key_values")
+    if pkv is None:
+        return 0
+    if hasattr(pkv, "get_seq_length"):
+        try:
+            return int(pkv.get_seq_length())
+        except Exception:
+            return 0
+    try:  # legacy tuple cache
+        return int(pkv[0][0].shape[-2])
+    except Exception:
+        return 0
+
+
+@dataclass
+class _PositionState:
+    prompt_len: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class SteeringHandle:
+    """What a ``steer`` block applied: layers, strengths and operator (for logs and provenance)."""
+
+    layers: list[int]
+    strength: float | torch.Tensor
+    positions: str
+    operator: str
+    relative: bool
+    per_layer_strength: dict[int, Any] = field(default_factory=dict)
+    calls: int = 0
+
+
+def _directions(vector: Any, layers: Sequence[int] | None, n_layers: int) -> dict[int, torch.Tensor]:
+    from .vectors import SteeringVector
+
+    if isinstance(vector, SteeringVector):
+        dirs = dict(vector.directions)
+    elif isinstance(vector, Mapping):
+        dirs = {int(k): torch.as_tensor(v) for k, v in vector.items()}
+    elif isinstance(vector, torch.Tensor):
+        if layers is None:
+            raise LayerError("a bare direction tensor needs layers=...: say where to add it, e.g. layers='8-12'")
+        dirs = {int(i): vector for i in parse_layers(layers, n_layers)}
+    else:
+        raise VectorError(f"cannot steer with {type(vector).__name__}: pass a SteeringVector, a dict layer->tensor or a tensor")
+    if layers is None:
+        chosen = sorted(dirs)
+    else:
+        chosen = parse_layers(layers, n_layers)
+        missing = [i for i in chosen if i not in dirs]
+        if missing:
+            raise LayerError(f"the vector has no direction for layer(s) {missing}: it covers {sorted(dirs)}; extract it at those layers or choose among them")
+    for i in chosen:
+        if not 0 <= i < n_layers:
+            raise LayerError(f"layer {i} is out of range: this model has {n_layers} layers (valid: 0-{n_layers - 1})")
+    return {i: dirs[i] for i in chosen}
+
+
+@contextmanager
+def steer(
+    model: nn.Module,
+    vector: Any,
+    strength: float | Sequence[float] | torch.Tensor,
+    layers: Any = None,
+    positions: Positions = "all",
+    operator: Operator = "add",
+    *,
+    relative: bool = False,
+    normalize: bool = True,
+    force: bool = False,
+) -> Iterator[SteeringHandle]:
+    """Steer ``model`` inside a ``with`` block.
+
+    Args:
+        vector: a :class:`~steertax.vectors.SteeringVector` (or dict layer -> direction, or one tensor
+            with ``layers``).
+        strength: r_e, the L2 norm added per steered layer; a float, or a 1-D tensor with one value per
+            batch row. Positive = toward the aligned pole.
+        layers: which of the vector's layers to steer (``"8-12"``, list of ints); default all of them.
+        positions: ``"all"`` tokens, only ``"prompt"`` tokens, or only ``"generated"`` tokens (with
+            ``model.generate`` and its KV cache; the prompt is the input of the first forward call
+            inside the block that starts from an empty cache).
+        operator: ``"add"`` (h + r·v̂), ``"ablate"`` (remove the v̂ component; strength ignored) or
+            ``"ablate_add"`` (set the v̂ component to r).
+        relative: interpret strength as a multiple of each layer's mean residual norm (recorded in the
+            vector); the absolute r_e used per layer is in ``handle.per_layer_strength``.
+        normalize: rescale directions to unit norm (SteeringVectors already are).
+        force: allow a vector recorded for another model (same hidden size still required).
+
+    The hooks are registered ahead of transformers' own (so ``output_hidden_states`` shows the edit)
+    and removed on exit, even after an exception. The model object is otherwise untouched.
+    """
+    from .vectors import SteeringVector
+
+    if positions not in ("all", "prompt", "generated"):
+        raise ValueError(f"positions must be 'all', 'prompt' or 'generated', got {positions!r}")
+    if operator not in ("add", "ablate", "ablate_add"):
+        raise ValueError(f"operator must be 'add', 'ablate' or 'ablate_add', got {operator!r}")
+    s = check_strength(strength)
+    blocks = find_blocks(model)
+    n_layers = len(blocks)
+    d_model = hidden_size(model)
+    if isinstance(vector, SteeringVector):
+        vector.check_compatible(model, force=force)
+    dirs = _directions(vector, layers, n_layers)
+    for i, v in dirs.items():
+        if v.ndim != 1 or v.shape[0] != d_model:
+            raise VectorError(
+                f"direction for layer {i} has shape {tuple(v.shape)} but the model's hidden size is {d_model}: "
+                "use a vector extracted from this model"
+            )
+    if relative:
+        if not isinstance(vector, SteeringVector) or not vector.layer_norms:
+            raise VectorError("relative=True needs a SteeringVector with recorded layer_norms")
+    per_layer: dict[int, Any] = {}
+    for i in dirs:
+        scale = float(vector.layer_norms[i]) if relative else 1.0
+        per_layer[i] = s * scale
+    handle = SteeringHandle(sorted(dirs), s, positions, operator, relative, per_layer)
+
+    state = _PositionState()
+    hooks: list[Any] = []
+    cache: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, Any]] = {}
+
+    def prepared(i: int, like: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        key = (i, like.dtype, like.device)
+        got = cache.get(key)
+        if got is None:
+            v = dirs[i].detach().to(device=like.device, dtype=torch.float32)
+            if normalize:
+                nrm = v.norm()
+                if not torch.isfinite(nrm) or nrm == 0:
+                    raise VectorError(f"direction for layer {i} has norm {float(nrm)}: cannot normalize it")
+                v = v / nrm
+            st = per_layer[i]
+            if isinstance(st, torch.Tensor):
+                st_t = st.to(device=like.device, dtype=like.dtype).view(-1, 1, 1)
+                delta: Any = st_t * v.to(like.dtype)  # [B,1,d]
+            else:
+                delta = (st * v).to(like.dtype)  # [d]
+            got = (v.to(like.dtype), delta)
+            cache[key] = got
+        return got
+
+    def make_hook(i: int):
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            h = output[0] if isinstance(output, tuple) else output
+            handle.calls += 1
+            v, delta = prepared(i, h)
+            if isinstance(delta, torch.Tensor) and delta.ndim == 3 and delta.shape[0] != h.shape[0]:
+                raise StrengthError(
+                    f"per-row strength has {delta.shape[0]} values but the batch has {h.shape[0]} rows: give one strength per row"
+                )
+            if operator == "add":
+                change = delta
+            else:
+                proj = (h @ v).unsqueeze(-1) * v  # [B,T,d]
+                change = -proj if operator == "ablate" else delta - proj
+            if positions != "all":
+                T = h.shape[1]
+                pl = state.prompt_len if state.prompt_len is not None else T
+                pos = torch.arange(state.offset, state.offset + T, device=h.device)
+                keep = (pos < pl) if positions == "prompt" else (pos >= pl)
+                change = change * keep.view(1, T, 1).to(h.dtype)
+            new = h + change
+            if isinstance(output, tuple):
+                return (new,) + tuple(output[1:])
+            return new
+
+        return hook
+
+    def pre_hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids")
+        if ids is None and args:
+            ids = args[0]
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        T = int(ids.shape[1]) if isinstance(ids, torch.Tensor) and ids.ndim >= 2 else 0
+        past = _past_length(kwargs)
+        if past == 0 or state.prompt_len is None:
+            state.prompt_len = past + T
+        state.offset = past
+
+    try:
+        if positions != "all":
+            hooks.append(model.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        for i in sorted(dirs):
+            hooks.append(blocks[i].register_forward_hook(make_hook(i), prepend=True))
+        yield handle
+    finally:
+        for hk in hooks:
+            hk.remove()
