@@ -73,7 +73,7 @@ def extract_vector(
     pairs: Any,
     layers: Any = "all",
     method: str = "pca",
-    position: str = "last",
+    position: str | None = None,
     *,
     heldout: float = 0.2,
     seed: int = 0,
@@ -92,7 +92,9 @@ def extract_vector(
         method: ``pca`` (RepE: first principal component of pair differences in random order, sign
             fixed so the mean aligned-minus-misaligned difference projects positively), ``mean_diff``
             (difference of class means) or ``probe`` (logistic-regression weight on pair differences).
-        position: ``last`` token, or ``answer_mean`` over the answer tokens after ``pair.prompt``.
+        position: ``last`` token, or ``answer_mean`` over the answer tokens after ``pair.prompt``;
+            default: the PairSet's ``default_position`` (``answer_mean`` for refusal-vs-compliance
+            answers, ``last`` for prompt contrasts), else ``last``.
         heldout: fraction of pairs (seeded shuffle) kept out of training to measure, per layer, the
             fraction of pairs whose aligned member projects higher (``vector.accuracy``).
 
@@ -102,6 +104,8 @@ def extract_vector(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
     plist = as_pairs(pairs)
+    if position is None:
+        position = pairs.default_position if isinstance(pairs, PairSet) else "last"
     if len(plist) < 2:
         raise DataError(f"only {len(plist)} pair given: extraction needs at least 2 pairs")
     n_layers = num_layers(model)

@@ -48,6 +48,7 @@ class PairSet:
     source: str
     aligned_pole: str
     misaligned_pole: str
+    default_position: str = "last"
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -157,7 +158,7 @@ def refusal_pairs(
             prompt = f"QUESTION: {r['goal']}\n\nANSWER:"
             ref, comp = " " + ref, " " + comp
         pairs.append(ContrastPair(prompt + ref, prompt + comp, prompt))
-    return PairSet(pairs, f"advbench refusal-vs-compliance answers (seed {seed}, chat={chat})", "refusal", "compliance")
+    return PairSet(pairs, f"advbench refusal-vs-compliance answers (seed {seed}, chat={chat})", "refusal", "compliance", "answer_mean")
 
 
 def harmful_harmless_pairs(
@@ -215,7 +216,8 @@ def pairs_from_file(path: str | Path, tokenizer: Any = None, *, chat: bool = Tru
             out.append(ContrastPair(pre + a, pre + m, pre))
         else:
             out.append(ContrastPair(a, m))
-    return PairSet(out, f"file {path}", "aligned", "misaligned")
+    pos = "answer_mean" if all(p.prompt for p in out) else "last"
+    return PairSet(out, f"file {path}", "aligned", "misaligned", pos)
 
 
 PAIR_BUILDERS = {"refusal": refusal_pairs, "harmful_harmless": harmful_harmless_pairs, "harmfulness": harmful_harmless_pairs}

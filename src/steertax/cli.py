@@ -1,0 +1,152 @@
+"""The ``steertax`` command: thin wrappers over the Python API.
+
+Errors from bad input print one line (``steertax: error: ...``) and exit with code 2; ``--debug``
+shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import SteertaxError
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2", help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]")
+    p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 [float32 on CPU]")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda if available]")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="steertax",
+        description="Steer language models and measure what it buys (alignment) and costs (helpfulness).",
+    )
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("extract", help="extract a steering vector from contrast pairs",
+                       description="Extract a per-layer steering vector (+ = aligned) and save it as safetensors + JSON.")
+    _add_model(e)
+    e.add_argument("--pairs", default="refusal", help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]")
+    e.add_argument("--n-pairs", type=int, default=None, help="use at most this many pairs")
+    e.add_argument("--layers", default="8-12", help="e.g. 8-12,14 or all [8-12]")
+    e.add_argument("--method", default="pca", choices=["pca", "mean_diff", "probe"])
+    e.add_argument("--position", default=None, choices=["last", "answer_mean"], help="[answer_mean for refusal pairs, else last]")
+    e.add_argument("--raw", action="store_true", help="no chat template (the paper's base-model prompts)")
+    e.add_argument("--heldout", type=float, default=0.2, help="fraction of pairs held out for accuracy [0.2]")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)")
+
+    g = sub.add_parser("generate", help="print unsteered and steered completions side by side")
+    _add_model(g)
+    g.add_argument("--vector", required=True, help="a .safetensors vector from `steertax extract`")
+    g.add_argument("--strength", action="append", required=True,
+                   help="r_e, the L2 norm added per layer (+ = aligned); repeat for several")
+    g.add_argument("--layers", default=None, help="subset of the vector's layers [all of them]")
+    g.add_argument("--relative", action="store_true", help="strength in multiples of each layer's mean residual norm")
+    g.add_argument("--positions", default="all", choices=["all", "prompt", "generated"])
+    g.add_argument("--prompt", action="append", required=True, help="user message; repeat for several")
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--raw", action="store_true", help="no chat template")
+    g.add_argument("--force", action="store_true", help="allow a vector recorded for another model of the same shape")
+    g.add_argument("--width", type=int, default=0, help="column width [terminal width]")
+
+    i = sub.add_parser("info", help="describe a saved vector")
+    i.add_argument("vector")
+    return ap
+
+
+def _cmd_extract(a: argparse.Namespace) -> int:
+    from .extract import extract_vector
+    from .models import load_model
+    from .pairs import get_pairs
+
+    out = Path(a.out)
+    if out.exists() and out.is_dir():
+        raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'vector.safetensors'}")
+    model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
+    ps = get_pairs(a.pairs, tok, a.n_pairs, seed=a.seed, chat=not a.raw)
+    v = extract_vector(model, tok, ps, layers=a.layers, method=a.method, position=a.position,
+                       heldout=a.heldout, seed=a.seed, batch_size=a.batch_size, progress=not a.quiet)
+    path = v.save(out)
+    print(v.summary())
+    print(f"saved {path} (+ {path.with_suffix('.json').name})")
+    return 0
+
+
+def _columns(texts: Sequence[str], headers: Sequence[str], width: int) -> str:
+    ncol = len(texts)
+    colw = max(20, (width - 3 * (ncol - 1)) // ncol)
+    wrapped = [textwrap.wrap(t.replace("\n", " ⏎ "), colw) or [""] for t in texts]
+    rows = max(len(w) for w in wrapped)
+    lines = [" | ".join(h[:colw].ljust(colw) for h in headers), "-+-".join("-" * colw for _ in headers)]
+    for r in range(rows):
+        lines.append(" | ".join((w[r] if r < len(w) else "").ljust(colw) for w in wrapped))
+    return "\n".join(lines)
+
+
+def _cmd_generate(a: argparse.Namespace) -> int:
+    import shutil
+
+    from .generation import generate
+    from .models import load_model
+    from .steering import check_strength
+    from .vectors import SteeringVector
+
+    strengths = [float(check_strength(s)) for s in a.strength]
+    vec = SteeringVector.load(a.vector)
+    model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
+    vec.check_compatible(model, force=a.force)
+    if a.layers is not None:
+        vec = vec.select(a.layers)
+    width = a.width or shutil.get_terminal_size((160, 40)).columns
+    base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw)
+    steered = [generate(model, tok, a.prompt, vec, s, relative=a.relative, positions=a.positions,
+                        max_new_tokens=a.max_new_tokens, chat=not a.raw, force=a.force) for s in strengths]
+    unit = "x mean residual norm" if a.relative else ""
+    for k, p in enumerate(a.prompt):
+        print(f"\n### {p}")
+        heads = ["unsteered (r_e = 0)"] + [f"steered (r_e = {s:g}{unit})" for s in strengths]
+        print(_columns([base[k]] + [st[k] for st in steered], heads, width))
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from .vectors import SteeringVector
+
+    print(SteeringVector.load(a.vector).summary())
+    return 0
+
+
+COMMANDS = {"extract": _cmd_extract, "generate": _cmd_generate, "info": _cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = _parser()
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not a.quiet else logging.WARNING, format="%(message)s")
+    if a.quiet:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        return COMMANDS[a.cmd](a)
+    except SteertaxError as e:
+        if a.debug:
+            raise
+        print(f"steertax: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("steertax: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
