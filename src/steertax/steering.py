@@ -35,9 +35,10 @@ def check_strength(strength: Any) -> float | torch.Tensor:
         return s
     if isinstance(strength, str):
         try:
-            return check_strength(float(strength))
+            parsed = float(strength)
         except ValueError:
             raise StrengthError(f"strength {strength!r} is not a number: use e.g. 4 or -2.5") from None
+        return check_strength(parsed)
     try:
         t = torch.as_tensor(strength, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
