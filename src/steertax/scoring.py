@@ -1,18 +1,30 @@
-"""Exact log-probabilities of whole continuations under steering, batched across prompts,
-continuations and per-row strengths."""
+"""Exact scoring primitives under steering, batched across items, continuations and strengths.
+
+- :func:`score_sequences`: log P(continuation | prompt) for many continuations per prompt, with the
+  prompt's KV cache shared by its continuations (prefix sharing), one row per (prompt, strength).
+- :func:`next_token_logprobs`: the next-token log-distribution at the end of each prompt, reduced to
+  requested token ids (plus the full-vocabulary argmax).
+- :func:`drift`: KL(steered || unsteered) of next-token distributions along a reference answer, and
+  the answer's cross-entropy under the steered model.
+
+Strengths are applied per row, so one forward pass evaluates many strengths.
+"""
 from __future__ import annotations
 
 import contextlib
 import inspect
+from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .activations import _model_device, forward, pad_batch
+from .activations import _model_device, forward, pad_batch, position_ids_from_mask
 from .models import encode
 from .steering import check_strength, steer
 
-__all__ = ["continuation_logprobs", "encode_continuation"]
+__all__ = ["score_sequences", "continuation_logprobs", "next_token_logprobs", "drift", "encode_continuation", "SequenceScores"]
 
 
 def encode_continuation(tokenizer: Any, text: str) -> list[int]:
@@ -35,6 +47,171 @@ def _accepts_logits_to_keep(model: Any) -> bool:
     return _KEEP[t]
 
 
+def _ctx(model: Any, vector: Any, strengths: torch.Tensor | None, layers: Any, force: bool) -> Any:
+    if vector is None or strengths is None:
+        return contextlib.nullcontext()
+    if bool((strengths == 0).all()):
+        # exact identity: r_e = 0 is the unsteered model (adding 0 changes nothing; skip the hooks)
+        return contextlib.nullcontext()
+    return steer(model, vector, strengths, layers, force=force)
+
+
+@dataclass
+class SequenceScores:
+    """``logprob[i, s, j]``: summed log-probability of continuation j of prompt i at strength s
+    (NaN where prompt i has fewer continuations); ``ntokens[i, j]``, ``nchars[i, j]`` its lengths."""
+
+    logprob: np.ndarray
+    ntokens: np.ndarray
+    nchars: np.ndarray
+
+
+def _expand_cache(cache: Any, repeats: torch.Tensor) -> Any:
+    """Repeat each batch row of a KV cache ``repeats[b]`` times (rows with different counts)."""
+    if hasattr(cache, "layers") and cache.layers and hasattr(cache.layers[0], "keys"):
+        for layer in cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys.repeat_interleave(repeats, dim=0)
+                layer.values = layer.values.repeat_interleave(repeats, dim=0)
+        return cache
+    if hasattr(cache, "key_cache"):
+        cache.key_cache = [k.repeat_interleave(repeats, dim=0) for k in cache.key_cache]
+        cache.value_cache = [v.repeat_interleave(repeats, dim=0) for v in cache.value_cache]
+        return cache
+    raise TypeError(f"cannot expand cache of type {type(cache).__name__}")
+
+
+def score_sequences(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    continuations: Sequence[Sequence[str]],
+    strengths: Sequence[float] = (0.0,),
+    vector: Any = None,
+    layers: Any = None,
+    *,
+    batch_size: int = 32,
+    force: bool = False,
+    prefix_sharing: bool = True,
+    progress: bool = False,
+    desc: str = "score",
+) -> SequenceScores:
+    """Log-probabilities of whole continuations for every prompt at every strength.
+
+    ``prompts`` are full prompt texts (chat-formatted already). With ``prefix_sharing`` the prompt is
+    encoded once per (prompt, strength) row and its KV cache is expanded over the continuations;
+    otherwise each (prompt + continuation) sequence is run whole (the reference path; the two agree
+    to float tolerance, which the tests check).
+    """
+    n = len(prompts)
+    S = [float(check_strength(s)) for s in strengths]
+    conts = [list(c) for c in continuations]
+    if len(conts) != n:
+        raise ValueError(f"{len(conts)} continuation lists for {n} prompts")
+    C = max((len(c) for c in conts), default=0)
+    lp = np.full((n, len(S), C), np.nan)
+    ntok = np.zeros((n, C), dtype=np.int64)
+    nch = np.zeros((n, C), dtype=np.int64)
+    cenc: dict[str, list[int]] = {}
+    for i, cs in enumerate(conts):
+        for j, c in enumerate(cs):
+            if c not in cenc:
+                cenc[c] = encode_continuation(tokenizer, c)
+            ntok[i, j] = len(cenc[c])
+            nch[i, j] = len(c.encode("utf-8"))
+    penc = [encode(tokenizer, p) for p in prompts]
+    dev = _model_device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # rows = (prompt, strength); sorted by prompt length for tight batches
+    rows = [(i, s) for i in range(n) for s in range(len(S))]
+    rows.sort(key=lambda r: (len(penc[r[0]]), r[0], r[1]))
+    per_batch = max(1, batch_size // max(1, C)) if prefix_sharing else max(1, batch_size // max(1, C))
+    bar = tqdm(total=len(rows), desc=desc, unit="row", disable=not progress, leave=False)
+    keep_ok = _accepts_logits_to_keep(model)
+    for b0 in range(0, len(rows), per_batch):
+        batch = rows[b0:b0 + per_batch]
+        st = torch.as_tensor([S[s] for _, s in batch], dtype=torch.float32)
+        if prefix_sharing:
+            _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pad_id, dev, keep_ok, lp)
+        else:
+            _score_packed(model, penc, conts, cenc, batch, st, vector, layers, force, pad_id, dev, keep_ok, lp)
+        bar.update(len(batch))
+    bar.close()
+    return SequenceScores(lp, ntok, nch)
+
+
+def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pad_id, dev, keep_ok, lp) -> None:
+    ids, mask = pad_batch([penc[i] for i, _ in batch], pad_id, "left", dev)
+    kw: dict[str, Any] = {"use_cache": True}
+    if keep_ok:
+        kw["logits_to_keep"] = 1
+    with _ctx(model, vector, st, layers, force), torch.inference_mode():
+        out = forward(model, ids, mask, **kw)
+    first_lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, V]
+    cache = out.past_key_values
+    counts = torch.as_tensor([len(conts[i]) for i, _ in batch])
+    seqs = [cenc[c] for i, _ in batch for c in conts[i]]
+    if not seqs:
+        return
+    owner = torch.repeat_interleave(torch.arange(len(batch)), counts)
+    L = max(len(s) for s in seqs)
+    # continuation tokens, right-padded after the (left-padded) prompt block
+    cid = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    cmask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        cid[r, :len(s)] = torch.as_tensor(s)
+        cmask[r, :len(s)] = 1
+    cid, cmask = cid.to(dev), cmask.to(dev)
+    tok_lp = torch.zeros((len(seqs), L), dtype=torch.float64, device=dev)
+    tok_lp[:, 0] = first_lp[owner.to(dev), cid[:, 0]].double()
+    if L > 1:
+        cache = _expand_cache(cache, counts.to(dev))
+        full_mask = torch.cat([mask[owner.to(dev)], cmask[:, :-1]], dim=1)
+        plen = mask.sum(-1)[owner.to(dev)]
+        pos = plen.unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
+        kw2: dict[str, Any] = {"use_cache": True, "past_key_values": cache}
+        if "position_ids" in inspect.signature(model.forward).parameters:
+            kw2["position_ids"] = pos
+        with _ctx(model, vector, st[owner], layers, force), torch.inference_mode():
+            out2 = model(input_ids=cid[:, :-1], attention_mask=full_mask, **kw2)
+        lps = torch.log_softmax(out2.logits.float(), dim=-1)  # [R, L-1, V]
+        tok_lp[:, 1:] = lps.gather(-1, cid[:, 1:].unsqueeze(-1)).squeeze(-1).double()
+    tok_lp = tok_lp * cmask
+    tot = tok_lp.sum(-1).cpu().numpy()
+    r = 0
+    for b, (i, s) in enumerate(batch):
+        for j in range(len(conts[i])):
+            lp[i, s, j] = tot[r]
+            r += 1
+
+
+def _score_packed(model, penc, conts, cenc, batch, st, vector, layers, force, pad_id, dev, keep_ok, lp) -> None:
+    seqs, owners, lens, where = [], [], [], []
+    for b, (i, s) in enumerate(batch):
+        for j, c in enumerate(conts[i]):
+            ce = cenc[c]
+            seqs.append(penc[i] + ce)
+            owners.append(b)
+            lens.append(len(ce))
+            where.append((i, s, j))
+    if not seqs:
+        return
+    ids, mask = pad_batch(seqs, pad_id, "left", dev)
+    L = max(lens)
+    kw: dict[str, Any] = {"use_cache": False}
+    if keep_ok:
+        kw["logits_to_keep"] = L + 1
+    with _ctx(model, vector, st[torch.as_tensor(owners)], layers, force), torch.inference_mode():
+        logits = forward(model, ids, mask, **kw).logits
+    logp = torch.log_softmax(logits[:, -(L + 1):-1].float(), dim=-1)
+    tok = logp.gather(-1, ids[:, -L:].unsqueeze(-1)).squeeze(-1)
+    lens_t = torch.as_tensor(lens, device=tok.device)
+    valid = torch.arange(L, device=tok.device).unsqueeze(0) >= (L - lens_t).unsqueeze(1)
+    tot = (tok.double() * valid).sum(-1).cpu().numpy()
+    for r, (i, s, j) in enumerate(where):
+        lp[i, s, j] = tot[r]
+
+
 def continuation_logprobs(
     model: Any,
     tokenizer: Any,
@@ -45,65 +222,147 @@ def continuation_logprobs(
     layers: Any = None,
     *,
     batch_size: int = 32,
-    positions: str = "all",
     force: bool = False,
+    prefix_sharing: bool = True,
 ) -> torch.Tensor:
-    """``out[i, j] = log P(continuations[i][j] | prompts[i])`` summed over the continuation's tokens.
-
-    ``prompts`` are full prompt texts (already chat-formatted). ``continuations`` is one list shared
-    by all prompts or one list per prompt (same length each). ``strength`` is one value, or one per
-    prompt. All (prompt, continuation) sequences are left-padded into batches so the continuations sit
-    at the end and only their logits are projected.
-    """
+    """``out[i, j] = log P(continuations[i][j] | prompts[i])`` with one strength, or one per prompt."""
     n = len(prompts)
     if n and continuations and isinstance(continuations[0], str):
         conts = [list(continuations)] * n  # type: ignore[list-item]
     else:
         conts = [list(c) for c in continuations]  # type: ignore[arg-type]
-    if len(conts) != n:
-        raise ValueError(f"{len(conts)} continuation lists for {n} prompts")
-    k = len(conts[0]) if conts else 0
-    if any(len(c) != k for c in conts):
-        raise ValueError("every prompt needs the same number of continuations")
     s = check_strength(strength)
-    if isinstance(s, torch.Tensor) and s.numel() != n:
-        raise ValueError(f"got {s.numel()} strengths for {n} prompts")
+    if isinstance(s, torch.Tensor):
+        if s.numel() != n:
+            raise ValueError(f"got {s.numel()} strengths for {n} prompts")
+        out = torch.empty(n, len(conts[0]), dtype=torch.float64)
+        uniq = sorted(set(s.tolist()))
+        res = score_sequences(model, tokenizer, prompts, conts, uniq, vector, layers, batch_size=batch_size,
+                              force=force, prefix_sharing=prefix_sharing)
+        for i in range(n):
+            out[i] = torch.from_numpy(res.logprob[i, uniq.index(float(s[i]))])
+        return out
+    res = score_sequences(model, tokenizer, prompts, conts, [s], vector, layers, batch_size=batch_size, force=force,
+                          prefix_sharing=prefix_sharing)
+    return torch.from_numpy(res.logprob[:, 0])
+
+
+def next_token_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    token_sets: Sequence[Sequence[int]],
+    strengths: Sequence[float] = (0.0,),
+    vector: Any = None,
+    layers: Any = None,
+    *,
+    batch_size: int = 32,
+    force: bool = False,
+    progress: bool = False,
+    desc: str = "next-token",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probabilities of the next token after each prompt, over the full vocabulary.
+
+    Returns ``(lp, top)``: ``lp[i, s, k, m]`` = log P(token_sets[k][m]) (token sets padded with
+    -inf) and ``top[i, s]`` = the full-vocabulary argmax token id.
+    """
+    n = len(prompts)
+    S = [float(check_strength(x)) for x in strengths]
+    K = len(token_sets)
+    M = max(len(t) for t in token_sets)
+    ids_mat = torch.full((K, M), -1, dtype=torch.long)
+    for k, ts in enumerate(token_sets):
+        ids_mat[k, :len(ts)] = torch.as_tensor(list(ts))
+    lp = np.full((n, len(S), K, M), -np.inf)
+    top = np.zeros((n, len(S)), dtype=np.int64)
     penc = [encode(tokenizer, p) for p in prompts]
-    cenc_cache: dict[str, list[int]] = {}
-    rows: list[tuple[int, int, list[int], int]] = []  # (prompt i, cont j, ids, cont len)
-    for i in range(n):
-        for j, c in enumerate(conts[i]):
-            if c not in cenc_cache:
-                cenc_cache[c] = encode_continuation(tokenizer, c)
-            ce = cenc_cache[c]
-            rows.append((i, j, penc[i] + ce, len(ce)))
-    order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))
-    out = torch.empty(n, k, dtype=torch.float64)
+    rows = sorted([(i, s) for i in range(n) for s in range(len(S))], key=lambda r: (len(penc[r[0]]), r))
     dev = _model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     keep_ok = _accepts_logits_to_keep(model)
-    for b0 in range(0, len(order), batch_size):
-        bidx = order[b0:b0 + batch_size]
-        batch = [rows[r] for r in bidx]
-        ids, mask = pad_batch([b[2] for b in batch], pad_id, "left", dev)
-        L = max(b[3] for b in batch)
+    bar = tqdm(total=len(rows), desc=desc, unit="row", disable=not progress, leave=False)
+    for b0 in range(0, len(rows), batch_size):
+        batch = rows[b0:b0 + batch_size]
+        ids, mask = pad_batch([penc[i] for i, _ in batch], pad_id, "left", dev)
+        st = torch.as_tensor([S[s] for _, s in batch])
+        kw: dict[str, Any] = {"use_cache": False}
+        if keep_ok:
+            kw["logits_to_keep"] = 1
+        with _ctx(model, vector, st, layers, force), torch.inference_mode():
+            logits = forward(model, ids, mask, **kw).logits[:, -1].float()
+        logp = torch.log_softmax(logits, dim=-1).double().cpu()
+        am = logp.argmax(-1).numpy()
+        safe = ids_mat.clamp(min=0)
+        vals = logp[:, safe.reshape(-1)].reshape(len(batch), K, M)
+        vals = torch.where(ids_mat.unsqueeze(0) >= 0, vals, torch.full_like(vals, -np.inf)).numpy()
+        for b, (i, s) in enumerate(batch):
+            lp[i, s] = vals[b]
+            top[i, s] = am[b]
+        bar.update(len(batch))
+    bar.close()
+    return lp, top
+
+
+def drift(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    strengths: Sequence[float],
+    vector: Any = None,
+    layers: Any = None,
+    *,
+    max_answer_tokens: int = 64,
+    batch_size: int = 16,
+    force: bool = False,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (prompt, strength): mean KL(steered || unsteered) over the answer's next-token
+    distributions, the answer's mean token cross-entropy under the steered model, and the number of
+    answer tokens scored. The unsteered rows are computed in the same batch (strength 0 is exact)."""
+    n = len(prompts)
+    S = [float(check_strength(x)) for x in strengths]
+    allS = [0.0] + [s for s in S if s != 0.0]
+    seqs, alen = [], []
+    for p, a in zip(prompts, answers):
+        pe = encode(tokenizer, p)
+        ae = encode_continuation(tokenizer, a)[:max_answer_tokens]
+        seqs.append(pe + ae)
+        alen.append(len(ae))
+    kl = np.zeros((n, len(S)))
+    ce = np.zeros((n, len(S)))
+    cnt = np.asarray(alen)
+    dev = _model_device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    keep_ok = _accepts_logits_to_keep(model)
+    per = max(1, batch_size // len(allS))
+    order = sorted(range(n), key=lambda i: len(seqs[i]))
+    bar = tqdm(total=n, desc="drift", unit="item", disable=not progress, leave=False)
+    for b0 in range(0, n, per):
+        items = order[b0:b0 + per]
+        rows = [(i, k) for i in items for k in range(len(allS))]
+        ids, mask = pad_batch([seqs[i] for i, _ in rows], pad_id, "left", dev)
+        L = max(alen[i] for i in items)
+        st = torch.as_tensor([allS[k] for _, k in rows])
         kw: dict[str, Any] = {"use_cache": False}
         if keep_ok:
             kw["logits_to_keep"] = L + 1
-        if vector is None:
-            ctx: Any = contextlib.nullcontext()
-        else:
-            st = s[torch.as_tensor([b[0] for b in batch])] if isinstance(s, torch.Tensor) else s
-            ctx = steer(model, vector, st, layers, positions=positions, force=force)
-        with ctx, torch.inference_mode():
-            logits = forward(model, ids, mask, **kw).logits
-        logits = logits[:, -(L + 1):-1].float()  # predictions for the last L tokens
-        logp = torch.log_softmax(logits, dim=-1)
+        with _ctx(model, vector, st, layers, force), torch.inference_mode():
+            logits = forward(model, ids, mask, **kw).logits[:, -(L + 1):-1].float()
+        logp = torch.log_softmax(logits, dim=-1)  # [R, L, V]
         tgt = ids[:, -L:]
-        tok_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # [B, L]
-        lens = torch.as_tensor([b[3] for b in batch], device=tok_lp.device)
-        valid = torch.arange(L, device=tok_lp.device).unsqueeze(0) >= (L - lens).unsqueeze(1)
-        tot = (tok_lp * valid).sum(-1).double().cpu()
-        for r, b in enumerate(batch):
-            out[b[0], b[1]] = tot[r]
-    return out
+        tok_ce = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # [R, L]
+        R = len(rows)
+        logp = logp.view(len(items), len(allS), L, -1)
+        base = logp[:, :1]
+        kl_tok = (logp.exp() * (logp - base)).sum(-1)  # [I, S', L]
+        for a, i in enumerate(items):
+            valid = slice(L - alen[i], L)
+            for k, s in enumerate(allS):
+                for si, sv in enumerate(S):
+                    if sv == s:
+                        kl[i, si] = float(kl_tok[a, k, valid].mean())
+                        ce[i, si] = float(tok_ce[a * len(allS) + k, valid].mean())
+        bar.update(len(items))
+    bar.close()
+    return kl, ce, cnt

@@ -1,0 +1,172 @@
+"""Task machinery: items, the evaluation context, records and per-strength summaries."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+import torch
+
+from ..errors import DataError, StrengthError
+from ..steering import check_strength
+
+__all__ = ["Item", "EvalContext", "Task", "EvalResult", "subset", "summarize"]
+
+
+@dataclass
+class Item:
+    """One evaluation item. ``id`` is stable across runs; ``data`` holds task-specific fields."""
+
+    id: str
+    data: dict[str, Any]
+
+
+@dataclass
+class EvalContext:
+    """Everything a task needs to score items under steering."""
+
+    model: Any
+    tokenizer: Any
+    vector: Any = None
+    layers: Any = None
+    batch_size: int = 32
+    progress: bool = True
+    seed: int = 0
+    force: bool = False
+    positions: str = "all"
+    relative: bool = False
+
+    def steer_kwargs(self) -> dict[str, Any]:
+        return dict(vector=self.vector, layers=self.layers, force=self.force)
+
+
+class Task:
+    """Base class. Subclasses set ``name``, ``axis`` ("alignment" | "helpfulness"), ``metric`` (the
+    primary per-item field) and implement :meth:`load_items` and :meth:`score`.
+
+    ``score(ctx, items, strengths)`` returns one record (a dict) per (item, strength[, scorer]) with
+    at least ``item``, ``strength``, ``scorer`` and the metric fields.
+    """
+
+    name: ClassVar[str] = ""
+    axis: ClassVar[str] = "helpfulness"
+    metric: ClassVar[str] = ""
+    metrics: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    # -- data
+    def load_items(self) -> list[Item]:
+        raise NotImplementedError
+
+    def items(self, limit: int | None = None, seed: int = 0) -> list[Item]:
+        return subset(self.load_items(), limit, seed)
+
+    # -- scoring
+    def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def aggregate(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Task-level extra numbers per strength (e.g. BBQ bias scores). Default: none."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: v for k, v in self.options.items()}}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{self.__class__.__name__}({opts})"
+
+
+def subset(items: Sequence[Item], limit: int | None, seed: int) -> list[Item]:
+    """A deterministic subset: a seeded shuffle, then the first ``limit`` (order kept stable)."""
+    items = list(items)
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"duplicate item id {dup!r}: every item needs a unique id")
+    if limit is None or limit >= len(items):
+        return items
+    if limit <= 0:
+        raise DataError(f"limit must be positive, got {limit}")
+    idx = list(range(len(items)))
+    random.Random(seed).shuffle(idx)
+    keep = sorted(idx[:limit])
+    return [items[i] for i in keep]
+
+
+def check_strengths(strengths: Any, has_vector: bool) -> list[float]:
+    if isinstance(strengths, (int, float, str)) or (isinstance(strengths, torch.Tensor) and strengths.ndim == 0):
+        strengths = [strengths]
+    out = []
+    for s in strengths:
+        v = check_strength(s)
+        if isinstance(v, torch.Tensor):
+            raise StrengthError("strengths must be a flat list of numbers")
+        out.append(float(v))
+    if not out:
+        raise StrengthError("no strengths given: pass e.g. strengths=[0, 4, 8]")
+    if not has_vector and any(s != 0.0 for s in out):
+        raise StrengthError("non-zero strengths need a vector: pass vector=... or use strengths=[0]")
+    return out
+
+
+def summarize(records: Sequence[dict[str, Any]], metrics: Iterable[str]) -> list[dict[str, Any]]:
+    """Mean, standard error and n per (scorer, strength, metric), skipping None values."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r.get("scorer", ""), float(r["strength"])), []).append(r)
+    out = []
+    for (scorer, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        for m in metrics:
+            vals = [float(r[m]) for r in rs if r.get(m) is not None and not (isinstance(r[m], float) and math.isnan(r[m]))]
+            if not vals:
+                continue
+            n = len(vals)
+            mean = sum(vals) / n
+            var = sum((v - mean) ** 2 for v in vals) / (n - 1) if n > 1 else 0.0
+            out.append({"scorer": scorer, "strength": s, "metric": m, "mean": mean,
+                        "stderr": math.sqrt(var / n) if n > 1 else 0.0, "n": n})
+    return out
+
+
+@dataclass
+class EvalResult:
+    """Per-item records plus per-strength summaries of one task."""
+
+    task: str
+    axis: str
+    metric: str
+    records: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """A plain-text table: one row per (scorer, strength), one column per metric."""
+        metrics = sorted({r["metric"] for r in self.summary}, key=lambda m: (m != self.metric, m))
+        keys = sorted({(r["scorer"], r["strength"]) for r in self.summary}, key=lambda k: (k[0], k[1]))
+        cell = {(r["scorer"], r["strength"], r["metric"]): r for r in self.summary}
+        head = f"{'scorer':<10} {'strength':>9} " + " ".join(f"{m:>20}" for m in metrics) + f" {'n':>5}"
+        lines = [f"{self.task} ({self.axis}; primary metric: {self.metric})", head, "-" * len(head)]
+        for sc, s in keys:
+            vals = []
+            n = 0
+            for m in metrics:
+                c = cell.get((sc, s, m))
+                if c is None:
+                    vals.append(f"{'':>20}")
+                else:
+                    vals.append(f"{c['mean']:>11.4f} ± {c['stderr']:<6.4f}")
+                    n = max(n, c["n"])
+            lines.append(f"{sc:<10} {s:>9g} " + " ".join(vals) + f" {n:>5}")
+        for k, v in self.extra.items():
+            lines.append(f"{k}: {v}")
+        return "\n".join(lines)
+
+    def to_pandas(self):  # pragma: no cover - optional dependency
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
