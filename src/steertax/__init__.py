@@ -11,9 +11,11 @@ from .vectors import SteeringVector  # noqa: E402
 from .steering import steer  # noqa: E402
 from .extract import extract_vector  # noqa: E402
 from .generation import generate  # noqa: E402
+from . import tasks  # noqa: E402
+from .tasks import evaluate  # noqa: E402
 
 __all__ = [
     "__version__", "load_model", "find_blocks", "format_chat", "ContrastPair", "PairSet", "get_pairs",
     "refusal_pairs", "harmful_harmless_pairs", "SteeringVector", "steer", "extract_vector", "generate",
-    "SteertaxError", "ModelError", "DataError", "LayerError", "StrengthError", "VectorError", "ConfigError",
+    "tasks", "evaluate", "SteertaxError", "ModelError", "DataError", "LayerError", "StrengthError", "VectorError", "ConfigError",
 ]

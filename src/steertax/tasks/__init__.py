@@ -1,0 +1,73 @@
+"""Tasks: a registry by name, and :func:`evaluate`.
+
+>>> task = steertax.tasks.get("arc_easy")
+>>> res = steertax.evaluate(model, tok, task, vector=vec, strengths=[0, 8, 16], limit=64)
+>>> print(res.table())
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import DataError
+from .base import EvalContext, EvalResult, Item, Task, check_strengths, subset, summarize
+from .behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
+from .choice import ARCChallenge, ARCEasy, BBQ, HellaSwag, MMLU, TruthfulQA
+from .drift import Drift
+from .generative import GSM8K, HumanEval
+
+REGISTRY: dict[str, type[Task]] = {
+    cls.name: cls
+    for cls in (Refusal, RefusalAttack, BiasAgreement, BBQ, OverRefusal, MMLU, ARCEasy, ARCChallenge, HellaSwag,
+                TruthfulQA, GSM8K, HumanEval, Drift)
+}
+
+__all__ = ["get", "names", "evaluate", "Task", "Item", "EvalContext", "EvalResult", "REGISTRY"]
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(name: str, **options: Any) -> Task:
+    """A task by name with its options, e.g. ``get("refusal", scorers=["logprob"], source="advbench")``."""
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise DataError(f"unknown task {name!r}: choose one of {names()}")
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise DataError(f"task {name!r}: bad option ({e}); see help(steertax.tasks.{cls.__name__})") from None
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    task: Task | str,
+    vector: Any = None,
+    strengths: Sequence[float] | float = (0.0,),
+    layers: Any = None,
+    limit: int | None = None,
+    seed: int = 0,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    force: bool = False,
+    items: Sequence[Item] | None = None,
+) -> EvalResult:
+    """Score ``task`` at every strength (one batched pass over items x strengths).
+
+    Returns per-item records (item id, strength, scorer, score fields) and a summary (mean, standard
+    error, n) per strength, scorer and metric. ``limit``/``seed`` pick a deterministic subset.
+    """
+    t = get(task) if isinstance(task, str) else task
+    S = check_strengths(strengths, vector is not None)
+    if vector is not None:
+        vector.check_compatible(model, force=force) if hasattr(vector, "check_compatible") else None
+    its = list(items) if items is not None else t.items(limit, seed)
+    if not its:
+        raise DataError(f"{t.name}: no items to evaluate")
+    ctx = EvalContext(model, tokenizer, vector, layers, batch_size, progress, seed, force)
+    recs = t.score(ctx, its, S)
+    for r in recs:
+        r.setdefault("task", t.name)
+    return EvalResult(t.name, t.axis, t.metric, recs, summarize(recs, t.metrics), t.aggregate(recs))
