@@ -59,7 +59,7 @@ class BehaviorTask(Task):
                  max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0,
                  judge: Any = None, aligned_continuations: Sequence[str] | None = None,
                  misaligned_continuations: Sequence[str] | None = None, system: str | None = None,
-                 source: Any = None, **options: Any) -> None:
+                 source: Any = None) -> None:
         scorers = (scorers,) if isinstance(scorers, str) else tuple(scorers)
         for s in scorers:
             if s not in ("logprob", "generate"):
@@ -68,7 +68,7 @@ class BehaviorTask(Task):
             raise DataError(f"unknown template {template!r}: use one of {sorted(TEMPLATES)}")
         super().__init__(scorers=list(scorers), template=template, max_new_tokens=max_new_tokens,
                          do_sample=do_sample, judge=judge if isinstance(judge, (str, type(None))) else "custom",
-                         source=str(source) if source is not None else None, **options)
+                         source=str(source) if source is not None else None)
         self.scorers = scorers
         self.template = template
         self.max_new_tokens = max_new_tokens

@@ -37,8 +37,8 @@ class ClozeTask(Task):
     metric: ClassVar[str] = "p_correct"
     metrics: ClassVar[tuple[str, ...]] = ("p_correct", "p_correct_raw", "acc")
 
-    def __init__(self, *, chat: bool = False, source: Any = None, **options: Any) -> None:
-        super().__init__(chat=chat, source=str(source) if source is not None else None, **options)
+    def __init__(self, *, chat: bool = False, source: Any = None) -> None:
+        super().__init__(chat=chat, source=str(source) if source is not None else None)
         self.chat, self.source = chat, source
 
     def prompt_text(self, tok: Any, item: Item) -> str:
@@ -297,10 +297,10 @@ class MMLU(Task):
     metrics = ("p_abcd", "p_full", "acc")
     description = "MMLU letter-scored (paper protocol)"
 
-    def __init__(self, *, subjects: Any = "paper", template: str = "raw", source: Any = None, **options: Any) -> None:
+    def __init__(self, *, subjects: Any = "paper", template: str = "raw", source: Any = None) -> None:
         if template not in ("raw", "chat"):
             raise DataError(f"unknown MMLU template {template!r}: use 'raw' (the paper's) or 'chat'")
-        super().__init__(subjects=subjects, template=template, source=str(source) if source else None, **options)
+        super().__init__(subjects=subjects, template=template, source=str(source) if source else None)
         self.template, self.source = template, source
         if isinstance(subjects, str):
             if subjects in MMLU_PRESETS:

@@ -21,8 +21,8 @@ class Drift(Task):
     metrics = ("kl", "ce", "ce_delta")
     description = "KL(steered || unsteered) and cross-entropy on neutral text"
 
-    def __init__(self, *, max_answer_tokens: int = 48, chat: bool = True, source: Any = None, **kw: Any) -> None:
-        super().__init__(max_answer_tokens=max_answer_tokens, chat=chat, source=str(source) if source else None, **kw)
+    def __init__(self, *, max_answer_tokens: int = 48, chat: bool = True, source: Any = None) -> None:
+        super().__init__(max_answer_tokens=max_answer_tokens, chat=chat, source=str(source) if source else None)
         self.max_answer_tokens, self.chat, self.source = max_answer_tokens, chat, source
 
     def load_items(self) -> list[Item]:

@@ -50,8 +50,8 @@ class GSM8K(Task):
     metrics = ("acc",)
     description = "GSM8K exact match"
 
-    def __init__(self, *, max_new_tokens: int = 256, chat: bool = True, source: Any = None, **kw: Any) -> None:
-        super().__init__(max_new_tokens=max_new_tokens, chat=chat, source=str(source) if source else None, **kw)
+    def __init__(self, *, max_new_tokens: int = 256, chat: bool = True, source: Any = None) -> None:
+        super().__init__(max_new_tokens=max_new_tokens, chat=chat, source=str(source) if source else None)
         self.max_new_tokens, self.chat, self.source = max_new_tokens, chat, source
 
     def load_items(self) -> list[Item]:
@@ -109,9 +109,9 @@ class HumanEval(Task):
               "apart from any explanation. Give one answer.")
 
     def __init__(self, *, n_samples: int = 1, temperature: float = 0.8, max_new_tokens: int = 384, chat: bool = True,
-                 timeout: float = 10.0, **kw: Any) -> None:
+                 timeout: float = 10.0) -> None:
         super().__init__(n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, chat=chat,
-                         timeout=timeout, **kw)
+                         timeout=timeout)
         self.n, self.temperature, self.max_new_tokens, self.chat, self.timeout = n_samples, temperature, max_new_tokens, chat, timeout
 
     def load_items(self) -> list[Item]:
