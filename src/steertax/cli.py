@@ -60,6 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="allow a vector recorded for another model of the same shape")
     g.add_argument("--width", type=int, default=0, help="column width [terminal width]")
 
+    ev = sub.add_parser("eval", help="score a task at one or more strengths and print a table",
+                        description="Evaluate an alignment or helpfulness task under steering.")
+    _add_model(ev)
+    ev.add_argument("--task", required=True, action="append", help="task name (repeatable); see `steertax tasks`")
+    ev.add_argument("--limit", type=int, default=None, help="deterministic subset of this many items")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--vector", default=None, help="a .safetensors vector (needed for non-zero strengths)")
+    ev.add_argument("--strength", action="append", default=None,
+                    help="r_e (repeatable, or comma-separated); 0 is always included when a vector is given")
+    ev.add_argument("--layers", default=None, help="subset of the vector's layers")
+    ev.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="task option for every --task, or TASK.KEY=VALUE for one, e.g. refusal.scorers=[logprob] (YAML values)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--force", action="store_true")
+    ev.add_argument("--json", default=None, help="write records and summaries to this JSON file")
+
+    sub.add_parser("tasks", help="list the tasks")
+
     i = sub.add_parser("info", help="describe a saved vector")
     i.add_argument("vector")
     return ap
@@ -120,6 +138,76 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_strengths(values: Sequence[str] | None) -> list[float]:
+    from .steering import check_strength
+
+    out: list[float] = []
+    for v in values or []:
+        for part in str(v).split(","):
+            if part.strip():
+                out.append(float(check_strength(part.strip())))
+    return out
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from . import tasks as T
+    from ._util import atomic_write_json
+    from .models import load_model
+    from .vectors import SteeringVector
+
+    opts: dict[str, dict[str, Any]] = {n: {} for n in a.task}
+    for o in a.option:
+        if "=" not in o:
+            raise SteertaxError(f"--option {o!r} is not KEY=VALUE: write e.g. --option scorers=[logprob] or refusal.scorers=[logprob]")
+        k, v = o.split("=", 1)
+        k = k.strip()
+        target = a.task
+        if "." in k:
+            tname, k = k.split(".", 1)
+            if tname not in opts:
+                raise SteertaxError(f"--option {o!r} names task {tname!r}, which is not among --task {a.task}")
+            target = [tname]
+        for n in target:
+            opts[n][k] = yaml.safe_load(v)
+    tasks = [T.get(n, **opts[n]) for n in a.task]  # validate before loading the model
+    strengths = _parse_strengths(a.strength)
+    vec = SteeringVector.load(a.vector) if a.vector else None
+    if vec is None and any(s != 0 for s in strengths):
+        raise SteertaxError("non-zero --strength needs --vector: extract one with `steertax extract`")
+    if vec is not None:
+        strengths = sorted(set([0.0] + strengths))
+        if a.layers is not None:
+            vec = vec.select(a.layers)
+    strengths = strengths or [0.0]
+    model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
+    results = []
+    for t in tasks:
+        res = T.evaluate(model, tok, t, vec, strengths, limit=a.limit, seed=a.seed, batch_size=a.batch_size,
+                         progress=not a.quiet, force=a.force)
+        print(res.table())
+        print()
+        results.append({"task": res.task, "axis": res.axis, "metric": res.metric, "config": t.config(),
+                        "summary": res.summary, "extra": res.extra, "records": res.records})
+    if a.json:
+        atomic_write_json(a.json, {"model": a.model, "vector": a.vector, "strengths": strengths, "limit": a.limit,
+                                   "seed": a.seed, "results": json.loads(json.dumps(results, default=str))})
+        print(f"wrote {a.json}")
+    return 0
+
+
+def _cmd_tasks(a: argparse.Namespace) -> int:
+    from . import tasks as T
+
+    for n in T.names():
+        cls = T.REGISTRY[n]
+        print(f"{n:<16} {cls.axis:<12} {cls.metric:<10} {cls.description}")
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     from .vectors import SteeringVector
 
@@ -127,7 +215,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": _cmd_extract, "generate": _cmd_generate, "info": _cmd_info}
+COMMANDS = {"extract": _cmd_extract, "generate": _cmd_generate, "info": _cmd_info, "eval": _cmd_eval, "tasks": _cmd_tasks}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if not a.quiet else logging.WARNING, format="%(message)s")
     if a.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except Exception:  # pragma: no cover
+            pass
     try:
         return COMMANDS[a.cmd](a)
     except SteertaxError as e:
