@@ -1,0 +1,118 @@
+"""Durable, append-only results: SQLite in WAL mode, one row per (task, item, strength, scorer).
+
+A sweep is split into cells (a task and a chunk of its items, all strengths); each cell's rows and
+its completion mark are written in one transaction, so a killed process leaves only whole cells and
+a rerun skips them. Rows are keyed by the run's config hash: a changed config is a new run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import DataError
+
+__all__ = ["ResultStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, config TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    run_id TEXT NOT NULL, task TEXT NOT NULL, cell TEXT NOT NULL, n_rows INTEGER NOT NULL, done_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, task, cell));
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL, task TEXT NOT NULL, item TEXT NOT NULL, strength REAL NOT NULL, scorer TEXT NOT NULL,
+    data TEXT NOT NULL, PRIMARY KEY (run_id, task, item, strength, scorer));
+"""
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
+
+
+class ResultStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"{self.path} is not a steertax results database ({e}): move it away or choose another --out") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ runs
+    def begin_run(self, run_id: str, config: dict[str, Any], created: str) -> None:
+        row = self.db.execute("SELECT config FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO runs VALUES (?,?,?)", (run_id, json.dumps(config, sort_keys=True), created))
+
+    def runs(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY created")]
+
+    # ------------------------------------------------------------------ cells
+    def done_cells(self, run_id: str, task: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT cell FROM cells WHERE run_id=? AND task=?", (run_id, task))}
+
+    def write_cell(self, run_id: str, task: str, cell: str, records: Sequence[dict[str, Any]], done_at: str) -> None:
+        """Insert a cell's rows and its completion mark atomically."""
+        rows = []
+        for r in records:
+            data = {k: _clean(v) for k, v in r.items() if k not in ("item", "strength", "scorer", "task")}
+            rows.append((run_id, task, str(r["item"]), float(r["strength"]), str(r.get("scorer", "")),
+                         json.dumps(data, sort_keys=True)))
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.executemany("INSERT INTO results VALUES (?,?,?,?,?,?)", rows)
+            cur.execute("INSERT INTO cells VALUES (?,?,?,?,?)", (run_id, task, cell, len(rows), done_at))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ reads
+    def records(self, run_id: str, task: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT task, item, strength, scorer, data FROM results WHERE run_id=?"
+        args: list[Any] = [run_id]
+        if task is not None:
+            q += " AND task=?"
+            args.append(task)
+        q += " ORDER BY task, scorer, strength, item"
+        out = []
+        for t, item, s, sc, data in self.db.execute(q, args):
+            out.append({"task": t, "item": item, "strength": s, "scorer": sc, **json.loads(data)})
+        return out
+
+    def count(self, run_id: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM results WHERE run_id=?", (run_id,)).fetchone()[0])
+
+    def to_parquet(self, path: str | Path, run_id: str) -> Path:
+        """Export a run's rows (one column per score field) to Parquet for pandas users."""
+        import pandas as pd
+
+        from ._util import atomic_write_bytes
+
+        df = pd.DataFrame(self.records(run_id))
+        for c in df.columns:
+            if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, dict))).any():
+                df[c] = df[c].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+        return Path(path)

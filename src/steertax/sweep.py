@@ -1,0 +1,61 @@
+"""Run the (task x strength) grid into a ResultStore, resumably.
+
+Each task's items are cut into fixed chunks; a chunk is evaluated at every strength at once
+(strengths batched per row) and committed as one cell. Rerunning skips committed cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from .store import ResultStore
+from .tasks import Task, evaluate
+from .vectors import now_iso
+
+__all__ = ["TaskSpec", "run_sweep"]
+
+
+@dataclass
+class TaskSpec:
+    task: Task
+    limit: int | None = None
+    key: str | None = None  # name in the store (defaults to task.name)
+
+    @property
+    def name(self) -> str:
+        return self.key or self.task.name
+
+
+def run_sweep(
+    model: Any,
+    tokenizer: Any,
+    vector: Any,
+    specs: Sequence[TaskSpec],
+    strengths: Sequence[float],
+    store: ResultStore,
+    run_id: str,
+    *,
+    seed: int = 0,
+    chunk: int = 16,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Evaluate every task chunk not yet in the store; returns rows written per task."""
+    written: dict[str, int] = {}
+    for spec in specs:
+        items = spec.task.items(spec.limit, seed)
+        cells = [(f"{c:05d}", items[c * chunk:(c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
+        done = store.done_cells(run_id, spec.name)
+        todo = [(k, its) for k, its in cells if k not in done]
+        written[spec.name] = 0
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=spec.name, unit="cell", disable=not progress)
+        for key, its in todo:
+            res = evaluate(model, tokenizer, spec.task, vector if any(strengths) else None, strengths, seed=seed,
+                           items=its, batch_size=batch_size, progress=False, force=True)
+            store.write_cell(run_id, spec.name, key, res.records, now_iso())
+            written[spec.name] += len(res.records)
+            bar.update(1)
+        bar.close()
+    return written
