@@ -1,0 +1,256 @@
+"""The study configuration: a validated YAML schema <-> typed dataclasses.
+
+Unknown keys and wrong types are ConfigErrors naming the key (``tasks[2].limit: expected int``).
+``content_hash`` identifies a run: the same resolved config resumes, a different one is a new run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["RunConfig", "VectorConfig", "StrengthConfig", "TaskConfig", "StudyConfig", "TheoryConfig",
+           "load_config", "default_config", "builtin_config", "BUILTIN_CONFIGS"]
+
+
+@dataclass
+class VectorConfig:
+    """Where the steering vector comes from: an existing file (``path``) or extraction settings."""
+
+    path: Optional[str] = None
+    pairs: str = "refusal"  # refusal | harmful_harmless | a .csv/.jsonl of pairs
+    n_pairs: Optional[int] = 240
+    method: str = "pca"  # pca | mean_diff | probe
+    layers: str = "8-12"
+    position: Optional[str] = None  # last | answer_mean (default: the pairs' own)
+    heldout: float = 0.2
+    negate: bool = False  # flip the vector (e.g. to express a harmful-vs-harmless reading vector's sign)
+
+
+@dataclass
+class StrengthConfig:
+    """The r_e grid: explicit ``values``, or ``n`` points from 0 to ``max_relative`` x the mean
+    residual norm at the steered layers (and mirrored to negative values with ``both_signs``)."""
+
+    values: Optional[list[float]] = None
+    max_relative: float = 0.16
+    n: int = 9
+    both_signs: bool = False
+
+
+@dataclass
+class TaskConfig:
+    name: str = ""
+    limit: Optional[int] = None
+    options: dict = field(default_factory=dict)
+    label: Optional[str] = None  # store key when the same task runs twice with other options
+
+
+@dataclass
+class StudyConfig:
+    alpha: float = 0.5  # weight of alignment gain in U(r) = alpha*dB + (1-alpha)*dH
+    alignment_task: str = "refusal"
+    helpfulness_task: str = "arc_easy"
+    kl_ceiling: Optional[float] = None  # optional cap on drift KL at r*
+    validation_fraction: float = 0.5
+    n_boot: int = 200
+
+
+@dataclass
+class TheoryConfig:
+    enabled: bool = True
+    n_prompts: int = 16
+    top_k: int = 10
+    r_max: Optional[float] = None  # |r| range for the slope fits (default: half the grid's max)
+    n_points: int = 7
+
+
+@dataclass
+class RunConfig:
+    model: str = "smollm2"
+    dtype: Optional[str] = None
+    device: Optional[str] = None
+    seed: int = 0
+    batch_size: int = 32
+    chunk: int = 16
+    vector: VectorConfig = field(default_factory=VectorConfig)
+    strengths: StrengthConfig = field(default_factory=StrengthConfig)
+    tasks: list[TaskConfig] = field(default_factory=list)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    theory: TheoryConfig = field(default_factory=TheoryConfig)
+    quick: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def content_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def quick_version(self) -> "RunConfig":
+        """A scaled-down copy for smoke runs (CI): fewer pairs, strengths, items and tokens."""
+        d = self.to_dict()
+        d["quick"] = True
+        d["vector"]["n_pairs"] = min(d["vector"]["n_pairs"] or 64, 64)
+        s = d["strengths"]
+        if s["values"]:
+            vals = sorted(s["values"])
+            s["values"] = vals[:: max(1, len(vals) // 5)][:6] if len(vals) > 6 else vals
+        s["n"] = min(s["n"], 5)
+        d["study"]["n_boot"] = min(d["study"]["n_boot"], 50)
+        d["theory"]["n_prompts"] = min(d["theory"]["n_prompts"], 6)
+        d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
+        for t in d["tasks"]:
+            t["limit"] = min(t["limit"] or 12, 12)
+            if "max_new_tokens" in t["options"]:
+                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 16)
+        return from_dict(d)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _check(tp: Any, v: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union:
+        if v is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check(inner[0], v, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(v).__name__}")
+        return _build(tp, v, where)
+    if origin is list or tp is list:
+        if not isinstance(v, list):
+            raise ConfigError(f"{where}: expected a list, got {type(v).__name__}")
+        (a,) = args or (Any,)
+        return [_check(a, x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if tp is dict:
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(v).__name__}")
+        return dict(v)
+    if tp is bool:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where}: expected true/false, got {v!r}")
+        return v
+    if tp is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{where}: expected an integer, got {v!r}")
+        return v
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {v!r}")
+        import math
+
+        if not math.isfinite(float(v)):
+            raise ConfigError(f"{where}: {v!r} is not a finite number")
+        return float(v)
+    if tp is str:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and where.endswith("layers"):
+            return str(v)
+        if not isinstance(v, str):
+            raise ConfigError(f"{where}: expected a string, got {v!r}")
+        return v
+    return v
+
+
+def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        pre = f"{where}." if where else ""
+        raise ConfigError(f"unknown key {pre}{unknown[0]}: valid keys here are {sorted(names)}")
+    kw = {k: _check(hints[k], v, f"{where}.{k}" if where else k) for k, v in d.items()}
+    return cls(**kw)
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    if not isinstance(d, dict):
+        raise ConfigError(f"a config must be a YAML mapping, got {type(d).__name__}")
+    cfg = _build(RunConfig, d, "")
+    _semantic(cfg)
+    return cfg
+
+
+def _semantic(cfg: RunConfig) -> None:
+    from . import tasks as T
+    from ._util import parse_layers
+
+    if cfg.vector.method not in ("pca", "mean_diff", "probe"):
+        raise ConfigError(f"vector.method: {cfg.vector.method!r} is not one of pca, mean_diff, probe")
+    try:
+        parse_layers(cfg.vector.layers)
+    except Exception as e:
+        raise ConfigError(f"vector.layers: {e}") from None
+    if cfg.strengths.values is not None and not cfg.strengths.values:
+        raise ConfigError("strengths.values: give at least one strength (or remove it for the automatic grid)")
+    if cfg.strengths.n < 2:
+        raise ConfigError("strengths.n: need at least 2 points")
+    if not cfg.tasks:
+        raise ConfigError("tasks: list at least one task")
+    seen = set()
+    for i, t in enumerate(cfg.tasks):
+        if t.name not in T.REGISTRY:
+            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
+        key = t.label or t.name
+        if key in seen:
+            raise ConfigError(f"tasks[{i}]: {key!r} appears twice; give one a distinct label")
+        seen.add(key)
+        if t.limit is not None and t.limit <= 0:
+            raise ConfigError(f"tasks[{i}].limit: must be positive")
+        try:
+            T.get(t.name, **t.options)
+        except Exception as e:
+            raise ConfigError(f"tasks[{i}].options: {e}") from None
+    if not 0 <= cfg.study.alpha <= 1:
+        raise ConfigError("study.alpha: must be in [0, 1]")
+    if not 0 < cfg.study.validation_fraction < 1:
+        raise ConfigError("study.validation_fraction: must be in (0, 1)")
+
+
+BUILTIN_CONFIGS = ("default", "paper-qwen")
+
+
+def builtin_config(name: str) -> RunConfig:
+    from importlib import resources
+
+    if name not in BUILTIN_CONFIGS:
+        raise ConfigError(f"unknown built-in config {name!r}: use one of {BUILTIN_CONFIGS} or a YAML file")
+    text = resources.files(__package__).joinpath("configs", f"{name}.yaml").read_text(encoding="utf-8")
+    return from_dict(yaml.safe_load(text))
+
+
+def default_config() -> RunConfig:
+    return builtin_config("default")
+
+
+def load_config(path_or_name: str | Path | None) -> RunConfig:
+    if path_or_name is None:
+        return default_config()
+    if str(path_or_name) in BUILTIN_CONFIGS:
+        return builtin_config(str(path_or_name))
+    p = Path(path_or_name)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist: give a YAML file or one of {BUILTIN_CONFIGS}")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if d is None:
+        raise ConfigError(f"{p} is empty: start from `steertax run --print-default-config`")
+    return from_dict(d)

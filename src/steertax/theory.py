@@ -1,0 +1,140 @@
+"""The paper's constants estimated from logits, the predicted bounds, and assumption checks
+(PAPER.md §3): c (logit-change norm per unit r), m = cΔ (margin slope of the aligned-minus-misaligned
+logit gap), σ (spread of competing tokens' logit changes relative to the correct one, per unit r),
+p0 and B0 (from the sweep at r = 0)."""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .activations import _model_device, forward, pad_batch
+from .models import encode
+from .steering import steer
+
+__all__ = ["last_logits", "estimate_constants", "predicted_alignment", "predicted_helpfulness"]
+
+
+def last_logits(model: Any, tok: Any, prompts: Sequence[str], strengths: Sequence[float], vector: Any,
+                layers: Any = None, batch_size: int = 16) -> np.ndarray:
+    """Logits at each prompt's last token for every strength: [n_prompts, n_strengths, vocab] (float32)."""
+    penc = [encode(tok, p) for p in prompts]
+    rows = [(i, s) for i in range(len(prompts)) for s in range(len(strengths))]
+    dev = _model_device(model)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    out: np.ndarray | None = None
+    for b0 in range(0, len(rows), batch_size):
+        batch = rows[b0:b0 + batch_size]
+        ids, mask = pad_batch([penc[i] for i, _ in batch], pad, "left", dev)
+        st = torch.as_tensor([float(strengths[s]) for _, s in batch])
+        ctx = steer(model, vector, st, layers, force=True) if vector is not None else contextlib.nullcontext()
+        with ctx, torch.inference_mode():
+            lg = forward(model, ids, mask, use_cache=False).logits[:, -1].float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(prompts), len(strengths), lg.shape[-1]), dtype=np.float32)
+        for k, (i, s) in enumerate(batch):
+            out[i, s] = lg[k]
+    assert out is not None
+    return out
+
+
+def _slope_through_origin(r: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(r) == 0 or float((r * r).sum()) == 0:
+        return float("nan"), float("nan")
+    k = float((r * y).sum() / (r * r).sum())
+    ss_res = float(((y - k * r) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum()) or 1e-12
+    return k, 1 - ss_res / ss_tot
+
+
+def _first_tokens(tok: Any, texts: Sequence[str]) -> list[int]:
+    return sorted({tok(t, add_special_tokens=False)["input_ids"][0] for t in texts})
+
+
+def estimate_constants(
+    model: Any,
+    tok: Any,
+    vector: Any,
+    *,
+    align_prompts: Sequence[str],
+    aligned_texts: Sequence[str],
+    misaligned_texts: Sequence[str],
+    help_prompts: Sequence[str],
+    help_correct: Sequence[int],
+    r_max: float,
+    n_points: int = 7,
+    top_k: int = 10,
+    layers: Any = None,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Estimate c, m = cΔ, Δ and σ from logits on a symmetric grid |r| <= r_max (PAPER.md §3.5)."""
+    from scipy import stats
+
+    rs = np.unique(np.concatenate([np.linspace(-r_max, r_max, n_points), [0.0]]))
+    z = int(np.argmin(np.abs(rs)))
+    # --- alignment prompts: c and the margin slope
+    L = last_logits(model, tok, align_prompts, rs, vector, layers, batch_size)
+    d = L - L[:, z:z + 1]
+    norms = np.linalg.norm(d, axis=-1).mean(0)  # [S]
+    pos, neg = rs > 0, rs < 0
+    c_pos, r2_pos = _slope_through_origin(rs[pos], norms[pos])
+    c_neg, r2_neg = _slope_through_origin(-rs[neg], norms[neg])
+    a_ids, m_ids = _first_tokens(tok, aligned_texts), _first_tokens(tok, misaligned_texts)
+    gap = d[:, :, a_ids].mean(-1) - d[:, :, m_ids].mean(-1)  # [n, S]
+    y = gap.mean(0)
+    init = rs[pos][: max(1, min(3, int(pos.sum())))]
+    init_slope = float((init * y[pos][: len(init)]).sum() / (init * init).sum()) if len(init) else float("nan")
+    chord = float(y[-1] / rs[-1]) if rs[-1] > 0 else float("nan")
+    m = min(init_slope, chord)
+    # --- helpfulness prompts: sigma from competing tokens relative to the correct one
+    H = last_logits(model, tok, help_prompts, rs, vector, layers, batch_size)
+    dh = H - H[:, z:z + 1]
+    X_by_r = []
+    for s in range(len(rs)):
+        xs = []
+        for i, corr in enumerate(help_correct):
+            top = np.argsort(-H[i, z])[: top_k + 1]
+            top = [t for t in top if t != corr][:top_k]
+            xs.append(dh[i, s, top] - dh[i, s, corr])
+        X_by_r.append(np.concatenate(xs))
+    sig_r = np.asarray([float(np.std(X_by_r[s])) / abs(rs[s]) if rs[s] != 0 else np.nan for s in range(len(rs))])
+    sigma = float(np.nanmedian(sig_r))
+    big = int(np.argmax(np.abs(rs)))
+    Xb = X_by_r[big]
+    norm_p = float(stats.normaltest(Xb).pvalue) if len(Xb) >= 20 else float("nan")
+    skew, kurt = float(stats.skew(Xb)), float(stats.kurtosis(Xb))
+    cv = float(np.nanstd(sig_r) / np.nanmean(sig_r)) if np.isfinite(sig_r).any() else float("nan")
+    c = float(np.nanmean([c_pos, c_neg]))
+    checks = {
+        "A-norm": {"holds": bool(min(r2_pos, r2_neg) > 0.9),
+                   "detail": f"|Δlogits| vs |r| linear fits R² = {r2_pos:.3f} (r>0), {r2_neg:.3f} (r<0) on |r| ≤ {r_max:g}"},
+        "A-margin": {"holds": bool(m > 0),
+                     "detail": f"aligned-minus-misaligned first-token logit gap slope m = {m:.4g} (initial {init_slope:.4g}, chord {chord:.4g})"},
+        "A-Gaussian": {"holds": bool((np.isfinite(norm_p) and norm_p > 0.01) or (abs(skew) < 0.5 and abs(kurt) < 1.0)),
+                       "detail": f"at r = {rs[big]:g}: normaltest p = {norm_p:.3g}, skew {skew:.2f}, excess kurtosis {kurt:.2f}; "
+                                 f"σ(r)/|r| varies by CV {cv:.2f} across r"},
+    }
+    return {
+        "c": c, "c_pos": c_pos, "c_neg": c_neg, "r2_pos": r2_pos, "r2_neg": r2_neg,
+        "m": float(m), "delta": float(m / c) if c else float("nan"), "sigma": sigma,
+        "sigma_by_r": [None if not np.isfinite(x) else float(x) for x in sig_r],
+        "grid": rs.tolist(), "logit_change_norm": norms.tolist(), "margin_curve": y.tolist(),
+        "normality_p": norm_p, "skew": skew, "excess_kurtosis": kurt, "checks": checks,
+        "n_align_prompts": len(align_prompts), "n_help_prompts": len(help_prompts), "top_k": top_k,
+    }
+
+
+def predicted_alignment(r: np.ndarray, m: float, B0: float) -> np.ndarray:
+    """B(r) >= tanh(½·m·r + artanh B0) (PAPER.md §3.2)."""
+    B0 = float(np.clip(B0, -0.999999, 0.999999))
+    return np.tanh(0.5 * m * r + math.atanh(B0))
+
+
+def predicted_helpfulness(r: np.ndarray, p0: float, sigma: float) -> np.ndarray:
+    """H(r) <= 1/(1 + a + a·σ²r²/2), a = (1 − p0)/p0 (PAPER.md §3.3)."""
+    p0 = float(np.clip(p0, 1e-6, 1.0))
+    a = (1 - p0) / p0
+    return 1.0 / (1.0 + a + a * sigma * sigma * r * r / 2.0)
