@@ -78,6 +78,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="list the tasks")
 
+    r = sub.add_parser("run", help="the tradeoff study: sweep, fitted laws, theory, efficient strength, tax, report",
+                       description="Run the study from a YAML config (default: the built-in SmolLM2 study).")
+    r.add_argument("config", nargs="?", default=None, help="YAML file or built-in name (default, paper-qwen)")
+    r.add_argument("--out", default=None, help="output folder (rerun the same command to resume)")
+    r.add_argument("--quick", action="store_true", help="a scaled-down smoke run (minutes on a CPU)")
+    r.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
+
+    for name, hlp in (("fit", "refit the laws and rewrite summary.json and the report"),
+                      ("theory", "estimate the theory's constants from logits, then refit and report"),
+                      ("tax", "print the alignment tax table (after refitting)")):
+        q = sub.add_parser(name, help=hlp)
+        q.add_argument("dir", help="a `steertax run` output folder")
+
     i = sub.add_parser("info", help="describe a saved vector")
     i.add_argument("vector")
     return ap
@@ -208,6 +221,96 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(a: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from .config import load_config
+
+    if a.print_default_config:
+        print(resources.files("steertax").joinpath("configs", "default.yaml").read_text(encoding="utf-8"), end="")
+        return 0
+    if not a.out:
+        raise SteertaxError("steertax run needs --out DIR (where results, summary and report go)")
+    cfg = load_config(a.config)
+    if a.quick:
+        cfg = cfg.quick_version()
+    from .study import run_study
+
+    summ = run_study(cfg, a.out, progress=not a.quiet)
+    _print_headline(summ, a.out)
+    return 0
+
+
+def _print_headline(summ: dict[str, Any], out: str) -> None:
+    eff = summ.get("efficient_strength") or {}
+    print(f"run {summ['run_id']}  model {summ['model']}  strengths {summ['strengths']}")
+    for name, t in summ["tasks"].items():
+        bs = t["by_strength"]
+        first, last = bs[0], bs[-1]
+        print(f"  {name:<24} {t['metric']:<10} r={first['strength']:g}: {first['mean']:.3f}   r={last['strength']:g}: {last['mean']:.3f}")
+    if eff.get("ok"):
+        print(f"efficient strength r* = {eff['r_star']:.2f} (alpha {eff['alpha']}); break-even {eff.get('break_even')}")
+    print(f"wrote {out}/summary.json, {out}/report.html, {out}/results.sqlite, {out}/results.parquet")
+
+
+def _cmd_fit(a: argparse.Namespace) -> int:
+    from .study import analyze
+
+    summ = analyze(a.dir)
+    for name, t in summ["tasks"].items():
+        f = t["fit"]
+        ps = ", ".join(f"{k}={v['value']:.4g} [{v['ci95'][0] if v['ci95'][0] is None else round(v['ci95'][0], 4)}, "
+                       f"{v['ci95'][1] if v['ci95'][1] is None else round(v['ci95'][1], 4)}]"
+                       for k, v in (f.get("params") or {}).items())
+        print(f"{name:<24} {f.get('law') or '-':<24} {ps}  R2={f.get('r2')}")
+    return 0
+
+
+def _cmd_theory(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from ._util import atomic_write_json
+    from .config import from_dict
+    from .models import load_model
+    from .study import analyze, compute_theory
+    from .vectors import SteeringVector
+
+    d = Path(a.dir)
+    if not (d / "config.resolved.yaml").is_file():
+        raise SteertaxError(f"{d} has no config.resolved.yaml: is it a `steertax run` output folder?")
+    resolved = yaml.safe_load((d / "config.resolved.yaml").read_text())
+    cfg = from_dict(resolved["config"])
+    model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
+    vec = SteeringVector.load(resolved["resolved"]["vector_file"])
+    if cfg.vector.negate:
+        vec = -vec
+    vec = vec.select(cfg.vector.layers)
+    th = compute_theory(cfg, model, tok, vec, resolved["resolved"]["strengths"])
+    atomic_write_json(d / f"theory-{resolved['run_id']}.json", th)
+    summ = analyze(d)
+    t = summ["theory"]
+    print(f"c = {t['c']:.4g}  m = cΔ = {t['m']:.4g}  Δ = {t['delta']:.4g}  σ = {t['sigma']:.4g}  B0 = {t.get('B0')}  p0 = {t.get('p0')}")
+    for k, c in t["checks"].items():
+        print(f"  {k:<11} {'holds' if c['holds'] else 'FAILS'}  {c['detail']}")
+    return 0
+
+
+def _cmd_tax(a: argparse.Namespace) -> int:
+    from .study import analyze
+
+    summ = analyze(a.dir)
+    eff = summ["efficient_strength"]
+    print(f"r* = {eff.get('r_star')}")
+    print(f"{'benchmark':<24} {'metric':<10} {'base':>8} {'at r*':>8} {'tax %':>8}")
+    for r in summ["alignment_tax"]:
+        f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        print(f"{r['task']:<24} {r['metric']:<10} {f(r['base']):>8} {f(r['at_r_star']):>8} "
+              f"{'-' if r['tax_percent'] is None else format(r['tax_percent'], '.1f'):>8}")
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     from .vectors import SteeringVector
 
@@ -215,7 +318,8 @@ def _cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": _cmd_extract, "generate": _cmd_generate, "info": _cmd_info, "eval": _cmd_eval, "tasks": _cmd_tasks}
+COMMANDS = {"extract": _cmd_extract, "generate": _cmd_generate, "info": _cmd_info, "eval": _cmd_eval, "tasks": _cmd_tasks,
+            "run": _cmd_run, "fit": _cmd_fit, "theory": _cmd_theory, "tax": _cmd_tax}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,308 @@
+"""The tradeoff study end to end: vector -> sweep -> laws -> theory -> efficient strength -> tax -> report.
+
+``run_study(cfg, out)`` is what ``steertax run`` calls. Everything lands in ``out``:
+config.resolved.yaml, results.sqlite (+ results.parquet), theory.json, summary.json, report.html and
+figures/*.png. Rerunning the same config resumes; ``analyze(out)`` redoes only the analysis.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import __version__
+from . import tasks as T
+from ._util import atomic_write_json, atomic_write_text
+from .config import RunConfig, from_dict
+from .errors import ConfigError, DataError
+from .laws import fit_task, item_matrix
+from .store import ResultStore
+from .tasks.base import summarize
+from .tax import efficient_strength, interp_mean, law_function, split_items, tax_table
+from .vectors import SteeringVector, now_iso
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_study", "analyze", "strength_grid", "compute_theory"]
+
+CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "mmlu": 0.25}
+
+
+def strength_grid(cfg: RunConfig, vec: SteeringVector) -> tuple[list[float], dict[str, Any]]:
+    s = cfg.strengths
+    norms = [vec.layer_norms[i] for i in vec.layers if i in vec.layer_norms]
+    mean_norm = float(np.mean(norms)) if norms else float("nan")
+    if s.values is not None:
+        grid = sorted({float(v) for v in s.values} | {0.0})
+        how = "explicit values"
+    else:
+        if not np.isfinite(mean_norm):
+            raise ConfigError("strengths: the vector has no recorded layer norms; give strengths.values explicitly")
+        top = s.max_relative * mean_norm
+        pos = np.linspace(0, top, s.n)
+        grid = sorted({round(float(x), 2) for x in (np.concatenate([-pos, pos]) if s.both_signs else pos)})
+        how = f"{s.n} points from 0 to {s.max_relative} x mean residual norm {mean_norm:.1f}" + (" on both signs" if s.both_signs else "")
+    info = {"how": how, "mean_residual_norm": mean_norm,
+            "relative": [g / mean_norm if np.isfinite(mean_norm) and mean_norm else None for g in grid],
+            "total_norm_per_token": [abs(g) * np.sqrt(len(vec.layers)) for g in grid],
+            "n_layers_steered": len(vec.layers)}
+    return grid, info
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"steertax": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _task_specs(cfg: RunConfig):
+    from .sweep import TaskSpec
+
+    return [TaskSpec(T.get(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
+
+
+def _data_hash(task: Any, limit: int | None, seed: int) -> str:
+    items = task.items(limit, seed)
+    blob = json.dumps([[it.id, it.data] for it in items], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, progress: bool) -> tuple[SteeringVector, Path]:
+    from .extract import extract_vector
+    from .pairs import get_pairs
+
+    v = cfg.vector
+    if v.path:
+        vec = SteeringVector.load(v.path)
+        vec.check_compatible(model, force=False)
+        path = Path(v.path)
+    else:
+        key = hashlib.sha256(json.dumps({"model": cfg.model, "seed": cfg.seed, **{k: getattr(v, k) for k in (
+            "pairs", "n_pairs", "method", "layers", "position", "heldout")}}, sort_keys=True).encode()).hexdigest()[:12]
+        path = out / f"vector-{key}.safetensors"
+        if path.is_file():
+            vec = SteeringVector.load(path)
+        else:
+            ps = get_pairs(v.pairs, tok, v.n_pairs, seed=cfg.seed)
+            vec = extract_vector(model, tok, ps, layers=v.layers, method=v.method, position=v.position,
+                                 heldout=v.heldout, seed=cfg.seed, batch_size=cfg.batch_size, progress=progress)
+            vec.save(path)
+    if v.negate:
+        vec = -vec
+    return vec.select(v.layers), path
+
+
+def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, grid: list[float]) -> dict[str, Any]:
+    from .models import format_chat
+    from .tasks.behavior import BehaviorTask
+    from .tasks.choice import MMLU, ClozeTask
+    from .theory import estimate_constants
+
+    at = T.get(cfg.study.alignment_task, **_opts(cfg, cfg.study.alignment_task))
+    ht = T.get(cfg.study.helpfulness_task, **_opts(cfg, cfg.study.helpfulness_task))
+    if not isinstance(at, BehaviorTask):
+        raise ConfigError(f"study.alignment_task {at.name!r} must be a behavior task (refusal, bias_agreement, ...)")
+    n = cfg.theory.n_prompts
+    a_items = at.items(n, cfg.seed + 1)
+    prompts = [at.prompt_text(tok, it) for it in a_items]
+    a_set, m_set = at._conts()
+    if isinstance(ht, MMLU):
+        h_items = ht.items(n, cfg.seed + 1)
+        h_prompts = [ht.prompt_text(tok, it) for it in h_items]
+        letters = ht.letter_tokens(tok)
+        h_correct = [letters[it.data["gold"]][-1] for it in h_items]
+    elif isinstance(ht, ClozeTask):
+        h_items = ht.items(n, cfg.seed + 1)
+        h_prompts = [ht.prompt_text(tok, it) for it in h_items]
+        h_correct = [tok(ht.choice_texts(it)[it.data["gold"]], add_special_tokens=False)["input_ids"][0] for it in h_items]
+    else:
+        # fall back to ARC-Easy for sigma when the helpfulness task has no single correct token
+        ht2 = T.get("arc_easy")
+        h_items = ht2.items(n, cfg.seed + 1)
+        h_prompts = [ht2.prompt_text(tok, it) for it in h_items]
+        h_correct = [tok(ht2.choice_texts(it)[it.data["gold"]], add_special_tokens=False)["input_ids"][0] for it in h_items]
+    r_max = cfg.theory.r_max or max(abs(g) for g in grid) / 2
+    return estimate_constants(model, tok, vec, align_prompts=prompts, aligned_texts=a_set, misaligned_texts=m_set,
+                              help_prompts=h_prompts, help_correct=h_correct, r_max=r_max,
+                              n_points=cfg.theory.n_points, top_k=cfg.theory.top_k, batch_size=cfg.batch_size)
+
+
+def _opts(cfg: RunConfig, name: str) -> dict[str, Any]:
+    for t in cfg.tasks:
+        if (t.label or t.name) == name:
+            return dict(t.options)
+    return {}
+
+
+def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    from .models import load_model
+    from .sweep import run_sweep
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_id = cfg.content_hash()
+    specs = _task_specs(cfg)  # validates tasks before the model loads
+    model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
+    vec, vec_path = _get_vector(cfg, model, tok, out, run_id, progress)
+    grid, grid_info = strength_grid(cfg, vec)
+    resolved = {
+        "run_id": run_id, "created": now_iso(), "config": cfg.to_dict(),
+        "resolved": {"strengths": grid, "strength_grid": grid_info, "vector_file": str(vec_path),
+                     "vector": vec.metadata(), "versions": _versions(),
+                     "model": {"name": cfg.model, "class": model.__class__.__name__,
+                               "hidden_size": vec.hidden_size, "num_layers": vec.num_layers},
+                     "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in specs}},
+    }
+    resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
+    atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    with ResultStore(out / "results.sqlite") as store:
+        store.begin_run(run_id, cfg.to_dict(), resolved["created"])
+        run_sweep(model, tok, vec, specs, grid, store, run_id, seed=cfg.seed, chunk=cfg.chunk,
+                  batch_size=cfg.batch_size, progress=progress)
+    theory_path = out / f"theory-{run_id}.json"
+    if cfg.theory.enabled and not theory_path.is_file():
+        atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))
+    return analyze(out)
+
+
+def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for t in cfg.tasks:
+        task = T.get(t.name, **t.options)
+        key = t.label or t.name
+        recs = [r for r in records if r["task"] == key]
+        scorers = sorted({r["scorer"] for r in recs}, key=lambda s: (s != "logprob", s))
+        for k, sc in enumerate(scorers):
+            name = key if k == 0 else f"{key}[{sc}]"
+            out[name] = {"task": key, "name": t.name, "axis": task.axis, "metric": task.metric, "scorer": sc,
+                         "records": [r for r in recs if r["scorer"] == sc], "task_obj": task}
+    return out
+
+
+def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None = None) -> dict[str, Any]:
+    recs = e["records"] if items is None else [r for r in e["records"] if str(r["item"]) in items]
+    if e["metric"] in ("kl", "ce", "ce_delta"):
+        S, _, Y = item_matrix(recs, e["metric"])
+        from .laws import fit_law
+
+        f = fit_law("quadratic", S, Y, n_boot=n_boot, seed=seed)
+        f["note"] = "drift grows with |r|; fitted with a quadratic"
+        return f
+    chance = CHANCE.get(e["name"]) if e["metric"] in ("p_correct", "p_abcd") else None
+    f = fit_task(recs, e["metric"], e["axis"], n_boot=n_boot, seed=seed, chance=chance)
+    if chance:
+        f["chance"] = chance
+    return f
+
+
+def analyze(out: str | Path) -> dict[str, Any]:
+    """Fit laws, pick r*, compute the tax, write summary.json, results.parquet and the report."""
+    from .report import write_report
+
+    out = Path(out)
+    cfg_path = out / "config.resolved.yaml"
+    if not cfg_path.is_file():
+        raise DataError(f"{out} has no config.resolved.yaml: is it a `steertax run` output folder?")
+    resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    cfg = from_dict(resolved["config"])
+    run_id = resolved["run_id"]
+    with ResultStore(out / "results.sqlite") as store:
+        records = store.records(run_id)
+        store.to_parquet(out / "results.parquet", run_id)
+    if not records:
+        raise DataError(f"{out}: the results store has no rows for run {run_id}; run `steertax run` first")
+    entries = _entries(cfg, records)
+    st = cfg.study
+    tasks_out: dict[str, Any] = {}
+    for name, e in entries.items():
+        summ = [s for s in summarize(e["records"], [e["metric"]])]
+        tasks_out[name] = {
+            "axis": e["axis"], "metric": e["metric"], "scorer": e["scorer"], "task": e["name"],
+            "by_strength": [{k: s[k] for k in ("strength", "mean", "stderr", "n")} for s in summ],
+            "fit": _fit_entry(e, st.n_boot, cfg.seed),
+            "extra": e["task_obj"].aggregate(e["records"]) if e["name"] == "bbq" else {},
+        }
+    # efficient strength on a validation split; held-out numbers at r*
+    eff: dict[str, Any] = {"ok": False}
+    if st.alignment_task in entries and st.helpfulness_task in entries:
+        ea, eh = entries[st.alignment_task], entries[st.helpfulness_task]
+        ids = sorted({str(r["item"]) for r in ea["records"]} | {str(r["item"]) for r in eh["records"]})
+        val, test = split_items(ids, st.validation_fraction, cfg.seed)
+        fa, fh = _fit_entry(ea, 0, cfg.seed, val), _fit_entry(eh, 0, cfg.seed, val)
+        fB, fH = law_function(fa), law_function(fh)
+        grid = resolved["resolved"]["strengths"]
+        if fB is not None and fH is not None:
+            kl = None
+            drift = [n for n, e in entries.items() if e["name"] == "drift"]
+            if st.kl_ceiling is not None and drift:
+                drec = entries[drift[0]]["records"]
+                kl = lambda r: np.asarray([interp_mean(drec, "kl", float(x)) for x in np.atleast_1d(r)])  # noqa: E731
+            eff = efficient_strength(fB, fH, (min(grid), max(grid)), st.alpha, kl, st.kl_ceiling)
+            r = eff["r_star"]
+            eff.update(ok=True, alignment_task=st.alignment_task, helpfulness_task=st.helpfulness_task,
+                       n_validation_items=len(val), n_test_items=len(test),
+                       validation_fits={"alignment": fa, "helpfulness": fh},
+                       heldout={"dB": interp_mean(ea["records"], ea["metric"], r, items=test) -
+                                      interp_mean(ea["records"], ea["metric"], 0.0, items=test),
+                                "dH": interp_mean(eh["records"], eh["metric"], r, items=test) -
+                                      interp_mean(eh["records"], eh["metric"], 0.0, items=test)})
+        else:
+            eff["reason"] = "a law could not be fitted on the validation split"
+    r_star = eff.get("r_star", 0.0) if eff.get("ok") else 0.0
+    tax = tax_table({n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
+                    {n: e["records"] for n, e in entries.items()}, r_star)
+    theory: dict[str, Any] = {}
+    tp = out / f"theory-{run_id}.json"
+    if tp.is_file():
+        theory = json.loads(tp.read_text())
+        b0 = interp_mean(entries[st.alignment_task]["records"], entries[st.alignment_task]["metric"], 0.0) \
+            if st.alignment_task in entries else float("nan")
+        p0 = interp_mean(entries[st.helpfulness_task]["records"], entries[st.helpfulness_task]["metric"], 0.0) \
+            if st.helpfulness_task in entries else float("nan")
+        theory.update(B0=b0, p0=p0)
+        if np.isfinite(p0) and p0 > 0:
+            theory["a_from_p0"] = (1 - p0) / p0
+        fa_full = tasks_out.get(st.alignment_task, {}).get("fit", {})
+        if fa_full.get("ok"):
+            theory["fit_route"] = {"m_from_fit": 2 * fa_full["params"]["a"]["value"], "m_from_logits": theory.get("m")}
+    summary = {
+        "run_id": run_id, "model": cfg.model, "vector": {**resolved["resolved"]["vector"], "file": resolved["resolved"]["vector_file"]},
+        "strengths": resolved["resolved"]["strengths"], "strength_grid": resolved["resolved"]["strength_grid"],
+        "tasks": tasks_out, "efficient_strength": eff, "break_even_strength": eff.get("break_even"),
+        "alignment_tax": tax, "theory": theory, "quick": cfg.quick, "created": now_iso(),
+    }
+    summary = _sanitize(json.loads(json.dumps(summary, default=_json_default)))
+    atomic_write_json(out / "summary.json", summary)
+    write_report(out, summary, resolved)
+    return summary
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _sanitize(o: Any) -> Any:
+    """Strict JSON: NaN and infinities become null."""
+    if isinstance(o, float):
+        return o if np.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _sanitize(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_sanitize(v) for v in o]
+    return o
