@@ -102,7 +102,7 @@ class RunConfig:
         """A scaled-down copy for smoke runs (CI): fewer pairs, strengths, items and tokens."""
         d = self.to_dict()
         d["quick"] = True
-        d["vector"]["n_pairs"] = min(d["vector"]["n_pairs"] or 64, 64)
+        d["vector"]["n_pairs"] = min(d["vector"]["n_pairs"] or 48, 48)
         s = d["strengths"]
         if s["values"]:
             vals = sorted(s["values"])
@@ -112,9 +112,9 @@ class RunConfig:
         d["theory"]["n_prompts"] = min(d["theory"]["n_prompts"], 6)
         d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
         for t in d["tasks"]:
-            t["limit"] = min(t["limit"] or 12, 12)
+            t["limit"] = min(t["limit"] or 8, 8)
             if "max_new_tokens" in t["options"]:
-                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 16)
+                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
         return from_dict(d)
 
 

@@ -1,0 +1,107 @@
+"""`steertax run --quick` on the real SmolLM2: every output file, sane numbers, resume, report."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "run"
+    r = subprocess.run([sys.executable, "-m", "steertax.cli", "--quiet", "run", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_quick_run_writes_everything(quick_run):
+    out, stdout = quick_run
+    for f in ("config.resolved.yaml", "results.sqlite", "results.parquet", "summary.json", "report.html"):
+        assert (out / f).is_file(), f
+    for f in ("alignment", "helpfulness", "tradeoff", "drift", "theory"):
+        assert (out / "figures" / f"{f}.png").stat().st_size > 10_000
+    s = json.loads((out / "summary.json").read_text())
+    for k in ("model", "vector", "strengths", "tasks", "efficient_strength", "break_even_strength", "alignment_tax", "theory"):
+        assert k in s
+    ref = s["tasks"]["refusal"]["by_strength"]
+    assert ref[-1]["strength"] == max(s["strengths"]) and ref[0]["strength"] == 0.0
+    assert ref[-1]["mean"] > ref[0]["mean"]
+    arc = s["tasks"]["arc_easy"]["by_strength"]
+    assert arc[-1]["mean"] < arc[0]["mean"]
+    fit = s["tasks"]["refusal"]["fit"]
+    assert fit["law"] == "tanh" and set(fit["params"]) == {"a", "b0"} and "ci95" in fit["params"]["a"]
+    assert s["tasks"]["arc_easy"]["fit"]["law"].startswith("inverse_quadratic")
+    assert set(s["theory"]["checks"]) == {"A-norm", "A-margin", "A-Gaussian"}
+    assert s["efficient_strength"]["ok"] and min(s["strengths"]) <= s["efficient_strength"]["r_star"] <= max(s["strengths"])
+    # one row per (task, item, strength, scorer)
+    db = sqlite3.connect(out / "results.sqlite")
+    n, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT task||item||strength||scorer) FROM results").fetchone()
+    assert n == distinct > 0
+    import pandas as pd
+
+    assert len(pd.read_parquet(out / "results.parquet")) == n
+
+
+def test_rerun_resumes_without_recomputing(quick_run, tmp_path):
+    out, _ = quick_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = sqlite3.connect(copy / "results.sqlite").execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    summary = json.loads((copy / "summary.json").read_text())
+    r = subprocess.run([sys.executable, "-m", "steertax.cli", "--quiet", "run", "--quick", "--out", str(copy)],
+                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = sqlite3.connect(copy / "results.sqlite").execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert after == before
+    again = json.loads((copy / "summary.json").read_text())
+    assert again["tasks"] == summary["tasks"] and again["efficient_strength"] == summary["efficient_strength"]
+    # the analysis commands work on the folder
+    for cmd in ("fit", "tax"):
+        r = subprocess.run([sys.executable, "-m", "steertax.cli", cmd, str(copy)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert "arc_easy" in r.stdout
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+def test_report_renders_in_headless_chromium(quick_run, tmp_path):
+    out, _ = quick_run
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine (make test installs Debian's chromium where apt is available)")
+    # inject a check that every <img> decoded, then dump the DOM
+    page = (out / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"
+             "document.title='IMAGES '+im.length+' '+im.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>")
+    test_page = tmp_path / "probe.html"
+    test_page.write_text(page.replace("</body>", probe + "</body>"))
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'prof'}",
+                        "--virtual-time-budget=5000", "--dump-dom", test_page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    import re
+
+    m = re.search(r"<title>IMAGES (\d+) (\d+)</title>", r.stdout)
+    assert m, r.stderr[-2000:]
+    total, loaded = int(m.group(1)), int(m.group(2))
+    assert total >= 5 and loaded == total
+    shot = tmp_path / "shot.png"
+    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'prof2'}",
+                    f"--screenshot={shot}", "--window-size=1200,2000", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000
