@@ -39,14 +39,14 @@ def strength_grid(cfg: RunConfig, vec: SteeringVector) -> tuple[list[float], dic
     norms = [vec.layer_norms[i] for i in vec.layers if i in vec.layer_norms]
     mean_norm = float(np.mean(norms)) if norms else float("nan")
     if s.values is not None:
-        grid = sorted({float(v) for v in s.values} | {0.0})
+        grid = sorted({float(v) + 0.0 for v in s.values} | {0.0})
         how = "explicit values"
     else:
         if not np.isfinite(mean_norm):
             raise ConfigError("strengths: the vector has no recorded layer norms; give strengths.values explicitly")
         top = s.max_relative * mean_norm
         pos = np.linspace(0, top, s.n)
-        grid = sorted({round(float(x), 2) for x in (np.concatenate([-pos, pos]) if s.both_signs else pos)})
+        grid = sorted({round(float(x), 2) + 0.0 for x in (np.concatenate([-pos, pos]) if s.both_signs else pos)})
         how = f"{s.n} points from 0 to {s.max_relative} x mean residual norm {mean_norm:.1f}" + (" on both signs" if s.both_signs else "")
     info = {"how": how, "mean_residual_norm": mean_norm,
             "relative": [g / mean_norm if np.isfinite(mean_norm) and mean_norm else None for g in grid],
