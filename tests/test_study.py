@@ -20,11 +20,13 @@ def quick_run(tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "steertax.cli", "--quiet", "run", "--quick", "--out", str(out)],
                        capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
-    return out, r.stdout
+    return out, r.stdout, r.stderr
 
 
 def test_quick_run_writes_everything(quick_run):
-    out, stdout = quick_run
+    out, stdout, stderr = quick_run
+    # a quick run prints no warning lines (deprecations, future warnings, fallbacks) into the terminal
+    assert not [ln for ln in stderr.splitlines() if "warning" in ln.lower()], stderr[-3000:]
     for f in ("config.resolved.yaml", "results.sqlite", "results.parquet", "summary.json", "report.html"):
         assert (out / f).is_file(), f
     for f in ("alignment", "helpfulness", "tradeoff", "drift", "theory"):
@@ -32,14 +34,26 @@ def test_quick_run_writes_everything(quick_run):
     s = json.loads((out / "summary.json").read_text())
     for k in ("model", "vector", "strengths", "tasks", "efficient_strength", "break_even_strength", "alignment_tax", "theory"):
         assert k in s
-    ref = s["tasks"]["refusal"]["by_strength"]
-    assert ref[-1]["strength"] == max(s["strengths"]) and ref[0]["strength"] == 0.0
-    assert ref[-1]["mean"] > ref[0]["mean"]
-    arc = s["tasks"]["arc_easy"]["by_strength"]
-    assert arc[-1]["mean"] < arc[0]["mean"]
-    fit = s["tasks"]["refusal"]["fit"]
-    assert fit["law"] == "tanh" and set(fit["params"]) == {"a", "b0"} and "ci95" in fit["params"]["a"]
-    assert s["tasks"]["arc_easy"]["fit"]["law"].startswith("inverse_quadratic")
+    ref = {b["strength"]: b["mean"] for b in s["tasks"]["refusal"]["by_strength"]}
+    grid = s["strengths"]
+    assert min(grid) < 0 < max(grid) and len(grid) >= 9  # both signs, as in the paper's figures
+    assert sum(abs(x) <= 0.25 * max(grid) + 1e-9 for x in grid) >= 5  # enough strengths for the local test
+    assert ref[max(grid)] > ref[0.0] > ref[min(grid)]
+    arc = {b["strength"]: b["mean"] for b in s["tasks"]["arc_easy"]["by_strength"]}
+    assert arc[max(grid)] < arc[0.0]
+    for name, t in s["tasks"].items():
+        fit = t["fit"]
+        assert fit["ok"] and fit["law"] in fit["candidates"] and "ci95" in next(iter(fit["params"].values())), name
+        assert all(c["aic"] is not None and "aicc" in c and "r2" in c for c in fit["candidates"].values() if c["ok"]), name
+        assert fit["selection"]["criterion"] == "AICc" and fit["selection"]["reason"], name
+        if t["metric"] != "kl":
+            pt = fit["paper_law_test"]
+            assert pt["term"] == ("h1" if t["axis"] == "helpfulness" else "h2") and pt["holds"] in (True, False, None), name
+            assert {"estimate", "ci95", "verdict"} <= set(pt), name
+    assert "tanh" in s["tasks"]["refusal"]["fit"]["candidates"]
+    assert "inverse_quadratic_floor" in s["tasks"]["arc_easy"]["fit"]["candidates"]
+    assert all(c["test"] and isinstance(c["holds"], bool) for c in s["theory"]["checks"].values())
+    assert "refusal" in s["theory"]["bounds"] and "arc_easy" in s["theory"]["bounds"]
     assert set(s["theory"]["checks"]) == {"A-norm", "A-margin", "A-Gaussian"}
     assert s["efficient_strength"]["ok"] and min(s["strengths"]) <= s["efficient_strength"]["r_star"] <= max(s["strengths"])
     # one row per (task, item, strength, scorer)
@@ -52,7 +66,7 @@ def test_quick_run_writes_everything(quick_run):
 
 
 def test_rerun_resumes_without_recomputing(quick_run, tmp_path):
-    out, _ = quick_run
+    out = quick_run[0]
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     before = sqlite3.connect(copy / "results.sqlite").execute("SELECT COUNT(*) FROM results").fetchone()[0]
@@ -80,7 +94,7 @@ def chromium():
 
 
 def test_report_renders_in_headless_chromium(quick_run, tmp_path):
-    out, _ = quick_run
+    out = quick_run[0]
     exe = chromium()
     if exe is None:
         pytest.skip("no Chromium on this machine (make test installs Debian's chromium where apt is available)")

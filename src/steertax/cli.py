@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder (rerun the same command to resume)")
     r.add_argument("--quick", action="store_true", help="a scaled-down smoke run (minutes on a CPU)")
     r.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
+    r.add_argument("--check", action="store_true",
+                   help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)")
 
     for name, hlp in (("fit", "refit the laws and rewrite summary.json and the report"),
                       ("theory", "estimate the theory's constants from logits, then refit and report"),
@@ -262,11 +264,18 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.print_default_config:
         print(resources.files("steertax").joinpath("configs", "default.yaml").read_text(encoding="utf-8"), end="")
         return 0
-    if not a.out:
+    if not a.out and not a.check:
         raise SteertaxError("steertax run needs --out DIR (where results, summary and report go)")
     cfg = load_config(a.config)
     if a.quick:
         cfg = cfg.quick_version()
+    if a.check:
+        from .preflight import preflight
+
+        info = preflight(cfg, a.out)  # raises one line naming every problem
+        items = ", ".join(f"{k} {n}" for k, n in info["tasks"].items())
+        print(f"ok: model {cfg.model} ({info['model']['kind']}), items per task: {items}; no model was loaded")
+        return 0
     from .study import run_study
 
     summ = run_study(cfg, a.out, progress=not a.quiet)
@@ -281,6 +290,10 @@ def _print_headline(summ: dict[str, Any], out: str) -> None:
         bs = t["by_strength"]
         first, last = bs[0], bs[-1]
         print(f"  {name:<24} {t['metric']:<10} r={first['strength']:g}: {first['mean']:.3f}   r={last['strength']:g}: {last['mean']:.3f}")
+        pt = t["fit"].get("paper_law_test") or {}
+        if pt:
+            word = {None: "can't tell", True: "holds", False: "does not hold"}[pt.get("holds")]
+            print(f"  {'':<24} law {t['fit'].get('law')}; paper's local law: {word}")
     if eff.get("ok"):
         print(f"efficient strength r* = {eff['r_star']:.2f} (alpha {eff['alpha']}); break-even {eff.get('break_even')}")
     print(f"wrote {out}/summary.json, {out}/report.html, {out}/results.sqlite, {out}/results.parquet")
@@ -290,13 +303,32 @@ def _cmd_fit(a: argparse.Namespace) -> int:
     from .study import analyze
 
     summ = analyze(a.dir)
+    print_fits(summ)
+    return 0
+
+
+def _ci(v: dict[str, Any]) -> str:
+    lo, hi = v.get("ci95") or (None, None)
+    f = (lambda x: "nan" if x is None else f"{x:.4g}")  # noqa: E731
+    return f"{v['value']:.4g} [{f(lo)}, {f(hi)}]"
+
+
+def print_fits(summ: dict[str, Any]) -> None:
+    """Per task: the selected law with its parameters, the paper's law's standing and the local-law verdict."""
     for name, t in summ["tasks"].items():
         f = t["fit"]
-        ps = ", ".join(f"{k}={v['value']:.4g} [{v['ci95'][0] if v['ci95'][0] is None else round(v['ci95'][0], 4)}, "
-                       f"{v['ci95'][1] if v['ci95'][1] is None else round(v['ci95'][1], 4)}]"
-                       for k, v in (f.get("params") or {}).items())
-        print(f"{name:<24} {f.get('law') or '-':<24} {ps}  R2={f.get('r2')}")
-    return 0
+        ps = ", ".join(f"{k}={_ci(v)}" for k, v in (f.get("params") or {}).items())
+        r2 = f.get("r2")
+        print(f"{name:<24} {f.get('law') or '-':<26} {ps}  R2={'-' if r2 is None else f'{r2:.3f}'}")
+        sel = f.get("selection") or {}
+        if sel.get("paper_law") and sel["paper_law"] != f.get("law"):
+            word = "as good" if sel.get("paper_law_consistent") else "worse"
+            print(f"{'':<24} paper's law {sel['paper_law']}: ΔAICc = {sel['paper_law_delta_aicc']:.1f} ({word})")
+        pt = f.get("paper_law_test") or {}
+        if pt.get("verdict"):
+            print(f"{'':<24} {pt['verdict']}")
+    for name, b in ((summ.get("theory") or {}).get("bounds") or {}).items():
+        print(f"{name:<24} theory bound {b['bound']}: {b['verdict']}")
 
 
 def _cmd_theory(a: argparse.Namespace) -> int:

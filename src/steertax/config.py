@@ -38,12 +38,16 @@ class VectorConfig:
 @dataclass
 class StrengthConfig:
     """The r_e grid: explicit ``values``, or ``n`` points from 0 to ``max_relative`` x the mean
-    residual norm at the steered layers (and mirrored to negative values with ``both_signs``)."""
+    residual norm at the steered layers (mirrored to negative values with ``both_signs``), plus
+    ``n_local`` extra points per side inside the small-|r| window |r| <= ``local_fraction`` x the
+    grid's largest |r| (where the paper's local laws are tested; that test needs >= 5 strengths)."""
 
     values: Optional[list[float]] = None
     max_relative: float = 0.16
     n: int = 9
     both_signs: bool = False
+    n_local: int = 0
+    local_fraction: float = 0.25
 
 
 @dataclass
@@ -107,7 +111,7 @@ class RunConfig:
         if s["values"]:
             vals = sorted(s["values"])
             s["values"] = vals[:: max(1, len(vals) // 5)][:6] if len(vals) > 6 else vals
-        s["n"] = min(s["n"], 5)
+        s["n"] = min(s["n"], 2 if s["both_signs"] else 5)  # the small-|r| points (n_local) stay
         d["study"]["n_boot"] = min(d["study"]["n_boot"], 50)
         d["theory"]["n_prompts"] = min(d["theory"]["n_prompts"], 6)
         d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
@@ -200,6 +204,10 @@ def _semantic(cfg: RunConfig) -> None:
         raise ConfigError("strengths.values: give at least one strength (or remove it for the automatic grid)")
     if cfg.strengths.n < 2:
         raise ConfigError("strengths.n: need at least 2 points")
+    if cfg.strengths.n_local < 0:
+        raise ConfigError("strengths.n_local: must be 0 or more")
+    if not 0 < cfg.strengths.local_fraction <= 1:
+        raise ConfigError("strengths.local_fraction: must be in (0, 1], e.g. 0.25 (a quarter of the grid's largest |r|)")
     if not cfg.tasks:
         raise ConfigError("tasks: list at least one task")
     seen = set()

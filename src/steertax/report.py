@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._util import atomic_write_bytes, atomic_write_text
+from .laws import NEGLIGIBLE_SHARE
 
 __all__ = ["write_report", "make_figures"]
 
@@ -42,11 +43,32 @@ Break-even strength (dB/dr = −dH/dr): {{ fmt(eff.break_even) }}.{% if eff.at_b
 <img src="data:image/png;base64,{{ figs.helpfulness }}" alt="helpfulness vs strength">
 {% if figs.drift %}<img src="data:image/png;base64,{{ figs.drift }}" alt="drift vs strength">{% endif %}
 
-<h2>Fitted laws</h2>
-<table><tr><th class="l">task</th><th class="l">axis</th><th class="l">metric</th><th class="l">law</th><th class="l">parameters (95% CI, bootstrap over items)</th><th>R²</th><th class="l">local law</th></tr>
-{% for name, t in s.tasks.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ t.axis }}</td><td class="l">{{ t.metric }}</td>
-<td class="l">{{ t.fit.formula or "—" }}</td><td class="l">{{ params(t.fit) }}</td><td>{{ fmt(t.fit.r2) }}</td><td class="l">{{ local(t.fit) }}</td></tr>
+<h2>Do the paper's laws hold here?</h2>
+<p class="note">Near r = 0 the paper predicts that alignment rises linearly (no second-order term h2) and helpfulness
+falls quadratically (no first-order term h1). Each task's curve on the small-|r| window is fitted with
+h0 + h1·r + h2·r² (95% CI from a bootstrap over items); a term vanishes if its CI contains 0 or it is under
+{{ "%d"|format(100 * share) }}% of the other term at the window's edge; "can't tell" is an allowed answer.</p>
+<table><tr><th class="l">task</th><th class="l">axis</th><th class="l">claim</th><th class="l">term (95% CI)</th><th class="l">holds?</th><th class="l">verdict</th></tr>
+{% for name, t in s.tasks.items() if t.fit.paper_law_test %}{% set pt = t.fit.paper_law_test %}<tr><td class="l">{{ name }}</td><td class="l">{{ t.axis }}</td>
+<td class="l">{{ "h1 = 0 (quadratic loss)" if pt.term == "h1" else "h2 = 0 (linear rise)" }}</td>
+<td class="l">{{ pt.term }} = {{ fmt(pt.estimate, 4) }} [{{ fmt((pt.ci95 or [None, None])[0], 4) }}, {{ fmt((pt.ci95 or [None, None])[1], 4) }}] on |r| ≤ {{ fmt(pt.window[1], 2) }} ({{ pt.n_points }} strengths)</td>
+<td class="l {{ verdict_class(pt.holds) }}">{{ verdict_word(pt.holds) }}</td><td class="l">{{ pt.verdict }}</td></tr>
 {% endfor %}</table>
+
+<h2>Fitted laws, chosen by evidence</h2>
+<p class="note">Every candidate law is fitted to each task's item-mean curve; the one with the lowest AICc is selected,
+preferring the one with fewer parameters when several lie within ΔAICc &lt; 2. The selected laws draw the curves and
+choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one.</p>
+<table><tr><th class="l">task</th><th class="l">selected law</th><th class="l">parameters (95% CI, bootstrap over items)</th><th>R²</th><th class="l">paper's law</th><th class="l">why</th></tr>
+{% for name, t in s.tasks.items() %}<tr><td class="l">{{ name }}</td>
+<td class="l">{{ t.fit.law or "—" }}{% if t.fit.law == "constant" %} (<b>does not move</b>){% endif %}<br><span class="note">{{ t.fit.formula or "" }}</span></td><td class="l">{{ params(t.fit) }}</td><td>{{ fmt(t.fit.r2) }}</td>
+<td class="l">{{ paper(t.fit) }}</td><td class="l note">{{ (t.fit.selection or {}).reason or t.fit.note or "—" }}</td></tr>
+{% endfor %}</table>
+<details><summary>every candidate law (AIC, AICc, R²)</summary>
+<table><tr><th class="l">task</th><th class="l">law</th><th>k</th><th>AIC</th><th>AICc</th><th>ΔAICc</th><th>R²</th><th class="l">parameters</th></tr>
+{% for name, t in s.tasks.items() %}{% for ln, c in (t.fit.candidates or {}).items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ ln }}{% if ln == t.fit.law %} ✔{% endif %}</td>
+<td>{{ c.k or "—" }}</td><td>{{ fmt(c.aic, 1) }}</td><td>{{ fmt(c.aicc, 1) }}</td><td>{{ fmt(c.delta_aicc, 1) }}</td><td>{{ fmt(c.r2) }}</td><td class="l">{{ params(c) }}</td></tr>
+{% endfor %}{% endfor %}</table></details>
 
 <h2>Alignment tax at r* = {{ "%.2f"|format(r_star) }}</h2>
 <table><tr><th class="l">benchmark</th><th class="l">axis</th><th class="l">metric</th><th>base (r=0)</th><th>at r*</th><th>tax %</th></tr>
@@ -65,9 +87,14 @@ Break-even strength (dB/dr = −dH/dr): {{ fmt(eff.break_even) }}.{% if eff.at_b
 <tr><td class="l">B0, p0</td><td>{{ fmt(s.theory.B0) }}, {{ fmt(s.theory.p0) }}</td><td class="l">unsteered alignment and helpfulness</td></tr>
 {% if s.theory.fit_route %}<tr><td class="l">m (fit route)</td><td>{{ fmt(s.theory.fit_route.m_from_fit) }}</td><td class="l">2·a of the fitted tanh, vs {{ fmt(s.theory.m) }} from logits</td></tr>{% endif %}
 </table>
-<table><tr><th class="l">assumption</th><th class="l">holds here?</th><th class="l">evidence</th></tr>
-{% for k, c in s.theory.checks.items() %}<tr><td class="l">{{ k }}</td><td class="l {{ 'ok' if c.holds else 'no' }}">{{ "yes" if c.holds else "no" }}</td><td class="l">{{ c.detail }}</td></tr>{% endfor %}
+<table><tr><th class="l">assumption</th><th class="l">test and threshold</th><th class="l">holds here?</th><th class="l">evidence</th></tr>
+{% for k, c in s.theory.checks.items() %}<tr><td class="l">{{ k }}</td><td class="l note">{{ c.test or "—" }}</td><td class="l {{ 'ok' if c.holds else 'no' }}">{{ "yes" if c.holds else "no" }}</td><td class="l">{{ c.detail }}</td></tr>{% endfor %}
 </table>
+{% if s.theory.bounds %}<p>Do the measured curves respect the predicted bounds (the paper's direction of each inequality)?</p>
+<table><tr><th class="l">task</th><th class="l">bound</th><th class="l">respected?</th><th class="l">verdict</th></tr>
+{% for name, b in s.theory.bounds.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ b.bound }}{% if b.note %}<br><span class="note">{{ b.note }}</span>{% endif %}</td>
+<td class="l {{ 'ok' if b.holds else 'no' }}">{{ "yes" if b.holds else "no" }}</td><td class="l">{{ b.verdict }}</td></tr>{% endfor %}
+</table><p class="note">{{ (s.theory.bounds.values()|first).rule }}; constants m and σ come from the study's alignment and helpfulness prompts, B0 and p0 from each task at r = 0.</p>{% endif %}
 <img src="data:image/png;base64,{{ figs.theory }}" alt="theory checks">
 {% else %}<p>Theory was not computed (theory.enabled = false).</p>{% endif %}
 
@@ -100,23 +127,24 @@ def _params(fit: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _local(fit: dict[str, Any]) -> str:
-    loc = (fit or {}).get("local") or {}
-    if not loc:
+def _verdict_word(holds: Any) -> str:
+    return "can't tell" if holds is None else ("yes" if holds else "no")
+
+
+def _verdict_class(holds: Any) -> str:
+    return "" if holds is None else ("ok" if holds else "no")
+
+
+def _paper(fit: dict[str, Any]) -> str:
+    sel = (fit or {}).get("selection") or {}
+    name = sel.get("paper_law")
+    if not name:
         return "—"
-    out = []
-    lin = loc.get("linear") or {}
-    if lin.get("params"):
-        out.append(f"linear k1 = {_fmt(lin['params']['k1']['value'])}")
-    q = loc.get("quadratic") or {}
-    if q.get("params"):
-        out.append(f"quadratic k2 = {_fmt(q['params']['k2']['value'])}")
-    if "quadratic_beats_linear_aic" in loc:
-        out.append("quadratic beats linear (AIC)" if loc["quadratic_beats_linear_aic"] else "linear not beaten (AIC)")
-    rng = loc.get("range")
-    if rng:
-        out.append(f"|r| ≤ {_fmt(rng[1], 2)}")
-    return "; ".join(out)
+    if name == fit.get("law"):
+        return f"{name}: selected"
+    d = sel.get("paper_law_delta_aicc")
+    word = "as good (within 2)" if sel.get("paper_law_consistent") else "worse"
+    return f"{name}: ΔAICc = {_fmt(d, 1)}, {word}"
 
 
 def _curve(fit: dict[str, Any], r: np.ndarray) -> np.ndarray | None:
@@ -124,6 +152,12 @@ def _curve(fit: dict[str, Any], r: np.ndarray) -> np.ndarray | None:
 
     f = law_function(fit)
     return None if f is None else f(r)
+
+
+def _fn(fit: dict[str, Any]) -> Any:
+    from .tax import law_function
+
+    return law_function(fit)
 
 
 def _png(fig: Any) -> bytes:
@@ -153,29 +187,41 @@ def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
         names = [n for n, t in s["tasks"].items() if t["axis"] == axis and not (exclude_drift and t["metric"] in ("kl", "ce", "ce_delta"))]
         fig, ax = plt.subplots(figsize=(7.5, 4.6))
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for k, n in enumerate(names):
+        for k, n in enumerate(names):  # measured points with 95% CIs first, on top
+            t = s["tasks"][n]
+            bs = t["by_strength"]
+            ax.errorbar([b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs],
+                        fmt="o", color=colors[k % len(colors)], ms=4.5, capsize=2.5, zorder=3,
+                        label=f"{n} ({t['metric']}), measured")
+        for k, n in enumerate(names):  # then the selected law (solid) and the paper's law if not selected (dotted)
             t = s["tasks"][n]
             c = colors[k % len(colors)]
-            bs = t["by_strength"]
-            x = [b["strength"] for b in bs]
-            y = [b["mean"] for b in bs]
-            e = [1.96 * (b["stderr"] or 0) for b in bs]
-            ax.errorbar(x, y, yerr=e, fmt="o", color=c, ms=4, capsize=2, label=f"{n} ({t['metric']})")
             yc = _curve(t["fit"], rr)
             if yc is not None:
-                ax.plot(rr, yc, "-", color=c, lw=1.6, alpha=0.9)
+                ax.plot(rr, yc, "-", color=c, lw=1.2, alpha=0.75, zorder=2, label=f"  selected law: {t['fit']['law']}")
+            sel = t["fit"].get("selection") or {}
+            pn = sel.get("paper_law")
+            if pn and pn != t["fit"].get("law"):
+                yp = _curve((t["fit"].get("candidates") or {}).get(pn) or {}, rr)
+                if yp is not None:
+                    ax.plot(rr, yp, ":", color=c, lw=1.2, alpha=0.75, zorder=2,
+                            label=f"  paper's law {pn} (ΔAICc {sel.get('paper_law_delta_aicc', float('nan')):.1f})")
         if axis == "alignment" and th.get("m") is not None and th.get("B0") is not None:
-            ax.plot(rr, predicted_alignment(rr, th["m"], th["B0"]), "k--", lw=1, label="theory bound tanh(½mr + artanh B0)")
+            ax.plot(rr, predicted_alignment(rr, th["m"], th["B0"]), "k--", lw=0.9, zorder=1,
+                    label=f"theory bound tanh(½mr + artanh B0) ({eff.get('alignment_task') or 'alignment task'})")
         if axis == "helpfulness" and th.get("sigma") is not None and th.get("p0"):
-            ax.plot(rr, predicted_helpfulness(rr, th["p0"], th["sigma"]), "k:", lw=1, label="theory bound 1/(1+a+aσ²r²/2)")
+            ax.plot(rr, predicted_helpfulness(rr, th["p0"], th["sigma"]), "k--", lw=0.9, zorder=1,
+                    label=f"theory bound 1/(1+a+aσ²r²/2) ({eff.get('helpfulness_task') or 'helpfulness task'})")
         if eff.get("ok"):
             ax.axvline(eff["r_star"], color="gray", ls="--", lw=0.8)
             ax.text(eff["r_star"], ax.get_ylim()[1], " r*", va="top", color="gray")
         ax.set_xlabel("steering strength r$_e$ (L2 norm added per layer; + = aligned)")
         ax.set_ylabel("behavior expectation B" if axis == "alignment" else "helpfulness")
-        ax.set_title(f"{axis.capitalize()} vs strength (points: mean ± 95% CI; lines: fitted laws)")
+        ax.set_title(f"{axis.capitalize()} vs strength: measured (mean ± 95% CI, all items), then fitted laws", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7.5, loc="best")
+        h, lab = ax.get_legend_handles_labels()
+        order = sorted(range(len(lab)), key=lambda i: (0 if lab[i].endswith("measured") else 1, i))
+        ax.legend([h[i] for i in order], [lab[i] for i in order], fontsize=7, loc="best")
         return _png(fig)
 
     figs["alignment"] = panel("alignment")
@@ -192,49 +238,61 @@ def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
         ax.set_title("Drift on neutral text")
         ax.grid(alpha=0.3)
         figs["drift"] = _png(fig)
-    # tradeoff frontier
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    # tradeoff frontier: measured points and the selected laws, both on all items; r* was chosen on the
+    # validation split and its held-out measurement is drawn separately
+    fig, ax = plt.subplots(figsize=(6.8, 5.2))
     at, ht = eff.get("alignment_task"), eff.get("helpfulness_task")
     if at in s["tasks"] and ht in s["tasks"]:
-        A = {b["strength"]: b["mean"] for b in s["tasks"][at]["by_strength"]}
-        H = {b["strength"]: b["mean"] for b in s["tasks"][ht]["by_strength"]}
+        A = {b["strength"]: b for b in s["tasks"][at]["by_strength"]}
+        H = {b["strength"]: b for b in s["tasks"][ht]["by_strength"]}
         rs = sorted(set(A) & set(H))
-        dB = np.asarray([A[r] - A.get(0.0, A[rs[0]]) for r in rs])
-        dH = np.asarray([H[r] - H.get(0.0, H[rs[0]]) for r in rs])
+        a0, h0 = A.get(0.0, A[rs[0]])["mean"], H.get(0.0, H[rs[0]])["mean"]
+        dB = np.asarray([A[r]["mean"] - a0 for r in rs])
+        dH = np.asarray([H[r]["mean"] - h0 for r in rs])
+        eB = np.asarray([1.96 * (A[r].get("delta_stderr") or 0) for r in rs])  # paired: the change's own CI
+        eH = np.asarray([1.96 * (H[r].get("delta_stderr") or 0) for r in rs])
         pareto = [i for i in range(len(rs)) if not any((dB[j] >= dB[i] and dH[j] >= dH[i]) and (dB[j] > dB[i] or dH[j] > dH[i]) for j in range(len(rs)))]
-        ax.plot(dB, dH, "-", color="#bbb", zorder=1)
-        ax.scatter(dB, dH, c=rs, cmap="viridis", zorder=2, s=30)
-        ax.scatter(dB[pareto], dH[pareto], facecolors="none", edgecolors="red", s=90, zorder=3, label="Pareto points")
+        ax.errorbar(dB, dH, xerr=eB, yerr=eH, fmt="none", ecolor="#999", elinewidth=0.8, capsize=2, zorder=2)
+        sc = ax.scatter(dB, dH, c=rs, cmap="viridis", zorder=3, s=34, label="measured, all items (± 95% CI of the paired change)")
+        fig.colorbar(sc, ax=ax, label="r$_e$")
+        ax.scatter(dB[pareto], dH[pareto], facecolors="none", edgecolors="red", s=95, zorder=4, label="Pareto points")
         for r, x, y in zip(rs, dB, dH):
             ax.annotate(f"{r:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        fB, fH = _fn(s["tasks"][at]["fit"]), _fn(s["tasks"][ht]["fit"])
+        if fB is not None and fH is not None:
+            ax.plot(fB(rr) - fB(np.zeros(1))[0], fH(rr) - fH(np.zeros(1))[0], "-", color="#c33", lw=1, alpha=0.7, zorder=1,
+                    label=f"selected laws, all items ({s['tasks'][at]['fit']['law']} × {s['tasks'][ht]['fit']['law']})")
         if eff.get("ok"):
-            ax.plot([eff["dB_star"]], [eff["dH_star"]], "r*", ms=14, label=f"r* = {eff['r_star']:.2f} (fitted laws)")
-            c = eff["curve"]
-            ax.plot(c["dB"], c["dH"], "r-", lw=0.8, alpha=0.5, label="fitted laws")
+            ho = eff.get("heldout") or {}
+            if ho.get("dB") is not None and ho.get("dH") is not None:
+                ax.plot([ho["dB"]], [ho["dH"]], "r*", ms=14, zorder=5,
+                        label=f"r* = {eff['r_star']:.2f}: held-out items ({eff.get('n_test_items')}), measured")
         ax.set_xlabel(f"ΔB ({at})")
         ax.set_ylabel(f"ΔH ({ht})")
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
-        ax.legend(fontsize=8)
-    ax.set_title("Tradeoff frontier: alignment gained vs helpfulness lost")
+        ax.legend(fontsize=7)
+    ax.set_title("Tradeoff frontier: alignment gained vs helpfulness lost", fontsize=10)
     ax.grid(alpha=0.3)
     figs["tradeoff"] = _png(fig)
     if th:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
         g = np.asarray(th["grid"])
-        a1.plot(g, th["logit_change_norm"], "o-", ms=4, label="measured")
+        a1.plot(g, th["logit_change_norm"], "o", ms=4.5, zorder=3, label="measured")
         a1.plot(g[g >= 0], th["c_pos"] * g[g >= 0], "k--", lw=1, label=f"c+ = {th['c_pos']:.3g}")
         a1.plot(g[g <= 0], -th["c_neg"] * g[g <= 0], "k:", lw=1, label=f"c− = {th['c_neg']:.3g}")
         a1.set_xlabel("r$_e$")
         a1.set_ylabel("‖logits(r) − logits(0)‖")
-        a1.set_title("A-norm: logit change grows linearly")
+        ck = th.get("checks") or {}
+        word = {True: "holds", False: "does not hold"}
+        a1.set_title(f"A-norm (|Δlogits| ∝ |r|): {word[bool(ck.get('A-norm', {}).get('holds'))]}", fontsize=10)
         a1.legend(fontsize=8)
         a1.grid(alpha=0.3)
-        a2.plot(g, th["margin_curve"], "o-", ms=4)
+        a2.plot(g, th["margin_curve"], "o", ms=4.5, zorder=3, label="measured")
         a2.plot(g, th["m"] * g, "k--", lw=1, label=f"m = {th['m']:.3g}")
         a2.set_xlabel("r$_e$")
         a2.set_ylabel("Δ(aligned − misaligned) first-token logit gap")
-        a2.set_title("A-margin")
+        a2.set_title(f"A-margin (gap grows ∝ r): {word[bool(ck.get('A-margin', {}).get('holds'))]}", fontsize=10)
         a2.legend(fontsize=8)
         a2.grid(alpha=0.3)
         figs["theory"] = _png(fig)
@@ -257,7 +315,8 @@ def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -
     eff = summary.get("efficient_strength") or {}
     page = tpl.render(s=summary, eff=eff, r_star=eff.get("r_star", 0.0) if eff.get("ok") else 0.0,
                       figs={k: base64.b64encode(v).decode() for k, v in figs.items()},
-                      fmt=_fmt, params=_params, local=_local, version=__version__,
+                      fmt=_fmt, params=_params, version=__version__, paper=_paper,
+                      verdict_word=_verdict_word, verdict_class=_verdict_class, share=NEGLIGIBLE_SHARE,
                       config_yaml=yaml.safe_dump(resolved.get("config", {}), sort_keys=False))
     path = out / "report.html"
     atomic_write_text(path, page)

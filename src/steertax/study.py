@@ -46,8 +46,12 @@ def strength_grid(cfg: RunConfig, vec: SteeringVector) -> tuple[list[float], dic
             raise ConfigError("strengths: the vector has no recorded layer norms; give strengths.values explicitly")
         top = s.max_relative * mean_norm
         pos = np.linspace(0, top, s.n)
+        if s.n_local:
+            pos = np.concatenate([pos, np.linspace(0, s.local_fraction * top, s.n_local + 1)[1:]])
         grid = sorted({round(float(x), 2) + 0.0 for x in (np.concatenate([-pos, pos]) if s.both_signs else pos)})
         how = f"{s.n} points from 0 to {s.max_relative} x mean residual norm {mean_norm:.1f}" + (" on both signs" if s.both_signs else "")
+        if s.n_local:
+            how += f", plus {s.n_local} per side in the small-|r| window |r| <= {s.local_fraction:g} x the largest"
     info = {"how": how, "mean_residual_norm": mean_norm,
             "relative": [g / mean_norm if np.isfinite(mean_norm) and mean_norm else None for g in grid],
             "total_norm_per_token": [abs(g) * np.sqrt(len(vec.layers)) for g in grid],
@@ -144,9 +148,11 @@ def _opts(cfg: RunConfig, name: str) -> dict[str, Any]:
 
 def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     from .models import load_model
+    from .preflight import preflight
     from .sweep import run_sweep
 
     out = Path(out)
+    preflight(cfg, out)  # every input (data, vector/pairs, names, out dir) checked before anything is written or loaded
     out.mkdir(parents=True, exist_ok=True)
     for stale in list(out.glob(".*.tmp")) + list(out.glob("figures/.*.tmp")):
         stale.unlink(missing_ok=True)  # left by a killed run's unfinished atomic write; never valid
@@ -189,7 +195,8 @@ def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[st
     return out
 
 
-def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None = None) -> dict[str, Any]:
+def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None = None,
+               local_fraction: float = 0.25) -> dict[str, Any]:
     recs = e["records"] if items is None else [r for r in e["records"] if str(r["item"]) in items]
     if e["metric"] in ("kl", "ce", "ce_delta"):
         S, _, Y = item_matrix(recs, e["metric"])
@@ -199,10 +206,61 @@ def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None
         f["note"] = "drift grows with |r|; fitted with a quadratic"
         return f
     chance = CHANCE.get(e["name"]) if e["metric"] in ("p_correct", "p_abcd") else None
-    f = fit_task(recs, e["metric"], e["axis"], n_boot=n_boot, seed=seed, chance=chance)
+    S = sorted({float(r["strength"]) for r in recs})
+    r_local = local_fraction * max(abs(x) for x in S) if S else None
+    f = fit_task(recs, e["metric"], e["axis"], n_boot=n_boot, seed=seed, chance=chance, r_local=r_local)
     if chance:
         f["chance"] = chance
     return f
+
+
+def _paired_stderr(records: list[dict[str, Any]], metric: str) -> dict[float, float | None]:
+    """Per strength: the standard error of the per-item change from r = 0 (what ΔB and ΔH are)."""
+    S, _, Y = item_matrix(records, metric)
+    if not (S == 0).any():
+        return {}
+    z = int(np.flatnonzero(S == 0)[0])
+    out: dict[float, float | None] = {}
+    for j, r in enumerate(S):
+        d = Y[:, j] - Y[:, z]
+        d = d[np.isfinite(d)]
+        out[float(r)] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+    return out
+
+
+def _bound_checks(tasks_out: dict[str, Any], theory: dict[str, Any], st: Any) -> dict[str, Any]:
+    """Per task: does the measured curve respect the theory's predicted bound (with each task's own
+    B0 or p0, and the constants m and σ measured on the study's alignment/helpfulness prompts)?"""
+    from .theory import bound_check, predicted_alignment, predicted_helpfulness
+
+    out: dict[str, Any] = {}
+    for name, t in tasks_out.items():
+        bs = t["by_strength"]
+        if not bs or t["metric"] in ("kl", "ce", "ce_delta"):
+            continue
+        r = np.asarray([b["strength"] for b in bs], dtype=float)
+        y0 = next((b["mean"] for b in bs if b["strength"] == 0.0), None)
+        if y0 is None:
+            continue
+        if t["axis"] == "alignment" and theory.get("m") is not None and np.isfinite(theory["m"]):
+            bound = predicted_alignment(r, theory["m"], y0)
+            chk = bound_check(r, [b["mean"] for b in bs], [b["stderr"] for b in bs], bound, "alignment")
+            chk.update(bound="B(r) ≥ tanh(½·m·r + artanh B0) for r > 0 (≤ for r < 0)", B0=y0,
+                       constants_from=st.alignment_task)
+        elif t["axis"] == "helpfulness" and theory.get("sigma") is not None and 0 < y0 <= 1:
+            bound = predicted_helpfulness(r, y0, theory["sigma"])
+            chk = bound_check(r, [b["mean"] for b in bs], [b["stderr"] for b in bs], bound, "upper")
+            chk.update(bound="H(r) ≤ 1/(1 + a + a·σ²r²/2), a = (1 − p0)/p0", p0=y0, constants_from=st.helpfulness_task)
+            if t.get("fit", {}).get("chance"):
+                chk["note"] = (f"{t['metric']} is normalized over the choices (chance {t['fit']['chance']:g}); the bound is "
+                               "derived for a full-vocabulary probability, so it is compared as the paper states it")
+        else:
+            continue
+        chk["verdict"] = ("respected at every strength" if chk["holds"] else
+                          f"violated at {chk['n_violations']} of {chk['n_points']} strengths, by up to "
+                          f"{chk['max_violation']:.3g} (r = {chk['at_r']:g})")
+        out[name] = chk
+    return out
 
 
 def analyze(out: str | Path) -> dict[str, Any]:
@@ -226,10 +284,12 @@ def analyze(out: str | Path) -> dict[str, Any]:
     tasks_out: dict[str, Any] = {}
     for name, e in entries.items():
         summ = [s for s in summarize(e["records"], [e["metric"]])]
+        dse = _paired_stderr(e["records"], e["metric"])
         tasks_out[name] = {
             "axis": e["axis"], "metric": e["metric"], "scorer": e["scorer"], "task": e["name"],
-            "by_strength": [{k: s[k] for k in ("strength", "mean", "stderr", "n")} for s in summ],
-            "fit": _fit_entry(e, st.n_boot, cfg.seed),
+            "by_strength": [{**{k: s[k] for k in ("strength", "mean", "stderr", "n")},
+                             "delta_stderr": dse.get(float(s["strength"]))} for s in summ],
+            "fit": _fit_entry(e, st.n_boot, cfg.seed, local_fraction=cfg.strengths.local_fraction),
             "extra": e["task_obj"].aggregate(e["records"]) if e["name"] == "bbq" else {},
         }
     # efficient strength on a validation split; held-out numbers at r*
@@ -238,7 +298,8 @@ def analyze(out: str | Path) -> dict[str, Any]:
         ea, eh = entries[st.alignment_task], entries[st.helpfulness_task]
         ids = sorted({str(r["item"]) for r in ea["records"]} | {str(r["item"]) for r in eh["records"]})
         val, test = split_items(ids, st.validation_fraction, cfg.seed)
-        fa, fh = _fit_entry(ea, 0, cfg.seed, val), _fit_entry(eh, 0, cfg.seed, val)
+        lf = cfg.strengths.local_fraction
+        fa, fh = _fit_entry(ea, 0, cfg.seed, val, lf), _fit_entry(eh, 0, cfg.seed, val, lf)
         fB, fH = law_function(fa), law_function(fh)
         grid = resolved["resolved"]["strengths"]
         if fB is not None and fH is not None:
@@ -273,8 +334,11 @@ def analyze(out: str | Path) -> dict[str, Any]:
         if np.isfinite(p0) and p0 > 0:
             theory["a_from_p0"] = (1 - p0) / p0
         fa_full = tasks_out.get(st.alignment_task, {}).get("fit", {})
-        if fa_full.get("ok"):
-            theory["fit_route"] = {"m_from_fit": 2 * fa_full["params"]["a"]["value"], "m_from_logits": theory.get("m")}
+        tanh_fit = (fa_full.get("candidates") or {}).get("tanh") or (fa_full if fa_full.get("law") == "tanh" else {})
+        if tanh_fit.get("ok"):
+            theory["fit_route"] = {"m_from_fit": 2 * tanh_fit["params"]["a"]["value"], "m_from_logits": theory.get("m"),
+                                   "note": "2a of the paper's tanh law fitted to all items"}
+        theory["bounds"] = _bound_checks(tasks_out, theory, st)
     summary = {
         "run_id": run_id, "model": cfg.model, "vector": {**resolved["resolved"]["vector"], "file": resolved["resolved"]["vector_file"]},
         "strengths": resolved["resolved"]["strengths"], "strength_grid": resolved["resolved"]["strength_grid"],

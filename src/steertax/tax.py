@@ -11,18 +11,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .laws import LAWS, floor_law, item_matrix
+from .laws import item_matrix, law_curve
 
 __all__ = ["law_function", "efficient_strength", "split_items", "interp_mean", "tax_table"]
 
 
 def law_function(fit: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray] | None:
-    if not fit or not fit.get("ok") or not fit.get("params"):
-        return None
-    name = fit["law"]
-    law = floor_law(fit["chance"]) if name == "inverse_quadratic_floor" else LAWS[name]
-    p = [fit["params"][k]["value"] for k in law.params]
-    return lambda r: law.fn(np.asarray(r, dtype=float), *p)
+    """The curve of a fitted law (the selected one, for a task's fit), or None if it failed."""
+    return law_curve(fit)
 
 
 def split_items(items: Sequence[str], fraction: float, seed: int = 0) -> tuple[set[str], set[str]]:

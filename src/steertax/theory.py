@@ -108,23 +108,92 @@ def estimate_constants(
     skew, kurt = float(stats.skew(Xb)), float(stats.kurtosis(Xb))
     cv = float(np.nanstd(sig_r) / np.nanmean(sig_r)) if np.isfinite(sig_r).any() else float("nan")
     c = float(np.nanmean([c_pos, c_neg]))
-    checks = {
-        "A-norm": {"holds": bool(min(r2_pos, r2_neg) > 0.9),
-                   "detail": f"|Δlogits| vs |r| linear fits R² = {r2_pos:.3f} (r>0), {r2_neg:.3f} (r<0) on |r| ≤ {r_max:g}"},
-        "A-margin": {"holds": bool(m > 0),
-                     "detail": f"aligned-minus-misaligned first-token logit gap slope m = {m:.4g} (initial {init_slope:.4g}, chord {chord:.4g})"},
-        "A-Gaussian": {"holds": bool((np.isfinite(norm_p) and norm_p > 0.01) or (abs(skew) < 0.5 and abs(kurt) < 1.0)),
-                       "detail": f"at r = {rs[big]:g}: normaltest p = {norm_p:.3g}, skew {skew:.2f}, excess kurtosis {kurt:.2f}; "
-                                 f"σ(r)/|r| varies by CV {cv:.2f} across r"},
-    }
+    m_pos, _ = _slope_through_origin(rs[pos], y[pos])
+    m_neg, _ = _slope_through_origin(rs[neg], y[neg])
+    _, m_r2 = _slope_through_origin(rs, y)
+    checks = assumption_checks(c_pos=c_pos, c_neg=c_neg, r2_pos=r2_pos, r2_neg=r2_neg, m_pos=m_pos, m_neg=m_neg,
+                               m_r2=m_r2, m=float(m), norm_p=norm_p, skew=skew, kurt=kurt, cv=cv,
+                               r_max=float(r_max), r_big=float(rs[big]))
     return {
         "c": c, "c_pos": c_pos, "c_neg": c_neg, "r2_pos": r2_pos, "r2_neg": r2_neg,
-        "m": float(m), "delta": float(m / c) if c else float("nan"), "sigma": sigma,
+        "m": float(m), "m_pos": m_pos, "m_neg": m_neg, "m_r2": m_r2,
+        "delta": float(m / c) if c else float("nan"), "sigma": sigma,
         "sigma_by_r": [None if not np.isfinite(x) else float(x) for x in sig_r],
         "grid": rs.tolist(), "logit_change_norm": norms.tolist(), "margin_curve": y.tolist(),
         "normality_p": norm_p, "skew": skew, "excess_kurtosis": kurt, "checks": checks,
         "n_align_prompts": len(align_prompts), "n_help_prompts": len(help_prompts), "top_k": top_k,
     }
+
+
+#: thresholds of the assumption checks (each verdict follows from its test and threshold)
+R2_LINEAR = 0.9          # a line through the origin explains >= 90% of the variance
+SYMMETRY = 1.25          # one constant for both signs: slopes of the r > 0 and r < 0 sides within a factor 1.25
+ALPHA_NORMAL = 0.05      # D'Agostino-Pearson normality test at alpha = 0.05
+CV_SCALE = 0.25          # sigma(r)/|r| constant across r to within a coefficient of variation of 0.25
+
+
+def _ratio(a: float, b: float) -> float:
+    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0 or b <= 0:
+        return float("inf")
+    return max(a, b) / min(a, b)
+
+
+def assumption_checks(*, c_pos: float, c_neg: float, r2_pos: float, r2_neg: float, m_pos: float, m_neg: float,
+                      m_r2: float, m: float, norm_p: float, skew: float, kurt: float, cv: float, r_max: float,
+                      r_big: float) -> dict[str, dict[str, Any]]:
+    """The paper's assumptions as tests with stated thresholds; ``holds`` follows from them alone."""
+    rc = _ratio(c_pos, c_neg)
+    a_norm = bool(min(r2_pos, r2_neg) >= R2_LINEAR and rc <= SYMMETRY)
+    rm = _ratio(m_pos, m_neg)
+    a_margin = bool(m > 0 and m_pos > 0 and m_neg > 0 and m_r2 >= R2_LINEAR and rm <= SYMMETRY)
+    gauss = bool(np.isfinite(norm_p) and norm_p >= ALPHA_NORMAL)
+    scale = bool(np.isfinite(cv) and cv <= CV_SCALE)
+    near = abs(skew) < 0.5 and abs(kurt) < 1.0
+    return {
+        "A-norm": {
+            "holds": a_norm,
+            "test": f"|Δlogits| linear in |r| on each side (R² ≥ {R2_LINEAR}) with one slope c for both signs "
+                    f"(c+/c− within a factor {SYMMETRY}), |r| ≤ {r_max:g}",
+            "detail": f"R² = {r2_pos:.3f} (r>0), {r2_neg:.3f} (r<0); c+ = {c_pos:.3g}, c− = {c_neg:.3g} (ratio {rc:.2f})",
+        },
+        "A-margin": {
+            "holds": a_margin,
+            "test": f"the aligned-minus-misaligned logit gap grows linearly with r on both sides: positive slopes m+ and m−, "
+                    f"a line through 0 with R² ≥ {R2_LINEAR}, m+/m− within a factor {SYMMETRY}",
+            "detail": f"m = {m:.4g} (min of initial and chord slope, r>0); m+ = {m_pos:.4g}, m− = {m_neg:.4g} "
+                      f"(ratio {rm:.2f}); line R² = {m_r2:.3f}",
+        },
+        "A-Gaussian": {
+            "holds": bool(gauss and scale),
+            "test": f"competing tokens' Δlogit − Δlogit(correct) normal (D'Agostino-Pearson p ≥ {ALPHA_NORMAL}) at "
+                    f"r = {r_big:g}, with spread ∝ |r| (CV of σ(r)/|r| ≤ {CV_SCALE})",
+            "detail": f"normaltest p = {norm_p:.3g}, skew {skew:.2f}, excess kurtosis {kurt:.2f}; CV of σ(r)/|r| = {cv:.2f}"
+                      + ("; shape close to normal (|skew| < 0.5, |excess kurtosis| < 1) although the test rejects it"
+                         if (not gauss and near) else ""),
+        },
+    }
+
+
+def bound_check(strengths: Sequence[float], means: Sequence[float], stderrs: Sequence[float | None],
+                bound: np.ndarray, kind: str) -> dict[str, Any]:
+    """Does the measured curve respect a predicted bound? ``kind``: "upper" (measured <= bound),
+    "lower" (measured >= bound) or "alignment" (lower bound for r > 0, upper bound for r < 0, the
+    directions A-margin gives). A point violates the bound when its whole 95% CI lies on the wrong side."""
+    r = np.asarray(strengths, dtype=float)
+    y = np.asarray(means, dtype=float)
+    e = 1.96 * np.asarray([s or 0.0 for s in stderrs], dtype=float)
+    b = np.asarray(bound, dtype=float)
+    if kind == "upper":
+        excess = (y - e) - b
+    elif kind == "lower":
+        excess = b - (y + e)
+    else:
+        excess = np.where(r > 0, b - (y + e), np.where(r < 0, (y - e) - b, 0.0))
+    viol = excess > 0
+    k = int(np.argmax(np.where(np.isfinite(excess), excess, -np.inf))) if len(r) else 0
+    return {"direction": kind, "n_points": int(len(r)), "n_violations": int(viol.sum()), "holds": bool(not viol.any()),
+            "max_violation": float(max(0.0, excess[k])) if len(r) else 0.0, "at_r": float(r[k]) if viol.any() else None,
+            "rule": "a point violates the bound when its whole 95% CI lies on the wrong side"}
 
 
 def predicted_alignment(r: np.ndarray, m: float, B0: float) -> np.ndarray:
