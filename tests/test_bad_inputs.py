@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import make_tokenizer, tiny_model
 from steertax import SteertaxError
+from steertax.errors import ConfigError, DataError, LayerError, ModelError, VectorError
 from steertax.cli import main
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -57,7 +59,8 @@ def env(tmp_path_factory):
     (d / "no_newlines.csv").write_text(huge)
     for f in CORPUS.iterdir():  # configs may name the tiny model / pairs
         if f.suffix == ".yaml":
-            (d / f.name).write_bytes(f.read_bytes().replace(b"{tiny}", str(tiny).encode()).replace(b"{pairs}", str(pairs).encode()))
+            (d / f.name).write_bytes(f.read_bytes().replace(b"{tiny}", str(tiny).encode()).replace(b"{pairs}", str(pairs).encode())
+                                     .replace(b"{c}", str(CORPUS).encode()).replace(b"{d}", str(d).encode()))
     # earlier results that must survive every failure
     results = d / "results"
     results.mkdir()
@@ -189,3 +192,208 @@ def test_nothing_unpickles_and_remote_code_is_opt_in():
         for m in re.finditer(r"torch\.load\(([^)]*)\)", code):
             assert "weights_only=True" in m.group(1), f
         assert "trust_remote_code=True" not in code, f
+
+
+# --------------------------------------------------------------------------- fail fast (issue 11, item 6)
+# `steertax run` checks every input before it loads the model (steertax.preflight). Each bad config below
+# fails with a typed error whose one line names the problem, and the patched model loader is never
+# called: the bound on how long the error takes is "no model load, no vector extraction", not a timer.
+
+class ModelLoaded(Exception):
+    """Raised by the patched loader: the run got past the preflight."""
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Patch the model loader (wherever the study finds it) to record the call and stop the run."""
+    import steertax.models
+    import steertax.study
+
+    calls: list[str] = []
+
+    def fake_load_model(name, *a, **k):
+        calls.append(str(name))
+        raise ModelLoaded(str(name))
+
+    monkeypatch.setattr(steertax.models, "load_model", fake_load_model)
+    monkeypatch.setattr(steertax.study, "load_model", fake_load_model, raising=False)
+    return calls
+
+
+PREFLIGHT = [
+    ("config_task_missing_source.yaml", DataError, ["tasks[1] arc_easy", "nosuch.csv", "does not exist", "check the path"]),
+    ("config_task_wrong_columns.yaml", DataError,
+     ["tasks[1] arc_easy", "arc_wrong_columns.csv", "lacks column(s) ['query', 'choices', 'gold']", "has ['question', 'answer']"]),
+    ("config_task_header_only.yaml", DataError, ["tasks[1] arc_easy", "arc_header_only.csv", "has no rows"]),
+    ("config_task_utf16.yaml", DataError, ["tasks[0] refusal", "refusal_utf16.csv", "not UTF-8", "UTF-16LE", "iconv -f UTF-16"]),
+    ("config_pairs_broken.yaml", DataError, ["vector.pairs", "pairs_broken.jsonl", "line 2 is not valid JSON"]),
+    ("config_vector_path_missing.yaml", VectorError, ["vector.path", "no_such_vector.safetensors", "does not exist"]),
+    ("config_alignment_task_absent.yaml", ConfigError,
+     ["study.alignment_task", "'bias_agreement' is not among the config's tasks ['refusal', 'arc_easy']"]),
+    ("config_layer_out_of_range.yaml", LayerError, ["vector.layers", "out of range", "has 6 layers"]),
+    ("config_unknown_model.yaml", ModelError, ["model: unknown model 'no-such-model-anywhere'", "hub id like 'org/name'"]),
+]
+
+
+@pytest.mark.parametrize("name,etype,needles", PREFLIGHT, ids=[c[0][7:-5] for c in PREFLIGHT])
+def test_run_study_fails_before_loading_the_model(name, etype, needles, env, loads, tmp_path):
+    from steertax.config import load_config
+    from steertax.study import run_study
+
+    cfg = load_config(Path(env["d"]) / name)
+    out = tmp_path / "run"
+    with pytest.raises(etype) as ei:
+        run_study(cfg, out, progress=False)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    for n in needles:
+        assert n in msg, (n, msg)
+    assert loads == [], "the model was loaded before the bad input was found"
+    assert not out.exists(), "nothing may be written before the inputs are checked"
+
+
+def test_several_problems_are_named_in_one_line(env, loads, tmp_path):
+    from steertax.config import load_config
+    from steertax.study import run_study
+
+    with pytest.raises(DataError) as ei:
+        run_study(load_config(Path(env["d"]) / "config_several_problems.yaml"), tmp_path / "run", progress=False)
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith("3 problems")
+    for n in ("(1) vector.pairs", "lacks column(s) ['misaligned']", "(2) tasks[0] refusal", "refusal_latin1.csv",
+              "Latin-1/Windows-1252", "byte 0xe9 at line 2", "(3) study.helpfulness_task", "'mmlu' is not among"):
+        assert n in msg, (n, msg)
+    assert [type(p) for p in ei.value.problems] == [DataError, DataError, ConfigError]
+    assert loads == []
+
+
+def _valid_cfg(env, tmp_path, **vector):
+    from steertax.config import from_dict
+
+    arc = tmp_path / "my_arc.csv"
+    arc.write_text('id,query,choices,gold\nq1,"Which is a mammal?",cat|trout,0\nq2,"Which one swims?",cat|trout,1\n',
+                   encoding="utf-8")
+    return from_dict({"model": env["tiny"], "vector": {"layers": "1-2", **vector}, "strengths": {"values": [0, 1]},
+                      "tasks": [{"name": "refusal", "limit": 2, "options": {"scorers": ["logprob"]}},
+                                {"name": "arc_easy", "options": {"source": str(arc)}}]})
+
+
+@pytest.mark.parametrize("vector", ["pairs", "path"])
+def test_valid_config_with_user_csv_passes_preflight(vector, env, loads, tmp_path):
+    from steertax.preflight import preflight
+    from steertax.study import run_study
+
+    cfg = _valid_cfg(env, tmp_path, **({"pairs": env["pairs"], "n_pairs": 8} if vector == "pairs" else {"path": env["vec"]}))
+    info = preflight(cfg, tmp_path / "run")
+    assert info["tasks"] == {"refusal": 2, "arc_easy": 2} and info["model"]["kind"] == "dir"
+    with pytest.raises(ModelLoaded):  # the sentinel: the run got through the preflight to the model
+        run_study(cfg, tmp_path / "run", progress=False)
+    assert loads == [env["tiny"]]
+
+
+def test_cli_run_bad_config_one_line_exit_2_model_not_loaded(env, loads, capsys):
+    before = digest(Path(env["res"]))
+    rc = main(["--quiet", "run", f"{env['d']}/config_task_wrong_columns.yaml", "--out", f"{env['res']}/run"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith("steertax: error: tasks[1] arc_easy") and "lacks column(s)" in err
+    assert loads == []
+    assert digest(Path(env["res"])) == before, "earlier results were changed"
+
+
+def test_cli_run_check(env, loads, tmp_path, capsys):
+    assert main(["--quiet", "run", f"{env['d']}/config_task_missing_source.yaml", "--check"]) == 2
+    assert "nosuch.csv" in capsys.readouterr().err
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(f"model: {env['tiny']}\nvector: {{pairs: {env['pairs']}, n_pairs: 8, layers: '1-2'}}\n"
+                  "strengths: {values: [0, 1]}\ntasks: [{name: refusal, limit: 2}, {name: arc_easy, limit: 3}]\n")
+    assert main(["--quiet", "run", str(ok), "--check", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok:") and "refusal 2, arc_easy 3" in out
+    assert loads == [] and not (tmp_path / "run").exists()
+
+
+FAMILY = [  # each task family's own checks, through Task.validate (no model)
+    ("refusal", "refusal_utf16_nobom.csv", DataError, "UTF-16LE without a byte-order mark"),
+    ("refusal", "refusal_latin1.csv", DataError, "looks like Latin-1/Windows-1252"),
+    ("arc_easy", "arc_choice_not_text.jsonl", DataError, "every choice must be a non-empty text"),
+    ("arc_easy", "arc_one_choice.jsonl", DataError, "at least 2 answers"),
+    ("hellaswag", "arc_gold_out_of_range.jsonl", DataError, "out of range"),
+    ("mmlu", "mmlu_missing_columns.csv", DataError, "lacks column(s) ['C', 'D']"),
+    ("mmlu", "mmlu_answer_out_of_range.csv", DataError, "letter A-D"),
+    ("truthfulqa", "truthfulqa_flat_targets.csv", DataError, "'mc1_targets' must map at least 2 answer texts"),
+    ("gsm8k", "gsm8k_answer_no_number.jsonl", DataError, "'answer' has no number"),
+    ("drift", "arc_wrong_columns.csv", DataError, "lacks column(s) ['instruction', 'output']"),
+    ("over_refusal", "refusal_latin1.csv", DataError, "not UTF-8"),
+    ("bbq", "arc_wrong_columns.csv", ConfigError, "bbq reads only its bundled data"),
+]
+
+
+@pytest.mark.parametrize("task,file,etype,needle", FAMILY, ids=[f"{t}-{f}" for t, f, _, _ in FAMILY])
+def test_task_family_validation(task, file, etype, needle):
+    from steertax import tasks as T
+
+    with pytest.raises(etype) as ei:
+        T.get(task, source=str(CORPUS / file)).validate()
+    assert needle in str(ei.value) and file in str(ei.value), str(ei.value)
+
+
+def test_bundled_tasks_and_bom_csv_validate(tmp_path):
+    from steertax import tasks as T
+
+    for name in T.names():  # the family checks accept every bundled data set
+        assert len(T.get(name).validate(3)) == 3, name
+    bom = tmp_path / "excel.csv"  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbfprompt,id\nHow do I pick a lock?,x1\n")
+    assert [it.id for it in T.get("refusal", source=str(bom)).validate()] == ["x1"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from([".csv", ".jsonl"]), task=st.sampled_from(["arc_easy", "refusal", "mmlu", "gsm8k", "truthfulqa"]),
+       data=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8")),
+                      st.text(max_size=60).map(lambda t: t.encode("utf-16")), st.text(max_size=60).map(lambda t: t.encode("latin-1", "replace"))))
+def test_preflight_on_any_file_is_items_or_one_typed_line(suffix, task, data, tmp_path_factory):
+    """Whatever bytes a task's file holds, the preflight's check gives items or a typed one-line error."""
+    from steertax import tasks as T
+    from steertax.pairs import check_pairs_file, pairs_from_file
+
+    p = tmp_path_factory.mktemp("prop") / f"f{suffix}"
+    p.write_bytes(data)
+    try:
+        items = T.get(task, source=str(p)).validate(3)
+        assert 1 <= len(items) <= 3
+    except SteertaxError as e:
+        assert str(e).strip() and "\n" not in str(e).strip(), str(e)
+    # the pairs check agrees with the loader that extraction uses (which has a tokenizer)
+    try:
+        check_pairs_file(p)
+        ok = True
+    except SteertaxError:
+        ok = False
+    try:
+        loaded = len(pairs_from_file(p, make_tokenizer())) >= 2
+    except SteertaxError:
+        loaded = False
+    assert ok == loaded, (data, ok, loaded)
+
+
+def test_resume_with_cached_vector_does_not_need_the_pairs(env, loads, tmp_path):
+    """A run folder that already holds the extracted vector resumes even if the pairs file is gone: the
+    preflight asks only for what the run will read (the cache key is study._get_vector's)."""
+    import json as _json
+
+    from steertax.config import from_dict
+    from steertax.study import run_study
+
+    cfg = _valid_cfg(env, tmp_path, pairs=str(tmp_path / "gone.csv"), n_pairs=8)
+    v = cfg.vector
+    key = hashlib.sha256(_json.dumps({"model": cfg.model, "seed": cfg.seed, **{k: getattr(v, k) for k in (
+        "pairs", "n_pairs", "method", "layers", "position", "heldout")}}, sort_keys=True).encode()).hexdigest()[:12]
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match="gone.csv does not exist"):
+        run_study(cfg, out, progress=False)
+    out.mkdir()
+    (out / f"vector-{key}.safetensors").write_bytes(Path(env["vec"]).read_bytes())
+    with pytest.raises(ModelLoaded):
+        run_study(from_dict(cfg.to_dict()), out, progress=False)
+    assert loads == [env["tiny"]]

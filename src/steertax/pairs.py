@@ -20,6 +20,7 @@ __all__ = [
     "refusal_pairs",
     "harmful_harmless_pairs",
     "get_pairs",
+    "check_pairs_file",
     "harmful_instructions",
     "harmless_instructions",
     "REFUSAL_TEMPLATES",
@@ -221,6 +222,51 @@ def pairs_from_file(path: str | Path, tokenizer: Any = None, *, chat: bool = Tru
             out.append(ContrastPair(a, m))
     pos = "answer_mean" if all(p.prompt for p in out) else "last"
     return PairSet(out, f"file {path}", "aligned", "misaligned", pos)
+
+
+def check_pairs_file(path: str | Path, n: int | None = None, *, position: str | None = None) -> dict[str, Any]:
+    """Validate a pairs file without a model or tokenizer: exists, UTF-8, has rows with non-empty
+    ``aligned``/``misaligned`` texts (and text ``prompt``s where given), no oversized fields or duplicate
+    ids, enough pairs for extraction (2, after ``n``), and shared prompts when ``position`` is
+    ``answer_mean``. Returns ``{"n_rows", "n_used", "all_prompts"}``; raises DataError."""
+    from .tasks.loaders import check_rows, check_text_file
+
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+        raise DataError(f"pairs file {path} must be .csv or .jsonl with aligned,misaligned[,prompt] columns")
+    check_text_file(path, "pairs")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        rows = read_jsonl(path)
+        cols = set().union(*(r.keys() for r in rows)) if rows else set()
+    else:
+        rows = read_csv(path)
+        cols = set(rows[0].keys()) if rows else set()
+    if not rows:
+        raise DataError(f"{path} has no rows: add (aligned, misaligned) pairs")
+    missing = [c for c in ("aligned", "misaligned") if c not in cols]
+    if missing:
+        bom = " (its first column name starts with a UTF-8 byte-order mark: re-save it without one)" \
+            if any(str(c).startswith("\ufeff") for c in cols) else ""
+        raise DataError(f"{path} lacks column(s) {missing} (has {sorted(map(str, cols))}){bom}: pairs files need "
+                        "'aligned' and 'misaligned' (and optionally 'prompt')")
+    check_rows(rows, str(path), ("prompt", "aligned", "misaligned"))
+    for i, r in enumerate(rows, 1):
+        a, m, p = r.get("aligned"), r.get("misaligned"), r.get("prompt")
+        if not isinstance(a, str) or not isinstance(m, str) or not a or not m:
+            raise DataError(f"{path} row {i}: 'aligned' and 'misaligned' must be non-empty strings")
+        if p is not None and not isinstance(p, str):
+            raise DataError(f"{path} row {i}: 'prompt' must be text, got {p!r}")
+    used = rows[:n] if n is not None else rows
+    if len(used) < 2:
+        raise DataError(f"{path}: {len(used)} pair{'s' if len(used) != 1 else ''} "
+                        f"{'used (n_pairs ' + str(n) + ')' if n is not None and n < len(rows) else 'in the file'}: "
+                        "extraction needs at least 2 pairs")
+    all_prompts = all(r.get("prompt") for r in used)
+    if position == "answer_mean" and not all_prompts:
+        k = next(i for i, r in enumerate(used, 1) if not r.get("prompt"))
+        raise DataError(f"{path} row {k} has no 'prompt': position 'answer_mean' needs a shared prompt in every pair; "
+                        "fill the prompt column or use position 'last'")
+    return {"n_rows": len(rows), "n_used": len(used), "all_prompts": all_prompts}
 
 
 PAIR_BUILDERS = {"refusal": refusal_pairs, "harmful_harmless": harmful_harmless_pairs, "harmfulness": harmful_harmless_pairs}

@@ -65,6 +65,34 @@ class Task:
     def items(self, limit: int | None = None, seed: int = 0) -> list[Item]:
         return subset(self.load_items(), limit, seed)
 
+    # -- validation (no model needed)
+    def check_item(self, item: Item) -> str | None:
+        """What is wrong with one loaded item that would break scoring, in words; None when it is fine.
+        Task families override this (the loaders' own per-row checks run in :meth:`load_items`)."""
+        return None
+
+    def validate(self, limit: int | None = None, seed: int = 0) -> list[Item]:
+        """Load and check this task's data without a model: the source exists, is UTF-8, has the needed
+        columns and at least one item, and every item passes the loader's and :meth:`check_item`'s checks.
+        Returns the items a run with ``limit`` and ``seed`` scores; raises DataError/ConfigError."""
+        src = self.options.get("source")
+        where = f" in {src}" if src not in (None, "bundled", "default") else ""
+        try:
+            items = self.load_items()
+        except DataError as e:  # a loader's per-row message: make sure it names the file
+            msg = str(e)
+            if not where or str(src) in msg:
+                raise
+            rest = msg[len(self.name) + 2:] if msg.startswith(f"{self.name}: ") else msg
+            raise type(e)(f"{self.name}: {src}{' ' if rest.startswith('row') else ': '}{rest}") from None
+        if not items:
+            raise DataError(f"{self.name}: no items{where}: add rows (or use the bundled data: remove options.source)")
+        for n, it in enumerate(items, 1):
+            problem = self.check_item(it)
+            if problem:
+                raise DataError(f"{self.name}:{where} row {n} (item {it.id!r}): {problem}")
+        return subset(items, limit, seed)
+
     # -- scoring
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -108,6 +108,19 @@ class BehaviorTask(Task):
             return lambda answers, prompts: [bool(j(a)) for a in answers]
         raise DataError(f"judge must be a name, a callable or a ModelJudge, got {type(j).__name__}")
 
+    # -- validation (no model needed)
+    def check_item(self, item: Item) -> str | None:
+        for k in ("prompt", "statement"):
+            if k in item.data and (not isinstance(item.data[k], str) or not item.data[k].strip()):
+                return f"{k!r} must be a non-empty text, got {item.data[k]!r}"
+        return None
+
+    def validate(self, limit: int | None = None, seed: int = 0) -> list[Item]:
+        j = self.judge if self.judge is not None else self.default_judge
+        if "generate" in self.scorers and isinstance(j, str) and j not in JUDGES:
+            raise DataError(f"{self.name}: unknown judge {j!r}: use one of {sorted(JUDGES)} (options.judge)")
+        return super().validate(limit, seed)
+
     # -- scoring
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         recs: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..data import data_path, read_json, read_jsonl
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models import encode, format_chat
 from ..scoring import next_token_logprobs, score_sequences
 from .base import EvalContext, Item, Task
@@ -47,6 +47,14 @@ class ClozeTask(Task):
 
     def choice_texts(self, item: Item) -> list[str]:
         return [(" " + c) if not self.chat else c for c in item.data["choices"]]
+
+    def check_item(self, item: Item) -> str | None:
+        if not isinstance(item.data.get("query"), str):
+            return f"the question must be text, got {item.data.get('query')!r}"
+        for k, c in enumerate(item.data.get("choices") or []):
+            if not isinstance(c, str) or not c.strip():
+                return f"choice {k} is {c!r}: every choice must be a non-empty text"
+        return None
 
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         tok = ctx.tokenizer
@@ -152,6 +160,25 @@ class TruthfulQA(ClozeTask):
     metric = "mc2"
     metrics = ("mc2", "p_correct", "p_correct_raw", "acc")
 
+    def validate(self, limit: int | None = None, seed: int = 0) -> list[Item]:
+        if self.source not in (None, "bundled"):
+            rows = load_rows(self.source, lambda: [], ("question", "mc1_targets", "mc2_targets"), task=self.name)
+            for n, r in enumerate(rows, 1):
+                pre = f"{self.name}: {self.source} row {n}"
+                if not isinstance(r["question"], str):
+                    raise DataError(f"{pre}: 'question' must be text, got {r['question']!r}")
+                for key, need in (("mc1_targets", "exactly one"), ("mc2_targets", "at least one")):
+                    t = r[key]
+                    if not isinstance(t, dict) or len(t) < 2:
+                        raise DataError(f"{pre}: {key!r} must map at least 2 answer texts to 1 (true) or 0 (false), "
+                                        f"e.g. {{\"Paris\": 1, \"Rome\": 0}}, got {t!r} (use a .jsonl file for this task)")
+                    if any(v not in (0, 1) for v in t.values()):
+                        raise DataError(f"{pre}: {key!r} values must be 1 (true) or 0 (false), got {list(t.values())}")
+                    ones = sum(int(v) for v in t.values())
+                    if (need == "exactly one" and ones != 1) or ones < 1:
+                        raise DataError(f"{pre}: {key!r} needs {need} true answer (value 1), has {ones}")
+        return super().validate(limit, seed)
+
     def load_items(self) -> list[Item]:
         rows = read_json(data_path("truthfulqa", "mc_task.json")) if self.source in (None, "bundled") else \
             load_rows(self.source, lambda: [], ("question", "mc1_targets", "mc2_targets"), task=self.name)
@@ -210,6 +237,12 @@ class BBQ(ClozeTask):
                 raise DataError(f"unknown BBQ category {c!r}: use some of {BBQ_CATEGORIES}")
         self.categories = categories
         self.options["categories"] = list(categories)
+
+    def validate(self, limit: int | None = None, seed: int = 0) -> list[Item]:
+        if self.source not in (None, "bundled", "default"):
+            raise ConfigError(f"bbq reads only its bundled data (options.categories picks from {list(BBQ_CATEGORIES)}), "
+                              f"not options.source {self.source!r}: remove source")
+        return super().validate(limit, seed)
 
     def load_items(self) -> list[Item]:
         import gzip
@@ -323,6 +356,11 @@ class MMLU(Task):
             items.append(Item(str(r.get("id", f"mmlu/{i}")), {k: r[k] for k in ("question", "A", "B", "C", "D")} |
                               {"gold": LETTERS.index(ans), "subject": r.get("subject", "")}))
         return items
+
+    def check_item(self, item: Item) -> str | None:
+        if not isinstance(item.data.get("question"), str):
+            return f"'question' must be text, got {item.data.get('question')!r}"
+        return None
 
     def prompt_text(self, tok: Any, item: Item) -> str:
         d = item.data

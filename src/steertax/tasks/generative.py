@@ -60,6 +60,13 @@ class GSM8K(Task):
         return [Item(str(r.get("id", f"gsm8k/{i}")), {"question": r["question"], "gold": final_number(str(r["answer"]))})
                 for i, r in enumerate(rows)]
 
+    def check_item(self, item: Item) -> str | None:
+        if not isinstance(item.data.get("question"), str):
+            return f"'question' must be text, got {item.data.get('question')!r}"
+        if item.data.get("gold") is None:
+            return "'answer' has no number: the last number in it is the gold answer (e.g. '... #### 42')"
+        return None
+
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         if self.chat:
             prompts = [it.data["question"] + "\nSolve it step by step and end with 'The answer is <number>'." for it in items]

@@ -1,0 +1,373 @@
+"""Preflight: check every input a study needs *before* the model loads.
+
+``steertax run`` used to load the model and spend minutes extracting a vector before it found that a
+task's data file was missing or lacked a column. :func:`preflight` runs first and checks, without the
+model and without going online:
+
+- every task's data: the source file exists, is UTF-8 (else it says what the file looks like: UTF-16,
+  Latin-1, binary), has the columns the task family needs, has at least one row, and every row passes
+  the loader's and the family's own checks (:meth:`steertax.tasks.Task.validate`); bundled data loads;
+- the vector: ``vector.path`` loads as a steertax vector, has the steered layers, fits the model (as far
+  as the model's config.json tells) and has residual norms when the grid is relative; else the pairs
+  (a built-in name, or a pairs file that passes :func:`steertax.pairs.check_pairs_file`);
+- the layer spec, the strengths, the numeric settings, ``study.alignment_task`` /
+  ``study.helpfulness_task`` naming tasks of the config, the output folder being writable, and the
+  model name resolving (a built-in name with its package installed, an existing model dir or .gguf
+  file, or a hub-id-shaped ``org/name``).
+
+All problems are collected; :func:`preflight` raises one typed error (the first problem's type,
+:class:`~steertax.errors.DataError`, :class:`~steertax.errors.ConfigError`, ...) whose one-line
+message lists them all, with ``.problems`` holding each one. Nothing is written or deleted.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from .config import RunConfig
+from .errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
+
+__all__ = ["preflight", "check_study"]
+
+_LOADER_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[SteertaxError] = []
+
+    def add(self, err: SteertaxError) -> None:
+        self.items.append(err)
+
+    @contextmanager
+    def at(self, where: str, strip: str = "", wrap: type[SteertaxError] = DataError) -> Iterator[None]:
+        """Record an error raised inside as ``where: message`` (``strip``: a redundant prefix to drop)."""
+        try:
+            yield
+        except SteertaxError as e:
+            self.add(_relabel(e, where, strip))
+        except _LOADER_ERRORS as e:  # a reader tripping over odd input: still one line, still typed
+            hint = "check the file against the task's documented columns" if where.startswith("tasks[") else \
+                "check this setting (rerun with --debug for the traceback)"
+            err = wrap(f"{where}: could not be checked ({e.__class__.__name__}: {_one_line(str(e))}): {hint}")
+            err.__cause__ = e
+            self.add(err)
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _relabel(e: SteertaxError, where: str, strip: str = "") -> SteertaxError:
+    msg = _one_line(str(e))
+    if strip and msg.startswith(strip + ": "):
+        msg = msg[len(strip) + 2:]
+    out = type(e)(f"{where}: {msg}")
+    out.__cause__ = e
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+def _config_json(d: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{d / 'config.json'} is not readable JSON ({e.__class__.__name__}): is it a Hugging Face model directory?") from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _shape(cfg: dict[str, Any]) -> tuple[Optional[int], Optional[int]]:
+    """(num_layers, hidden_size) from a config.json, where it says so plainly."""
+    for c in (cfg, cfg.get("text_config") or {}):
+        if not isinstance(c, dict):
+            continue
+        n = next((c[k] for k in ("num_hidden_layers", "n_layer", "num_layers") if isinstance(c.get(k), int)), None)
+        h = next((c[k] for k in ("hidden_size", "n_embd") if isinstance(c.get(k), int)), None)
+        if n is not None:
+            return n, h
+    return None, None
+
+
+def _gguf_file(name: str, path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(f"GGUF file {name} does not exist: check the path")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelError(f"{name} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): pass a GGUF model, "
+                         "a model directory, a hub id, or a built-in name")
+
+
+def _model_dir(name: str, path: Path, builtin: list[str]) -> tuple[Optional[int], Optional[int]]:
+    if not (path / "config.json").is_file():
+        raise ModelError(f"directory {name} has no config.json: pass a Hugging Face model directory, a .gguf file, "
+                         f"or a built-in name {builtin}")
+    toks = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
+    if not any((path / t).is_file() for t in toks):
+        raise ModelError(f"directory {name} has no tokenizer files ({', '.join(toks[:2])}, ...): save the "
+                         "tokenizer beside the model (tokenizer.save_pretrained(dir))")
+    return _shape(_config_json(path))
+
+
+def _resolve_model(name: str, info: dict[str, Any]) -> None:
+    """What ``load_model`` will do with ``name`` (same order of cases), without loading or downloading."""
+    from . import models as M
+
+    builtin = sorted(M.BUILTIN_MODELS)
+    key = M._ALIASES.get(name.lower(), name.lower())
+    path = Path(name).expanduser()
+    if not name.strip():
+        raise ModelError("model is empty: give a built-in name, a model directory, a .gguf file or a hub id")
+    if key in M.BUILTIN_MODELS:
+        spec = M.BUILTIN_MODELS[key]
+        for pkg, rel in zip(spec.packages, spec.files):
+            M._package_file(pkg, rel, spec)  # the package is installed and holds its part
+        info.update(kind="builtin", label=spec.name)
+    elif name.lower().endswith(".gguf"):
+        _gguf_file(name, path)
+        info["kind"] = "gguf"
+    elif path.is_dir():
+        n, h = _model_dir(name, path, builtin)
+        info.update(kind="dir", num_layers=n, hidden_size=h)
+    elif path.exists():
+        raise ModelError(f"{name} is a file but not a .gguf: pass a .gguf file, a model directory, a hub id, or one of {builtin}")
+    elif name.count("/") != 1 or name.startswith((".", "/", "~")) or not all(name.split("/")):
+        raise ModelError(f"unknown model {name!r}: use a built-in name {builtin}, an existing directory or .gguf file, "
+                         "or a hub id like 'org/name'")
+    else:
+        info["kind"] = "hub"  # shaped like a hub id; whether it exists is not checked offline
+
+
+def _device(device: Any) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"{device!r} is not a torch device: use cpu, cuda or cuda:N (or leave it out)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"{device!r} asked for, but torch sees no CUDA GPU here: use cpu (or leave it out)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(f"{device!r} asked for, but there are {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_model(cfg: RunConfig, P: _Problems) -> dict[str, Any]:
+    """How ``load_model`` will resolve ``cfg.model``, checked without loading it (and without the network)."""
+    from . import models as M
+
+    name = str(cfg.model)
+    info: dict[str, Any] = {"name": name, "label": name, "kind": None, "num_layers": None, "hidden_size": None}
+    with P.at("model"):
+        _resolve_model(name, info)
+    with P.at("dtype", wrap=ModelError):
+        M._resolve_dtype(cfg.dtype)
+    with P.at("device", wrap=ModelError):
+        _device(cfg.device)
+    return info
+
+
+# --------------------------------------------------------------------------- vector and pairs
+
+def _cached_vector_path(cfg: RunConfig, out: Optional[Path]) -> Optional[Path]:
+    """Where study._get_vector caches an extracted vector (same key): a resume does not need the pairs."""
+    if out is None:
+        return None
+    v = cfg.vector
+    key = hashlib.sha256(json.dumps({"model": cfg.model, "seed": cfg.seed, **{k: getattr(v, k) for k in (
+        "pairs", "n_pairs", "method", "layers", "position", "heldout")}}, sort_keys=True).encode()).hexdigest()[:12]
+    p = out / f"vector-{key}.safetensors"
+    return p if p.is_file() else None
+
+
+def _vector_file(cfg: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
+    """``vector.path``: loads (header, metadata, directions; no model), has the steered layers, and fits the
+    model as far as its config tells (what ``check_compatible(force=False)`` will demand after loading)."""
+    from .vectors import SteeringVector
+
+    v = cfg.vector
+    vec = SteeringVector.load(v.path)  # type: ignore[arg-type]
+    if v.negate:
+        vec = -vec
+    try:
+        sel = vec.select(v.layers)
+    except SteertaxError as e:
+        raise type(e)(f"{e} (vector.layers is {v.layers!r}): steer layers the vector has") from None
+    if model["hidden_size"] is not None and model["hidden_size"] != vec.hidden_size:
+        raise VectorError(f"{v.path} was extracted from {vec.model_id!r} with hidden size {vec.hidden_size}, but "
+                          f"model {cfg.model!r} has {model['hidden_size']}: extract a vector from this model")
+    if vec.model_id != model["label"] or (model["num_layers"] is not None and model["num_layers"] != vec.num_layers):
+        raise VectorError(f"{v.path} was extracted from {vec.model_id!r} ({vec.num_layers} layers), but the study's "
+                          f"model is {model['label']!r}: extract a vector from this model (or set model to {vec.model_id!r})")
+    if cfg.strengths.values is None and not any(i in sel.layer_norms for i in sel.layers):
+        raise ConfigError(f"{v.path} records no residual norms for layers {v.layers}, so the relative grid "
+                          "(strengths.max_relative) has no scale: give strengths.values explicitly")
+    return {"file": str(v.path), "layers": sel.layers}
+
+
+def _pairs(cfg: RunConfig) -> dict[str, Any]:
+    from .pairs import PAIR_BUILDERS, check_pairs_file
+
+    v = cfg.vector
+    if v.pairs in PAIR_BUILDERS:
+        return {"builder": v.pairs}
+    if Path(v.pairs).suffix.lower() in (".csv", ".jsonl", ".json"):
+        return check_pairs_file(v.pairs, v.n_pairs, position=v.position)
+    raise DataError(f"unknown pairs {v.pairs!r}: use one of {sorted(PAIR_BUILDERS)} or a .csv/.jsonl file with "
+                    "aligned,misaligned[,prompt] columns")
+
+
+def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P: _Problems) -> dict[str, Any]:
+    from ._util import parse_layers
+
+    v = cfg.vector
+    info: dict[str, Any] = {}
+    with P.at("vector.layers", wrap=ConfigError):
+        parse_layers(v.layers, model["num_layers"])  # syntax, and the range where the model's depth is known
+    if v.path:
+        with P.at("vector.path"):
+            info["vector"] = _vector_file(cfg, model)
+        return info
+    for where, ok, msg in (
+            ("vector.n_pairs", v.n_pairs is None or v.n_pairs >= 2,
+             f"{v.n_pairs} pairs cannot make a vector: extraction needs at least 2 (or null for all)"),
+            ("vector.heldout", 0 <= v.heldout < 1, f"{v.heldout} is not a fraction in [0, 1)"),
+            ("vector.position", v.position in (None, "last", "answer_mean"),
+             f"{v.position!r} is not last or answer_mean (or null for the pairs' own)")):
+        if not ok:
+            P.add(ConfigError(f"{where}: {msg}"))
+    cached = _cached_vector_path(cfg, out)
+    if cached is not None:
+        info["vector"] = {"file": str(cached), "cached": True}  # a resume: extraction (and the pairs) are not needed
+        return info
+    with P.at("vector.pairs"):
+        info["pairs"] = _pairs(cfg)
+    return info
+
+
+# --------------------------------------------------------------------------- tasks, study, numbers
+
+def _check_tasks(cfg: RunConfig, P: _Problems) -> dict[str, int]:
+    from . import tasks as T
+    from .tasks.loaders import is_hub_source
+
+    counts: dict[str, int] = {}
+    for i, t in enumerate(cfg.tasks):
+        key = t.label or t.name
+        src = t.options.get("source")
+        where = f"tasks[{i}] {key}" + (" options.source" if src not in (None, "bundled", "default") else "")
+        with P.at(where, strip=t.name):
+            task = T.get(t.name, **t.options)
+            if is_hub_source(src):
+                if importlib.util.find_spec("datasets") is None:
+                    raise DataError(f"{src!r} looks like a hub dataset id; install `datasets` (and be online) or pass a "
+                                    "local .csv/.jsonl")
+                continue  # a hub dataset is not fetched here (no network in a preflight)
+            counts[key] = len(task.validate(t.limit, cfg.seed))
+    return counts
+
+
+def _check_study(cfg: RunConfig, P: _Problems) -> None:
+    from . import tasks as T
+    from .tasks.behavior import BehaviorTask
+
+    keys = [t.label or t.name for t in cfg.tasks]
+    st = cfg.study
+    for field in ("alignment_task", "helpfulness_task"):
+        name = getattr(st, field)
+        base = name.split("[", 1)[0] if name.endswith("]") else name  # 'refusal[generate]': a scorer's entry
+        with P.at(f"study.{field}", wrap=ConfigError):
+            if base not in keys:
+                raise ConfigError(f"{name!r} is not among the config's tasks {keys}: name one of them (or add "
+                                  f"`- name: {base}` to tasks)")
+            if cfg.theory.enabled:  # the theory step looks the task up by its registry name
+                if name not in T.REGISTRY:
+                    raise ConfigError(f"{name!r} is not a task name, but the theory step looks it up by name: use the "
+                                      "task's name (not a label or scorer entry), or set theory.enabled: false")
+                if field == "alignment_task" and not issubclass(T.REGISTRY[name], BehaviorTask):
+                    ok = sorted(n for n, c in T.REGISTRY.items() if issubclass(c, BehaviorTask))
+                    raise ConfigError(f"{name!r} must be a behavior task for the theory step (one of {ok}), or set "
+                                      "theory.enabled: false")
+
+
+def _check_numbers(cfg: RunConfig, P: _Problems) -> None:
+    s = cfg.strengths
+    checks: list[tuple[str, bool, str]] = [
+        ("batch_size", cfg.batch_size >= 1, f"{cfg.batch_size} is not a positive batch size"),
+        ("chunk", cfg.chunk >= 1, f"{cfg.chunk} is not a positive number of items per cell"),
+        ("study.n_boot", cfg.study.n_boot >= 0, f"{cfg.study.n_boot} bootstrap samples: use 0 or more"),
+        ("study.kl_ceiling", cfg.study.kl_ceiling is None or cfg.study.kl_ceiling > 0,
+         f"{cfg.study.kl_ceiling} is not a positive KL ceiling (or null for none)"),
+    ]
+    if s.values is None:
+        checks.append(("strengths.max_relative", s.max_relative > 0,
+                       f"{s.max_relative}: the top of the grid must be > 0 (a multiple of the residual norm)"))
+    else:
+        checks.append(("strengths.values", any(x != 0 for x in s.values),
+                       f"{s.values}: every strength is 0, so nothing is steered: add non-zero strengths, e.g. [0, 4, 8]"))
+    if cfg.theory.enabled:
+        th = cfg.theory
+        checks += [("theory.n_prompts", th.n_prompts >= 1, f"{th.n_prompts}: use at least 1 prompt"),
+                   ("theory.top_k", th.top_k >= 1, f"{th.top_k}: use at least 1"),
+                   ("theory.n_points", th.n_points >= 2, f"{th.n_points}: the slope fits need at least 2 points"),
+                   ("theory.r_max", th.r_max is None or th.r_max > 0, f"{th.r_max} is not a positive |r| range (or null)")]
+    for where, ok, msg in checks:
+        if not ok:
+            P.add(ConfigError(f"{where}: {msg}"))
+
+
+def _check_out(out: Path, P: _Problems) -> None:
+    with P.at("output folder", wrap=ConfigError):
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out} is a file: --out needs a folder (new or a run's folder to resume)")
+        probe = out
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise ConfigError(f"cannot create {out}: {probe} is a file")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigError(f"{probe} is not writable, so {out} cannot be {'written' if probe == out else 'created'}: "
+                              "choose another --out")
+
+
+# --------------------------------------------------------------------------- entry points
+
+def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[SteertaxError], dict[str, Any]]:
+    """Every problem with ``cfg`` (and the output folder ``out``) found without loading the model, and
+    what was found (model kind, items per task, pairs or vector). Reads files only; writes nothing."""
+    P = _Problems()
+    outp = Path(out) if out is not None else None
+    model = _check_model(cfg, P)
+    info: dict[str, Any] = {"model": model}
+    info.update(_check_vector(cfg, model, outp, P))
+    _check_numbers(cfg, P)
+    info["tasks"] = _check_tasks(cfg, P)
+    _check_study(cfg, P)
+    if outp is not None:
+        _check_out(outp, P)
+    return P.items, info
+
+
+def preflight(cfg: RunConfig, out: str | Path | None = None) -> dict[str, Any]:
+    """Check everything :func:`steertax.study.run_study` needs before it loads the model; raise one typed
+    error (the first problem's type) with a one-line message naming every problem, and ``.problems``.
+    Returns :func:`check_study`'s findings when all is well."""
+    problems, info = check_study(cfg, out)
+    if not problems:
+        return info
+    if len(problems) == 1:
+        raise problems[0]
+    msg = f"{len(problems)} problems, found before loading the model: " + \
+        "; ".join(f"({k}) {_one_line(str(p))}" for k, p in enumerate(problems, 1))
+    err = type(problems[0])(msg)
+    err.problems = problems  # type: ignore[attr-defined]
+    raise err
