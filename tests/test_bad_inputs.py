@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import make_tokenizer, tiny_model
 from steertax import SteertaxError
-from steertax.errors import ConfigError, DataError, LayerError, ModelError, VectorError
 from steertax.cli import main
+from steertax.errors import ConfigError, DataError, LayerError, ModelError, VectorError
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 
@@ -93,8 +93,10 @@ CASES = [
     ([E, "--model", "{tiny}", "--pairs", "{pairs}", "--out", "{res}"], "is a directory"),
     # task data files, strengths, vectors (eval)
     ([V, "--model", "{tiny}", "--task", "no_such_task"], "unknown task"),
-    ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_duplicate_ids.jsonl", "--json", "{res}/eval.json"], "appears twice"),
-    ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_gold_out_of_range.jsonl", "--json", "{res}/eval.json"], "out of range"),
+    ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_duplicate_ids.jsonl",
+      "--json", "{res}/eval.json"], "appears twice"),
+    ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_gold_out_of_range.jsonl",
+      "--json", "{res}/eval.json"], "out of range"),
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_missing_gold.jsonl"], "lacks column"),
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_gold_not_int.jsonl"], "0-based choice index"),
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_one_choice.jsonl"], "at least 2 answers"),
@@ -110,9 +112,12 @@ CASES = [
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--strength", "4"], "needs --vector"),
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{vec}", "--layers", "5", "--strength", "1"], "no layer"),
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{other_vec}", "--strength", "1", "--limit", "2"], "hidden size"),
-    ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{d}/truncated.safetensors", "--strength", "1"], "not a readable safetensors"),
-    ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{d}/bad_header.safetensors", "--strength", "1"], "not a readable safetensors"),
-    ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{c}/vector_random_bytes.safetensors", "--strength", "1"], "not a readable safetensors"),
+    ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{d}/truncated.safetensors", "--strength", "1"],
+     "not a readable safetensors"),
+    ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{d}/bad_header.safetensors", "--strength", "1"],
+     "not a readable safetensors"),
+    ([V, "--model", "{tiny}", "--task", "arc_easy", "--vector", "{c}/vector_random_bytes.safetensors", "--strength", "1"],
+     "not a readable safetensors"),
     ([G, "--model", "{tiny}", "--vector", "{other_vec}", "--strength", "1", "--prompt", "hi"], "hidden size"),
     ([G, "--model", "{tiny}", "--vector", "{vec}", "--strength=-inf", "--prompt", "hi"], "not finite"),
     # configs (run): validated before anything is written
@@ -351,7 +356,8 @@ def test_bundled_tasks_and_bom_csv_validate(tmp_path):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(suffix=st.sampled_from([".csv", ".jsonl"]), task=st.sampled_from(["arc_easy", "refusal", "mmlu", "gsm8k", "truthfulqa"]),
        data=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8")),
-                      st.text(max_size=60).map(lambda t: t.encode("utf-16")), st.text(max_size=60).map(lambda t: t.encode("latin-1", "replace"))))
+                      st.text(max_size=60).map(lambda t: t.encode("utf-16")),
+                      st.text(max_size=60).map(lambda t: t.encode("latin-1", "replace"))))
 def test_preflight_on_any_file_is_items_or_one_typed_line(suffix, task, data, tmp_path_factory):
     """Whatever bytes a task's file holds, the preflight's check gives items or a typed one-line error."""
     from steertax import tasks as T

@@ -55,7 +55,8 @@ def test_extract_generate_info_on_tiny_model(tiny_dir, pairs_csv, tmp_path, caps
     (["extract", "--model", "{tiny}", "--pairs", "{tmp}/bad.csv", "--out", "{tmp}/v.safetensors"], "lacks column"),
     (["extract", "--model", "{tiny}", "--pairs", "{tmp}/empty.csv", "--out", "{tmp}/v.safetensors"], "empty"),
     (["generate", "--model", "{tiny}", "--vector", "{tmp}/missing.safetensors", "--strength", "1", "--prompt", "x"], "does not exist"),
-    (["generate", "--model", "{tiny}", "--vector", "{tmp}/corrupt.safetensors", "--strength", "1", "--prompt", "x"], "not a readable safetensors"),
+    (["generate", "--model", "{tiny}", "--vector", "{tmp}/corrupt.safetensors", "--strength", "1", "--prompt", "x"],
+     "not a readable safetensors"),
     (["generate", "--model", "{tiny}", "--vector", "{tmp}/corrupt.safetensors", "--strength", "nan", "--prompt", "x"], "not finite"),
     (["generate", "--model", "{tiny}", "--vector", "{tmp}/corrupt.safetensors", "--strength", "abc", "--prompt", "x"], "not a number"),
 ])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 
 from steertax import ConfigError

@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steertax.laws import (MIN_LOCAL_POINTS, candidate_laws, fit_law, fit_task, help_law, law_curve, local_window,
-                           make_floor_law, paper_law_test, tanh_law)
+from steertax.laws import (
+    MIN_LOCAL_POINTS,
+    candidate_laws,
+    fit_law,
+    fit_task,
+    help_law,
+    law_curve,
+    local_window,
+    make_floor_law,
+    paper_law_test,
+    tanh_law,
+)
 from steertax.theory import assumption_checks, bound_check
 
 # the default study's grid shape: both signs, extra points in the small-|r| window

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 import steertax as st
+from steertax._util import sha256_file
 from steertax.judges import is_refusal
 from steertax.models import BUILTIN_MODELS, builtin_gguf_path
-from steertax._util import sha256_file
 from steertax.pairs import harmful_instructions
 
 pytestmark = pytest.mark.slow

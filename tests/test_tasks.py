@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import steertax as st
 from conftest import ARCHS, make_tokenizer, tiny_model
@@ -85,7 +84,7 @@ def test_prefix_sharing_equals_packed(arch):
         assert np.max(np.abs(lp1[fin] - lp0[fin])) <= 1e-5
         d1 = drift(model, tok, prompts, ["an answer", "b", "long reference text here"], S3[1:], v, batch_size=bs, trunk=True)
         d0 = drift(model, tok, prompts, ["an answer", "b", "long reference text here"], S3[1:], v, batch_size=bs, trunk=False)
-        for x, y in zip(d1, d0):
+        for x, y in zip(d1, d0, strict=True):
             assert np.max(np.abs(np.asarray(x, float) - np.asarray(y, float))) <= 1e-5
 
 

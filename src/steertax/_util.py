@@ -85,54 +85,75 @@ def parse_layers(spec: str | int | Iterable[int] | None, num_layers: int | None 
     """
     if spec is None:
         raise LayerError("no layers given: pass layers like '8-12' or [8, 9, 10]")
-    out: list[int] = []
     if isinstance(spec, bool):
         raise LayerError(f"invalid layer selection {spec!r}: use an int, a list of ints, or a string like '8-12,14'")
     if isinstance(spec, int):
         out = [spec]
     elif isinstance(spec, str):
-        s = spec.replace(" ", "")
-        if not s:
-            raise LayerError("empty layer selection: use a string like '8-12,14'")
-        for part in s.split(","):
-            if not part:
-                raise LayerError(f"invalid layer selection {spec!r}: empty item between commas")
-            try:
-                if "-" in part[1:]:
-                    i = part.index("-", 1)
-                    lo, hi = int(part[:i]), int(part[i + 1:])
-                    if hi < lo:
-                        raise LayerError(f"invalid layer range {part!r} in {spec!r}: the end is before the start")
-                    out.extend(range(lo, hi + 1))
-                else:
-                    out.append(int(part))
-            except ValueError:
-                raise LayerError(
-                    f"invalid layer selection {spec!r}: {part!r} is not an int or a range like '8-12'"
-                ) from None
+        out = _parse_layer_string(spec)
     else:
-        try:
-            for x in spec:
-                if isinstance(x, bool) or not float(x).is_integer():
-                    raise ValueError
-                out.append(int(x))
-        except (TypeError, ValueError):
-            raise LayerError(f"invalid layer selection {spec!r}: use a list of ints or a string like '8-12'") from None
+        out = _parse_layer_list(spec)
     if not out:
         raise LayerError("empty layer selection: give at least one layer")
     if num_layers is not None:
-        fixed = []
-        for i in out:
-            j = i + num_layers if i < 0 else i
-            if not 0 <= j < num_layers:
-                raise LayerError(
-                    f"layer {i} is out of range: this model has {num_layers} layers (valid: 0-{num_layers - 1})"
-                )
-            fixed.append(j)
-        out = fixed
+        out = _resolve_negative_layers(out, num_layers)
     elif any(i < 0 for i in out):
         raise LayerError(f"negative layer in {spec!r} needs the model's depth to resolve")
     return sorted(set(out))
+
+
+def _parse_layer_string(spec: str) -> list[int]:
+    """``"8-12,14"`` -> [8, 9, 10, 11, 12, 14] (unsorted, with repeats; negatives kept)."""
+    s = spec.replace(" ", "")
+    if not s:
+        raise LayerError("empty layer selection: use a string like '8-12,14'")
+    out: list[int] = []
+    for part in s.split(","):
+        if not part:
+            raise LayerError(f"invalid layer selection {spec!r}: empty item between commas")
+        try:
+            out.extend(_parse_layer_item(part, spec))
+        except ValueError:
+            raise LayerError(
+                f"invalid layer selection {spec!r}: {part!r} is not an int or a range like '8-12'"
+            ) from None
+    return out
+
+
+def _parse_layer_item(part: str, spec: str) -> list[int]:
+    """One comma-separated item: ``"10"``, ``"-1"`` or a range ``"8-12"`` (ValueError if not an int)."""
+    if "-" not in part[1:]:
+        return [int(part)]
+    i = part.index("-", 1)
+    lo, hi = int(part[:i]), int(part[i + 1:])
+    if hi < lo:
+        raise LayerError(f"invalid layer range {part!r} in {spec!r}: the end is before the start")
+    return list(range(lo, hi + 1))
+
+
+def _parse_layer_list(spec: Iterable[int]) -> list[int]:
+    out: list[int] = []
+    try:
+        for x in spec:
+            if isinstance(x, bool) or not float(x).is_integer():
+                raise ValueError
+            out.append(int(x))
+    except (TypeError, ValueError):
+        raise LayerError(f"invalid layer selection {spec!r}: use a list of ints or a string like '8-12'") from None
+    return out
+
+
+def _resolve_negative_layers(layers: list[int], num_layers: int) -> list[int]:
+    """Negative indices counted from the end; every index checked against the model's depth."""
+    fixed = []
+    for i in layers:
+        j = i + num_layers if i < 0 else i
+        if not 0 <= j < num_layers:
+            raise LayerError(
+                f"layer {i} is out of range: this model has {num_layers} layers (valid: 0-{num_layers - 1})"
+            )
+        fixed.append(j)
+    return fixed
 
 
 def format_layers(layers: Sequence[int]) -> str:

@@ -11,9 +11,8 @@ import logging
 import os
 import sys
 import textwrap
-import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .errors import SteertaxError
 
@@ -21,12 +20,13 @@ from .errors import SteertaxError
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump), exit code 2."""
 
-    def error(self, message: str) -> "typing.NoReturn":  # type: ignore[name-defined]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2", help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]")
+    p.add_argument("--model", default="smollm2",
+                   help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]")
     p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 [float32 on CPU]")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda if available]")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("extract", help="extract a steering vector from contrast pairs",
                        description="Extract a per-layer steering vector (+ = aligned) and save it as safetensors + JSON.")
     _add_model(e)
-    e.add_argument("--pairs", default="refusal", help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]")
+    e.add_argument("--pairs", default="refusal",
+                   help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]")
     e.add_argument("--n-pairs", type=int, default=None, help="use at most this many pairs")
     e.add_argument("--layers", default="8-12", help="e.g. 8-12,14 or all [8-12]")
     e.add_argument("--method", default="pca", choices=["pca", "mean_diff", "probe"])
@@ -262,7 +263,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from .config import load_config
 
     if a.print_default_config:
-        print(resources.files("steertax").joinpath("configs", "default.yaml").read_text(encoding="utf-8"), end="")
+        print(resources.files("steertax").joinpath("configs").joinpath("default.yaml").read_text(encoding="utf-8"), end="")
         return 0
     if not a.out and not a.check:
         raise SteertaxError("steertax run needs --out DIR (where results, summary and report go)")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -126,49 +127,70 @@ class RunConfig:
 # --------------------------------------------------------------------------- validation
 
 def _check(tp: Any, v: Any, where: str) -> Any:
+    """``v`` validated against the type hint ``tp`` (converted where the schema allows it)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is Union:
-        if v is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check(inner[0], v, where)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(v, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(v).__name__}")
-        return _build(tp, v, where)
+        return _check_optional(args, v, where)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _build(tp, _expect_mapping(v, where), where)
     if origin is list or tp is list:
-        if not isinstance(v, list):
-            raise ConfigError(f"{where}: expected a list, got {type(v).__name__}")
-        (a,) = args or (Any,)
-        return [_check(a, x, f"{where}[{i}]") for i, x in enumerate(v)]
+        return _check_list(args, v, where)
     if tp is dict:
-        if not isinstance(v, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(v).__name__}")
-        return dict(v)
-    if tp is bool:
-        if not isinstance(v, bool):
-            raise ConfigError(f"{where}: expected true/false, got {v!r}")
-        return v
-    if tp is int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{where}: expected an integer, got {v!r}")
-        return v
-    if tp is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {v!r}")
-        import math
+        return dict(_expect_mapping(v, where))
+    scalar = _SCALAR_CHECKS.get(tp)
+    return scalar(v, where) if scalar is not None else v
 
-        if not math.isfinite(float(v)):
-            raise ConfigError(f"{where}: {v!r} is not a finite number")
-        return float(v)
-    if tp is str:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and where.endswith("layers"):
-            return str(v)
-        if not isinstance(v, str):
-            raise ConfigError(f"{where}: expected a string, got {v!r}")
-        return v
+
+def _check_optional(args: tuple[Any, ...], v: Any, where: str) -> Any:
+    if v is None and type(None) in args:
+        return None
+    inner = [a for a in args if a is not type(None)]
+    return _check(inner[0], v, where)
+
+
+def _expect_mapping(v: Any, where: str) -> dict[Any, Any]:
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(v).__name__}")
     return v
+
+
+def _check_list(args: tuple[Any, ...], v: Any, where: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise ConfigError(f"{where}: expected a list, got {type(v).__name__}")
+    (a,) = args or (Any,)
+    return [_check(a, x, f"{where}[{i}]") for i, x in enumerate(v)]
+
+
+def _check_bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{where}: expected true/false, got {v!r}")
+    return v
+
+
+def _check_int(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{where}: expected an integer, got {v!r}")
+    return v
+
+
+def _check_float(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {v!r}")
+    if not math.isfinite(float(v)):
+        raise ConfigError(f"{where}: {v!r} is not a finite number")
+    return float(v)
+
+
+def _check_str(v: Any, where: str) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and where.endswith("layers"):
+        return str(v)
+    if not isinstance(v, str):
+        raise ConfigError(f"{where}: expected a string, got {v!r}")
+    return v
+
+
+_SCALAR_CHECKS: dict[Any, Callable[[Any, str], Any]] = {bool: _check_bool, int: _check_int, float: _check_float, str: _check_str}
 
 
 def _build(cls: type, d: dict[str, Any], where: str) -> Any:
@@ -238,7 +260,7 @@ def builtin_config(name: str) -> RunConfig:
 
     if name not in BUILTIN_CONFIGS:
         raise ConfigError(f"unknown built-in config {name!r}: use one of {BUILTIN_CONFIGS} or a YAML file")
-    text = resources.files(__package__).joinpath("configs", f"{name}.yaml").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return from_dict(yaml.safe_load(text))
 
 

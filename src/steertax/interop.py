@@ -112,34 +112,9 @@ def import_gguf(
     full provenance. Other files carry no sign convention: ``+`` means the file's positive pole, so
     say what it is (``aligned_pole``) or pass ``negate=True``. With ``model`` the vector is bound to
     that model (its id, layer count and hidden size are checked)."""
-    import gguf
-
     path = Path(path)
-    if not path.is_file():
-        raise VectorError(f"GGUF file {path} does not exist: check the path")
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as e:
-        raise VectorError(f"{path} is not a readable GGUF file ({e.__class__.__name__}: {e})") from None
-    fields = {name: _field_value(f) for name, f in reader.fields.items()}
-    arch = fields.get("general.architecture")
-    if arch not in (None, "controlvector"):
-        raise VectorError(f"{path} is a GGUF of architecture {arch!r}, not a control vector (architecture 'controlvector')")
-    dirs: dict[int, torch.Tensor] = {}
-    norms: dict[str, float] = {}
-    for t in reader.tensors:
-        m = _DIRECTION.match(t.name)
-        if not m:
-            continue
-        k = int(m.group(1))
-        arr = np.asarray(t.data, dtype=np.float32).reshape(-1).copy()
-        n = float(np.linalg.norm(arr))
-        if not math.isfinite(n) or n == 0:
-            raise VectorError(f"{path}: tensor {t.name} has norm {n}; cannot use it as a direction")
-        norms[str(k)] = n
-        dirs[k] = _unit(torch.from_numpy(arr))
-    if not dirs:
-        raise VectorError(f"{path} has no 'direction.<layer>' tensors: is it a llama.cpp control vector?")
+    fields, reader = _open_control_vector(path)
+    dirs, norms = _read_directions(reader, path)
     sizes = {v.shape[0] for v in dirs.values()}
     if len(sizes) != 1:
         raise VectorError(f"{path}: directions have different sizes {sorted(sizes)}")
@@ -158,16 +133,7 @@ def import_gguf(
         )
     vec.extra["gguf_norms"] = norms
     if model is not None:
-        from .models import hidden_size, model_id, num_layers
-
-        if hidden_size(model) != vec.hidden_size:
-            raise VectorError(f"{path}: directions have size {vec.hidden_size} but the model's hidden size is {hidden_size(model)}")
-        n_layers = num_layers(model)
-        bad = [k for k in dirs if k >= n_layers]
-        if bad:
-            raise VectorError(f"{path}: layer(s) {bad} do not exist in this model ({n_layers} layers)")
-        if not prov:
-            vec.model_id, vec.num_layers = model_id(model), n_layers
+        _bind_to_model(vec, model, path, rebind=not prov)
     if negate:
         vec = -vec
     if aligned_pole and prov:
@@ -175,6 +141,59 @@ def import_gguf(
     if misaligned_pole and prov:
         vec.misaligned_pole = misaligned_pole
     return vec
+
+
+def _open_control_vector(path: Path) -> tuple[dict[str, Any], Any]:
+    """The GGUF's key-value fields and its reader; VectorError unless it is a readable control vector."""
+    import gguf
+
+    if not path.is_file():
+        raise VectorError(f"GGUF file {path} does not exist: check the path")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as e:
+        raise VectorError(f"{path} is not a readable GGUF file ({e.__class__.__name__}: {e})") from None
+    fields = {name: _field_value(f) for name, f in reader.fields.items()}
+    arch = fields.get("general.architecture")
+    if arch not in (None, "controlvector"):
+        raise VectorError(f"{path} is a GGUF of architecture {arch!r}, not a control vector (architecture 'controlvector')")
+    return fields, reader
+
+
+def _read_directions(reader: Any, path: Path) -> tuple[dict[int, torch.Tensor], dict[str, float]]:
+    """The ``direction.<k>`` tensors as unit directions by layer, and their norms in the file (keyed by str(k))."""
+    dirs: dict[int, torch.Tensor] = {}
+    norms: dict[str, float] = {}
+    for t in reader.tensors:
+        m = _DIRECTION.match(t.name)
+        if not m:
+            continue
+        k = int(m.group(1))
+        arr = np.asarray(t.data, dtype=np.float32).reshape(-1).copy()
+        n = float(np.linalg.norm(arr))
+        if not math.isfinite(n) or n == 0:
+            raise VectorError(f"{path}: tensor {t.name} has norm {n}; cannot use it as a direction")
+        norms[str(k)] = n
+        dirs[k] = _unit(torch.from_numpy(arr))
+    if not dirs:
+        raise VectorError(f"{path} has no 'direction.<layer>' tensors: is it a llama.cpp control vector?")
+    return dirs, norms
+
+
+def _bind_to_model(vec: SteeringVector, model: Any, path: Path, *, rebind: bool) -> None:
+    """Check ``vec`` fits ``model`` (hidden size, layers); with ``rebind``, take the model's id and depth."""
+    from .models import hidden_size, model_id, num_layers
+
+    if hidden_size(model) != vec.hidden_size:
+        raise VectorError(
+            f"{path}: directions have size {vec.hidden_size} but the model's hidden size is {hidden_size(model)}"
+        )
+    n_layers = num_layers(model)
+    bad = [k for k in vec.directions if k >= n_layers]
+    if bad:
+        raise VectorError(f"{path}: layer(s) {bad} do not exist in this model ({n_layers} layers)")
+    if rebind:
+        vec.model_id, vec.num_layers = model_id(model), n_layers
 
 
 def _field_value(f: Any) -> Any:

@@ -228,9 +228,9 @@ def _starts(law: Law, x: np.ndarray, y: np.ndarray) -> list[list[float]]:
         return [[float(np.median(y)), float(y[k] - np.median(y)), float(x[k]), span / 8],
                 [float(np.median(y)), float(y[k] - np.median(y)), float(x[k]), span / 3]]
     if law.name == "exp_decline":
-        k = 3.0 / span
-        return [[lo, y0 - lo, k if slope <= 0 else -k], [lo, y0 - lo, 0.3 * k if slope <= 0 else -0.3 * k],
-                [hi, y0 - hi, -k if slope <= 0 else k]]
+        rate = 3.0 / span
+        return [[lo, y0 - lo, rate if slope <= 0 else -rate], [lo, y0 - lo, 0.3 * rate if slope <= 0 else -0.3 * rate],
+                [hi, y0 - hi, -rate if slope <= 0 else rate]]
     if law.name == "constant":
         return [[float(np.mean(y))]]
     if law.name == "linear":
@@ -240,7 +240,7 @@ def _starts(law: Law, x: np.ndarray, y: np.ndarray) -> list[list[float]]:
     return [list(law.p0)]
 
 
-def _fit_once(law: Law, x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float]]) -> np.ndarray | None:
+def _fit_once(law: Law, x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray | None:
     ok = np.isfinite(y)
     if ok.sum() < len(law.params):
         return None
@@ -347,7 +347,7 @@ def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any
     if not ok:
         return None, {"criterion": "AICc", "reason": "no candidate law could be fitted"}
     lowest = min(ok, key=lambda n: ok[n]["aicc"])
-    for n, f in ok.items():
+    for f in ok.values():
         f["delta_aicc"] = float(f["aicc"] - ok[lowest]["aicc"])
     best = _parsimonious({n: f["aicc"] for n, f in ok.items()}, {n: f["k"] for n, f in ok.items()})
     close = sorted((n for n in ok if n != best and abs(ok[n]["aicc"] - ok[best]["aicc"]) < SELECTION_THRESHOLD),
@@ -383,8 +383,9 @@ def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any
         reason += f"; next {runner} at ΔAICc = {ok[runner]['delta_aicc']:.1f}"
     if close:
         reason += f"; indistinguishable (|ΔAICc| < {SELECTION_THRESHOLD:g}): {', '.join(close)}"
-    if share.get(best) is not None:
-        reason += f"; wins {100 * share[best]:.0f}% of bootstrap resamples"
+    best_share = share.get(best)
+    if best_share is not None:
+        reason += f"; wins {100 * best_share:.0f}% of bootstrap resamples"
     info["reason"] = reason
     return best, info
 
@@ -439,13 +440,15 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
         return base
     if axis == "helpfulness":
         if not s1 and not s2:
-            holds, v = None, f"can't tell: neither term differs from 0 on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')}); the task barely moves there"
+            holds, v = None, (f"can't tell: neither term differs from 0 on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')}); "
+                              "the task barely moves there")
         elif s1 and first >= NEGLIGIBLE_SHARE * second:
             holds, v = False, (f"helpfulness changes at first order here: {ci('h1')} ({'falls' if h1 < 0 else 'rises'} "
                                f"by {first:.3g} at |r| = {r_local:.3g}, vs {second:.3g} from h2); "
                                "the paper's quadratic law does not hold on this model near r = 0")
         elif h2 < 0:
-            holds, v = True, f"first-order term negligible ({ci('h1')}), loss quadratic ({ci('h2')}): the paper's quadratic law holds near r = 0"
+            holds, v = True, (f"first-order term negligible ({ci('h1')}), loss quadratic ({ci('h2')}): "
+                              "the paper's quadratic law holds near r = 0")
         else:
             holds, v = False, f"no quadratic loss: {ci('h2')} is positive (helpfulness rises away from 0); the paper's law does not hold"
     else:

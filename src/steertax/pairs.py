@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .data import data_path, read_csv, read_json, read_jsonl
 from .errors import DataError
@@ -184,7 +184,7 @@ def harmful_harmless_pairs(
         harmful, harmless = harmful[:n], harmless[:n]
     pairs = [
         ContrastPair(format_chat(tokenizer, h, chat=chat), format_chat(tokenizer, b, chat=chat))
-        for h, b in zip(harmful, harmless)
+        for h, b in zip(harmful, harmless, strict=True)
     ]
     return PairSet(pairs, f"refusal_direction harmful vs harmless instructions (seed {seed}, chat={chat})",
                    "harmful request (refusal-inducing)", "harmless request")
@@ -282,4 +282,5 @@ def get_pairs(name_or_path: str, tokenizer: Any, n: int | None = None, *, seed: 
         if n is not None:
             ps.pairs = ps.pairs[:n]
         return ps
-    raise DataError(f"unknown pairs {name_or_path!r}: use one of {sorted(PAIR_BUILDERS)} or a .csv/.jsonl file with aligned,misaligned columns")
+    raise DataError(f"unknown pairs {name_or_path!r}: use one of {sorted(PAIR_BUILDERS)} "
+                    "or a .csv/.jsonl file with aligned,misaligned columns")

@@ -78,7 +78,8 @@ def _config_json(d: Path) -> dict[str, Any]:
     try:
         cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelError(f"{d / 'config.json'} is not readable JSON ({e.__class__.__name__}): is it a Hugging Face model directory?") from None
+        raise ModelError(f"{d / 'config.json'} is not readable JSON ({e.__class__.__name__}): "
+                         "is it a Hugging Face model directory?") from None
     return cfg if isinstance(cfg, dict) else {}
 
 
@@ -126,7 +127,7 @@ def _resolve_model(name: str, info: dict[str, Any]) -> None:
         raise ModelError("model is empty: give a built-in name, a model directory, a .gguf file or a hub id")
     if key in M.BUILTIN_MODELS:
         spec = M.BUILTIN_MODELS[key]
-        for pkg, rel in zip(spec.packages, spec.files):
+        for pkg, rel in zip(spec.packages, spec.files, strict=True):
             M._package_file(pkg, rel, spec)  # the package is installed and holds its part
         info.update(kind="builtin", label=spec.name)
     elif name.lower().endswith(".gguf"):

@@ -14,6 +14,8 @@ from .laws import NEGLIGIBLE_SHARE
 
 __all__ = ["write_report", "make_figures"]
 
+# The page template. Its lines stay as long as they are (E501 is waived for this one string, by the noqa after
+# its closing quotes): wrapping them would change the HTML that is written.
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>steertax report: {{ s.model }}</title>
 <style>
@@ -102,7 +104,7 @@ choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one.
 <pre>{{ config_yaml }}</pre>
 <p class="note">Per-item rows: results.sqlite / results.parquet. Machine-readable summary: summary.json. steertax {{ version }}.</p>
 </body></html>
-"""
+"""  # noqa: E501
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -169,77 +171,116 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+_DRIFT_METRICS = ("kl", "ce", "ce_delta")
+
+
 def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
+    """Every figure of the report as PNG bytes, by name (drift and theory only when the study has them)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .theory import predicted_alignment, predicted_helpfulness
 
     grid = np.asarray(s["strengths"], dtype=float)
     rr = np.linspace(grid.min(), grid.max(), 300)
     eff = s.get("efficient_strength") or {}
     th = s.get("theory") or {}
     figs: dict[str, bytes] = {}
-
-    def panel(axis: str, exclude_drift: bool = True) -> bytes:
-        names = [n for n, t in s["tasks"].items() if t["axis"] == axis and not (exclude_drift and t["metric"] in ("kl", "ce", "ce_delta"))]
-        fig, ax = plt.subplots(figsize=(7.5, 4.6))
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for k, n in enumerate(names):  # measured points with 95% CIs first, on top
-            t = s["tasks"][n]
-            bs = t["by_strength"]
-            ax.errorbar([b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs],
-                        fmt="o", color=colors[k % len(colors)], ms=4.5, capsize=2.5, zorder=3,
-                        label=f"{n} ({t['metric']}), measured")
-        for k, n in enumerate(names):  # then the selected law (solid) and the paper's law if not selected (dotted)
-            t = s["tasks"][n]
-            c = colors[k % len(colors)]
-            yc = _curve(t["fit"], rr)
-            if yc is not None:
-                ax.plot(rr, yc, "-", color=c, lw=1.2, alpha=0.75, zorder=2, label=f"  selected law: {t['fit']['law']}")
-            sel = t["fit"].get("selection") or {}
-            pn = sel.get("paper_law")
-            if pn and pn != t["fit"].get("law"):
-                yp = _curve((t["fit"].get("candidates") or {}).get(pn) or {}, rr)
-                if yp is not None:
-                    ax.plot(rr, yp, ":", color=c, lw=1.2, alpha=0.75, zorder=2,
-                            label=f"  paper's law {pn} (ΔAICc {sel.get('paper_law_delta_aicc', float('nan')):.1f})")
-        if axis == "alignment" and th.get("m") is not None and th.get("B0") is not None:
-            ax.plot(rr, predicted_alignment(rr, th["m"], th["B0"]), "k--", lw=0.9, zorder=1,
-                    label=f"theory bound tanh(½mr + artanh B0) ({eff.get('alignment_task') or 'alignment task'})")
-        if axis == "helpfulness" and th.get("sigma") is not None and th.get("p0"):
-            ax.plot(rr, predicted_helpfulness(rr, th["p0"], th["sigma"]), "k--", lw=0.9, zorder=1,
-                    label=f"theory bound 1/(1+a+aσ²r²/2) ({eff.get('helpfulness_task') or 'helpfulness task'})")
-        if eff.get("ok"):
-            ax.axvline(eff["r_star"], color="gray", ls="--", lw=0.8)
-            ax.text(eff["r_star"], ax.get_ylim()[1], " r*", va="top", color="gray")
-        ax.set_xlabel("steering strength r$_e$ (L2 norm added per layer; + = aligned)")
-        ax.set_ylabel("behavior expectation B" if axis == "alignment" else "helpfulness")
-        ax.set_title(f"{axis.capitalize()} vs strength: measured (mean ± 95% CI, all items), then fitted laws", fontsize=10)
-        ax.grid(alpha=0.3)
-        h, lab = ax.get_legend_handles_labels()
-        order = sorted(range(len(lab)), key=lambda i: (0 if lab[i].endswith("measured") else 1, i))
-        ax.legend([h[i] for i in order], [lab[i] for i in order], fontsize=7, loc="best")
-        return _png(fig)
-
-    figs["alignment"] = panel("alignment")
-    figs["helpfulness"] = panel("helpfulness")
+    figs["alignment"] = _axis_figure(s, "alignment", rr, eff, th)
+    figs["helpfulness"] = _axis_figure(s, "helpfulness", rr, eff, th)
     drift = [n for n, t in s["tasks"].items() if t["metric"] == "kl"]
     if drift:
-        t = s["tasks"][drift[0]]
-        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        figs["drift"] = _drift_figure(s["tasks"][drift[0]])
+    figs["tradeoff"] = _tradeoff_figure(s, rr, eff)
+    if th:
+        figs["theory"] = _theory_figure(th)
+    return figs
+
+
+def _axis_figure(s: dict[str, Any], axis: str, rr: np.ndarray, eff: dict[str, Any], th: dict[str, Any],
+                 exclude_drift: bool = True) -> bytes:
+    """One axis (alignment or helpfulness) against strength: each task's measured points, its selected law,
+    the paper's law when another was selected, the theory bound and r*."""
+    import matplotlib.pyplot as plt
+
+    names = [n for n, t in s["tasks"].items()
+             if t["axis"] == axis and not (exclude_drift and t["metric"] in _DRIFT_METRICS)]
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, n in enumerate(names):  # measured points with 95% CIs first, on top
+        t = s["tasks"][n]
         bs = t["by_strength"]
         ax.errorbar([b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs],
-                    fmt="o-", ms=4, capsize=2)
-        ax.set_xlabel("steering strength r$_e$")
-        ax.set_ylabel("KL(steered ‖ unsteered), nats/token")
-        ax.set_title("Drift on neutral text")
-        ax.grid(alpha=0.3)
-        figs["drift"] = _png(fig)
-    # tradeoff frontier: measured points and the selected laws, both on all items; r* was chosen on the
-    # validation split and its held-out measurement is drawn separately
+                    fmt="o", color=colors[k % len(colors)], ms=4.5, capsize=2.5, zorder=3,
+                    label=f"{n} ({t['metric']}), measured")
+    for k, n in enumerate(names):  # then the selected law (solid) and the paper's law if not selected (dotted)
+        _plot_laws(ax, s["tasks"][n]["fit"], rr, colors[k % len(colors)])
+    _plot_theory_bound(ax, axis, rr, eff, th)
+    if eff.get("ok"):
+        ax.axvline(eff["r_star"], color="gray", ls="--", lw=0.8)
+        ax.text(eff["r_star"], ax.get_ylim()[1], " r*", va="top", color="gray")
+    ax.set_xlabel("steering strength r$_e$ (L2 norm added per layer; + = aligned)")
+    ax.set_ylabel("behavior expectation B" if axis == "alignment" else "helpfulness")
+    ax.set_title(f"{axis.capitalize()} vs strength: measured (mean ± 95% CI, all items), then fitted laws", fontsize=10)
+    ax.grid(alpha=0.3)
+    h, lab = ax.get_legend_handles_labels()
+    order = sorted(range(len(lab)), key=lambda i: (0 if lab[i].endswith("measured") else 1, i))
+    ax.legend([h[i] for i in order], [lab[i] for i in order], fontsize=7, loc="best")
+    return _png(fig)
+
+
+def _plot_laws(ax: Any, fit: dict[str, Any], rr: np.ndarray, color: str) -> None:
+    """A task's selected law (solid) and, when another law was selected, the paper's law (dotted)."""
+    yc = _curve(fit, rr)
+    if yc is not None:
+        ax.plot(rr, yc, "-", color=color, lw=1.2, alpha=0.75, zorder=2, label=f"  selected law: {fit['law']}")
+    sel = fit.get("selection") or {}
+    pn = sel.get("paper_law")
+    if pn and pn != fit.get("law"):
+        yp = _curve((fit.get("candidates") or {}).get(pn) or {}, rr)
+        if yp is not None:
+            ax.plot(rr, yp, ":", color=color, lw=1.2, alpha=0.75, zorder=2,
+                    label=f"  paper's law {pn} (ΔAICc {sel.get('paper_law_delta_aicc', float('nan')):.1f})")
+
+
+def _plot_theory_bound(ax: Any, axis: str, rr: np.ndarray, eff: dict[str, Any], th: dict[str, Any]) -> None:
+    """The theory's predicted bound for ``axis``, when its constants were measured."""
+    from .theory import predicted_alignment, predicted_helpfulness
+
+    if axis == "alignment" and th.get("m") is not None and th.get("B0") is not None:
+        ax.plot(rr, predicted_alignment(rr, th["m"], th["B0"]), "k--", lw=0.9, zorder=1,
+                label=f"theory bound tanh(½mr + artanh B0) ({eff.get('alignment_task') or 'alignment task'})")
+    if axis == "helpfulness" and th.get("sigma") is not None and th.get("p0"):
+        ax.plot(rr, predicted_helpfulness(rr, th["p0"], th["sigma"]), "k--", lw=0.9, zorder=1,
+                label=f"theory bound 1/(1+a+aσ²r²/2) ({eff.get('helpfulness_task') or 'helpfulness task'})")
+
+
+def _drift_figure(t: dict[str, Any]) -> bytes:
+    """KL drift on neutral text against strength."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    bs = t["by_strength"]
+    ax.errorbar([b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs],
+                fmt="o-", ms=4, capsize=2)
+    ax.set_xlabel("steering strength r$_e$")
+    ax.set_ylabel("KL(steered ‖ unsteered), nats/token")
+    ax.set_title("Drift on neutral text")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _pareto(dB: np.ndarray, dH: np.ndarray) -> list[int]:
+    """Indices of the points no other point dominates (at least as good on both axes, better on one)."""
+    n = len(dB)
+    return [i for i in range(n)
+            if not any((dB[j] >= dB[i] and dH[j] >= dH[i]) and (dB[j] > dB[i] or dH[j] > dH[i]) for j in range(n))]
+
+
+def _tradeoff_figure(s: dict[str, Any], rr: np.ndarray, eff: dict[str, Any]) -> bytes:
+    """Tradeoff frontier: measured points and the selected laws, both on all items; r* was chosen on the
+    validation split and its held-out measurement is drawn separately."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6.8, 5.2))
     at, ht = eff.get("alignment_task"), eff.get("helpfulness_task")
     if at in s["tasks"] and ht in s["tasks"]:
@@ -251,22 +292,18 @@ def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
         dH = np.asarray([H[r]["mean"] - h0 for r in rs])
         eB = np.asarray([1.96 * (A[r].get("delta_stderr") or 0) for r in rs])  # paired: the change's own CI
         eH = np.asarray([1.96 * (H[r].get("delta_stderr") or 0) for r in rs])
-        pareto = [i for i in range(len(rs)) if not any((dB[j] >= dB[i] and dH[j] >= dH[i]) and (dB[j] > dB[i] or dH[j] > dH[i]) for j in range(len(rs)))]
+        pareto = _pareto(dB, dH)
         ax.errorbar(dB, dH, xerr=eB, yerr=eH, fmt="none", ecolor="#999", elinewidth=0.8, capsize=2, zorder=2)
         sc = ax.scatter(dB, dH, c=rs, cmap="viridis", zorder=3, s=34, label="measured, all items (± 95% CI of the paired change)")
         fig.colorbar(sc, ax=ax, label="r$_e$")
         ax.scatter(dB[pareto], dH[pareto], facecolors="none", edgecolors="red", s=95, zorder=4, label="Pareto points")
-        for r, x, y in zip(rs, dB, dH):
+        for r, x, y in zip(rs, dB, dH, strict=True):
             ax.annotate(f"{r:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         fB, fH = _fn(s["tasks"][at]["fit"]), _fn(s["tasks"][ht]["fit"])
         if fB is not None and fH is not None:
             ax.plot(fB(rr) - fB(np.zeros(1))[0], fH(rr) - fH(np.zeros(1))[0], "-", color="#c33", lw=1, alpha=0.7, zorder=1,
                     label=f"selected laws, all items ({s['tasks'][at]['fit']['law']} × {s['tasks'][ht]['fit']['law']})")
-        if eff.get("ok"):
-            ho = eff.get("heldout") or {}
-            if ho.get("dB") is not None and ho.get("dH") is not None:
-                ax.plot([ho["dB"]], [ho["dH"]], "r*", ms=14, zorder=5,
-                        label=f"r* = {eff['r_star']:.2f}: held-out items ({eff.get('n_test_items')}), measured")
+        _plot_heldout_r_star(ax, eff)
         ax.set_xlabel(f"ΔB ({at})")
         ax.set_ylabel(f"ΔH ({ht})")
         ax.axhline(0, color="k", lw=0.5)
@@ -274,29 +311,43 @@ def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
         ax.legend(fontsize=7)
     ax.set_title("Tradeoff frontier: alignment gained vs helpfulness lost", fontsize=10)
     ax.grid(alpha=0.3)
-    figs["tradeoff"] = _png(fig)
-    if th:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-        g = np.asarray(th["grid"])
-        a1.plot(g, th["logit_change_norm"], "o", ms=4.5, zorder=3, label="measured")
-        a1.plot(g[g >= 0], th["c_pos"] * g[g >= 0], "k--", lw=1, label=f"c+ = {th['c_pos']:.3g}")
-        a1.plot(g[g <= 0], -th["c_neg"] * g[g <= 0], "k:", lw=1, label=f"c− = {th['c_neg']:.3g}")
-        a1.set_xlabel("r$_e$")
-        a1.set_ylabel("‖logits(r) − logits(0)‖")
-        ck = th.get("checks") or {}
-        word = {True: "holds", False: "does not hold"}
-        a1.set_title(f"A-norm (|Δlogits| ∝ |r|): {word[bool(ck.get('A-norm', {}).get('holds'))]}", fontsize=10)
-        a1.legend(fontsize=8)
-        a1.grid(alpha=0.3)
-        a2.plot(g, th["margin_curve"], "o", ms=4.5, zorder=3, label="measured")
-        a2.plot(g, th["m"] * g, "k--", lw=1, label=f"m = {th['m']:.3g}")
-        a2.set_xlabel("r$_e$")
-        a2.set_ylabel("Δ(aligned − misaligned) first-token logit gap")
-        a2.set_title(f"A-margin (gap grows ∝ r): {word[bool(ck.get('A-margin', {}).get('holds'))]}", fontsize=10)
-        a2.legend(fontsize=8)
-        a2.grid(alpha=0.3)
-        figs["theory"] = _png(fig)
-    return figs
+    return _png(fig)
+
+
+def _plot_heldout_r_star(ax: Any, eff: dict[str, Any]) -> None:
+    """r*'s held-out measurement (ΔB, ΔH), when the efficient strength was found."""
+    if not eff.get("ok"):
+        return
+    ho = eff.get("heldout") or {}
+    if ho.get("dB") is not None and ho.get("dH") is not None:
+        ax.plot([ho["dB"]], [ho["dH"]], "r*", ms=14, zorder=5,
+                label=f"r* = {eff['r_star']:.2f}: held-out items ({eff.get('n_test_items')}), measured")
+
+
+def _theory_figure(th: dict[str, Any]) -> bytes:
+    """The theory's assumption checks: logit-change norm (A-norm) and margin gap (A-margin) against strength."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    g = np.asarray(th["grid"])
+    a1.plot(g, th["logit_change_norm"], "o", ms=4.5, zorder=3, label="measured")
+    a1.plot(g[g >= 0], th["c_pos"] * g[g >= 0], "k--", lw=1, label=f"c+ = {th['c_pos']:.3g}")
+    a1.plot(g[g <= 0], -th["c_neg"] * g[g <= 0], "k:", lw=1, label=f"c− = {th['c_neg']:.3g}")
+    a1.set_xlabel("r$_e$")
+    a1.set_ylabel("‖logits(r) − logits(0)‖")
+    ck = th.get("checks") or {}
+    word = {True: "holds", False: "does not hold"}
+    a1.set_title(f"A-norm (|Δlogits| ∝ |r|): {word[bool(ck.get('A-norm', {}).get('holds'))]}", fontsize=10)
+    a1.legend(fontsize=8)
+    a1.grid(alpha=0.3)
+    a2.plot(g, th["margin_curve"], "o", ms=4.5, zorder=3, label="measured")
+    a2.plot(g, th["m"] * g, "k--", lw=1, label=f"m = {th['m']:.3g}")
+    a2.set_xlabel("r$_e$")
+    a2.set_ylabel("Δ(aligned − misaligned) first-token logit gap")
+    a2.set_title(f"A-margin (gap grows ∝ r): {word[bool(ck.get('A-margin', {}).get('holds'))]}", fontsize=10)
+    a2.legend(fontsize=8)
+    a2.grid(alpha=0.3)
+    return _png(fig)
 
 
 def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -> Path:

@@ -10,7 +10,7 @@ import json
 import math
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .errors import DataError
 

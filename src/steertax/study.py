@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from . import __version__
-from . import tasks as T
+from . import __version__, tasks as T
 from ._util import atomic_write_json, atomic_write_text
 from .config import RunConfig, from_dict
 from .errors import ConfigError, DataError
@@ -105,9 +104,8 @@ def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, pr
 
 
 def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, grid: list[float]) -> dict[str, Any]:
-    from .models import format_chat
     from .tasks.behavior import BehaviorTask
-    from .tasks.choice import MMLU, ClozeTask
+    from .tasks.choice import MMLU, ARCEasy, ClozeTask
     from .theory import estimate_constants
 
     at = T.get(cfg.study.alignment_task, **_opts(cfg, cfg.study.alignment_task))
@@ -123,16 +121,13 @@ def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, gr
         h_prompts = [ht.prompt_text(tok, it) for it in h_items]
         letters = ht.letter_tokens(tok)
         h_correct = [letters[it.data["gold"]][-1] for it in h_items]
-    elif isinstance(ht, ClozeTask):
-        h_items = ht.items(n, cfg.seed + 1)
-        h_prompts = [ht.prompt_text(tok, it) for it in h_items]
-        h_correct = [tok(ht.choice_texts(it)[it.data["gold"]], add_special_tokens=False)["input_ids"][0] for it in h_items]
     else:
-        # fall back to ARC-Easy for sigma when the helpfulness task has no single correct token
-        ht2 = T.get("arc_easy")
-        h_items = ht2.items(n, cfg.seed + 1)
-        h_prompts = [ht2.prompt_text(tok, it) for it in h_items]
-        h_correct = [tok(ht2.choice_texts(it)[it.data["gold"]], add_special_tokens=False)["input_ids"][0] for it in h_items]
+        # a cloze task's gold continuation gives the correct token; fall back to ARC-Easy (the registry's
+        # "arc_easy", default options) for sigma when the helpfulness task has no single correct token
+        cloze = ht if isinstance(ht, ClozeTask) else ARCEasy()
+        h_items = cloze.items(n, cfg.seed + 1)
+        h_prompts = [cloze.prompt_text(tok, it) for it in h_items]
+        h_correct = [tok(cloze.choice_texts(it)[it.data["gold"]], add_special_tokens=False)["input_ids"][0] for it in h_items]
     r_max = cfg.theory.r_max or max(abs(g) for g in grid) / 2
     return estimate_constants(model, tok, vec, align_prompts=prompts, aligned_texts=a_set, misaligned_texts=m_set,
                               help_prompts=h_prompts, help_correct=h_correct, r_max=r_max,
@@ -206,8 +201,8 @@ def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None
         f["note"] = "drift grows with |r|; fitted with a quadratic"
         return f
     chance = CHANCE.get(e["name"]) if e["metric"] in ("p_correct", "p_abcd") else None
-    S = sorted({float(r["strength"]) for r in recs})
-    r_local = local_fraction * max(abs(x) for x in S) if S else None
+    grid = sorted({float(r["strength"]) for r in recs})
+    r_local = local_fraction * max(abs(x) for x in grid) if grid else None
     f = fit_task(recs, e["metric"], e["axis"], n_boot=n_boot, seed=seed, chance=chance, r_local=r_local)
     if chance:
         f["chance"] = chance

@@ -18,7 +18,7 @@ from .steering import steer
 __all__ = ["last_logits", "estimate_constants", "predicted_alignment", "predicted_helpfulness"]
 
 
-def last_logits(model: Any, tok: Any, prompts: Sequence[str], strengths: Sequence[float], vector: Any,
+def last_logits(model: Any, tok: Any, prompts: Sequence[str], strengths: Sequence[float] | np.ndarray, vector: Any,
                 layers: Any = None, batch_size: int = 16) -> np.ndarray:
     """Logits at each prompt's last token for every strength: [n_prompts, n_strengths, vocab] (float32)."""
     penc = [encode(tok, p) for p in prompts]
@@ -96,8 +96,8 @@ def estimate_constants(
     for s in range(len(rs)):
         xs = []
         for i, corr in enumerate(help_correct):
-            top = np.argsort(-H[i, z])[: top_k + 1]
-            top = [t for t in top if t != corr][:top_k]
+            ranked = np.argsort(-H[i, z])[: top_k + 1]
+            top = [t for t in ranked if t != corr][:top_k]
             xs.append(dh[i, s, top] - dh[i, s, corr])
         X_by_r.append(np.concatenate(xs))
     sig_r = np.asarray([float(np.std(X_by_r[s])) / abs(rs[s]) if rs[s] != 0 else np.nan for s in range(len(rs))])
@@ -174,7 +174,7 @@ def assumption_checks(*, c_pos: float, c_neg: float, r2_pos: float, r2_neg: floa
     }
 
 
-def bound_check(strengths: Sequence[float], means: Sequence[float], stderrs: Sequence[float | None],
+def bound_check(strengths: Sequence[float] | np.ndarray, means: Sequence[float], stderrs: Sequence[float | None],
                 bound: np.ndarray, kind: str) -> dict[str, Any]:
     """Does the measured curve respect a predicted bound? ``kind``: "upper" (measured <= bound),
     "lower" (measured >= bound) or "alignment" (lower bound for r > 0, upper bound for r < 0, the

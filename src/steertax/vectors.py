@@ -160,13 +160,15 @@ class SteeringVector:
                 meta_s = (f.metadata() or {}).get(_META_KEY)
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:
-            raise VectorError(f"{path} is not a readable safetensors file ({e.__class__.__name__}: {e}): re-create it with `steertax extract`") from None
+            raise VectorError(f"{path} is not a readable safetensors file ({e.__class__.__name__}: {e}): "
+                              "re-create it with `steertax extract`") from None
         if meta_s is None:
             side = sidecar_path(path)
             if side.is_file():
                 meta_s = side.read_text()
             else:
-                raise VectorError(f"{path} has no steertax metadata and no {side.name} sidecar: is it a steertax vector? Use `steertax import` for other formats")
+                raise VectorError(f"{path} has no steertax metadata and no {side.name} sidecar: "
+                                  "is it a steertax vector? Use `steertax import` for other formats")
         try:
             meta = json.loads(meta_s)
         except json.JSONDecodeError as e:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..errors import DataError
-from .base import EvalContext, EvalResult, Item, Task, check_strengths, subset, summarize
+from .base import EvalContext, EvalResult, Item, Task, check_strengths, summarize
 from .behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
-from .choice import ARCChallenge, ARCEasy, BBQ, HellaSwag, MMLU, TruthfulQA
+from .choice import BBQ, MMLU, ARCChallenge, ARCEasy, HellaSwag, TruthfulQA
 from .drift import Drift
 from .generative import GSM8K, HumanEval
 

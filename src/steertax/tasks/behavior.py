@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
-import torch
 
 from ..data import data_path, read_csv, read_json
 from ..errors import DataError
@@ -35,7 +34,7 @@ DISAGREE = ("No, I disagree.", "No, I do not agree with that statement.", "I dis
             "No. That is not true.")
 AGREE = ("Yes, I agree.", "Yes, I agree with that statement.", "I agree. That is true.", "Yes. That is true.")
 
-TEMPLATES = {
+TEMPLATES: dict[str, str | None] = {
     "chat": None,  # the tokenizer's chat template
     "raw": "QUESTION: {x}\n\nANSWER:",  # the paper's base-model format
     "paper_g2": "Request: Can you {x}? Answer:",  # the paper's G2 format
@@ -86,9 +85,10 @@ class BehaviorTask(Task):
         return item.data["prompt"]
 
     def prompt_text(self, tok: Any, item: Item) -> str:
-        if self.template == "chat":
+        fmt = TEMPLATES[self.template]
+        if fmt is None:  # "chat"
             return format_chat(tok, self.user_text(item), system=self.system)
-        return TEMPLATES[self.template].format(x=_lc_first(self.user_text(item)) if self.template == "paper_g2" else self.user_text(item))
+        return fmt.format(x=_lc_first(self.user_text(item)) if self.template == "paper_g2" else self.user_text(item))
 
     def _conts(self) -> tuple[list[str], list[str]]:
         if self.template == "chat":
@@ -155,7 +155,7 @@ class BehaviorTask(Task):
                              do_sample=self.do_sample, temperature=self.temperature, seed=ctx.seed,
                              batch_size=ctx.batch_size, progress=ctx.progress, force=ctx.force)
             verdicts = self.judge_fn(ctx)(texts, [users[i] for i, _ in rows])
-            for (i, s), text, ok in zip(rows, texts, verdicts):
+            for (i, s), text, ok in zip(rows, texts, verdicts, strict=True):
                 recs.append(self._record(items[i], strengths[s], "generate", B=1.0 if ok else -1.0,
                                          p_aligned=1.0 if ok else 0.0, text=text))
         return recs

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data import data_path, read_json, read_jsonl
 from ..errors import ConfigError, DataError
-from ..models import encode, format_chat
+from ..models import format_chat
 from ..scoring import next_token_logprobs, score_sequences
 from .base import EvalContext, Item, Task
 from .loaders import load_rows

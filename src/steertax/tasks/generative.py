@@ -6,10 +6,9 @@ import gzip
 import json
 import re
 from math import comb
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 from ..data import data_path, read_jsonl
-from ..errors import DataError
 from ..generation import generate
 from ..sandbox import run_python
 from .base import EvalContext, Item, Task
@@ -38,7 +37,7 @@ def _gen(ctx: EvalContext, prompts: list[str], strengths: Sequence[float], max_n
                      st if any(st) else 0.0, ctx.layers, chat=chat, system=system, max_new_tokens=max_new_tokens,
                      do_sample=do_sample, temperature=temperature, seed=ctx.seed, batch_size=ctx.batch_size,
                      progress=ctx.progress, force=ctx.force)
-    return [(i, s, t) for (i, s), t in zip(rows, texts)]
+    return [(i, s, t) for (i, s), t in zip(rows, texts, strict=True)]
 
 
 class GSM8K(Task):
@@ -95,7 +94,7 @@ def extract_code(prompt: str, completion: str, entry_point: str) -> str:
     if f"def {entry_point}" in completion:
         return completion
     # raw continuation of the function body: stop at the first top-level statement after it
-    lines = []
+    lines: list[str] = []
     for ln in completion.split("\n"):
         if ln and not ln[0].isspace() and not ln.startswith(("#",)) and lines:
             break

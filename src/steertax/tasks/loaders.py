@@ -127,9 +127,10 @@ def _file_rows(p: Path, required: Sequence[str], task: str) -> list[dict[str, An
 
 def _hub_rows(source: str, required: Sequence[str], task: str, hf_split: str, hf_config: str | None) -> list[dict[str, Any]]:
     try:
-        import datasets  # type: ignore
+        import datasets
     except ImportError:
-        raise DataError(f"{task}: {source!r} looks like a hub dataset id; install `datasets` (and be online) or pass a local .csv/.jsonl") from None
+        raise DataError(f"{task}: {source!r} looks like a hub dataset id; "
+                        "install `datasets` (and be online) or pass a local .csv/.jsonl") from None
     try:
         ds = datasets.load_dataset(source, hf_config, split=hf_split)
     except Exception as e:  # network, missing split...
