@@ -1,4 +1,5 @@
 """steertax: inference-time steering of language models, measuring what steering buys and what it costs."""
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -14,7 +15,26 @@ from .tasks import evaluate  # noqa: E402
 from .vectors import SteeringVector  # noqa: E402
 
 __all__ = [
-    "__version__", "load_model", "find_blocks", "format_chat", "ContrastPair", "PairSet", "get_pairs",
-    "refusal_pairs", "harmful_harmless_pairs", "SteeringVector", "steer", "extract_vector", "generate",
-    "tasks", "evaluate", "SteertaxError", "ModelError", "DataError", "LayerError", "StrengthError", "VectorError", "ConfigError",
+    "__version__",
+    "load_model",
+    "find_blocks",
+    "format_chat",
+    "ContrastPair",
+    "PairSet",
+    "get_pairs",
+    "refusal_pairs",
+    "harmful_harmless_pairs",
+    "SteeringVector",
+    "steer",
+    "extract_vector",
+    "generate",
+    "tasks",
+    "evaluate",
+    "SteertaxError",
+    "ModelError",
+    "DataError",
+    "LayerError",
+    "StrengthError",
+    "VectorError",
+    "ConfigError",
 ]

@@ -1,4 +1,5 @@
 """Small shared helpers: atomic writes, hashing, cache directory, layer-range parsing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -114,9 +115,7 @@ def _parse_layer_string(spec: str) -> list[int]:
         try:
             out.extend(_parse_layer_item(part, spec))
         except ValueError:
-            raise LayerError(
-                f"invalid layer selection {spec!r}: {part!r} is not an int or a range like '8-12'"
-            ) from None
+            raise LayerError(f"invalid layer selection {spec!r}: {part!r} is not an int or a range like '8-12'") from None
     return out
 
 
@@ -125,7 +124,7 @@ def _parse_layer_item(part: str, spec: str) -> list[int]:
     if "-" not in part[1:]:
         return [int(part)]
     i = part.index("-", 1)
-    lo, hi = int(part[:i]), int(part[i + 1:])
+    lo, hi = int(part[:i]), int(part[i + 1 :])
     if hi < lo:
         raise LayerError(f"invalid layer range {part!r} in {spec!r}: the end is before the start")
     return list(range(lo, hi + 1))
@@ -149,9 +148,7 @@ def _resolve_negative_layers(layers: list[int], num_layers: int) -> list[int]:
     for i in layers:
         j = i + num_layers if i < 0 else i
         if not 0 <= j < num_layers:
-            raise LayerError(
-                f"layer {i} is out of range: this model has {num_layers} layers (valid: 0-{num_layers - 1})"
-            )
+            raise LayerError(f"layer {i} is out of range: this model has {num_layers} layers (valid: 0-{num_layers - 1})")
         fixed.append(j)
     return fixed
 

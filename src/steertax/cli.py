@@ -4,6 +4,7 @@ Errors from bad input print one line (``steertax: error: ...``) and exit with co
 shows the traceback instead. Nothing is written before the input is validated, and every write is
 atomic, so a failed command leaves earlier results as they were.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2",
-                   help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]")
+    p.add_argument(
+        "--model", default="smollm2", help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]"
+    )
     p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 [float32 on CPU]")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda if available]")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
@@ -41,11 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    e = sub.add_parser("extract", help="extract a steering vector from contrast pairs",
-                       description="Extract a per-layer steering vector (+ = aligned) and save it as safetensors + JSON.")
+    e = sub.add_parser(
+        "extract",
+        help="extract a steering vector from contrast pairs",
+        description="Extract a per-layer steering vector (+ = aligned) and save it as safetensors + JSON.",
+    )
     _add_model(e)
-    e.add_argument("--pairs", default="refusal",
-                   help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]")
+    e.add_argument(
+        "--pairs", default="refusal", help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]"
+    )
     e.add_argument("--n-pairs", type=int, default=None, help="use at most this many pairs")
     e.add_argument("--layers", default="8-12", help="e.g. 8-12,14 or all [8-12]")
     e.add_argument("--method", default="pca", choices=["pca", "mean_diff", "probe"])
@@ -59,8 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="print unsteered and steered completions side by side")
     _add_model(g)
     g.add_argument("--vector", required=True, help="a .safetensors vector from `steertax extract`")
-    g.add_argument("--strength", action="append", required=True,
-                   help="r_e, the L2 norm added per layer (+ = aligned); repeat for several")
+    g.add_argument("--strength", action="append", required=True, help="r_e, the L2 norm added per layer (+ = aligned); repeat for several")
     g.add_argument("--layers", default=None, help="subset of the vector's layers [all of them]")
     g.add_argument("--relative", action="store_true", help="strength in multiples of each layer's mean residual norm")
     g.add_argument("--positions", default="all", choices=["all", "prompt", "generated"])
@@ -70,46 +75,69 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="allow a vector recorded for another model of the same shape")
     g.add_argument("--width", type=int, default=0, help="column width [terminal width]")
 
-    ev = sub.add_parser("eval", help="score a task at one or more strengths and print a table",
-                        description="Evaluate an alignment or helpfulness task under steering.")
+    ev = sub.add_parser(
+        "eval",
+        help="score a task at one or more strengths and print a table",
+        description="Evaluate an alignment or helpfulness task under steering.",
+    )
     _add_model(ev)
     ev.add_argument("--task", required=True, action="append", help="task name (repeatable); see `steertax tasks`")
     ev.add_argument("--limit", type=int, default=None, help="deterministic subset of this many items")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--vector", default=None, help="a .safetensors vector (needed for non-zero strengths)")
-    ev.add_argument("--strength", action="append", default=None,
-                    help="r_e (repeatable, or comma-separated); 0 is always included when a vector is given")
+    ev.add_argument(
+        "--strength",
+        action="append",
+        default=None,
+        help="r_e (repeatable, or comma-separated); 0 is always included when a vector is given",
+    )
     ev.add_argument("--layers", default=None, help="subset of the vector's layers")
-    ev.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                    help="task option for every --task, or TASK.KEY=VALUE for one, e.g. refusal.scorers=[logprob] (YAML values)")
+    ev.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option for every --task, or TASK.KEY=VALUE for one, e.g. refusal.scorers=[logprob] (YAML values)",
+    )
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--force", action="store_true")
     ev.add_argument("--json", default=None, help="write records and summaries to this JSON file")
 
     sub.add_parser("tasks", help="list the tasks")
 
-    r = sub.add_parser("run", help="the tradeoff study: sweep, fitted laws, theory, efficient strength, tax, report",
-                       description="Run the study from a YAML config (default: the built-in SmolLM2 study).")
+    r = sub.add_parser(
+        "run",
+        help="the tradeoff study: sweep, fitted laws, theory, efficient strength, tax, report",
+        description="Run the study from a YAML config (default: the built-in SmolLM2 study).",
+    )
     r.add_argument("config", nargs="?", default=None, help="YAML file or built-in name (default, paper-qwen)")
     r.add_argument("--out", default=None, help="output folder (rerun the same command to resume)")
     r.add_argument("--quick", action="store_true", help="a scaled-down smoke run (minutes on a CPU)")
     r.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
-    r.add_argument("--check", action="store_true",
-                   help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)")
+    r.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)",
+    )
 
-    for name, hlp in (("fit", "refit the laws and rewrite summary.json and the report"),
-                      ("theory", "estimate the theory's constants from logits, then refit and report"),
-                      ("tax", "print the alignment tax table (after refitting)")):
+    for name, hlp in (
+        ("fit", "refit the laws and rewrite summary.json and the report"),
+        ("theory", "estimate the theory's constants from logits, then refit and report"),
+        ("tax", "print the alignment tax table (after refitting)"),
+    ):
         q = sub.add_parser(name, help=hlp)
         q.add_argument("dir", help="a `steertax run` output folder")
 
     i = sub.add_parser("info", help="describe a saved vector")
     i.add_argument("vector")
 
-    x = sub.add_parser("export", help="write a vector for llama.cpp (control-vector GGUF) or lm-evaluation-harness",
-                       description="Export a steertax vector. gguf: llama.cpp control vector (unit directions, + = aligned; "
-                                   "`--control-vector-scaled FILE R` applies r_e = R). lm-eval: a `steered` .pt file at one "
-                                   "strength (lm_eval --model steered --model_args pretrained=...,steer_path=FILE).")
+    x = sub.add_parser(
+        "export",
+        help="write a vector for llama.cpp (control-vector GGUF) or lm-evaluation-harness",
+        description="Export a steertax vector. gguf: llama.cpp control vector (unit directions, + = aligned; "
+        "`--control-vector-scaled FILE R` applies r_e = R). lm-eval: a `steered` .pt file at one "
+        "strength (lm_eval --model steered --model_args pretrained=...,steer_path=FILE).",
+    )
     x.add_argument("vector", help="a .safetensors vector from `steertax extract`")
     x.add_argument("--format", required=True, choices=["gguf", "lm-eval"])
     x.add_argument("--out", required=True, help="output file (.gguf or .pt)")
@@ -120,9 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--hookpoint-template", default="layers.{}", help="lm-eval hookpoint without --model [layers.{}]")
     x.add_argument("--negate", action="store_true", help="swap the poles before exporting")
 
-    m = sub.add_parser("import", help="read a llama.cpp control-vector GGUF (repeng, cvector-generator, EasySteer, steertax)",
-                       description="Import a control-vector GGUF as a steertax vector (directions rescaled to unit norm; "
-                                   "the file's norms are kept in the provenance).")
+    m = sub.add_parser(
+        "import",
+        help="read a llama.cpp control-vector GGUF (repeng, cvector-generator, EasySteer, steertax)",
+        description="Import a control-vector GGUF as a steertax vector (directions rescaled to unit norm; "
+        "the file's norms are kept in the provenance).",
+    )
     m.add_argument("file", help="a .gguf control vector")
     m.add_argument("--out", required=True, help="output .safetensors path")
     m.add_argument("--model", default=None, help="bind the vector to this model (checks hidden size and layers)")
@@ -142,8 +173,18 @@ def _cmd_extract(a: argparse.Namespace) -> int:
         raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'vector.safetensors'}")
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     ps = get_pairs(a.pairs, tok, a.n_pairs, seed=a.seed, chat=not a.raw)
-    v = extract_vector(model, tok, ps, layers=a.layers, method=a.method, position=a.position,
-                       heldout=a.heldout, seed=a.seed, batch_size=a.batch_size, progress=not a.quiet)
+    v = extract_vector(
+        model,
+        tok,
+        ps,
+        layers=a.layers,
+        method=a.method,
+        position=a.position,
+        heldout=a.heldout,
+        seed=a.seed,
+        batch_size=a.batch_size,
+        progress=not a.quiet,
+    )
     path = v.save(out)
     print(v.summary())
     print(f"saved {path} (+ {path.with_suffix('.json').name})")
@@ -177,8 +218,21 @@ def _cmd_generate(a: argparse.Namespace) -> int:
         vec = vec.select(a.layers)
     width = a.width or shutil.get_terminal_size((160, 40)).columns
     base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw)
-    steered = [generate(model, tok, a.prompt, vec, s, relative=a.relative, positions=a.positions,
-                        max_new_tokens=a.max_new_tokens, chat=not a.raw, force=a.force) for s in strengths]
+    steered = [
+        generate(
+            model,
+            tok,
+            a.prompt,
+            vec,
+            s,
+            relative=a.relative,
+            positions=a.positions,
+            max_new_tokens=a.max_new_tokens,
+            chat=not a.raw,
+            force=a.force,
+        )
+        for s in strengths
+    ]
     unit = "x mean residual norm" if a.relative else ""
     for k, p in enumerate(a.prompt):
         print(f"\n### {p}")
@@ -235,15 +289,34 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     results = []
     for t in tasks:
-        res = T.evaluate(model, tok, t, vec, strengths, limit=a.limit, seed=a.seed, batch_size=a.batch_size,
-                         progress=not a.quiet, force=a.force)
+        res = T.evaluate(
+            model, tok, t, vec, strengths, limit=a.limit, seed=a.seed, batch_size=a.batch_size, progress=not a.quiet, force=a.force
+        )
         print(res.table())
         print()
-        results.append({"task": res.task, "axis": res.axis, "metric": res.metric, "config": t.config(),
-                        "summary": res.summary, "extra": res.extra, "records": res.records})
+        results.append(
+            {
+                "task": res.task,
+                "axis": res.axis,
+                "metric": res.metric,
+                "config": t.config(),
+                "summary": res.summary,
+                "extra": res.extra,
+                "records": res.records,
+            }
+        )
     if a.json:
-        atomic_write_json(a.json, {"model": a.model, "vector": a.vector, "strengths": strengths, "limit": a.limit,
-                                   "seed": a.seed, "results": json.loads(json.dumps(results, default=str))})
+        atomic_write_json(
+            a.json,
+            {
+                "model": a.model,
+                "vector": a.vector,
+                "strengths": strengths,
+                "limit": a.limit,
+                "seed": a.seed,
+                "results": json.loads(json.dumps(results, default=str)),
+            },
+        )
         print(f"wrote {a.json}")
     return 0
 
@@ -310,7 +383,7 @@ def _cmd_fit(a: argparse.Namespace) -> int:
 
 def _ci(v: dict[str, Any]) -> str:
     lo, hi = v.get("ci95") or (None, None)
-    f = (lambda x: "nan" if x is None else f"{x:.4g}")  # noqa: E731
+    f = lambda x: "nan" if x is None else f"{x:.4g}"  # noqa: E731
     return f"{v['value']:.4g} [{f(lo)}, {f(hi)}]"
 
 
@@ -372,8 +445,10 @@ def _cmd_tax(a: argparse.Namespace) -> int:
     print(f"{'benchmark':<24} {'metric':<10} {'base':>8} {'at r*':>8} {'tax %':>8}")
     for r in summ["alignment_tax"]:
         f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-        print(f"{r['task']:<24} {r['metric']:<10} {f(r['base']):>8} {f(r['at_r_star']):>8} "
-              f"{'-' if r['tax_percent'] is None else format(r['tax_percent'], '.1f'):>8}")
+        print(
+            f"{r['task']:<24} {r['metric']:<10} {f(r['base']):>8} {f(r['at_r_star']):>8} "
+            f"{'-' if r['tax_percent'] is None else format(r['tax_percent'], '.1f'):>8}"
+        )
     return 0
 
 
@@ -395,8 +470,10 @@ def _cmd_export(a: argparse.Namespace) -> int:
         vec = -vec
     if a.format == "gguf":
         if a.strength is not None:
-            raise SteertaxError("--strength is for lm-eval files; a GGUF control vector takes its scale at run time "
-                                "(llama.cpp --control-vector-scaled FILE R)")
+            raise SteertaxError(
+                "--strength is for lm-eval files; a GGUF control vector takes its scale at run time "
+                "(llama.cpp --control-vector-scaled FILE R)"
+            )
         path, layers = export_gguf(vec, a.out)
         from ._util import format_layers
 
@@ -437,9 +514,19 @@ def _cmd_import(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": _cmd_extract, "generate": _cmd_generate, "info": _cmd_info, "eval": _cmd_eval, "tasks": _cmd_tasks,
-            "run": _cmd_run, "fit": _cmd_fit, "theory": _cmd_theory, "tax": _cmd_tax, "export": _cmd_export,
-            "import": _cmd_import}
+COMMANDS = {
+    "extract": _cmd_extract,
+    "generate": _cmd_generate,
+    "info": _cmd_info,
+    "eval": _cmd_eval,
+    "tasks": _cmd_tasks,
+    "run": _cmd_run,
+    "fit": _cmd_fit,
+    "theory": _cmd_theory,
+    "tax": _cmd_tax,
+    "export": _cmd_export,
+    "import": _cmd_import,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -471,8 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line unless --debug
         if a.debug:
             raise
-        print(f"steertax: internal error: {e.__class__.__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
-              "(rerun with --debug for the traceback and please report it)", file=sys.stderr)
+        print(
+            f"steertax: internal error: {e.__class__.__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+            "(rerun with --debug for the traceback and please report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

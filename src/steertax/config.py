@@ -3,6 +3,7 @@
 Unknown keys and wrong types are ConfigErrors naming the key (``tasks[2].limit: expected int``).
 ``content_hash`` identifies a run: the same resolved config resumes, a different one is a new run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,18 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["RunConfig", "VectorConfig", "StrengthConfig", "TaskConfig", "StudyConfig", "TheoryConfig",
-           "load_config", "default_config", "builtin_config", "BUILTIN_CONFIGS"]
+__all__ = [
+    "RunConfig",
+    "VectorConfig",
+    "StrengthConfig",
+    "TaskConfig",
+    "StudyConfig",
+    "TheoryConfig",
+    "load_config",
+    "default_config",
+    "builtin_config",
+    "BUILTIN_CONFIGS",
+]
 
 
 @dataclass
@@ -125,6 +136,7 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- validation
+
 
 def _check(tp: Any, v: Any, where: str) -> Any:
     """``v`` validated against the type hint ``tp`` (converted where the schema allows it)."""

@@ -1,5 +1,6 @@
 """Typed errors. Library code raises these with an actionable message; only the CLI turns
 them into one line and exit code 2."""
+
 from __future__ import annotations
 
 

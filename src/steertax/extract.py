@@ -1,4 +1,5 @@
 """extract_vector: contrast pairs -> per-layer unit directions with provenance."""
+
 from __future__ import annotations
 
 import random
@@ -31,8 +32,14 @@ def _answer_starts(tokenizer: Any, pairs: Sequence[ContrastPair]) -> list[int]:
 
 
 def _batches_of_pairs(
-    model: Any, tokenizer: Any, pairs: Sequence[ContrastPair], layers: list[int], position: str,
-    batch_size: int, desc: str, progress: bool,
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[ContrastPair],
+    layers: list[int],
+    position: str,
+    batch_size: int,
+    desc: str,
+    progress: bool,
 ):
     """Yield (a_reps, m_reps, a_norms, m_norms) per chunk of pairs; the two members of a pair are
     in the same forward batch."""
@@ -41,16 +48,15 @@ def _batches_of_pairs(
     bar = tqdm(total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False)
     try:
         for c0 in range(0, len(pairs), chunk):
-            ps = pairs[c0:c0 + chunk]
+            ps = pairs[c0 : c0 + chunk]
             texts = [p.aligned for p in ps] + [p.misaligned for p in ps]
-            st = None if starts is None else starts[c0:c0 + chunk] * 2
+            st = None if starts is None else starts[c0 : c0 + chunk] * 2
             reps = {i: torch.empty(0) for i in layers}
             norms = {i: torch.empty(0) for i in layers}
             got_idx: list[int] = []
             parts_r: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
             parts_n: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
-            for idx, r, n in capture(model, tokenizer, texts, layers, position=position, answer_starts=st,
-                                     batch_size=len(texts)):
+            for idx, r, n in capture(model, tokenizer, texts, layers, position=position, answer_starts=st, batch_size=len(texts)):
                 got_idx += idx
                 for i in layers:
                     parts_r[i].append(r[i])
@@ -60,8 +66,12 @@ def _batches_of_pairs(
             for i in layers:
                 reps[i] = torch.cat(parts_r[i])[inv]
                 norms[i] = torch.cat(parts_n[i])[inv]
-            yield {i: reps[i][:k] for i in layers}, {i: reps[i][k:] for i in layers}, \
-                {i: norms[i][:k] for i in layers}, {i: norms[i][k:] for i in layers}
+            yield (
+                {i: reps[i][:k] for i in layers},
+                {i: reps[i][k:] for i in layers},
+                {i: norms[i][:k] for i in layers},
+                {i: norms[i][k:] for i in layers},
+            )
             bar.update(len(ps))
     finally:
         bar.close()
@@ -149,7 +159,13 @@ def extract_vector(
         layer_norms={i: accs[i].mean_norm for i in chosen},
         aligned_pole=aligned_pole or (ps.aligned_pole if ps else "aligned"),
         misaligned_pole=misaligned_pole or (ps.misaligned_pole if ps else "misaligned"),
-        extra={"seed": seed, "heldout_fraction": heldout, "steertax_version": __version__, "created": now_iso(),
-               "mean_diff_norm": raw, "dtype": str(next(model.parameters()).dtype),
-               "model_type": str(getattr(getattr(model, "config", None), "model_type", "") or "")},
+        extra={
+            "seed": seed,
+            "heldout_fraction": heldout,
+            "steertax_version": __version__,
+            "created": now_iso(),
+            "mean_diff_norm": raw,
+            "dtype": str(next(model.parameters()).dtype),
+            "model_type": str(getattr(getattr(model, "config", None), "model_type", "") or ""),
+        },
     )

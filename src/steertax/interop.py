@@ -17,6 +17,7 @@ reads a ``torch.save``-d dict ``{hookpoint: {"steering_vector", "steering_coeffi
 "bias"}}``; the hookpoint is the block's module name inside ``model.base_model`` (``layers.10`` for
 Llama-family models). steertax writes that file and never loads such files back.
 """
+
 from __future__ import annotations
 
 import io
@@ -125,8 +126,13 @@ def import_gguf(
     else:
         hint = str(fields.get("controlvector.model_hint") or "unknown")
         vec = SteeringVector(
-            directions=dirs, model_id=f"gguf:{hint}", hidden_size=d, num_layers=max(dirs) + 1,
-            method="imported", position="unknown", pair_source=f"control-vector GGUF {path.name}",
+            directions=dirs,
+            model_id=f"gguf:{hint}",
+            hidden_size=d,
+            num_layers=max(dirs) + 1,
+            method="imported",
+            position="unknown",
+            pair_source=f"control-vector GGUF {path.name}",
             aligned_pole=aligned_pole or "the file's positive pole",
             misaligned_pole=misaligned_pole or "the file's negative pole",
             extra={"imported_from": str(path), "imported": now_iso(), "model_hint": hint},
@@ -185,9 +191,7 @@ def _bind_to_model(vec: SteeringVector, model: Any, path: Path, *, rebind: bool)
     from .models import hidden_size, model_id, num_layers
 
     if hidden_size(model) != vec.hidden_size:
-        raise VectorError(
-            f"{path}: directions have size {vec.hidden_size} but the model's hidden size is {hidden_size(model)}"
-        )
+        raise VectorError(f"{path}: directions have size {vec.hidden_size} but the model's hidden size is {hidden_size(model)}")
     n_layers = num_layers(model)
     bad = [k for k in vec.directions if k >= n_layers]
     if bad:
@@ -273,6 +277,12 @@ def export_lm_eval(
         log.warning(
             "lm-eval's steered model builds its 'add' hooks with a late-binding lambda, so released versions add the "
             "LAST hookpoint's vector and coefficient at every hookpoint; for exact steering export one layer "
-            "(e.g. --layers %d) or check your lm-eval version", vector.layers[len(vector.layers) // 2])
-    return path, {"layers": format_layers(vector.layers), "hookpoints": [hooks[i] for i in vector.layers],
-                  "strength": float(r), "action": action}
+            "(e.g. --layers %d) or check your lm-eval version",
+            vector.layers[len(vector.layers) // 2],
+        )
+    return path, {
+        "layers": format_layers(vector.layers),
+        "hookpoints": [hooks[i] for i in vector.layers],
+        "strength": float(r),
+        "action": action,
+    }

@@ -27,6 +27,7 @@ has no first-order term (h1 = 0; the loss is quadratic) and alignment rises line
 local quadratic fit with bootstrap CIs. Each verdict states its test and threshold; "can't tell" is
 an allowed answer.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,27 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.optimize import curve_fit
 
-__all__ = ["LAWS", "Law", "get_law", "candidate_laws", "fit_law", "fit_task", "paper_law_test", "tanh_law",
-           "help_law", "help_law_floor", "make_floor_law", "item_matrix", "law_curve", "aicc",
-           "SELECTION_THRESHOLD", "NEGLIGIBLE_SHARE", "MIN_LOCAL_POINTS", "ADEQUATE_R2", "movement"]
+__all__ = [
+    "LAWS",
+    "Law",
+    "get_law",
+    "candidate_laws",
+    "fit_law",
+    "fit_task",
+    "paper_law_test",
+    "tanh_law",
+    "help_law",
+    "help_law_floor",
+    "make_floor_law",
+    "item_matrix",
+    "law_curve",
+    "aicc",
+    "SELECTION_THRESHOLD",
+    "NEGLIGIBLE_SHARE",
+    "MIN_LOCAL_POINTS",
+    "ADEQUATE_R2",
+    "movement",
+]
 
 #: ΔAICc below which two laws are called indistinguishable (Burnham & Anderson's rule of thumb).
 SELECTION_THRESHOLD = 2.0
@@ -119,31 +138,61 @@ _INF = np.inf
 LAWS: dict[str, Law] = {
     "constant": Law("constant", "y = h0", constant, ("h0",), (0.0,), ((-_INF,), (_INF,))),
     "linear": Law("linear", "y = h0 + h1*r", linear, ("h0", "h1"), (0.0, 0.0), ((-_INF, -_INF), (_INF, _INF))),
-    "quadratic": Law("quadratic", "y = h0 + h1*r + h2*r^2", quadratic, ("h0", "h1", "h2"), (0.0, 0.0, 0.0),
-                     ((-_INF, -_INF, -_INF), (_INF, _INF, _INF))),
+    "quadratic": Law(
+        "quadratic", "y = h0 + h1*r + h2*r^2", quadratic, ("h0", "h1", "h2"), (0.0, 0.0, 0.0), ((-_INF, -_INF, -_INF), (_INF, _INF, _INF))
+    ),
     "tanh": Law("tanh", "B = tanh(a*r + b0)", tanh_law, ("a", "b0"), (0.1, 0.0), ((-_INF, -20.0), (_INF, 20.0)), paper=True),
-    "tanh_free": Law("tanh_free", "B = h0 + A*tanh(a*r + b0)", tanh_free, ("h0", "A", "a", "b0"), (0.0, 1.0, 0.1, 0.0),
-                     ((-1.0, 0.0, -_INF, -20.0), (1.0, 2.0, _INF, 20.0))),
-    "bell": Law("bell", "B = h0 + A*exp(-(r - r0)^2/(2w^2))", bell, ("h0", "A", "r0", "w"), (0.0, 1.0, 0.0, 1.0),
-                ((-2.0, -2.0, -_INF, 1e-6), (2.0, 2.0, _INF, _INF))),
-    "inverse_quadratic": Law("inverse_quadratic", "H = 1/(1 + a + a*(b^2/2)*r^2)", help_law, ("a", "b"), (1.0, 0.1),
-                             ((0.0, 0.0), (_INF, _INF)), paper=True),
-    "exp_decline": Law("exp_decline", "H = h0 + A*exp(-k*r)", exp_decline, ("h0", "A", "k"), (0.0, 0.1, 0.05),
-                       ((-_INF, -_INF, -_INF), (_INF, _INF, _INF))),
+    "tanh_free": Law(
+        "tanh_free",
+        "B = h0 + A*tanh(a*r + b0)",
+        tanh_free,
+        ("h0", "A", "a", "b0"),
+        (0.0, 1.0, 0.1, 0.0),
+        ((-1.0, 0.0, -_INF, -20.0), (1.0, 2.0, _INF, 20.0)),
+    ),
+    "bell": Law(
+        "bell",
+        "B = h0 + A*exp(-(r - r0)^2/(2w^2))",
+        bell,
+        ("h0", "A", "r0", "w"),
+        (0.0, 1.0, 0.0, 1.0),
+        ((-2.0, -2.0, -_INF, 1e-6), (2.0, 2.0, _INF, _INF)),
+    ),
+    "inverse_quadratic": Law(
+        "inverse_quadratic", "H = 1/(1 + a + a*(b^2/2)*r^2)", help_law, ("a", "b"), (1.0, 0.1), ((0.0, 0.0), (_INF, _INF)), paper=True
+    ),
+    "exp_decline": Law(
+        "exp_decline", "H = h0 + A*exp(-k*r)", exp_decline, ("h0", "A", "k"), (0.0, 0.1, 0.05), ((-_INF, -_INF, -_INF), (_INF, _INF, _INF))
+    ),
 }
 
 
 def floor_law(chance: float) -> Law:
-    return Law("inverse_quadratic_floor", f"H = {1 - 2 * chance:g}/(1 + a + a*(b^2/2)*r^2) + {chance:g}",
-               make_floor_law(chance), ("a", "b"), (1.0, 0.1), ((0.0, 0.0), (_INF, _INF)), paper=True, chance=chance)
+    return Law(
+        "inverse_quadratic_floor",
+        f"H = {1 - 2 * chance:g}/(1 + a + a*(b^2/2)*r^2) + {chance:g}",
+        make_floor_law(chance),
+        ("a", "b"),
+        (1.0, 0.1),
+        ((0.0, 0.0), (_INF, _INF)),
+        paper=True,
+        chance=chance,
+    )
 
 
 def shifted_law(chance: float | None) -> Law:
     c = chance or 0.0
     head = f"{1 - 2 * c:g}/" if c else "1/"
     tail = f" + {c:g}" if c else ""
-    return Law("inverse_quadratic_shifted", f"H = {head}(1 + a + a*(b^2/2)*(r - r0)^2){tail}", make_shifted_law(c),
-               ("a", "b", "r0"), (1.0, 0.1, 0.0), ((0.0, 0.0, -_INF), (_INF, _INF, _INF)), chance=chance)
+    return Law(
+        "inverse_quadratic_shifted",
+        f"H = {head}(1 + a + a*(b^2/2)*(r - r0)^2){tail}",
+        make_shifted_law(c),
+        ("a", "b", "r0"),
+        (1.0, 0.1, 0.0),
+        ((0.0, 0.0, -_INF), (_INF, _INF, _INF)),
+        chance=chance,
+    )
 
 
 def get_law(name: str, chance: float | None = None) -> Law:
@@ -212,8 +261,10 @@ def _starts(law: Law, x: np.ndarray, y: np.ndarray) -> list[list[float]]:
     if law.name == "tanh_free":
         mid, amp = (hi + lo) / 2, max((hi - lo) / 2, 1e-3)
         sgn = 1.0 if slope >= 0 else -1.0
-        return [[float(np.clip(mid, -0.99, 0.99)), float(min(amp, 1.99)), sgn * 4.0 / span, 0.0],
-                [float(np.clip(mid, -0.99, 0.99)), float(min(amp, 1.99)), sgn * 8.0 / span, -sgn * 1.0]]
+        return [
+            [float(np.clip(mid, -0.99, 0.99)), float(min(amp, 1.99)), sgn * 4.0 / span, 0.0],
+            [float(np.clip(mid, -0.99, 0.99)), float(min(amp, 1.99)), sgn * 8.0 / span, -sgn * 1.0],
+        ]
     if law.name.startswith("inverse_quadratic"):
         c = law.chance or 0.0
         top = (hi - c) / max(1e-6, 1 - 2 * c)
@@ -225,12 +276,17 @@ def _starts(law: Law, x: np.ndarray, y: np.ndarray) -> list[list[float]]:
         return base
     if law.name == "bell":
         k = int(np.argmax(np.abs(y - np.median(y))))
-        return [[float(np.median(y)), float(y[k] - np.median(y)), float(x[k]), span / 8],
-                [float(np.median(y)), float(y[k] - np.median(y)), float(x[k]), span / 3]]
+        return [
+            [float(np.median(y)), float(y[k] - np.median(y)), float(x[k]), span / 8],
+            [float(np.median(y)), float(y[k] - np.median(y)), float(x[k]), span / 3],
+        ]
     if law.name == "exp_decline":
         rate = 3.0 / span
-        return [[lo, y0 - lo, rate if slope <= 0 else -rate], [lo, y0 - lo, 0.3 * rate if slope <= 0 else -0.3 * rate],
-                [hi, y0 - hi, -rate if slope <= 0 else rate]]
+        return [
+            [lo, y0 - lo, rate if slope <= 0 else -rate],
+            [lo, y0 - lo, 0.3 * rate if slope <= 0 else -0.3 * rate],
+            [hi, y0 - hi, -rate if slope <= 0 else rate],
+        ]
     if law.name == "constant":
         return [[float(np.mean(y))]]
     if law.name == "linear":
@@ -290,9 +346,14 @@ def fit_law(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are handled below
         y = np.nanmean(Ysel, axis=0)
-    out: dict[str, Any] = {"law": law.name, "formula": law.formula, "paper": law.paper,
-                           "range": [float(x.min()), float(x.max())] if len(x) else None, "n_points": int(len(x)),
-                           "n_items": int(Y.shape[0])}
+    out: dict[str, Any] = {
+        "law": law.name,
+        "formula": law.formula,
+        "paper": law.paper,
+        "range": [float(x.min()), float(x.max())] if len(x) else None,
+        "n_points": int(len(x)),
+        "n_items": int(Y.shape[0]),
+    }
     if law.chance is not None:
         out["chance"] = law.chance
     p = _fit_once(law, x, y, _starts(law, x, y)) if len(x) else None
@@ -322,11 +383,12 @@ def fit_law(
     B = np.asarray(boots) if boots else np.empty((0, len(p)))
     params = {}
     for j, name in enumerate(law.params):
-        lo, hi = (np.percentile(B[:, j], [2.5, 97.5]) if len(B) >= 10 else (np.nan, np.nan))
+        lo, hi = np.percentile(B[:, j], [2.5, 97.5]) if len(B) >= 10 else (np.nan, np.nan)
         params[name] = {"value": float(p[j]), "ci95": [float(lo), float(hi)]}
     aic, aic_c = aicc(ss_res, m, k)
-    out.update(params=params, r2=(1 - ss_res / ss_tot) if ss_tot > 0 else None, rss=ss_res, aic=aic, aicc=aic_c,
-               k=k, ok=True, n_boot=len(B))
+    out.update(
+        params=params, r2=(1 - ss_res / ss_tot) if ss_tot > 0 else None, rss=ss_res, aic=aic, aicc=aic_c, k=k, ok=True, n_boot=len(B)
+    )
     if boot_scores:
         out["_boot_aicc"] = boot_aicc
     return out
@@ -350,8 +412,9 @@ def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any
     for f in ok.values():
         f["delta_aicc"] = float(f["aicc"] - ok[lowest]["aicc"])
     best = _parsimonious({n: f["aicc"] for n, f in ok.items()}, {n: f["k"] for n, f in ok.items()})
-    close = sorted((n for n in ok if n != best and abs(ok[n]["aicc"] - ok[best]["aicc"]) < SELECTION_THRESHOLD),
-                   key=lambda n: ok[n]["delta_aicc"])
+    close = sorted(
+        (n for n in ok if n != best and abs(ok[n]["aicc"] - ok[best]["aicc"]) < SELECTION_THRESHOLD), key=lambda n: ok[n]["delta_aicc"]
+    )
     wins: dict[str, int] = {n: 0 for n in ok}
     nb = min(len(f["_boot_aicc"]) for f in ok.values())
     for b in range(nb):
@@ -361,12 +424,19 @@ def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any
     share = {n: (w / nb if nb else None) for n, w in wins.items()}
     paper = [n for n, f in ok.items() if f.get("paper")]
     runner = min((n for n in ok if n != best), key=lambda n: ok[n]["aicc"], default=None)
-    info_sel = {"rule": (f"lowest AICc; among laws within {SELECTION_THRESHOLD:g} of it, the one with the fewest "
-                         "parameters (Burnham & Anderson)")}
+    info_sel = {
+        "rule": (f"lowest AICc; among laws within {SELECTION_THRESHOLD:g} of it, the one with the fewest parameters (Burnham & Anderson)")
+    }
     info: dict[str, Any] = {
-        "criterion": "AICc", "threshold": SELECTION_THRESHOLD, "selected": best, **info_sel, "lowest_aicc": lowest,
-        "indistinguishable": close, "bootstrap_win_share": share,
-        "runner_up": runner, "delta_aicc_runner_up": ok[runner]["delta_aicc"] if runner else None,
+        "criterion": "AICc",
+        "threshold": SELECTION_THRESHOLD,
+        "selected": best,
+        **info_sel,
+        "lowest_aicc": lowest,
+        "indistinguishable": close,
+        "bootstrap_win_share": share,
+        "runner_up": runner,
+        "delta_aicc_runner_up": ok[runner]["delta_aicc"] if runner else None,
     }
     if paper:
         pn = paper[0]
@@ -377,8 +447,10 @@ def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any
     if best == lowest:
         reason = f"lowest AICc ({ok[best]['aicc']:.1f})"
     else:
-        reason = (f"fewest parameters ({ok[best]['k']}) among the laws within ΔAICc < {SELECTION_THRESHOLD:g} of the "
-                  f"lowest ({lowest}, ΔAICc = {ok[best]['delta_aicc']:.1f})")
+        reason = (
+            f"fewest parameters ({ok[best]['k']}) among the laws within ΔAICc < {SELECTION_THRESHOLD:g} of the "
+            f"lowest ({lowest}, ΔAICc = {ok[best]['delta_aicc']:.1f})"
+        )
     if runner is not None and best == lowest:
         reason += f"; next {runner} at ΔAICc = {ok[runner]['delta_aicc']:.1f}"
     if close:
@@ -397,8 +469,7 @@ def _ci_excludes_zero(p: dict[str, Any]) -> bool | None:
     return bool(lo > 0 or hi < 0)
 
 
-def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n_boot: int = 200,
-                   seed: int = 0) -> dict[str, Any]:
+def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """Test the paper's small-|r| claim on a local quadratic fit y = h0 + h1·r + h2·r² over |r| ≤ r_local.
 
     helpfulness: the first-order term vanishes (h1 = 0) and the loss is quadratic (h2 < 0).
@@ -411,14 +482,25 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
     S = np.asarray(S, dtype=float)
     inside = np.abs(S) <= r_local + 1e-12
     term = "h1" if axis == "helpfulness" else "h2"
-    base: dict[str, Any] = {"term": term, "window": [-float(r_local), float(r_local)], "n_points": int(inside.sum()),
-                            "min_points": MIN_LOCAL_POINTS, "negligible_share": NEGLIGIBLE_SHARE,
-                            "test": (f"local quadratic h0 + h1·r + h2·r² on |r| ≤ {r_local:.3g}, 95% bootstrap CI over items; "
-                                     f"a term vanishes if its CI contains 0 or it is < {NEGLIGIBLE_SHARE:.0%} of the other "
-                                     "term at the window edge")}
+    base: dict[str, Any] = {
+        "term": term,
+        "window": [-float(r_local), float(r_local)],
+        "n_points": int(inside.sum()),
+        "min_points": MIN_LOCAL_POINTS,
+        "negligible_share": NEGLIGIBLE_SHARE,
+        "test": (
+            f"local quadratic h0 + h1·r + h2·r² on |r| ≤ {r_local:.3g}, 95% bootstrap CI over items; "
+            f"a term vanishes if its CI contains 0 or it is < {NEGLIGIBLE_SHARE:.0%} of the other "
+            "term at the window edge"
+        ),
+    }
     if inside.sum() < MIN_LOCAL_POINTS:
-        base.update(estimate=None, ci95=None, holds=None,
-                    verdict=f"can't tell: only {int(inside.sum())} strengths in |r| ≤ {r_local:.3g} (need {MIN_LOCAL_POINTS})")
+        base.update(
+            estimate=None,
+            ci95=None,
+            holds=None,
+            verdict=f"can't tell: only {int(inside.sum())} strengths in |r| ≤ {r_local:.3g} (need {MIN_LOCAL_POINTS})",
+        )
         return base
     q = fit_law("quadratic", S, Y, fit_range=(-r_local - 1e-12, r_local + 1e-12), n_boot=n_boot, seed=seed)
     if not q.get("ok"):
@@ -427,9 +509,16 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
     P = q["params"]
     h1, h2 = P["h1"]["value"], P["h2"]["value"]
     s1, s2 = _ci_excludes_zero(P["h1"]), _ci_excludes_zero(P["h2"])
-    first, second = abs(h1) * r_local, abs(h2) * r_local ** 2  # contributions at the window edge
-    base.update(estimate=P[term]["value"], ci95=P[term]["ci95"], h1=P["h1"], h2=P["h2"],
-                first_order_at_edge=first, second_order_at_edge=second, local_fit=q)
+    first, second = abs(h1) * r_local, abs(h2) * r_local**2  # contributions at the window edge
+    base.update(
+        estimate=P[term]["value"],
+        ci95=P[term]["ci95"],
+        h1=P["h1"],
+        h2=P["h2"],
+        first_order_at_edge=first,
+        second_order_at_edge=second,
+        local_fit=q,
+    )
 
     def ci(name: str) -> str:
         lo, hi = P[name]["ci95"]
@@ -440,26 +529,42 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
         return base
     if axis == "helpfulness":
         if not s1 and not s2:
-            holds, v = None, (f"can't tell: neither term differs from 0 on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')}); "
-                              "the task barely moves there")
+            holds, v = (
+                None,
+                (f"can't tell: neither term differs from 0 on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')}); the task barely moves there"),
+            )
         elif s1 and first >= NEGLIGIBLE_SHARE * second:
-            holds, v = False, (f"helpfulness changes at first order here: {ci('h1')} ({'falls' if h1 < 0 else 'rises'} "
-                               f"by {first:.3g} at |r| = {r_local:.3g}, vs {second:.3g} from h2); "
-                               "the paper's quadratic law does not hold on this model near r = 0")
+            holds, v = (
+                False,
+                (
+                    f"helpfulness changes at first order here: {ci('h1')} ({'falls' if h1 < 0 else 'rises'} "
+                    f"by {first:.3g} at |r| = {r_local:.3g}, vs {second:.3g} from h2); "
+                    "the paper's quadratic law does not hold on this model near r = 0"
+                ),
+            )
         elif h2 < 0:
-            holds, v = True, (f"first-order term negligible ({ci('h1')}), loss quadratic ({ci('h2')}): "
-                              "the paper's quadratic law holds near r = 0")
+            holds, v = (
+                True,
+                (f"first-order term negligible ({ci('h1')}), loss quadratic ({ci('h2')}): the paper's quadratic law holds near r = 0"),
+            )
         else:
             holds, v = False, f"no quadratic loss: {ci('h2')} is positive (helpfulness rises away from 0); the paper's law does not hold"
     else:
         if not s1 and not s2:
             holds, v = None, f"can't tell: alignment does not move measurably on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')})"
         elif not s1 or h1 <= 0:
-            holds, v = False, (f"alignment does not rise linearly: {ci('h1')}"
-                               + (" (it falls as r grows)" if s1 and h1 < 0 else "") + f", {ci('h2')}")
+            holds, v = (
+                False,
+                (f"alignment does not rise linearly: {ci('h1')}" + (" (it falls as r grows)" if s1 and h1 < 0 else "") + f", {ci('h2')}"),
+            )
         elif s2 and second >= NEGLIGIBLE_SHARE * first:
-            holds, v = False, (f"alignment is curved near 0: {ci('h2')} adds {second:.3g} at |r| = {r_local:.3g} vs "
-                               f"{first:.3g} from the linear term; the linear law does not hold on |r| ≤ {r_local:.3g}")
+            holds, v = (
+                False,
+                (
+                    f"alignment is curved near 0: {ci('h2')} adds {second:.3g} at |r| = {r_local:.3g} vs "
+                    f"{first:.3g} from the linear term; the linear law does not hold on |r| ≤ {r_local:.3g}"
+                ),
+            )
         else:
             holds, v = True, f"alignment rises linearly near r = 0: {ci('h1')}, second-order term negligible ({ci('h2')})"
     base.update(holds=holds, verdict=v)
@@ -505,8 +610,17 @@ def local_window(S: np.ndarray, r_local: float | None) -> float:
     return rl
 
 
-def fit_task(records: Sequence[dict[str, Any]], metric: str, axis: str, *, scorer: str | None = None,
-             chance: float | None = None, r_local: float | None = None, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+def fit_task(
+    records: Sequence[dict[str, Any]],
+    metric: str,
+    axis: str,
+    *,
+    scorer: str | None = None,
+    chance: float | None = None,
+    r_local: float | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fit every candidate law for the task's axis, select one by AICc, and test the paper's local claim.
 
     Returns the selected law's fit (``law``, ``params`` with ``ci95``, ``r2``, ``aicc`` …) plus
@@ -520,24 +634,37 @@ def fit_task(records: Sequence[dict[str, Any]], metric: str, axis: str, *, score
         f.pop("_boot_aicc", None)
     rl = local_window(S, r_local)
     test = paper_law_test(S, Y, axis, rl, n_boot=n_boot, seed=seed)
-    local = {"range": [-rl, rl], "linear": fit_law("linear", S, Y, fit_range=(-rl - 1e-12, rl + 1e-12), n_boot=n_boot, seed=seed),
-             "quadratic": test.get("local_fit")}
+    local = {
+        "range": [-rl, rl],
+        "linear": fit_law("linear", S, Y, fit_range=(-rl - 1e-12, rl + 1e-12), n_boot=n_boot, seed=seed),
+        "quadratic": test.get("local_fit"),
+    }
     if best is None:
-        return {"law": None, "ok": False, "reason": selection["reason"], "candidates": cands, "selection": selection,
-                "paper_law_test": test, "local": local}
+        return {
+            "law": None,
+            "ok": False,
+            "reason": selection["reason"],
+            "candidates": cands,
+            "selection": selection,
+            "paper_law_test": test,
+            "local": local,
+        }
     main = dict(cands[best])
     mv = movement(S, Y)
     r2 = main.get("r2")
     if best == "constant":
         adequate = mv.get("moves") is not True
         if not adequate:
-            selection["reason"] += (f"; but the curve does move (change {mv['max_change']:+.3g} at r = {mv['at_r']:g}, "
-                                    "CI excludes 0): no candidate law describes it")
+            selection["reason"] += (
+                f"; but the curve does move (change {mv['max_change']:+.3g} at r = {mv['at_r']:g}, "
+                "CI excludes 0): no candidate law describes it"
+            )
     else:
         adequate = r2 is not None and r2 >= ADEQUATE_R2
         if not adequate:
             selection["reason"] += f"; R² = {r2 if r2 is None else round(r2, 3)} < {ADEQUATE_R2}: the law describes the curve poorly"
     selection["adequate"] = bool(adequate)
-    main.update(candidates=cands, selection=selection, paper_law_test={k: v for k, v in test.items() if k != "local_fit"},
-                local=local, movement=mv)
+    main.update(
+        candidates=cands, selection=selection, paper_law_test={k: v for k, v in test.items() if k != "local_fit"}, local=local, movement=mv
+    )
     return main

@@ -2,6 +2,7 @@
 
 Pole convention: the *aligned* member is the side that + strength moves toward.
 """
+
 from __future__ import annotations
 
 import random
@@ -79,6 +80,7 @@ def as_pairs(pairs: Any) -> list[ContrastPair]:
 
 # --------------------------------------------------------------------------- instruction sets
 
+
 def harmful_instructions(split: str = "train") -> list[str]:
     """Harmful instructions from refusal_direction's splits (train 260, val 39, test 572)."""
     if split not in ("train", "val", "test"):
@@ -122,7 +124,7 @@ COMPLIANCE_TEMPLATES: tuple[str, ...] = (
 def _object_of(target: str) -> str:
     for lead in ("Sure, here is ", "Sure, here are ", "Sure, here's "):
         if target.startswith(lead):
-            return target[len(lead):].rstrip(". ")
+            return target[len(lead) :].rstrip(". ")
     return "that"
 
 
@@ -186,8 +188,12 @@ def harmful_harmless_pairs(
         ContrastPair(format_chat(tokenizer, h, chat=chat), format_chat(tokenizer, b, chat=chat))
         for h, b in zip(harmful, harmless, strict=True)
     ]
-    return PairSet(pairs, f"refusal_direction harmful vs harmless instructions (seed {seed}, chat={chat})",
-                   "harmful request (refusal-inducing)", "harmless request")
+    return PairSet(
+        pairs,
+        f"refusal_direction harmful vs harmless instructions (seed {seed}, chat={chat})",
+        "harmful request (refusal-inducing)",
+        "harmless request",
+    )
 
 
 def pairs_from_file(path: str | Path, tokenizer: Any = None, *, chat: bool = True) -> PairSet:
@@ -245,10 +251,15 @@ def check_pairs_file(path: str | Path, n: int | None = None, *, position: str | 
         raise DataError(f"{path} has no rows: add (aligned, misaligned) pairs")
     missing = [c for c in ("aligned", "misaligned") if c not in cols]
     if missing:
-        bom = " (its first column name starts with a UTF-8 byte-order mark: re-save it without one)" \
-            if any(str(c).startswith("\ufeff") for c in cols) else ""
-        raise DataError(f"{path} lacks column(s) {missing} (has {sorted(map(str, cols))}){bom}: pairs files need "
-                        "'aligned' and 'misaligned' (and optionally 'prompt')")
+        bom = (
+            " (its first column name starts with a UTF-8 byte-order mark: re-save it without one)"
+            if any(str(c).startswith("\ufeff") for c in cols)
+            else ""
+        )
+        raise DataError(
+            f"{path} lacks column(s) {missing} (has {sorted(map(str, cols))}){bom}: pairs files need "
+            "'aligned' and 'misaligned' (and optionally 'prompt')"
+        )
     check_rows(rows, str(path), ("prompt", "aligned", "misaligned"))
     for i, r in enumerate(rows, 1):
         a, m, p = r.get("aligned"), r.get("misaligned"), r.get("prompt")
@@ -258,14 +269,18 @@ def check_pairs_file(path: str | Path, n: int | None = None, *, position: str | 
             raise DataError(f"{path} row {i}: 'prompt' must be text, got {p!r}")
     used = rows[:n] if n is not None else rows
     if len(used) < 2:
-        raise DataError(f"{path}: {len(used)} pair{'s' if len(used) != 1 else ''} "
-                        f"{'used (n_pairs ' + str(n) + ')' if n is not None and n < len(rows) else 'in the file'}: "
-                        "extraction needs at least 2 pairs")
+        raise DataError(
+            f"{path}: {len(used)} pair{'s' if len(used) != 1 else ''} "
+            f"{'used (n_pairs ' + str(n) + ')' if n is not None and n < len(rows) else 'in the file'}: "
+            "extraction needs at least 2 pairs"
+        )
     all_prompts = all(r.get("prompt") for r in used)
     if position == "answer_mean" and not all_prompts:
         k = next(i for i, r in enumerate(used, 1) if not r.get("prompt"))
-        raise DataError(f"{path} row {k} has no 'prompt': position 'answer_mean' needs a shared prompt in every pair; "
-                        "fill the prompt column or use position 'last'")
+        raise DataError(
+            f"{path} row {k} has no 'prompt': position 'answer_mean' needs a shared prompt in every pair; "
+            "fill the prompt column or use position 'last'"
+        )
     return {"n_rows": len(rows), "n_used": len(used), "all_prompts": all_prompts}
 
 
@@ -282,5 +297,6 @@ def get_pairs(name_or_path: str, tokenizer: Any, n: int | None = None, *, seed: 
         if n is not None:
             ps.pairs = ps.pairs[:n]
         return ps
-    raise DataError(f"unknown pairs {name_or_path!r}: use one of {sorted(PAIR_BUILDERS)} "
-                    "or a .csv/.jsonl file with aligned,misaligned columns")
+    raise DataError(
+        f"unknown pairs {name_or_path!r}: use one of {sorted(PAIR_BUILDERS)} or a .csv/.jsonl file with aligned,misaligned columns"
+    )

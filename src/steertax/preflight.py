@@ -19,6 +19,7 @@ All problems are collected; :func:`preflight` raises one typed error (the first 
 :class:`~steertax.errors.DataError`, :class:`~steertax.errors.ConfigError`, ...) whose one-line
 message lists them all, with ``.problems`` holding each one. Nothing is written or deleted.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,11 @@ class _Problems:
         except SteertaxError as e:
             self.add(_relabel(e, where, strip))
         except _LOADER_ERRORS as e:  # a reader tripping over odd input: still one line, still typed
-            hint = "check the file against the task's documented columns" if where.startswith("tasks[") else \
-                "check this setting (rerun with --debug for the traceback)"
+            hint = (
+                "check the file against the task's documented columns"
+                if where.startswith("tasks[")
+                else "check this setting (rerun with --debug for the traceback)"
+            )
             err = wrap(f"{where}: could not be checked ({e.__class__.__name__}: {_one_line(str(e))}): {hint}")
             err.__cause__ = e
             self.add(err)
@@ -66,7 +70,7 @@ def _one_line(s: str) -> str:
 def _relabel(e: SteertaxError, where: str, strip: str = "") -> SteertaxError:
     msg = _one_line(str(e))
     if strip and msg.startswith(strip + ": "):
-        msg = msg[len(strip) + 2:]
+        msg = msg[len(strip) + 2 :]
     out = type(e)(f"{where}: {msg}")
     out.__cause__ = e
     return out
@@ -74,12 +78,14 @@ def _relabel(e: SteertaxError, where: str, strip: str = "") -> SteertaxError:
 
 # --------------------------------------------------------------------------- model
 
+
 def _config_json(d: Path) -> dict[str, Any]:
     try:
         cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelError(f"{d / 'config.json'} is not readable JSON ({e.__class__.__name__}): "
-                         "is it a Hugging Face model directory?") from None
+        raise ModelError(
+            f"{d / 'config.json'} is not readable JSON ({e.__class__.__name__}): is it a Hugging Face model directory?"
+        ) from None
     return cfg if isinstance(cfg, dict) else {}
 
 
@@ -101,18 +107,23 @@ def _gguf_file(name: str, path: Path) -> None:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise ModelError(f"{name} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): pass a GGUF model, "
-                         "a model directory, a hub id, or a built-in name")
+        raise ModelError(
+            f"{name} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): pass a GGUF model, "
+            "a model directory, a hub id, or a built-in name"
+        )
 
 
 def _model_dir(name: str, path: Path, builtin: list[str]) -> tuple[Optional[int], Optional[int]]:
     if not (path / "config.json").is_file():
-        raise ModelError(f"directory {name} has no config.json: pass a Hugging Face model directory, a .gguf file, "
-                         f"or a built-in name {builtin}")
+        raise ModelError(
+            f"directory {name} has no config.json: pass a Hugging Face model directory, a .gguf file, or a built-in name {builtin}"
+        )
     toks = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
     if not any((path / t).is_file() for t in toks):
-        raise ModelError(f"directory {name} has no tokenizer files ({', '.join(toks[:2])}, ...): save the "
-                         "tokenizer beside the model (tokenizer.save_pretrained(dir))")
+        raise ModelError(
+            f"directory {name} has no tokenizer files ({', '.join(toks[:2])}, ...): save the "
+            "tokenizer beside the model (tokenizer.save_pretrained(dir))"
+        )
     return _shape(_config_json(path))
 
 
@@ -139,8 +150,9 @@ def _resolve_model(name: str, info: dict[str, Any]) -> None:
     elif path.exists():
         raise ModelError(f"{name} is a file but not a .gguf: pass a .gguf file, a model directory, a hub id, or one of {builtin}")
     elif name.count("/") != 1 or name.startswith((".", "/", "~")) or not all(name.split("/")):
-        raise ModelError(f"unknown model {name!r}: use a built-in name {builtin}, an existing directory or .gguf file, "
-                         "or a hub id like 'org/name'")
+        raise ModelError(
+            f"unknown model {name!r}: use a built-in name {builtin}, an existing directory or .gguf file, or a hub id like 'org/name'"
+        )
     else:
         info["kind"] = "hub"  # shaped like a hub id; whether it exists is not checked offline
 
@@ -177,13 +189,22 @@ def _check_model(cfg: RunConfig, P: _Problems) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- vector and pairs
 
+
 def _cached_vector_path(cfg: RunConfig, out: Optional[Path]) -> Optional[Path]:
     """Where study._get_vector caches an extracted vector (same key): a resume does not need the pairs."""
     if out is None:
         return None
     v = cfg.vector
-    key = hashlib.sha256(json.dumps({"model": cfg.model, "seed": cfg.seed, **{k: getattr(v, k) for k in (
-        "pairs", "n_pairs", "method", "layers", "position", "heldout")}}, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "model": cfg.model,
+                "seed": cfg.seed,
+                **{k: getattr(v, k) for k in ("pairs", "n_pairs", "method", "layers", "position", "heldout")},
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]
     p = out / f"vector-{key}.safetensors"
     return p if p.is_file() else None
 
@@ -202,14 +223,20 @@ def _vector_file(cfg: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
     except SteertaxError as e:
         raise type(e)(f"{e} (vector.layers is {v.layers!r}): steer layers the vector has") from None
     if model["hidden_size"] is not None and model["hidden_size"] != vec.hidden_size:
-        raise VectorError(f"{v.path} was extracted from {vec.model_id!r} with hidden size {vec.hidden_size}, but "
-                          f"model {cfg.model!r} has {model['hidden_size']}: extract a vector from this model")
+        raise VectorError(
+            f"{v.path} was extracted from {vec.model_id!r} with hidden size {vec.hidden_size}, but "
+            f"model {cfg.model!r} has {model['hidden_size']}: extract a vector from this model"
+        )
     if vec.model_id != model["label"] or (model["num_layers"] is not None and model["num_layers"] != vec.num_layers):
-        raise VectorError(f"{v.path} was extracted from {vec.model_id!r} ({vec.num_layers} layers), but the study's "
-                          f"model is {model['label']!r}: extract a vector from this model (or set model to {vec.model_id!r})")
+        raise VectorError(
+            f"{v.path} was extracted from {vec.model_id!r} ({vec.num_layers} layers), but the study's "
+            f"model is {model['label']!r}: extract a vector from this model (or set model to {vec.model_id!r})"
+        )
     if cfg.strengths.values is None and not any(i in sel.layer_norms for i in sel.layers):
-        raise ConfigError(f"{v.path} records no residual norms for layers {v.layers}, so the relative grid "
-                          "(strengths.max_relative) has no scale: give strengths.values explicitly")
+        raise ConfigError(
+            f"{v.path} records no residual norms for layers {v.layers}, so the relative grid "
+            "(strengths.max_relative) has no scale: give strengths.values explicitly"
+        )
     return {"file": str(v.path), "layers": sel.layers}
 
 
@@ -221,8 +248,9 @@ def _pairs(cfg: RunConfig) -> dict[str, Any]:
         return {"builder": v.pairs}
     if Path(v.pairs).suffix.lower() in (".csv", ".jsonl", ".json"):
         return check_pairs_file(v.pairs, v.n_pairs, position=v.position)
-    raise DataError(f"unknown pairs {v.pairs!r}: use one of {sorted(PAIR_BUILDERS)} or a .csv/.jsonl file with "
-                    "aligned,misaligned[,prompt] columns")
+    raise DataError(
+        f"unknown pairs {v.pairs!r}: use one of {sorted(PAIR_BUILDERS)} or a .csv/.jsonl file with aligned,misaligned[,prompt] columns"
+    )
 
 
 def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P: _Problems) -> dict[str, Any]:
@@ -237,11 +265,18 @@ def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P:
             info["vector"] = _vector_file(cfg, model)
         return info
     for where, ok, msg in (
-            ("vector.n_pairs", v.n_pairs is None or v.n_pairs >= 2,
-             f"{v.n_pairs} pairs cannot make a vector: extraction needs at least 2 (or null for all)"),
-            ("vector.heldout", 0 <= v.heldout < 1, f"{v.heldout} is not a fraction in [0, 1)"),
-            ("vector.position", v.position in (None, "last", "answer_mean"),
-             f"{v.position!r} is not last or answer_mean (or null for the pairs' own)")):
+        (
+            "vector.n_pairs",
+            v.n_pairs is None or v.n_pairs >= 2,
+            f"{v.n_pairs} pairs cannot make a vector: extraction needs at least 2 (or null for all)",
+        ),
+        ("vector.heldout", 0 <= v.heldout < 1, f"{v.heldout} is not a fraction in [0, 1)"),
+        (
+            "vector.position",
+            v.position in (None, "last", "answer_mean"),
+            f"{v.position!r} is not last or answer_mean (or null for the pairs' own)",
+        ),
+    ):
         if not ok:
             P.add(ConfigError(f"{where}: {msg}"))
     cached = _cached_vector_path(cfg, out)
@@ -254,6 +289,7 @@ def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P:
 
 
 # --------------------------------------------------------------------------- tasks, study, numbers
+
 
 def _check_tasks(cfg: RunConfig, P: _Problems) -> dict[str, int]:
     from . import tasks as T
@@ -268,8 +304,7 @@ def _check_tasks(cfg: RunConfig, P: _Problems) -> dict[str, int]:
             task = T.get(t.name, **t.options)
             if is_hub_source(src):
                 if importlib.util.find_spec("datasets") is None:
-                    raise DataError(f"{src!r} looks like a hub dataset id; install `datasets` (and be online) or pass a "
-                                    "local .csv/.jsonl")
+                    raise DataError(f"{src!r} looks like a hub dataset id; install `datasets` (and be online) or pass a local .csv/.jsonl")
                 continue  # a hub dataset is not fetched here (no network in a preflight)
             counts[key] = len(task.validate(t.limit, cfg.seed))
     return counts
@@ -286,16 +321,16 @@ def _check_study(cfg: RunConfig, P: _Problems) -> None:
         base = name.split("[", 1)[0] if name.endswith("]") else name  # 'refusal[generate]': a scorer's entry
         with P.at(f"study.{field}", wrap=ConfigError):
             if base not in keys:
-                raise ConfigError(f"{name!r} is not among the config's tasks {keys}: name one of them (or add "
-                                  f"`- name: {base}` to tasks)")
+                raise ConfigError(f"{name!r} is not among the config's tasks {keys}: name one of them (or add `- name: {base}` to tasks)")
             if cfg.theory.enabled:  # the theory step looks the task up by its registry name
                 if name not in T.REGISTRY:
-                    raise ConfigError(f"{name!r} is not a task name, but the theory step looks it up by name: use the "
-                                      "task's name (not a label or scorer entry), or set theory.enabled: false")
+                    raise ConfigError(
+                        f"{name!r} is not a task name, but the theory step looks it up by name: use the "
+                        "task's name (not a label or scorer entry), or set theory.enabled: false"
+                    )
                 if field == "alignment_task" and not issubclass(T.REGISTRY[name], BehaviorTask):
                     ok = sorted(n for n, c in T.REGISTRY.items() if issubclass(c, BehaviorTask))
-                    raise ConfigError(f"{name!r} must be a behavior task for the theory step (one of {ok}), or set "
-                                      "theory.enabled: false")
+                    raise ConfigError(f"{name!r} must be a behavior task for the theory step (one of {ok}), or set theory.enabled: false")
 
 
 def _check_numbers(cfg: RunConfig, P: _Problems) -> None:
@@ -304,21 +339,36 @@ def _check_numbers(cfg: RunConfig, P: _Problems) -> None:
         ("batch_size", cfg.batch_size >= 1, f"{cfg.batch_size} is not a positive batch size"),
         ("chunk", cfg.chunk >= 1, f"{cfg.chunk} is not a positive number of items per cell"),
         ("study.n_boot", cfg.study.n_boot >= 0, f"{cfg.study.n_boot} bootstrap samples: use 0 or more"),
-        ("study.kl_ceiling", cfg.study.kl_ceiling is None or cfg.study.kl_ceiling > 0,
-         f"{cfg.study.kl_ceiling} is not a positive KL ceiling (or null for none)"),
+        (
+            "study.kl_ceiling",
+            cfg.study.kl_ceiling is None or cfg.study.kl_ceiling > 0,
+            f"{cfg.study.kl_ceiling} is not a positive KL ceiling (or null for none)",
+        ),
     ]
     if s.values is None:
-        checks.append(("strengths.max_relative", s.max_relative > 0,
-                       f"{s.max_relative}: the top of the grid must be > 0 (a multiple of the residual norm)"))
+        checks.append(
+            (
+                "strengths.max_relative",
+                s.max_relative > 0,
+                f"{s.max_relative}: the top of the grid must be > 0 (a multiple of the residual norm)",
+            )
+        )
     else:
-        checks.append(("strengths.values", any(x != 0 for x in s.values),
-                       f"{s.values}: every strength is 0, so nothing is steered: add non-zero strengths, e.g. [0, 4, 8]"))
+        checks.append(
+            (
+                "strengths.values",
+                any(x != 0 for x in s.values),
+                f"{s.values}: every strength is 0, so nothing is steered: add non-zero strengths, e.g. [0, 4, 8]",
+            )
+        )
     if cfg.theory.enabled:
         th = cfg.theory
-        checks += [("theory.n_prompts", th.n_prompts >= 1, f"{th.n_prompts}: use at least 1 prompt"),
-                   ("theory.top_k", th.top_k >= 1, f"{th.top_k}: use at least 1"),
-                   ("theory.n_points", th.n_points >= 2, f"{th.n_points}: the slope fits need at least 2 points"),
-                   ("theory.r_max", th.r_max is None or th.r_max > 0, f"{th.r_max} is not a positive |r| range (or null)")]
+        checks += [
+            ("theory.n_prompts", th.n_prompts >= 1, f"{th.n_prompts}: use at least 1 prompt"),
+            ("theory.top_k", th.top_k >= 1, f"{th.top_k}: use at least 1"),
+            ("theory.n_points", th.n_points >= 2, f"{th.n_points}: the slope fits need at least 2 points"),
+            ("theory.r_max", th.r_max is None or th.r_max > 0, f"{th.r_max} is not a positive |r| range (or null)"),
+        ]
     for where, ok, msg in checks:
         if not ok:
             P.add(ConfigError(f"{where}: {msg}"))
@@ -336,11 +386,13 @@ def _check_out(out: Path, P: _Problems) -> None:
         if probe.exists() and not probe.is_dir():
             raise ConfigError(f"cannot create {out}: {probe} is a file")
         if not os.access(probe, os.W_OK | os.X_OK):
-            raise ConfigError(f"{probe} is not writable, so {out} cannot be {'written' if probe == out else 'created'}: "
-                              "choose another --out")
+            raise ConfigError(
+                f"{probe} is not writable, so {out} cannot be {'written' if probe == out else 'created'}: choose another --out"
+            )
 
 
 # --------------------------------------------------------------------------- entry points
+
 
 def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[SteertaxError], dict[str, Any]]:
     """Every problem with ``cfg`` (and the output folder ``out``) found without loading the model, and
@@ -367,8 +419,9 @@ def preflight(cfg: RunConfig, out: str | Path | None = None) -> dict[str, Any]:
         return info
     if len(problems) == 1:
         raise problems[0]
-    msg = f"{len(problems)} problems, found before loading the model: " + \
-        "; ".join(f"({k}) {_one_line(str(p))}" for k, p in enumerate(problems, 1))
+    msg = f"{len(problems)} problems, found before loading the model: " + "; ".join(
+        f"({k}) {_one_line(str(p))}" for k, p in enumerate(problems, 1)
+    )
     err = type(problems[0])(msg)
     err.problems = problems  # type: ignore[attr-defined]
     raise err

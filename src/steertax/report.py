@@ -1,4 +1,5 @@
 """Figures (matplotlib) and one self-contained HTML report (jinja2 template, figures embedded)."""
+
 from __future__ import annotations
 
 import base64
@@ -196,22 +197,30 @@ def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
     return figs
 
 
-def _axis_figure(s: dict[str, Any], axis: str, rr: np.ndarray, eff: dict[str, Any], th: dict[str, Any],
-                 exclude_drift: bool = True) -> bytes:
+def _axis_figure(
+    s: dict[str, Any], axis: str, rr: np.ndarray, eff: dict[str, Any], th: dict[str, Any], exclude_drift: bool = True
+) -> bytes:
     """One axis (alignment or helpfulness) against strength: each task's measured points, its selected law,
     the paper's law when another was selected, the theory bound and r*."""
     import matplotlib.pyplot as plt
 
-    names = [n for n, t in s["tasks"].items()
-             if t["axis"] == axis and not (exclude_drift and t["metric"] in _DRIFT_METRICS)]
+    names = [n for n, t in s["tasks"].items() if t["axis"] == axis and not (exclude_drift and t["metric"] in _DRIFT_METRICS)]
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, n in enumerate(names):  # measured points with 95% CIs first, on top
         t = s["tasks"][n]
         bs = t["by_strength"]
-        ax.errorbar([b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs],
-                    fmt="o", color=colors[k % len(colors)], ms=4.5, capsize=2.5, zorder=3,
-                    label=f"{n} ({t['metric']}), measured")
+        ax.errorbar(
+            [b["strength"] for b in bs],
+            [b["mean"] for b in bs],
+            yerr=[1.96 * (b["stderr"] or 0) for b in bs],
+            fmt="o",
+            color=colors[k % len(colors)],
+            ms=4.5,
+            capsize=2.5,
+            zorder=3,
+            label=f"{n} ({t['metric']}), measured",
+        )
     for k, n in enumerate(names):  # then the selected law (solid) and the paper's law if not selected (dotted)
         _plot_laws(ax, s["tasks"][n]["fit"], rr, colors[k % len(colors)])
     _plot_theory_bound(ax, axis, rr, eff, th)
@@ -238,8 +247,16 @@ def _plot_laws(ax: Any, fit: dict[str, Any], rr: np.ndarray, color: str) -> None
     if pn and pn != fit.get("law"):
         yp = _curve((fit.get("candidates") or {}).get(pn) or {}, rr)
         if yp is not None:
-            ax.plot(rr, yp, ":", color=color, lw=1.2, alpha=0.75, zorder=2,
-                    label=f"  paper's law {pn} (ΔAICc {sel.get('paper_law_delta_aicc', float('nan')):.1f})")
+            ax.plot(
+                rr,
+                yp,
+                ":",
+                color=color,
+                lw=1.2,
+                alpha=0.75,
+                zorder=2,
+                label=f"  paper's law {pn} (ΔAICc {sel.get('paper_law_delta_aicc', float('nan')):.1f})",
+            )
 
 
 def _plot_theory_bound(ax: Any, axis: str, rr: np.ndarray, eff: dict[str, Any], th: dict[str, Any]) -> None:
@@ -247,11 +264,23 @@ def _plot_theory_bound(ax: Any, axis: str, rr: np.ndarray, eff: dict[str, Any], 
     from .theory import predicted_alignment, predicted_helpfulness
 
     if axis == "alignment" and th.get("m") is not None and th.get("B0") is not None:
-        ax.plot(rr, predicted_alignment(rr, th["m"], th["B0"]), "k--", lw=0.9, zorder=1,
-                label=f"theory bound tanh(½mr + artanh B0) ({eff.get('alignment_task') or 'alignment task'})")
+        ax.plot(
+            rr,
+            predicted_alignment(rr, th["m"], th["B0"]),
+            "k--",
+            lw=0.9,
+            zorder=1,
+            label=f"theory bound tanh(½mr + artanh B0) ({eff.get('alignment_task') or 'alignment task'})",
+        )
     if axis == "helpfulness" and th.get("sigma") is not None and th.get("p0"):
-        ax.plot(rr, predicted_helpfulness(rr, th["p0"], th["sigma"]), "k--", lw=0.9, zorder=1,
-                label=f"theory bound 1/(1+a+aσ²r²/2) ({eff.get('helpfulness_task') or 'helpfulness task'})")
+        ax.plot(
+            rr,
+            predicted_helpfulness(rr, th["p0"], th["sigma"]),
+            "k--",
+            lw=0.9,
+            zorder=1,
+            label=f"theory bound 1/(1+a+aσ²r²/2) ({eff.get('helpfulness_task') or 'helpfulness task'})",
+        )
 
 
 def _drift_figure(t: dict[str, Any]) -> bytes:
@@ -260,8 +289,9 @@ def _drift_figure(t: dict[str, Any]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     bs = t["by_strength"]
-    ax.errorbar([b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs],
-                fmt="o-", ms=4, capsize=2)
+    ax.errorbar(
+        [b["strength"] for b in bs], [b["mean"] for b in bs], yerr=[1.96 * (b["stderr"] or 0) for b in bs], fmt="o-", ms=4, capsize=2
+    )
     ax.set_xlabel("steering strength r$_e$")
     ax.set_ylabel("KL(steered ‖ unsteered), nats/token")
     ax.set_title("Drift on neutral text")
@@ -272,8 +302,7 @@ def _drift_figure(t: dict[str, Any]) -> bytes:
 def _pareto(dB: np.ndarray, dH: np.ndarray) -> list[int]:
     """Indices of the points no other point dominates (at least as good on both axes, better on one)."""
     n = len(dB)
-    return [i for i in range(n)
-            if not any((dB[j] >= dB[i] and dH[j] >= dH[i]) and (dB[j] > dB[i] or dH[j] > dH[i]) for j in range(n))]
+    return [i for i in range(n) if not any((dB[j] >= dB[i] and dH[j] >= dH[i]) and (dB[j] > dB[i] or dH[j] > dH[i]) for j in range(n))]
 
 
 def _tradeoff_figure(s: dict[str, Any], rr: np.ndarray, eff: dict[str, Any]) -> bytes:
@@ -301,8 +330,16 @@ def _tradeoff_figure(s: dict[str, Any], rr: np.ndarray, eff: dict[str, Any]) -> 
             ax.annotate(f"{r:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         fB, fH = _fn(s["tasks"][at]["fit"]), _fn(s["tasks"][ht]["fit"])
         if fB is not None and fH is not None:
-            ax.plot(fB(rr) - fB(np.zeros(1))[0], fH(rr) - fH(np.zeros(1))[0], "-", color="#c33", lw=1, alpha=0.7, zorder=1,
-                    label=f"selected laws, all items ({s['tasks'][at]['fit']['law']} × {s['tasks'][ht]['fit']['law']})")
+            ax.plot(
+                fB(rr) - fB(np.zeros(1))[0],
+                fH(rr) - fH(np.zeros(1))[0],
+                "-",
+                color="#c33",
+                lw=1,
+                alpha=0.7,
+                zorder=1,
+                label=f"selected laws, all items ({s['tasks'][at]['fit']['law']} × {s['tasks'][ht]['fit']['law']})",
+            )
         _plot_heldout_r_star(ax, eff)
         ax.set_xlabel(f"ΔB ({at})")
         ax.set_ylabel(f"ΔH ({ht})")
@@ -320,8 +357,14 @@ def _plot_heldout_r_star(ax: Any, eff: dict[str, Any]) -> None:
         return
     ho = eff.get("heldout") or {}
     if ho.get("dB") is not None and ho.get("dH") is not None:
-        ax.plot([ho["dB"]], [ho["dH"]], "r*", ms=14, zorder=5,
-                label=f"r* = {eff['r_star']:.2f}: held-out items ({eff.get('n_test_items')}), measured")
+        ax.plot(
+            [ho["dB"]],
+            [ho["dH"]],
+            "r*",
+            ms=14,
+            zorder=5,
+            label=f"r* = {eff['r_star']:.2f}: held-out items ({eff.get('n_test_items')}), measured",
+        )
 
 
 def _theory_figure(th: dict[str, Any]) -> bytes:
@@ -364,11 +407,20 @@ def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -
     env = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.ChainableUndefined)
     tpl = env.from_string(TEMPLATE)
     eff = summary.get("efficient_strength") or {}
-    page = tpl.render(s=summary, eff=eff, r_star=eff.get("r_star", 0.0) if eff.get("ok") else 0.0,
-                      figs={k: base64.b64encode(v).decode() for k, v in figs.items()},
-                      fmt=_fmt, params=_params, version=__version__, paper=_paper,
-                      verdict_word=_verdict_word, verdict_class=_verdict_class, share=NEGLIGIBLE_SHARE,
-                      config_yaml=yaml.safe_dump(resolved.get("config", {}), sort_keys=False))
+    page = tpl.render(
+        s=summary,
+        eff=eff,
+        r_star=eff.get("r_star", 0.0) if eff.get("ok") else 0.0,
+        figs={k: base64.b64encode(v).decode() for k, v in figs.items()},
+        fmt=_fmt,
+        params=_params,
+        version=__version__,
+        paper=_paper,
+        verdict_word=_verdict_word,
+        verdict_class=_verdict_class,
+        share=NEGLIGIBLE_SHARE,
+        config_yaml=yaml.safe_dump(resolved.get("config", {}), sort_keys=False),
+    )
     path = out / "report.html"
     atomic_write_text(path, page)
     return path

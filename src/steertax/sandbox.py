@@ -13,6 +13,7 @@ Everything else, the user's home included, is invisible to it. Where Landlock is
 audit hook in the child refuses the same opens (a weaker, Python-level guard); ``sandbox_info()``
 says which protections this machine gives.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 __all__ = ["run_python", "SandboxResult", "sandbox_info"]
 
-_GUARD = r'''
+_GUARD = r"""
 import socket as _s, sys as _sys, os as _os
 def _blocked(*a, **k):
     raise PermissionError("network access is disabled in the steertax sandbox")
@@ -49,18 +50,34 @@ def _audit(event, args, _HOME=_HOME, _READ=_READ, _rp=_os.path.realpath, _fs=_os
         raise PermissionError("the steertax sandbox may only signal its own processes")
 _sys.addaudithook(_audit)
 del _s, _n, _audit
-'''
+"""
 
 
 def _read_roots() -> list[str]:
     """Paths the child may read: the interpreter, its libraries, system libraries and devices it needs."""
     import sysconfig
 
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)),
-             sysconfig.get_paths().get("stdlib", ""), sysconfig.get_paths().get("platstdlib", ""),
-             "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib", "/lib64", "/usr/share/zoneinfo", "/etc/localtime",
-             "/etc/ld.so.cache", "/dev/null", "/dev/urandom", "/dev/random", "/proc/self"}
+    roots = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        sysconfig.get_paths().get("stdlib", ""),
+        sysconfig.get_paths().get("platstdlib", ""),
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/local/lib",
+        "/lib",
+        "/lib64",
+        "/usr/share/zoneinfo",
+        "/etc/localtime",
+        "/etc/ld.so.cache",
+        "/dev/null",
+        "/dev/urandom",
+        "/dev/random",
+        "/proc/self",
+    }
     return sorted(r for r in roots if r and os.path.exists(r))
 
 
@@ -113,6 +130,7 @@ def _landlock(read_roots: list[str], rw_root: str) -> bool:
     if rs < 0:
         return False
     try:
+
         def allow(path: str, rights: int) -> None:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -139,10 +157,13 @@ def _landlock(read_roots: list[str], rw_root: str) -> bool:
 def sandbox_info() -> dict[str, object]:
     """Which protections this machine gives the sandbox."""
     abi = landlock_abi()
-    return {"landlock_abi": abi, "filesystem": "landlock" if abi >= 1 else "audit hook (Python-level)",
-            "network": ("landlock TCP + " if abi >= 4 else "") + "network namespace (if permitted) + socket guard",
-            "signals": "landlock scope (only its own processes)" if abi >= 6 else "audit hook (Python-level)",
-            "limits": "timeout, CPU, address space, file size, processes"}
+    return {
+        "landlock_abi": abi,
+        "filesystem": "landlock" if abi >= 1 else "audit hook (Python-level)",
+        "network": ("landlock TCP + " if abi >= 4 else "") + "network namespace (if permitted) + socket guard",
+        "signals": "landlock scope (only its own processes)" if abi >= 6 else "audit hook (Python-level)",
+        "limits": "timeout, CPU, address space, file size, processes",
+    }
 
 
 @dataclass
@@ -154,8 +175,7 @@ class SandboxResult:
     stderr: str
 
 
-def _limits(mem_bytes: int, cpu_s: int, nproc: int, fsize: int, isolate_net: bool,
-            fs: tuple[list[str], str] | None = None):
+def _limits(mem_bytes: int, cpu_s: int, nproc: int, fsize: int, isolate_net: bool, fs: tuple[list[str], str] | None = None):
     def apply() -> None:
         import resource
 
@@ -203,10 +223,15 @@ def run_python(
         env = {"PATH": "/usr/bin:/bin", "HOME": d, "TMPDIR": d, "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", path], cwd=d, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                preexec_fn=_limits(memory_mb << 20, max(1, int(timeout) + 1), max_processes, max_file_mb << 20,
-                                   isolate_network, (roots, d)),
+                [sys.executable, "-I", "-B", path],
+                cwd=d,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=_limits(
+                    memory_mb << 20, max(1, int(timeout) + 1), max_processes, max_file_mb << 20, isolate_network, (roots, d)
+                ),
             )
         except OSError as e:
             return SandboxResult(False, None, False, "", f"could not start sandbox: {e}")
@@ -226,5 +251,6 @@ def run_python(
             except (ProcessLookupError, PermissionError):
                 pass
         rc = proc.returncode
-        return SandboxResult(rc == 0 and not timed_out, rc, timed_out, out.decode("utf-8", "replace")[-4000:],
-                             err.decode("utf-8", "replace")[-4000:])
+        return SandboxResult(
+            rc == 0 and not timed_out, rc, timed_out, out.decode("utf-8", "replace")[-4000:], err.decode("utf-8", "replace")[-4000:]
+        )

@@ -4,6 +4,7 @@ A sweep is split into cells (a task and a chunk of its items, all strengths); ea
 its completion mark are written in one transaction, so a killed process leaves only whole cells and
 a rerun skips them. Rows are keyed by the run's config hash: a changed config is a new run.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,7 @@ class ResultStore:
         rows = []
         for r in records:
             data = {k: _clean(v) for k, v in r.items() if k not in ("item", "strength", "scorer", "task")}
-            rows.append((run_id, task, str(r["item"]), float(r["strength"]), str(r.get("scorer", "")),
-                         json.dumps(data, sort_keys=True)))
+            rows.append((run_id, task, str(r["item"]), float(r["strength"]), str(r.get("scorer", "")), json.dumps(data, sort_keys=True)))
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:

@@ -4,6 +4,7 @@
 config.resolved.yaml, results.sqlite (+ results.parquet), theory.json, summary.json, report.html and
 figures/*.png. Rerunning the same config resumes; ``analyze(out)`` redoes only the analysis.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,10 +52,13 @@ def strength_grid(cfg: RunConfig, vec: SteeringVector) -> tuple[list[float], dic
         how = f"{s.n} points from 0 to {s.max_relative} x mean residual norm {mean_norm:.1f}" + (" on both signs" if s.both_signs else "")
         if s.n_local:
             how += f", plus {s.n_local} per side in the small-|r| window |r| <= {s.local_fraction:g} x the largest"
-    info = {"how": how, "mean_residual_norm": mean_norm,
-            "relative": [g / mean_norm if np.isfinite(mean_norm) and mean_norm else None for g in grid],
-            "total_norm_per_token": [abs(g) * np.sqrt(len(vec.layers)) for g in grid],
-            "n_layers_steered": len(vec.layers)}
+    info = {
+        "how": how,
+        "mean_residual_norm": mean_norm,
+        "relative": [g / mean_norm if np.isfinite(mean_norm) and mean_norm else None for g in grid],
+        "total_norm_per_token": [abs(g) * np.sqrt(len(vec.layers)) for g in grid],
+        "n_layers_steered": len(vec.layers),
+    }
     return grid, info
 
 
@@ -62,8 +66,13 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"steertax": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "steertax": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _task_specs(cfg: RunConfig):
@@ -88,15 +97,33 @@ def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, pr
         vec.check_compatible(model, force=False)
         path = Path(v.path)
     else:
-        key = hashlib.sha256(json.dumps({"model": cfg.model, "seed": cfg.seed, **{k: getattr(v, k) for k in (
-            "pairs", "n_pairs", "method", "layers", "position", "heldout")}}, sort_keys=True).encode()).hexdigest()[:12]
+        key = hashlib.sha256(
+            json.dumps(
+                {
+                    "model": cfg.model,
+                    "seed": cfg.seed,
+                    **{k: getattr(v, k) for k in ("pairs", "n_pairs", "method", "layers", "position", "heldout")},
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:12]
         path = out / f"vector-{key}.safetensors"
         if path.is_file():
             vec = SteeringVector.load(path)
         else:
             ps = get_pairs(v.pairs, tok, v.n_pairs, seed=cfg.seed)
-            vec = extract_vector(model, tok, ps, layers=v.layers, method=v.method, position=v.position,
-                                 heldout=v.heldout, seed=cfg.seed, batch_size=cfg.batch_size, progress=progress)
+            vec = extract_vector(
+                model,
+                tok,
+                ps,
+                layers=v.layers,
+                method=v.method,
+                position=v.position,
+                heldout=v.heldout,
+                seed=cfg.seed,
+                batch_size=cfg.batch_size,
+                progress=progress,
+            )
             vec.save(path)
     if v.negate:
         vec = -vec
@@ -129,9 +156,20 @@ def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, gr
         h_prompts = [cloze.prompt_text(tok, it) for it in h_items]
         h_correct = [tok(cloze.choice_texts(it)[it.data["gold"]], add_special_tokens=False)["input_ids"][0] for it in h_items]
     r_max = cfg.theory.r_max or max(abs(g) for g in grid) / 2
-    return estimate_constants(model, tok, vec, align_prompts=prompts, aligned_texts=a_set, misaligned_texts=m_set,
-                              help_prompts=h_prompts, help_correct=h_correct, r_max=r_max,
-                              n_points=cfg.theory.n_points, top_k=cfg.theory.top_k, batch_size=cfg.batch_size)
+    return estimate_constants(
+        model,
+        tok,
+        vec,
+        align_prompts=prompts,
+        aligned_texts=a_set,
+        misaligned_texts=m_set,
+        help_prompts=h_prompts,
+        help_correct=h_correct,
+        r_max=r_max,
+        n_points=cfg.theory.n_points,
+        top_k=cfg.theory.top_k,
+        batch_size=cfg.batch_size,
+    )
 
 
 def _opts(cfg: RunConfig, name: str) -> dict[str, Any]:
@@ -157,19 +195,24 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
     vec, vec_path = _get_vector(cfg, model, tok, out, run_id, progress)
     grid, grid_info = strength_grid(cfg, vec)
     resolved = {
-        "run_id": run_id, "created": now_iso(), "config": cfg.to_dict(),
-        "resolved": {"strengths": grid, "strength_grid": grid_info, "vector_file": str(vec_path),
-                     "vector": vec.metadata(), "versions": _versions(),
-                     "model": {"name": cfg.model, "class": model.__class__.__name__,
-                               "hidden_size": vec.hidden_size, "num_layers": vec.num_layers},
-                     "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in specs}},
+        "run_id": run_id,
+        "created": now_iso(),
+        "config": cfg.to_dict(),
+        "resolved": {
+            "strengths": grid,
+            "strength_grid": grid_info,
+            "vector_file": str(vec_path),
+            "vector": vec.metadata(),
+            "versions": _versions(),
+            "model": {"name": cfg.model, "class": model.__class__.__name__, "hidden_size": vec.hidden_size, "num_layers": vec.num_layers},
+            "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in specs},
+        },
     }
     resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), resolved["created"])
-        run_sweep(model, tok, vec, specs, grid, store, run_id, seed=cfg.seed, chunk=cfg.chunk,
-                  batch_size=cfg.batch_size, progress=progress)
+        run_sweep(model, tok, vec, specs, grid, store, run_id, seed=cfg.seed, chunk=cfg.chunk, batch_size=cfg.batch_size, progress=progress)
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))
@@ -185,13 +228,19 @@ def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[st
         scorers = sorted({r["scorer"] for r in recs}, key=lambda s: (s != "logprob", s))
         for k, sc in enumerate(scorers):
             name = key if k == 0 else f"{key}[{sc}]"
-            out[name] = {"task": key, "name": t.name, "axis": task.axis, "metric": task.metric, "scorer": sc,
-                         "records": [r for r in recs if r["scorer"] == sc], "task_obj": task}
+            out[name] = {
+                "task": key,
+                "name": t.name,
+                "axis": task.axis,
+                "metric": task.metric,
+                "scorer": sc,
+                "records": [r for r in recs if r["scorer"] == sc],
+                "task_obj": task,
+            }
     return out
 
 
-def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None = None,
-               local_fraction: float = 0.25) -> dict[str, Any]:
+def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None = None, local_fraction: float = 0.25) -> dict[str, Any]:
     recs = e["records"] if items is None else [r for r in e["records"] if str(r["item"]) in items]
     if e["metric"] in ("kl", "ce", "ce_delta"):
         S, _, Y = item_matrix(recs, e["metric"])
@@ -240,20 +289,24 @@ def _bound_checks(tasks_out: dict[str, Any], theory: dict[str, Any], st: Any) ->
         if t["axis"] == "alignment" and theory.get("m") is not None and np.isfinite(theory["m"]):
             bound = predicted_alignment(r, theory["m"], y0)
             chk = bound_check(r, [b["mean"] for b in bs], [b["stderr"] for b in bs], bound, "alignment")
-            chk.update(bound="B(r) ≥ tanh(½·m·r + artanh B0) for r > 0 (≤ for r < 0)", B0=y0,
-                       constants_from=st.alignment_task)
+            chk.update(bound="B(r) ≥ tanh(½·m·r + artanh B0) for r > 0 (≤ for r < 0)", B0=y0, constants_from=st.alignment_task)
         elif t["axis"] == "helpfulness" and theory.get("sigma") is not None and 0 < y0 <= 1:
             bound = predicted_helpfulness(r, y0, theory["sigma"])
             chk = bound_check(r, [b["mean"] for b in bs], [b["stderr"] for b in bs], bound, "upper")
             chk.update(bound="H(r) ≤ 1/(1 + a + a·σ²r²/2), a = (1 − p0)/p0", p0=y0, constants_from=st.helpfulness_task)
             if t.get("fit", {}).get("chance"):
-                chk["note"] = (f"{t['metric']} is normalized over the choices (chance {t['fit']['chance']:g}); the bound is "
-                               "derived for a full-vocabulary probability, so it is compared as the paper states it")
+                chk["note"] = (
+                    f"{t['metric']} is normalized over the choices (chance {t['fit']['chance']:g}); the bound is "
+                    "derived for a full-vocabulary probability, so it is compared as the paper states it"
+                )
         else:
             continue
-        chk["verdict"] = ("respected at every strength" if chk["holds"] else
-                          f"violated at {chk['n_violations']} of {chk['n_points']} strengths, by up to "
-                          f"{chk['max_violation']:.3g} (r = {chk['at_r']:g})")
+        chk["verdict"] = (
+            "respected at every strength"
+            if chk["holds"]
+            else f"violated at {chk['n_violations']} of {chk['n_points']} strengths, by up to "
+            f"{chk['max_violation']:.3g} (r = {chk['at_r']:g})"
+        )
         out[name] = chk
     return out
 
@@ -281,9 +334,13 @@ def analyze(out: str | Path) -> dict[str, Any]:
         summ = [s for s in summarize(e["records"], [e["metric"]])]
         dse = _paired_stderr(e["records"], e["metric"])
         tasks_out[name] = {
-            "axis": e["axis"], "metric": e["metric"], "scorer": e["scorer"], "task": e["name"],
-            "by_strength": [{**{k: s[k] for k in ("strength", "mean", "stderr", "n")},
-                             "delta_stderr": dse.get(float(s["strength"]))} for s in summ],
+            "axis": e["axis"],
+            "metric": e["metric"],
+            "scorer": e["scorer"],
+            "task": e["name"],
+            "by_strength": [
+                {**{k: s[k] for k in ("strength", "mean", "stderr", "n")}, "delta_stderr": dse.get(float(s["strength"]))} for s in summ
+            ],
             "fit": _fit_entry(e, st.n_boot, cfg.seed, local_fraction=cfg.strengths.local_fraction),
             "extra": e["task_obj"].aggregate(e["records"]) if e["name"] == "bbq" else {},
         }
@@ -305,40 +362,67 @@ def analyze(out: str | Path) -> dict[str, Any]:
                 kl = lambda r: np.asarray([interp_mean(drec, "kl", float(x)) for x in np.atleast_1d(r)])  # noqa: E731
             eff = efficient_strength(fB, fH, (min(grid), max(grid)), st.alpha, kl, st.kl_ceiling)
             r = eff["r_star"]
-            eff.update(ok=True, alignment_task=st.alignment_task, helpfulness_task=st.helpfulness_task,
-                       n_validation_items=len(val), n_test_items=len(test),
-                       validation_fits={"alignment": fa, "helpfulness": fh},
-                       heldout={"dB": interp_mean(ea["records"], ea["metric"], r, items=test) -
-                                      interp_mean(ea["records"], ea["metric"], 0.0, items=test),
-                                "dH": interp_mean(eh["records"], eh["metric"], r, items=test) -
-                                      interp_mean(eh["records"], eh["metric"], 0.0, items=test)})
+            eff.update(
+                ok=True,
+                alignment_task=st.alignment_task,
+                helpfulness_task=st.helpfulness_task,
+                n_validation_items=len(val),
+                n_test_items=len(test),
+                validation_fits={"alignment": fa, "helpfulness": fh},
+                heldout={
+                    "dB": interp_mean(ea["records"], ea["metric"], r, items=test)
+                    - interp_mean(ea["records"], ea["metric"], 0.0, items=test),
+                    "dH": interp_mean(eh["records"], eh["metric"], r, items=test)
+                    - interp_mean(eh["records"], eh["metric"], 0.0, items=test),
+                },
+            )
         else:
             eff["reason"] = "a law could not be fitted on the validation split"
     r_star = eff.get("r_star", 0.0) if eff.get("ok") else 0.0
-    tax = tax_table({n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
-                    {n: e["records"] for n, e in entries.items()}, r_star)
+    tax = tax_table(
+        {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
+        {n: e["records"] for n, e in entries.items()},
+        r_star,
+    )
     theory: dict[str, Any] = {}
     tp = out / f"theory-{run_id}.json"
     if tp.is_file():
         theory = json.loads(tp.read_text())
-        b0 = interp_mean(entries[st.alignment_task]["records"], entries[st.alignment_task]["metric"], 0.0) \
-            if st.alignment_task in entries else float("nan")
-        p0 = interp_mean(entries[st.helpfulness_task]["records"], entries[st.helpfulness_task]["metric"], 0.0) \
-            if st.helpfulness_task in entries else float("nan")
+        b0 = (
+            interp_mean(entries[st.alignment_task]["records"], entries[st.alignment_task]["metric"], 0.0)
+            if st.alignment_task in entries
+            else float("nan")
+        )
+        p0 = (
+            interp_mean(entries[st.helpfulness_task]["records"], entries[st.helpfulness_task]["metric"], 0.0)
+            if st.helpfulness_task in entries
+            else float("nan")
+        )
         theory.update(B0=b0, p0=p0)
         if np.isfinite(p0) and p0 > 0:
             theory["a_from_p0"] = (1 - p0) / p0
         fa_full = tasks_out.get(st.alignment_task, {}).get("fit", {})
         tanh_fit = (fa_full.get("candidates") or {}).get("tanh") or (fa_full if fa_full.get("law") == "tanh" else {})
         if tanh_fit.get("ok"):
-            theory["fit_route"] = {"m_from_fit": 2 * tanh_fit["params"]["a"]["value"], "m_from_logits": theory.get("m"),
-                                   "note": "2a of the paper's tanh law fitted to all items"}
+            theory["fit_route"] = {
+                "m_from_fit": 2 * tanh_fit["params"]["a"]["value"],
+                "m_from_logits": theory.get("m"),
+                "note": "2a of the paper's tanh law fitted to all items",
+            }
         theory["bounds"] = _bound_checks(tasks_out, theory, st)
     summary = {
-        "run_id": run_id, "model": cfg.model, "vector": {**resolved["resolved"]["vector"], "file": resolved["resolved"]["vector_file"]},
-        "strengths": resolved["resolved"]["strengths"], "strength_grid": resolved["resolved"]["strength_grid"],
-        "tasks": tasks_out, "efficient_strength": eff, "break_even_strength": eff.get("break_even"),
-        "alignment_tax": tax, "theory": theory, "quick": cfg.quick, "created": now_iso(),
+        "run_id": run_id,
+        "model": cfg.model,
+        "vector": {**resolved["resolved"]["vector"], "file": resolved["resolved"]["vector_file"]},
+        "strengths": resolved["resolved"]["strengths"],
+        "strength_grid": resolved["resolved"]["strength_grid"],
+        "tasks": tasks_out,
+        "efficient_strength": eff,
+        "break_even_strength": eff.get("break_even"),
+        "alignment_tax": tax,
+        "theory": theory,
+        "quick": cfg.quick,
+        "created": now_iso(),
     }
     summary = _sanitize(json.loads(json.dumps(summary, default=_json_default)))
     atomic_write_json(out / "summary.json", summary)

@@ -3,6 +3,7 @@
 Each task's items are cut into fixed chunks; a chunk is evaluated at every strength at once
 (strengths batched per row) and committed as one cell. Rerunning skips committed cells.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,14 +47,24 @@ def run_sweep(
     written: dict[str, int] = {}
     for spec in specs:
         items = spec.task.items(spec.limit, seed)
-        cells = [(f"{c:05d}", items[c * chunk:(c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
+        cells = [(f"{c:05d}", items[c * chunk : (c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
         done = store.done_cells(run_id, spec.name)
         todo = [(k, its) for k, its in cells if k not in done]
         written[spec.name] = 0
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=spec.name, unit="cell", disable=not progress)
         for key, its in todo:
-            res = evaluate(model, tokenizer, spec.task, vector if any(strengths) else None, strengths, seed=seed,
-                           items=its, batch_size=batch_size, progress=False, force=True)
+            res = evaluate(
+                model,
+                tokenizer,
+                spec.task,
+                vector if any(strengths) else None,
+                strengths,
+                seed=seed,
+                items=its,
+                batch_size=batch_size,
+                progress=False,
+                force=True,
+            )
             store.write_cell(run_id, spec.name, key, res.records, now_iso())
             written[spec.name] += len(res.records)
             bar.update(1)

@@ -4,6 +4,7 @@ r* maximizes U(r) = α·ΔB(r) + (1 − α)·ΔH(r) on the *fitted* laws of one 
 helpfulness task, optionally only where the measured drift KL stays under a ceiling. r* is chosen on
 a validation split of the items and reported with the held-out split's measured changes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,9 @@ def split_items(items: Sequence[str], fraction: float, seed: int = 0) -> tuple[s
     return val, set(items) - val
 
 
-def interp_mean(records: Sequence[dict[str, Any]], metric: str, r: float, scorer: str | None = None,
-                items: set[str] | None = None) -> float:
+def interp_mean(
+    records: Sequence[dict[str, Any]], metric: str, r: float, scorer: str | None = None, items: set[str] | None = None
+) -> float:
     rs = [x for x in records if items is None or str(x["item"]) in items]
     S, _, Y = item_matrix(rs, metric, scorer)
     if len(S) == 0:
@@ -67,9 +69,17 @@ def efficient_strength(
         if r[j] > 0 and g[j - 1] > 0 >= g[j]:
             be = float(r[j])
             break
-    return {"r_star": float(r[k]), "U_star": float(U[k]), "dB_star": float(dB[k]), "dH_star": float(dH[k]),
-            "alpha": alpha, "break_even": be, "kl_ceiling": kl_ceiling, "at_boundary": bool(k in (0, len(r) - 1)),
-            "curve": {"r": r[::40].tolist(), "U": U[::40].tolist(), "dB": dB[::40].tolist(), "dH": dH[::40].tolist()}}
+    return {
+        "r_star": float(r[k]),
+        "U_star": float(U[k]),
+        "dB_star": float(dB[k]),
+        "dH_star": float(dH[k]),
+        "alpha": alpha,
+        "break_even": be,
+        "kl_ceiling": kl_ceiling,
+        "at_boundary": bool(k in (0, len(r) - 1)),
+        "curve": {"r": r[::40].tolist(), "U": U[::40].tolist(), "dB": dB[::40].tolist(), "dH": dH[::40].tolist()},
+    }
 
 
 def tax_table(entries: dict[str, dict[str, Any]], records_by_entry: dict[str, list[dict[str, Any]]], r_star: float) -> list[dict[str, Any]]:
@@ -88,7 +98,9 @@ def tax_table(entries: dict[str, dict[str, Any]], records_by_entry: dict[str, li
             row["tax_percent"] = None
         if name.startswith("over_refusal"):
             row["helpful_rate_safe"] = {"base": base, "at_r_star": at}
-            row["harmless_rate_unsafe"] = {"base": interp_mean(recs, "harmless", 0.0, scorer),
-                                           "at_r_star": interp_mean(recs, "harmless", r_star, scorer)}
+            row["harmless_rate_unsafe"] = {
+                "base": interp_mean(recs, "harmless", 0.0, scorer),
+                "at_r_star": interp_mean(recs, "harmless", r_star, scorer),
+            }
         rows.append(row)
     return rows

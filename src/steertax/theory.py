@@ -2,6 +2,7 @@
 (PAPER.md §3): c (logit-change norm per unit r), m = cΔ (margin slope of the aligned-minus-misaligned
 logit gap), σ (spread of competing tokens' logit changes relative to the correct one, per unit r),
 p0 and B0 (from the sweep at r = 0)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,15 @@ from .steering import steer
 __all__ = ["last_logits", "estimate_constants", "predicted_alignment", "predicted_helpfulness"]
 
 
-def last_logits(model: Any, tok: Any, prompts: Sequence[str], strengths: Sequence[float] | np.ndarray, vector: Any,
-                layers: Any = None, batch_size: int = 16) -> np.ndarray:
+def last_logits(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    strengths: Sequence[float] | np.ndarray,
+    vector: Any,
+    layers: Any = None,
+    batch_size: int = 16,
+) -> np.ndarray:
     """Logits at each prompt's last token for every strength: [n_prompts, n_strengths, vocab] (float32)."""
     penc = [encode(tok, p) for p in prompts]
     rows = [(i, s) for i in range(len(prompts)) for s in range(len(strengths))]
@@ -27,7 +35,7 @@ def last_logits(model: Any, tok: Any, prompts: Sequence[str], strengths: Sequenc
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out: np.ndarray | None = None
     for b0 in range(0, len(rows), batch_size):
-        batch = rows[b0:b0 + batch_size]
+        batch = rows[b0 : b0 + batch_size]
         ids, mask = pad_batch([penc[i] for i, _ in batch], pad, "left", dev)
         st = torch.as_tensor([float(strengths[s]) for _, s in batch])
         ctx = steer(model, vector, st, layers, force=True) if vector is not None else contextlib.nullcontext()
@@ -77,7 +85,7 @@ def estimate_constants(
     z = int(np.argmin(np.abs(rs)))
     # --- alignment prompts: c and the margin slope
     L = last_logits(model, tok, align_prompts, rs, vector, layers, batch_size)
-    d = L - L[:, z:z + 1]
+    d = L - L[:, z : z + 1]
     norms = np.linalg.norm(d, axis=-1).mean(0)  # [S]
     pos, neg = rs > 0, rs < 0
     c_pos, r2_pos = _slope_through_origin(rs[pos], norms[pos])
@@ -91,7 +99,7 @@ def estimate_constants(
     m = min(init_slope, chord)
     # --- helpfulness prompts: sigma from competing tokens relative to the correct one
     H = last_logits(model, tok, help_prompts, rs, vector, layers, batch_size)
-    dh = H - H[:, z:z + 1]
+    dh = H - H[:, z : z + 1]
     X_by_r = []
     for s in range(len(rs)):
         xs = []
@@ -111,25 +119,53 @@ def estimate_constants(
     m_pos, _ = _slope_through_origin(rs[pos], y[pos])
     m_neg, _ = _slope_through_origin(rs[neg], y[neg])
     _, m_r2 = _slope_through_origin(rs, y)
-    checks = assumption_checks(c_pos=c_pos, c_neg=c_neg, r2_pos=r2_pos, r2_neg=r2_neg, m_pos=m_pos, m_neg=m_neg,
-                               m_r2=m_r2, m=float(m), norm_p=norm_p, skew=skew, kurt=kurt, cv=cv,
-                               r_max=float(r_max), r_big=float(rs[big]))
+    checks = assumption_checks(
+        c_pos=c_pos,
+        c_neg=c_neg,
+        r2_pos=r2_pos,
+        r2_neg=r2_neg,
+        m_pos=m_pos,
+        m_neg=m_neg,
+        m_r2=m_r2,
+        m=float(m),
+        norm_p=norm_p,
+        skew=skew,
+        kurt=kurt,
+        cv=cv,
+        r_max=float(r_max),
+        r_big=float(rs[big]),
+    )
     return {
-        "c": c, "c_pos": c_pos, "c_neg": c_neg, "r2_pos": r2_pos, "r2_neg": r2_neg,
-        "m": float(m), "m_pos": m_pos, "m_neg": m_neg, "m_r2": m_r2,
-        "delta": float(m / c) if c else float("nan"), "sigma": sigma,
+        "c": c,
+        "c_pos": c_pos,
+        "c_neg": c_neg,
+        "r2_pos": r2_pos,
+        "r2_neg": r2_neg,
+        "m": float(m),
+        "m_pos": m_pos,
+        "m_neg": m_neg,
+        "m_r2": m_r2,
+        "delta": float(m / c) if c else float("nan"),
+        "sigma": sigma,
         "sigma_by_r": [None if not np.isfinite(x) else float(x) for x in sig_r],
-        "grid": rs.tolist(), "logit_change_norm": norms.tolist(), "margin_curve": y.tolist(),
-        "normality_p": norm_p, "skew": skew, "excess_kurtosis": kurt, "checks": checks,
-        "n_align_prompts": len(align_prompts), "n_help_prompts": len(help_prompts), "top_k": top_k,
+        "grid": rs.tolist(),
+        "logit_change_norm": norms.tolist(),
+        "margin_curve": y.tolist(),
+        "normality_p": norm_p,
+        "skew": skew,
+        "excess_kurtosis": kurt,
+        "checks": checks,
+        "n_align_prompts": len(align_prompts),
+        "n_help_prompts": len(help_prompts),
+        "top_k": top_k,
     }
 
 
 #: thresholds of the assumption checks (each verdict follows from its test and threshold)
-R2_LINEAR = 0.9          # a line through the origin explains >= 90% of the variance
-SYMMETRY = 1.25          # one constant for both signs: slopes of the r > 0 and r < 0 sides within a factor 1.25
-ALPHA_NORMAL = 0.05      # D'Agostino-Pearson normality test at alpha = 0.05
-CV_SCALE = 0.25          # sigma(r)/|r| constant across r to within a coefficient of variation of 0.25
+R2_LINEAR = 0.9  # a line through the origin explains >= 90% of the variance
+SYMMETRY = 1.25  # one constant for both signs: slopes of the r > 0 and r < 0 sides within a factor 1.25
+ALPHA_NORMAL = 0.05  # D'Agostino-Pearson normality test at alpha = 0.05
+CV_SCALE = 0.25  # sigma(r)/|r| constant across r to within a coefficient of variation of 0.25
 
 
 def _ratio(a: float, b: float) -> float:
@@ -138,9 +174,23 @@ def _ratio(a: float, b: float) -> float:
     return max(a, b) / min(a, b)
 
 
-def assumption_checks(*, c_pos: float, c_neg: float, r2_pos: float, r2_neg: float, m_pos: float, m_neg: float,
-                      m_r2: float, m: float, norm_p: float, skew: float, kurt: float, cv: float, r_max: float,
-                      r_big: float) -> dict[str, dict[str, Any]]:
+def assumption_checks(
+    *,
+    c_pos: float,
+    c_neg: float,
+    r2_pos: float,
+    r2_neg: float,
+    m_pos: float,
+    m_neg: float,
+    m_r2: float,
+    m: float,
+    norm_p: float,
+    skew: float,
+    kurt: float,
+    cv: float,
+    r_max: float,
+    r_big: float,
+) -> dict[str, dict[str, Any]]:
     """The paper's assumptions as tests with stated thresholds; ``holds`` follows from them alone."""
     rc = _ratio(c_pos, c_neg)
     a_norm = bool(min(r2_pos, r2_neg) >= R2_LINEAR and rc <= SYMMETRY)
@@ -153,29 +203,31 @@ def assumption_checks(*, c_pos: float, c_neg: float, r2_pos: float, r2_neg: floa
         "A-norm": {
             "holds": a_norm,
             "test": f"|Δlogits| linear in |r| on each side (R² ≥ {R2_LINEAR}) with one slope c for both signs "
-                    f"(c+/c− within a factor {SYMMETRY}), |r| ≤ {r_max:g}",
+            f"(c+/c− within a factor {SYMMETRY}), |r| ≤ {r_max:g}",
             "detail": f"R² = {r2_pos:.3f} (r>0), {r2_neg:.3f} (r<0); c+ = {c_pos:.3g}, c− = {c_neg:.3g} (ratio {rc:.2f})",
         },
         "A-margin": {
             "holds": a_margin,
             "test": f"the aligned-minus-misaligned logit gap grows linearly with r on both sides: positive slopes m+ and m−, "
-                    f"a line through 0 with R² ≥ {R2_LINEAR}, m+/m− within a factor {SYMMETRY}",
+            f"a line through 0 with R² ≥ {R2_LINEAR}, m+/m− within a factor {SYMMETRY}",
             "detail": f"m = {m:.4g} (min of initial and chord slope, r>0); m+ = {m_pos:.4g}, m− = {m_neg:.4g} "
-                      f"(ratio {rm:.2f}); line R² = {m_r2:.3f}",
+            f"(ratio {rm:.2f}); line R² = {m_r2:.3f}",
         },
         "A-Gaussian": {
             "holds": bool(gauss and scale),
             "test": f"competing tokens' Δlogit − Δlogit(correct) normal (D'Agostino-Pearson p ≥ {ALPHA_NORMAL}) at "
-                    f"r = {r_big:g}, with spread ∝ |r| (CV of σ(r)/|r| ≤ {CV_SCALE})",
+            f"r = {r_big:g}, with spread ∝ |r| (CV of σ(r)/|r| ≤ {CV_SCALE})",
             "detail": f"normaltest p = {norm_p:.3g}, skew {skew:.2f}, excess kurtosis {kurt:.2f}; CV of σ(r)/|r| = {cv:.2f}"
-                      + ("; shape close to normal (|skew| < 0.5, |excess kurtosis| < 1) although the test rejects it"
-                         if (not gauss and near) else ""),
+            + (
+                "; shape close to normal (|skew| < 0.5, |excess kurtosis| < 1) although the test rejects it" if (not gauss and near) else ""
+            ),
         },
     }
 
 
-def bound_check(strengths: Sequence[float] | np.ndarray, means: Sequence[float], stderrs: Sequence[float | None],
-                bound: np.ndarray, kind: str) -> dict[str, Any]:
+def bound_check(
+    strengths: Sequence[float] | np.ndarray, means: Sequence[float], stderrs: Sequence[float | None], bound: np.ndarray, kind: str
+) -> dict[str, Any]:
     """Does the measured curve respect a predicted bound? ``kind``: "upper" (measured <= bound),
     "lower" (measured >= bound) or "alignment" (lower bound for r > 0, upper bound for r < 0, the
     directions A-margin gives). A point violates the bound when its whole 95% CI lies on the wrong side."""
@@ -191,9 +243,15 @@ def bound_check(strengths: Sequence[float] | np.ndarray, means: Sequence[float],
         excess = np.where(r > 0, b - (y + e), np.where(r < 0, (y - e) - b, 0.0))
     viol = excess > 0
     k = int(np.argmax(np.where(np.isfinite(excess), excess, -np.inf))) if len(r) else 0
-    return {"direction": kind, "n_points": int(len(r)), "n_violations": int(viol.sum()), "holds": bool(not viol.any()),
-            "max_violation": float(max(0.0, excess[k])) if len(r) else 0.0, "at_r": float(r[k]) if viol.any() else None,
-            "rule": "a point violates the bound when its whole 95% CI lies on the wrong side"}
+    return {
+        "direction": kind,
+        "n_points": int(len(r)),
+        "n_violations": int(viol.sum()),
+        "holds": bool(not viol.any()),
+        "max_violation": float(max(0.0, excess[k])) if len(r) else 0.0,
+        "at_r": float(r[k]) if viol.any() else None,
+        "rule": "a point violates the bound when its whole 95% CI lies on the wrong side",
+    }
 
 
 def predicted_alignment(r: np.ndarray, m: float, B0: float) -> np.ndarray:

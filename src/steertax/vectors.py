@@ -1,4 +1,5 @@
 """SteeringVector: per-layer unit directions plus full provenance; safetensors + JSON, no pickle."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -74,11 +75,19 @@ class SteeringVector:
     def replace(self, **changes: Any) -> "SteeringVector":
         d = {
             "directions": {k: v.clone() for k, v in self.directions.items()},
-            "model_id": self.model_id, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-            "method": self.method, "position": self.position, "pair_source": self.pair_source,
-            "n_pairs": self.n_pairs, "n_heldout": self.n_heldout, "accuracy": dict(self.accuracy),
-            "layer_norms": dict(self.layer_norms), "aligned_pole": self.aligned_pole,
-            "misaligned_pole": self.misaligned_pole, "extra": json.loads(json.dumps(self.extra)),
+            "model_id": self.model_id,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "method": self.method,
+            "position": self.position,
+            "pair_source": self.pair_source,
+            "n_pairs": self.n_pairs,
+            "n_heldout": self.n_heldout,
+            "accuracy": dict(self.accuracy),
+            "layer_norms": dict(self.layer_norms),
+            "aligned_pole": self.aligned_pole,
+            "misaligned_pole": self.misaligned_pole,
+            "extra": json.loads(json.dumps(self.extra)),
         }
         d.update(changes)
         return SteeringVector(**d)
@@ -160,15 +169,18 @@ class SteeringVector:
                 meta_s = (f.metadata() or {}).get(_META_KEY)
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:
-            raise VectorError(f"{path} is not a readable safetensors file ({e.__class__.__name__}: {e}): "
-                              "re-create it with `steertax extract`") from None
+            raise VectorError(
+                f"{path} is not a readable safetensors file ({e.__class__.__name__}: {e}): re-create it with `steertax extract`"
+            ) from None
         if meta_s is None:
             side = sidecar_path(path)
             if side.is_file():
                 meta_s = side.read_text()
             else:
-                raise VectorError(f"{path} has no steertax metadata and no {side.name} sidecar: "
-                                  "is it a steertax vector? Use `steertax import` for other formats")
+                raise VectorError(
+                    f"{path} has no steertax metadata and no {side.name} sidecar: "
+                    "is it a steertax vector? Use `steertax import` for other formats"
+                )
         try:
             meta = json.loads(meta_s)
         except json.JSONDecodeError as e:
@@ -222,8 +234,10 @@ class SteeringVector:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"SteeringVector(method={self.method!r}, model_id={self.model_id!r}, layers={format_layers(self.layers)!r}, "
-                f"aligned_pole={self.aligned_pole!r})")
+        return (
+            f"SteeringVector(method={self.method!r}, model_id={self.model_id!r}, layers={format_layers(self.layers)!r}, "
+            f"aligned_pole={self.aligned_pole!r})"
+        )
 
 
 def sidecar_path(path: Path) -> Path:

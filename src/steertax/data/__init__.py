@@ -1,4 +1,5 @@
 """Bundled data files (each folder keeps its SOURCE.md and LICENSE) and small readers for them."""
+
 from __future__ import annotations
 
 import csv

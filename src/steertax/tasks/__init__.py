@@ -4,6 +4,7 @@
 >>> res = steertax.evaluate(model, tok, task, vector=vec, strengths=[0, 8, 16], limit=64)
 >>> print(res.table())
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -17,8 +18,21 @@ from .generative import GSM8K, HumanEval
 
 REGISTRY: dict[str, type[Task]] = {
     cls.name: cls
-    for cls in (Refusal, RefusalAttack, BiasAgreement, BBQ, OverRefusal, MMLU, ARCEasy, ARCChallenge, HellaSwag,
-                TruthfulQA, GSM8K, HumanEval, Drift)
+    for cls in (
+        Refusal,
+        RefusalAttack,
+        BiasAgreement,
+        BBQ,
+        OverRefusal,
+        MMLU,
+        ARCEasy,
+        ARCChallenge,
+        HellaSwag,
+        TruthfulQA,
+        GSM8K,
+        HumanEval,
+        Drift,
+    )
 }
 
 __all__ = ["get", "names", "evaluate", "Task", "Item", "EvalContext", "EvalResult", "REGISTRY"]

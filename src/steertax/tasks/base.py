@@ -1,4 +1,5 @@
 """Task machinery: items, the evaluation context, records and per-strength summaries."""
+
 from __future__ import annotations
 
 import math
@@ -83,7 +84,7 @@ class Task:
             msg = str(e)
             if not where or str(src) in msg:
                 raise
-            rest = msg[len(self.name) + 2:] if msg.startswith(f"{self.name}: ") else msg
+            rest = msg[len(self.name) + 2 :] if msg.startswith(f"{self.name}: ") else msg
             raise type(e)(f"{self.name}: {src}{' ' if rest.startswith('row') else ': '}{rest}") from None
         if not items:
             raise DataError(f"{self.name}: no items{where}: add rows (or use the bundled data: remove options.source)")
@@ -156,8 +157,7 @@ def summarize(records: Sequence[dict[str, Any]], metrics: Iterable[str]) -> list
             n = len(vals)
             mean = sum(vals) / n
             var = sum((v - mean) ** 2 for v in vals) / (n - 1) if n > 1 else 0.0
-            out.append({"scorer": scorer, "strength": s, "metric": m, "mean": mean,
-                        "stderr": math.sqrt(var / n) if n > 1 else 0.0, "n": n})
+            out.append({"scorer": scorer, "strength": s, "metric": m, "mean": mean, "stderr": math.sqrt(var / n) if n > 1 else 0.0, "n": n})
     return out
 
 

@@ -8,6 +8,7 @@ prompt. Per item and strength:
 - ``acc``: 1 if the choice with the highest log-likelihood per byte is correct (lm-eval's acc_norm).
 MMLU is letter-scored from the next-token distribution (the paper's protocol).
 """
+
 from __future__ import annotations
 
 import bz2
@@ -60,8 +61,19 @@ class ClozeTask(Task):
         tok = ctx.tokenizer
         prompts = [self.prompt_text(tok, it) for it in items]
         conts = [self.choice_texts(it) for it in items]
-        res = score_sequences(ctx.model, tok, prompts, conts, strengths, ctx.vector, ctx.layers,
-                              batch_size=ctx.batch_size, force=ctx.force, progress=ctx.progress, desc=self.name)
+        res = score_sequences(
+            ctx.model,
+            tok,
+            prompts,
+            conts,
+            strengths,
+            ctx.vector,
+            ctx.layers,
+            batch_size=ctx.batch_size,
+            force=ctx.force,
+            progress=ctx.progress,
+            desc=self.name,
+        )
         recs = []
         for i, it in enumerate(items):
             k = len(conts[i])
@@ -76,9 +88,14 @@ class ClozeTask(Task):
     def record(self, it: Item, strength: float, ll: np.ndarray, nt: np.ndarray, nb: np.ndarray, gold: int) -> dict[str, Any]:
         p_norm = _softmax(ll / nt)
         p_raw = _softmax(ll)
-        return {"item": it.id, "strength": float(strength), "scorer": "logprob",
-                "p_correct": float(p_norm[gold]), "p_correct_raw": float(p_raw[gold]),
-                "acc": float(int(np.argmax(ll / np.maximum(nb, 1)) == gold))}
+        return {
+            "item": it.id,
+            "strength": float(strength),
+            "scorer": "logprob",
+            "p_correct": float(p_norm[gold]),
+            "p_correct_raw": float(p_raw[gold]),
+            "acc": float(int(np.argmax(ll / np.maximum(nb, 1)) == gold)),
+        }
 
 
 def _mc_rows(source: Any, bundled, task: str) -> list[dict[str, Any]]:
@@ -113,9 +130,13 @@ class ARC(ClozeTask):
     def load_items(self) -> list[Item]:
         f = f"arc_{self.split}.jsonl"
         rows = _mc_rows(self.source, lambda: read_jsonl(data_path("arc", f)), self.name)
-        return [Item(str(r.get("id", f"arc_{self.split}/{i}")),
-                     {"query": r["query"].rstrip() + "\nAnswer:", "choices": r["choices"], "gold": r["gold"]})
-                for i, r in enumerate(rows)]
+        return [
+            Item(
+                str(r.get("id", f"arc_{self.split}/{i}")),
+                {"query": r["query"].rstrip() + "\nAnswer:", "choices": r["choices"], "gold": r["gold"]},
+            )
+            for i, r in enumerate(rows)
+        ]
 
 
 class ARCEasy(ARC):
@@ -142,13 +163,14 @@ class HellaSwag(ClozeTask):
                 lines = f.read().split("\n")
             out = []
             for k in range(0, len(lines) - 5, 6):
-                out.append({"id": f"hellaswag/{k // 6}", "query": lines[k], "gold": int(lines[k + 1]),
-                            "choices": lines[k + 2:k + 6]})
+                out.append({"id": f"hellaswag/{k // 6}", "query": lines[k], "gold": int(lines[k + 1]), "choices": lines[k + 2 : k + 6]})
             return out
 
         rows = _mc_rows(self.source, bundled, self.name)
-        return [Item(str(r.get("id", f"hellaswag/{i}")), {"query": r["query"], "choices": r["choices"], "gold": r["gold"]})
-                for i, r in enumerate(rows)]
+        return [
+            Item(str(r.get("id", f"hellaswag/{i}")), {"query": r["query"], "choices": r["choices"], "gold": r["gold"]})
+            for i, r in enumerate(rows)
+        ]
 
 
 class TruthfulQA(ClozeTask):
@@ -170,8 +192,10 @@ class TruthfulQA(ClozeTask):
                 for key, need in (("mc1_targets", "exactly one"), ("mc2_targets", "at least one")):
                     t = r[key]
                     if not isinstance(t, dict) or len(t) < 2:
-                        raise DataError(f"{pre}: {key!r} must map at least 2 answer texts to 1 (true) or 0 (false), "
-                                        f"e.g. {{\"Paris\": 1, \"Rome\": 0}}, got {t!r} (use a .jsonl file for this task)")
+                        raise DataError(
+                            f"{pre}: {key!r} must map at least 2 answer texts to 1 (true) or 0 (false), "
+                            f'e.g. {{"Paris": 1, "Rome": 0}}, got {t!r} (use a .jsonl file for this task)'
+                        )
                     if any(v not in (0, 1) for v in t.values()):
                         raise DataError(f"{pre}: {key!r} values must be 1 (true) or 0 (false), got {list(t.values())}")
                     ones = sum(int(v) for v in t.values())
@@ -180,15 +204,27 @@ class TruthfulQA(ClozeTask):
         return super().validate(limit, seed)
 
     def load_items(self) -> list[Item]:
-        rows = read_json(data_path("truthfulqa", "mc_task.json")) if self.source in (None, "bundled") else \
-            load_rows(self.source, lambda: [], ("question", "mc1_targets", "mc2_targets"), task=self.name)
+        rows = (
+            read_json(data_path("truthfulqa", "mc_task.json"))
+            if self.source in (None, "bundled")
+            else load_rows(self.source, lambda: [], ("question", "mc1_targets", "mc2_targets"), task=self.name)
+        )
         items = []
         for i, r in enumerate(rows):
             mc1 = list(r["mc1_targets"].items())
             mc2 = list(r["mc2_targets"].items())
-            items.append(Item(f"truthfulqa/{i}", {"query": f"Q: {r['question']}\nA:", "mc1": [t for t, _ in mc1],
-                                                  "mc1_gold": [v for _, v in mc1].index(1), "mc2": [t for t, _ in mc2],
-                                                  "mc2_true": [int(v) for _, v in mc2]}))
+            items.append(
+                Item(
+                    f"truthfulqa/{i}",
+                    {
+                        "query": f"Q: {r['question']}\nA:",
+                        "mc1": [t for t, _ in mc1],
+                        "mc1_gold": [v for _, v in mc1].index(1),
+                        "mc2": [t for t, _ in mc2],
+                        "mc2_true": [int(v) for _, v in mc2],
+                    },
+                )
+            )
         return items
 
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
@@ -196,17 +232,27 @@ class TruthfulQA(ClozeTask):
         prompts = [self.prompt_text(tok, it) for it in items]
         sp = "" if self.chat else " "
         conts = [[sp + c for c in it.data["mc1"]] + [sp + c for c in it.data["mc2"]] for it in items]
-        res = score_sequences(ctx.model, tok, prompts, conts, strengths, ctx.vector, ctx.layers,
-                              batch_size=ctx.batch_size, force=ctx.force, progress=ctx.progress, desc=self.name)
+        res = score_sequences(
+            ctx.model,
+            tok,
+            prompts,
+            conts,
+            strengths,
+            ctx.vector,
+            ctx.layers,
+            batch_size=ctx.batch_size,
+            force=ctx.force,
+            progress=ctx.progress,
+            desc=self.name,
+        )
         recs = []
         for i, it in enumerate(items):
             k1, k2 = len(it.data["mc1"]), len(it.data["mc2"])
             for s, sv in enumerate(strengths):
                 ll1 = res.logprob[i, s, :k1]
-                r = self.record(it, sv, ll1, res.ntokens[i, :k1].astype(float), res.nchars[i, :k1].astype(float),
-                                it.data["mc1_gold"])
+                r = self.record(it, sv, ll1, res.ntokens[i, :k1].astype(float), res.nchars[i, :k1].astype(float), it.data["mc1_gold"])
                 r["acc"] = float(int(np.argmax(ll1) == it.data["mc1_gold"]))  # MC1 accuracy: raw log-likelihood
-                ll2 = res.logprob[i, s, k1:k1 + k2]
+                ll2 = res.logprob[i, s, k1 : k1 + k2]
                 p = _softmax(ll2)
                 r["mc2"] = float((p * np.asarray(it.data["mc2_true"])).sum())
                 recs.append(r)
@@ -240,8 +286,10 @@ class BBQ(ClozeTask):
 
     def validate(self, limit: int | None = None, seed: int = 0) -> list[Item]:
         if self.source not in (None, "bundled", "default"):
-            raise ConfigError(f"bbq reads only its bundled data (options.categories picks from {list(BBQ_CATEGORIES)}), "
-                              f"not options.source {self.source!r}: remove source")
+            raise ConfigError(
+                f"bbq reads only its bundled data (options.categories picks from {list(BBQ_CATEGORIES)}), "
+                f"not options.source {self.source!r}: remove source"
+            )
         return super().validate(limit, seed)
 
     def load_items(self) -> list[Item]:
@@ -257,23 +305,40 @@ class BBQ(ClozeTask):
                     info = [r["answer_info"][f"ans{k}"] for k in range(3)]
                     unknown = [k for k in range(3) if info[k][1] == "unknown"]
                     groups = [g.lower() for g in r["additional_metadata"]["stereotyped_groups"]]
-                    target = [k for k in range(3) if k not in unknown and
-                              any(g == info[k][1].lower() or g in info[k][1].lower().split("-") or g == info[k][0].lower() for g in groups)]
+                    target = [
+                        k
+                        for k in range(3)
+                        if k not in unknown
+                        and any(g == info[k][1].lower() or g in info[k][1].lower().split("-") or g == info[k][0].lower() for g in groups)
+                    ]
                     # biased answer: the stereotyped group for negative questions, the other group otherwise
                     others = [k for k in range(3) if k not in unknown and k not in target]
                     biased = (target if r["question_polarity"] == "neg" else others)[:1]
-                    items.append(Item(f"bbq/{c}/{r['example_id']}", {
-                        "query": f"{r['context']}\n{r['question']}\nAnswer:", "choices": answers, "gold": int(r["label"]),
-                        "category": c, "condition": r["context_condition"], "unknown": unknown[0] if unknown else -1,
-                        "biased": biased[0] if biased else -1}))
+                    items.append(
+                        Item(
+                            f"bbq/{c}/{r['example_id']}",
+                            {
+                                "query": f"{r['context']}\n{r['question']}\nAnswer:",
+                                "choices": answers,
+                                "gold": int(r["label"]),
+                                "category": c,
+                                "condition": r["context_condition"],
+                                "unknown": unknown[0] if unknown else -1,
+                                "biased": biased[0] if biased else -1,
+                            },
+                        )
+                    )
         return items
 
     def record(self, it: Item, strength: float, ll, nt, nb, gold) -> dict[str, Any]:
         r = super().record(it, strength, ll, nt, nb, gold)
         pred = int(np.argmax(ll / np.maximum(nb, 1)))
-        r.update(category=it.data["category"], condition=it.data["condition"],
-                 pred_unknown=float(pred == it.data["unknown"]),
-                 pred_biased=float(pred == it.data["biased"]) if it.data["biased"] >= 0 else None)
+        r.update(
+            category=it.data["category"],
+            condition=it.data["condition"],
+            pred_unknown=float(pred == it.data["unknown"]),
+            pred_biased=float(pred == it.data["biased"]) if it.data["biased"] >= 0 else None,
+        )
         return r
 
     def aggregate(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -282,15 +347,20 @@ class BBQ(ClozeTask):
         for r in records:
             by.setdefault((r["strength"], r["category"]), []).append(r)
         for (s, c), rs in sorted(by.items()):
+
             def sdis(rr):
                 nonunk = [x for x in rr if not x["pred_unknown"] and x.get("pred_biased") is not None]
                 return 2 * sum(x["pred_biased"] for x in nonunk) / len(nonunk) - 1 if nonunk else float("nan")
+
             dis = [x for x in rs if x["condition"] == "disambig"]
             amb = [x for x in rs if x["condition"] == "ambig"]
             acc_amb = sum(x["acc"] for x in amb) / len(amb) if amb else float("nan")
-            out.setdefault(str(s), {})[c] = {"bias_disambig": sdis(dis), "bias_ambig": (1 - acc_amb) * sdis(amb),
-                                             "acc_ambig": acc_amb,
-                                             "acc_disambig": sum(x["acc"] for x in dis) / len(dis) if dis else float("nan")}
+            out.setdefault(str(s), {})[c] = {
+                "bias_disambig": sdis(dis),
+                "bias_ambig": (1 - acc_amb) * sdis(amb),
+                "acc_ambig": acc_amb,
+                "acc_disambig": sum(x["acc"] for x in dis) / len(dis) if dis else float("nan"),
+            }
         return {"bias_scores": out}
 
 
@@ -312,8 +382,18 @@ def _mmlu_bundled(subjects: Sequence[str]) -> list[dict[str, Any]]:
                 raise DataError(f"unknown MMLU subject {s!r}: use a preset {sorted(MMLU_PRESETS)}, 'all', or one of {sorted(names)[:5]}...")
             text = tf.extractfile(names[s]).read().decode("utf-8")  # type: ignore[union-attr]
             for i, r in enumerate(csv.reader(io.StringIO(text))):
-                rows.append({"id": f"mmlu/{s}/{i}", "question": r[0], "A": r[1], "B": r[2], "C": r[3], "D": r[4],
-                             "answer": r[5].strip(), "subject": s})
+                rows.append(
+                    {
+                        "id": f"mmlu/{s}/{i}",
+                        "question": r[0],
+                        "A": r[1],
+                        "B": r[2],
+                        "C": r[3],
+                        "D": r[4],
+                        "answer": r[5].strip(),
+                        "subject": s,
+                    }
+                )
     return rows
 
 
@@ -346,15 +426,18 @@ class MMLU(Task):
         self.subjects = tuple(subjects)
 
     def load_items(self) -> list[Item]:
-        rows = load_rows(self.source, lambda: _mmlu_bundled(self.subjects), ("question", "A", "B", "C", "D", "answer"),
-                         task=self.name)
+        rows = load_rows(self.source, lambda: _mmlu_bundled(self.subjects), ("question", "A", "B", "C", "D", "answer"), task=self.name)
         items = []
         for i, r in enumerate(rows):
             ans = str(r["answer"]).strip().upper()
             if ans not in LETTERS:
                 raise DataError(f"mmlu: row {i + 1} has answer {r['answer']!r}: use a letter A-D")
-            items.append(Item(str(r.get("id", f"mmlu/{i}")), {k: r[k] for k in ("question", "A", "B", "C", "D")} |
-                              {"gold": LETTERS.index(ans), "subject": r.get("subject", "")}))
+            items.append(
+                Item(
+                    str(r.get("id", f"mmlu/{i}")),
+                    {k: r[k] for k in ("question", "A", "B", "C", "D")} | {"gold": LETTERS.index(ans), "subject": r.get("subject", "")},
+                )
+            )
         return items
 
     def check_item(self, item: Item) -> str | None:
@@ -386,15 +469,34 @@ class MMLU(Task):
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         tok = ctx.tokenizer
         prompts = [self.prompt_text(tok, it) for it in items]
-        lp, top = next_token_logprobs(ctx.model, tok, prompts, self.letter_tokens(tok), strengths, ctx.vector, ctx.layers,
-                                      batch_size=ctx.batch_size, force=ctx.force, progress=ctx.progress, desc=self.name)
+        lp, top = next_token_logprobs(
+            ctx.model,
+            tok,
+            prompts,
+            self.letter_tokens(tok),
+            strengths,
+            ctx.vector,
+            ctx.layers,
+            batch_size=ctx.batch_size,
+            force=ctx.force,
+            progress=ctx.progress,
+            desc=self.name,
+        )
         best = lp.max(-1)  # [n, S, 4]: max over each letter's token variants (the paper's rule)
         recs = []
         for i, it in enumerate(items):
             g = it.data["gold"]
             for s, sv in enumerate(strengths):
                 pl = np.exp(best[i, s])
-                recs.append({"item": it.id, "strength": float(sv), "scorer": "logprob", "p_full": float(pl[g]),
-                             "p_abcd": float(pl[g] / pl.sum()), "acc": float(int(np.argmax(pl) == g)),
-                             "subject": it.data["subject"]})
+                recs.append(
+                    {
+                        "item": it.id,
+                        "strength": float(sv),
+                        "scorer": "logprob",
+                        "p_full": float(pl[g]),
+                        "p_abcd": float(pl[g] / pl.sum()),
+                        "acc": float(int(np.argmax(pl) == g)),
+                        "subject": it.data["subject"],
+                    }
+                )
         return recs

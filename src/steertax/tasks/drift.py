@@ -3,6 +3,7 @@ helpfulness proxy. Items: benign instructions with reference answers (AlpacaEval
 answers by text-davinci-003). Per item and strength: ``kl`` = mean over the first ``max_answer_tokens``
 answer tokens of KL(steered || unsteered), ``ce`` = the reference answer's mean token cross-entropy
 under the steered model, ``ce_delta`` = ce minus the unsteered ce."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -26,23 +27,44 @@ class Drift(Task):
         self.max_answer_tokens, self.chat, self.source = max_answer_tokens, chat, source
 
     def load_items(self) -> list[Item]:
-        rows = load_rows(self.source, lambda: read_jsonl(data_path("alpaca_eval", "alpaca_eval.jsonl")),
-                         ("instruction", "output"), task=self.name)
-        return [Item(str(r.get("id", f"alpaca_eval/{i}")), {"instruction": r["instruction"], "output": r["output"]})
-                for i, r in enumerate(rows)]
+        rows = load_rows(
+            self.source, lambda: read_jsonl(data_path("alpaca_eval", "alpaca_eval.jsonl")), ("instruction", "output"), task=self.name
+        )
+        return [
+            Item(str(r.get("id", f"alpaca_eval/{i}")), {"instruction": r["instruction"], "output": r["output"]}) for i, r in enumerate(rows)
+        ]
 
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         tok = ctx.tokenizer
         prompts = [format_chat(tok, it.data["instruction"]) if self.chat else it.data["instruction"] + "\n" for it in items]
         S = list(strengths)
         withzero = S if 0.0 in S else S + [0.0]
-        kl, ce, n = drift(ctx.model, tok, prompts, [it.data["output"] for it in items], withzero, ctx.vector, ctx.layers,
-                          max_answer_tokens=self.max_answer_tokens, batch_size=ctx.batch_size, force=ctx.force,
-                          progress=ctx.progress)
+        kl, ce, n = drift(
+            ctx.model,
+            tok,
+            prompts,
+            [it.data["output"] for it in items],
+            withzero,
+            ctx.vector,
+            ctx.layers,
+            max_answer_tokens=self.max_answer_tokens,
+            batch_size=ctx.batch_size,
+            force=ctx.force,
+            progress=ctx.progress,
+        )
         z = withzero.index(0.0)
         out = []
         for i, it in enumerate(items):
             for s, sv in enumerate(S):
-                out.append({"item": it.id, "strength": float(sv), "scorer": "logprob", "kl": float(kl[i, s]),
-                            "ce": float(ce[i, s]), "ce_delta": float(ce[i, s] - ce[i, z]), "n_tokens": int(n[i])})
+                out.append(
+                    {
+                        "item": it.id,
+                        "strength": float(sv),
+                        "scorer": "logprob",
+                        "kl": float(kl[i, s]),
+                        "ce": float(ce[i, s]),
+                        "ce_delta": float(ce[i, s] - ce[i, z]),
+                        "n_tokens": int(n[i]),
+                    }
+                )
         return out

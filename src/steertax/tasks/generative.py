@@ -1,5 +1,6 @@
 """Generative helpfulness tasks: GSM8K (exact match on the final number) and HumanEval (pass@1,
 code run in the sandbox)."""
+
 from __future__ import annotations
 
 import gzip
@@ -29,14 +30,35 @@ def final_number(text: str) -> str | None:
     return x
 
 
-def _gen(ctx: EvalContext, prompts: list[str], strengths: Sequence[float], max_new_tokens: int, chat: bool,
-         do_sample: bool = False, temperature: float = 1.0, system: str | None = None) -> list[tuple[int, int, str]]:
+def _gen(
+    ctx: EvalContext,
+    prompts: list[str],
+    strengths: Sequence[float],
+    max_new_tokens: int,
+    chat: bool,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    system: str | None = None,
+) -> list[tuple[int, int, str]]:
     rows = [(i, s) for s in range(len(strengths)) for i in range(len(prompts))]
     st = [float(strengths[s]) for _, s in rows]
-    texts = generate(ctx.model, ctx.tokenizer, [prompts[i] for i, _ in rows], ctx.vector if any(st) else None,
-                     st if any(st) else 0.0, ctx.layers, chat=chat, system=system, max_new_tokens=max_new_tokens,
-                     do_sample=do_sample, temperature=temperature, seed=ctx.seed, batch_size=ctx.batch_size,
-                     progress=ctx.progress, force=ctx.force)
+    texts = generate(
+        ctx.model,
+        ctx.tokenizer,
+        [prompts[i] for i, _ in rows],
+        ctx.vector if any(st) else None,
+        st if any(st) else 0.0,
+        ctx.layers,
+        chat=chat,
+        system=system,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        seed=ctx.seed,
+        batch_size=ctx.batch_size,
+        progress=ctx.progress,
+        force=ctx.force,
+    )
     return [(i, s, t) for (i, s), t in zip(rows, texts, strict=True)]
 
 
@@ -54,10 +76,11 @@ class GSM8K(Task):
         self.max_new_tokens, self.chat, self.source = max_new_tokens, chat, source
 
     def load_items(self) -> list[Item]:
-        rows = load_rows(self.source, lambda: read_jsonl(data_path("gsm8k", "test.jsonl")), ("question", "answer"),
-                         task=self.name)
-        return [Item(str(r.get("id", f"gsm8k/{i}")), {"question": r["question"], "gold": final_number(str(r["answer"]))})
-                for i, r in enumerate(rows)]
+        rows = load_rows(self.source, lambda: read_jsonl(data_path("gsm8k", "test.jsonl")), ("question", "answer"), task=self.name)
+        return [
+            Item(str(r.get("id", f"gsm8k/{i}")), {"question": r["question"], "gold": final_number(str(r["answer"]))})
+            for i, r in enumerate(rows)
+        ]
 
     def check_item(self, item: Item) -> str | None:
         if not isinstance(item.data.get("question"), str):
@@ -74,8 +97,16 @@ class GSM8K(Task):
         out = []
         for i, s, text in _gen(ctx, prompts, strengths, self.max_new_tokens, self.chat):
             pred = final_number(text)
-            out.append({"item": items[i].id, "strength": float(strengths[s]), "scorer": "generate",
-                        "acc": float(pred is not None and pred == items[i].data["gold"]), "pred": pred, "text": text})
+            out.append(
+                {
+                    "item": items[i].id,
+                    "strength": float(strengths[s]),
+                    "scorer": "generate",
+                    "acc": float(pred is not None and pred == items[i].data["gold"]),
+                    "pred": pred,
+                    "text": text,
+                }
+            )
         return out
 
 
@@ -111,20 +142,27 @@ class HumanEval(Task):
     metric = "pass"
     metrics = ("pass",)
     description = "HumanEval pass@1 (sandboxed)"
-    SYSTEM = ("Complete the given Python function correctly. Put the complete function in one ```python code block, "
-              "apart from any explanation. Give one answer.")
+    SYSTEM = (
+        "Complete the given Python function correctly. Put the complete function in one ```python code block, "
+        "apart from any explanation. Give one answer."
+    )
 
-    def __init__(self, *, n_samples: int = 1, temperature: float = 0.8, max_new_tokens: int = 384, chat: bool = True,
-                 timeout: float = 10.0) -> None:
-        super().__init__(n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, chat=chat,
-                         timeout=timeout)
+    def __init__(
+        self, *, n_samples: int = 1, temperature: float = 0.8, max_new_tokens: int = 384, chat: bool = True, timeout: float = 10.0
+    ) -> None:
+        super().__init__(n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, chat=chat, timeout=timeout)
         self.n, self.temperature, self.max_new_tokens, self.chat, self.timeout = n_samples, temperature, max_new_tokens, chat, timeout
 
     def load_items(self) -> list[Item]:
         with gzip.open(data_path("humaneval", "HumanEval.jsonl.gz"), "rt", encoding="utf-8") as f:
             rows = [json.loads(x) for x in f if x.strip()]
-        return [Item(r["task_id"], {"prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"],
-                                    "canonical_solution": r["canonical_solution"]}) for r in rows]
+        return [
+            Item(
+                r["task_id"],
+                {"prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"], "canonical_solution": r["canonical_solution"]},
+            )
+            for r in rows
+        ]
 
     def check(self, item: Item, program: str) -> bool:
         d = item.data
@@ -141,16 +179,33 @@ class HumanEval(Task):
         texts: dict[tuple[int, int], str] = {}
         for k in range(self.n):
             gen_ctx = EvalContext(**{**ctx.__dict__, "seed": ctx.seed + k})
-            for i, s, text in _gen(gen_ctx, prompts, strengths, self.max_new_tokens, self.chat, do_sample=sample,
-                                   temperature=self.temperature, system=self.SYSTEM if self.chat else None):
+            for i, s, text in _gen(
+                gen_ctx,
+                prompts,
+                strengths,
+                self.max_new_tokens,
+                self.chat,
+                do_sample=sample,
+                temperature=self.temperature,
+                system=self.SYSTEM if self.chat else None,
+            ):
                 code = extract_code(items[i].data["prompt"], text, items[i].data["entry_point"])
                 passes.setdefault((i, s), []).append(self.check(items[i], code))
                 texts.setdefault((i, s), text)
         out = []
         for (i, s), ps in sorted(passes.items()):
             c = sum(ps)
-            out.append({"item": items[i].id, "strength": float(strengths[s]), "scorer": "generate",
-                        "pass": c / len(ps), "n_samples": len(ps), "n_correct": c, "text": texts[(i, s)]})
+            out.append(
+                {
+                    "item": items[i].id,
+                    "strength": float(strengths[s]),
+                    "scorer": "generate",
+                    "pass": c / len(ps),
+                    "n_samples": len(ps),
+                    "n_correct": c,
+                    "text": texts[(i, s)],
+                }
+            )
         return out
 
 

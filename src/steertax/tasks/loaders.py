@@ -2,6 +2,7 @@
 
 Every task documents the columns it needs; a file missing one gets a single clear error.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,10 @@ def check_rows(rows: Sequence[dict[str, Any]], where: str, fields: Sequence[str]
             if k is None or (fields is not None and k not in fields and k != "id"):
                 continue
             if isinstance(v, str) and len(v) > MAX_FIELD_CHARS:
-                raise DataError(f"{where} row {n}: field {k!r} is {len(v):,} characters (limit {MAX_FIELD_CHARS:,}): "
-                                "is the file malformed (lost newlines, binary data)? Split or shorten it")
+                raise DataError(
+                    f"{where} row {n}: field {k!r} is {len(v):,} characters (limit {MAX_FIELD_CHARS:,}): "
+                    "is the file malformed (lost newlines, binary data)? Split or shorten it"
+                )
         if "id" in r and r["id"] is not None and str(r["id"]) != "":
             key = str(r["id"])
             if key in seen:
@@ -55,27 +58,36 @@ def check_text_file(path: str | Path, what: str = "") -> None:
     p = Path(path)
     pre = f"{what}: " if what else ""
     if not p.exists():
-        raise DataError(f"{pre}data file {p} does not exist (looked in {p.expanduser().resolve()}; relative paths are read "
-                        "from the working directory): check the path")
+        raise DataError(
+            f"{pre}data file {p} does not exist (looked in {p.expanduser().resolve()}; relative paths are read "
+            "from the working directory): check the path"
+        )
     if not p.is_file():
         raise DataError(f"{pre}{p} is a directory, not a data file: give a .csv/.jsonl/.json file")
     data = p.read_bytes()
     fix = f"re-save it as UTF-8 (e.g. `iconv -f {{enc}} -t UTF-8 {p} > fixed{p.suffix}`)"
-    for bom, enc in ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
-                     (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE")):
+    for bom, enc in (
+        (b"\xff\xfe\x00\x00", "UTF-32LE"),
+        (b"\x00\x00\xfe\xff", "UTF-32BE"),
+        (b"\xff\xfe", "UTF-16LE"),
+        (b"\xfe\xff", "UTF-16BE"),
+    ):
         if data.startswith(bom):
-            raise DataError(f"{pre}{p} is not UTF-8 text: it is {enc} (byte-order mark {bom.hex(' ')}): "
-                            + fix.format(enc=enc[:6]))
+            raise DataError(f"{pre}{p} is not UTF-8 text: it is {enc} (byte-order mark {bom.hex(' ')}): " + fix.format(enc=enc[:6]))
     head = data[:4096]
     if b"\x00" in head:
         # UTF-16 without a BOM puts a NUL next to every ASCII character; anything else with NULs is binary
         even, odd = head[0::2].count(0), head[1::2].count(0)
         if max(even, odd) > len(head) // 4 and min(even, odd) < max(even, odd) // 4:
             enc = "UTF-16LE" if odd > even else "UTF-16BE"
-            raise DataError(f"{pre}{p} is not UTF-8 text: it looks like {enc} without a byte-order mark (NUL bytes "
-                            "between the characters): " + fix.format(enc=enc))
-        raise DataError(f"{pre}{p} is not UTF-8 text: it contains NUL bytes (a binary file, or a spreadsheet/"
-                        "compressed file saved under a text name?): export it as UTF-8 CSV or JSONL")
+            raise DataError(
+                f"{pre}{p} is not UTF-8 text: it looks like {enc} without a byte-order mark (NUL bytes "
+                "between the characters): " + fix.format(enc=enc)
+            )
+        raise DataError(
+            f"{pre}{p} is not UTF-8 text: it contains NUL bytes (a binary file, or a spreadsheet/"
+            "compressed file saved under a text name?): export it as UTF-8 CSV or JSONL"
+        )
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -86,8 +98,9 @@ def check_text_file(path: str | Path, what: str = "") -> None:
             guess, enc = "Latin-1/Windows-1252", "WINDOWS-1252"
         except UnicodeDecodeError:
             guess, enc = "a legacy 8-bit encoding", "LATIN1"
-        raise DataError(f"{pre}{p} is not UTF-8 text: byte 0x{bad:02x} at line {line}, column {col} looks like "
-                        f"{guess}: " + fix.format(enc=enc)) from None
+        raise DataError(
+            f"{pre}{p} is not UTF-8 text: byte 0x{bad:02x} at line {line}, column {col} looks like {guess}: " + fix.format(enc=enc)
+        ) from None
 
 
 def _read_file(p: Path, required: Sequence[str], task: str) -> list[dict[str, Any]]:
@@ -98,8 +111,7 @@ def _read_file(p: Path, required: Sequence[str], task: str) -> list[dict[str, An
         if not bom:
             return read_csv(p, tuple(required))
         # a spreadsheet's "CSV UTF-8": the mark would otherwise stick to the first column's name
-        return [{(k[1:] if isinstance(k, str) and k.startswith("\ufeff") else k): v for k, v in r.items()}
-                for r in read_csv(p)]
+        return [{(k[1:] if isinstance(k, str) and k.startswith("\ufeff") else k): v for k, v in r.items()} for r in read_csv(p)]
     if p.suffix.lower() == ".jsonl":
         return read_jsonl(p)
     obj = read_json(p)
@@ -129,8 +141,9 @@ def _hub_rows(source: str, required: Sequence[str], task: str, hf_split: str, hf
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{task}: {source!r} looks like a hub dataset id; "
-                        "install `datasets` (and be online) or pass a local .csv/.jsonl") from None
+        raise DataError(
+            f"{task}: {source!r} looks like a hub dataset id; install `datasets` (and be online) or pass a local .csv/.jsonl"
+        ) from None
     try:
         ds = datasets.load_dataset(source, hf_config, split=hf_split)
     except Exception as e:  # network, missing split...
