@@ -42,13 +42,13 @@ browser:
 		echo "could not install chromium: the report's browser test will be skipped"; \
 	else echo "no chromium and no root apt: the report's browser test will be skipped"; fi; }
 
-test: install browser
+test: install browser lint
 	$(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# Style and types (configured in pyproject.toml). Not yet part of `make test`.
+# Style and types (configured in pyproject.toml); part of `make test`, hence CI.
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src
