@@ -75,3 +75,22 @@ def test_random_top_level_keys_never_crash(extra):
         from_dict(d)
     except ConfigError:
         pass
+
+
+def test_default_grid_can_tell_first_from_second_order():
+    """The default study's grid spans both signs with >= 9 strengths, >= 5 of them (>= 3 required)
+    inside the small-|r| window where the paper's local laws are tested; quick keeps that window."""
+    import torch
+
+    from steertax.config import default_config
+    from steertax.study import strength_grid
+    from steertax.vectors import SteeringVector
+
+    vec = SteeringVector({i: torch.ones(8) / 8**0.5 for i in range(8, 13)}, "m", 8, 30, "pca",
+                         layer_norms={i: 136.8 for i in range(8, 13)})
+    for cfg, n_min in ((default_config(), 9), (default_config().quick_version(), 7)):
+        grid, info = strength_grid(cfg, vec)
+        top = max(abs(g) for g in grid)
+        assert min(grid) == -top and 0.0 in grid and len(grid) >= n_min
+        assert sum(abs(g) <= cfg.strengths.local_fraction * top + 1e-9 for g in grid) >= 5
+        assert len(info["relative"]) == len(grid)

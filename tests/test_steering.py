@@ -143,6 +143,87 @@ def test_positions_in_generate(llama, tok):
         assert not torch.allclose(gen.logits[1], base.logits[1])
 
 
+def _reference_logits(model, v, strength, seqs, mask, prompt_len, positions):
+    """Full no-cache forward of ``seqs`` adding ``strength * v`` only at prompt (< prompt_len) or only at
+    generated (>= prompt_len) positions: what positions='prompt'/'generated' must compute."""
+    blocks = find_blocks(model)
+    T = seqs.shape[1]
+    keep = torch.arange(T) < prompt_len if positions == "prompt" else torch.arange(T) >= prompt_len
+
+    def make(i):
+        d = (strength * v.directions[i] / v.directions[i].norm()).view(1, 1, -1) * keep.view(1, T, 1).float()
+
+        def hook(mod, args, out):
+            if isinstance(out, tuple):
+                return (out[0] + d,) + tuple(out[1:])
+            return out + d
+        return hook
+
+    hs = [blocks[i].register_forward_hook(make(i), prepend=True) for i in v.directions]
+    try:
+        return logits(model, seqs, mask)
+    finally:
+        for h in hs:
+            h.remove()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma2", "opt"])
+@pytest.mark.parametrize("positions", ["generated", "prompt"])
+def test_positions_match_uncached_reference(arch, positions):
+    """Every generate step under positions='prompt'/'generated' equals a full no-cache forward of the
+    generated sequence with the edit applied at exactly the prompt/generated positions (KV cache on and
+    off): the cache offset is read correctly on this transformers version."""
+    tok = make_tokenizer()
+    model = tiny_model(arch)
+    v = unit_vector(model, [1, 2])
+    ids, mask = batch(tok, PROMPTS, "left")
+    T, N = ids.shape[1], 4
+    kw = dict(max_new_tokens=N, min_new_tokens=N, do_sample=False, output_logits=True, return_dict_in_generate=True,
+              pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        with steer(model, v, 20.0, positions=positions):
+            gen = model.generate(input_ids=ids, attention_mask=mask, **kw)
+        with steer(model, v, 20.0, positions=positions):
+            nocache = model.generate(input_ids=ids, attention_mask=mask, use_cache=False, **kw)
+        seqs = gen.sequences
+        full_mask = torch.cat([mask, torch.ones(len(ids), seqs.shape[1] - T, dtype=mask.dtype)], dim=1)
+        ref = _reference_logits(model, v, 20.0, seqs, full_mask, T, positions)
+        unsteered = logits(model, seqs, full_mask)
+    assert torch.equal(nocache.sequences, seqs)
+    for k in range(N):
+        assert (gen.logits[k] - ref[:, T - 1 + k]).abs().max() < 1e-4, k
+        assert (nocache.logits[k] - ref[:, T - 1 + k]).abs().max() < 1e-4, k
+    # the edit is not trivially absent: it moves the steps it should move
+    moved = [not torch.allclose(ref[:, T - 1 + k], unsteered[:, T - 1 + k], atol=1e-3) for k in range(N)]
+    assert moved[0] == (positions == "prompt") and any(moved[1:])
+
+
+def test_unknown_cache_is_an_error_not_a_silent_no_op(llama, tok):
+    """The past length is read from the cache object whatever its keyword; a cache that cannot be read
+    (or a cached call with no cache and no mask in sight) raises instead of steering the wrong tokens."""
+    from transformers.cache_utils import DynamicCache
+
+    from steertax import ModelError
+    from steertax.steering import _past_length
+
+    x = torch.zeros(2, 3)
+    cache = DynamicCache()
+    assert _past_length((), {"cache": cache}, 3) == 0
+    assert _past_length((), {"some_future_name": cache}, 3) == 0  # found by type, not by name
+    assert _past_length((), {"past_key_values": ((torch.zeros(2, 4, 7, 8), torch.zeros(2, 4, 7, 8)),)}, 1) == 7
+    assert _past_length((), {"cache_position": torch.arange(5, 6)}, 1) == 5
+    assert _past_length((), {"attention_mask": torch.ones(2, 9, dtype=torch.long)}, 1) == 8
+    assert _past_length((), {"cache": object()}, 1) is None
+    assert _past_length((), {"use_cache": True}, 1, first=False) is None
+    assert _past_length((), {"use_cache": True, "attention_mask": x}, 3, first=False) == 0
+    ids, mask = batch(tok, PROMPTS[:1])
+    with torch.inference_mode(), steer(llama, unit_vector(llama, [1]), 5.0, positions="generated"):
+        out = llama(input_ids=ids, use_cache=True)  # the first call defines the prompt
+        with pytest.raises(ModelError, match="cannot tell"):
+            llama(input_ids=ids[:, -1:], use_cache=True)  # a decode step whose cache steertax cannot see
+    assert out.logits.shape[1] == ids.shape[1]
+
+
 def test_bad_inputs(llama, tok):
     v = unit_vector(llama, [1, 2])
     before = n_hooks(llama)

@@ -35,7 +35,7 @@ def test_quick_run_writes_everything(quick_run):
         assert k in s
     ref = {b["strength"]: b["mean"] for b in s["tasks"]["refusal"]["by_strength"]}
     grid = s["strengths"]
-    assert min(grid) < 0 < max(grid) and len(grid) >= 9  # both signs, as in the paper's figures
+    assert min(grid) < 0 < max(grid) and len(grid) >= 7  # both signs, as in the paper's figures (quick: 7)
     assert sum(abs(x) <= 0.25 * max(grid) + 1e-9 for x in grid) >= 5  # enough strengths for the local test
     assert ref[max(grid)] > ref[0.0] > ref[min(grid)]
     arc = {b["strength"]: b["mean"] for b in s["tasks"]["arc_easy"]["by_strength"]}

@@ -4,6 +4,7 @@ Activations are the outputs of decoder blocks (the residual stream after block i
 where steering adds its vector). Position 0 is never used in means or norms: it carries activations
 about 100x larger than the rest in many models.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,12 +18,10 @@ from torch import nn
 from .errors import DataError
 from .models import encode, find_blocks
 
-__all__ = ["pad_batch", "forward", "capture", "LayerAccumulator", "position_ids_from_mask"]
+__all__ = ["pad_batch", "forward", "capture", "LayerAccumulator", "position_ids_from_mask", "cache_arg", "output_cache"]
 
 
-def pad_batch(
-    seqs: Sequence[Sequence[int]], pad_id: int, side: str = "left", device: Any = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "left", device: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad token-id lists into (input_ids, attention_mask)."""
     if side not in ("left", "right"):
         raise ValueError("side must be 'left' or 'right'")
@@ -34,8 +33,8 @@ def pad_batch(
         if n == 0:
             raise DataError(f"sequence {i} is empty after tokenization: every text needs at least one token")
         if side == "left":
-            ids[i, T - n:] = torch.as_tensor(list(s))
-            mask[i, T - n:] = 1
+            ids[i, T - n :] = torch.as_tensor(list(s))
+            mask[i, T - n :] = 1
         else:
             ids[i, :n] = torch.as_tensor(list(s))
             mask[i, :n] = 1
@@ -60,6 +59,49 @@ def _accepts_position_ids(model: nn.Module) -> bool:
         except (TypeError, ValueError):
             _ACCEPTS_POS[t] = False
     return _ACCEPTS_POS[t]
+
+
+_CACHE_ARG: dict[type, str] = {}
+
+
+def _transformers_version() -> tuple[int, int]:
+    try:
+        import transformers
+
+        major, minor = transformers.__version__.split(".")[:2]
+        return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+    except Exception:
+        return (0, 0)
+
+
+def cache_arg(model: nn.Module) -> str:
+    """The keyword ``model.forward`` takes its KV cache under, detected once per model class:
+    ``cache`` since transformers 5.24 (which deprecates ``past_key_values`` with a FutureWarning),
+    ``past_key_values`` before. Read from the forward signature; the version decides only for a
+    forward that names neither."""
+    t = type(model)
+    if t not in _CACHE_ARG:
+        try:
+            params = inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        if "cache" in params:
+            _CACHE_ARG[t] = "cache"
+        elif "past_key_values" in params:
+            _CACHE_ARG[t] = "past_key_values"
+        else:
+            _CACHE_ARG[t] = "cache" if _transformers_version() >= (5, 24) else "past_key_values"
+    return _CACHE_ARG[t]
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache a forward call returned (``out.cache`` since transformers 5.24,
+    ``out.past_key_values`` before), read without touching the deprecated alias; None if absent."""
+    keys = out.keys() if hasattr(out, "keys") else ()
+    for name in ("cache", "past_key_values"):
+        if name in keys:
+            return out[name]
+    return None
 
 
 def forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
@@ -122,7 +164,7 @@ def capture(
     handles = [blocks[i].register_forward_hook(make_hook(i)) for i in layers]
     try:
         for b0 in range(0, len(order), batch_size):
-            idx = order[b0:b0 + batch_size]
+            idx = order[b0 : b0 + batch_size]
             ids, mask = pad_batch([enc[i] for i in idx], pad_id, padding_side, dev)
             store.clear()
             with torch.inference_mode():
@@ -146,6 +188,7 @@ def capture(
                     reps[i] = h.cpu()
                     norms[i] = h.norm(dim=-1).cpu()
             else:
+                assert answer_starts is not None  # position == "answer_mean" requires it (checked above)
                 starts = torch.as_tensor([max(1, int(answer_starts[j])) for j in idx], device=ids.device)
                 if (starts >= lengths).any():
                     bad = idx[int(torch.nonzero(starts >= lengths)[0])]
@@ -159,8 +202,8 @@ def capture(
                     norms[i] = torch.einsum("bt,bt->b", w, h.norm(dim=-1)).cpu()
             yield list(idx), reps, norms
     finally:
-        for h in handles:
-            h.remove()
+        for hk in handles:
+            hk.remove()
 
 
 @dataclass
@@ -212,7 +255,7 @@ class LayerAccumulator:
 
             if self._probe is None:
                 self._probe = SGDClassifier(loss="log_loss", alpha=1e-4, fit_intercept=False, random_state=self.seed)
-                self._scale = float(np.sqrt((D ** 2).sum(1).mean()) / 2) or 1.0
+                self._scale = float(np.sqrt((D**2).sum(1).mean()) / 2) or 1.0
             X = np.concatenate([D / 2, -D / 2]) / self._scale
             y = np.concatenate([np.ones(len(D)), np.zeros(len(D))])
             perm = self._rng.permutation(len(X))
@@ -233,6 +276,7 @@ class LayerAccumulator:
         elif self.method == "pca":
             if self.n < 2:
                 raise DataError("pca needs at least 2 pairs")
+            assert self.sum_dd is not None  # allocated by __post_init__ when method == "pca"
             mu = self.sum_sd / self.n
             cov = self.sum_dd / self.n - np.outer(mu, mu)
             w, vecs = np.linalg.eigh(cov)

@@ -1,4 +1,5 @@
 """Batched, left-padded generation under steering (greedy by default, seeded sampling optional)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +10,7 @@ from tqdm.auto import tqdm
 
 from .activations import _model_device, pad_batch
 from .models import encode, format_chat
-from .steering import check_strength, steer
+from .steering import Operator, Positions, check_strength, steer
 
 __all__ = ["generate"]
 
@@ -22,8 +23,8 @@ def generate(
     strength: float | Sequence[float] | torch.Tensor = 0.0,
     layers: Any = None,
     *,
-    positions: str = "all",
-    operator: str = "add",
+    positions: Positions = "all",
+    operator: Operator = "add",
     relative: bool = False,
     chat: bool = True,
     system: str | None = None,
@@ -63,7 +64,7 @@ def generate(
         gen_kw.update(temperature=None, top_p=None, top_k=None)
     bar = tqdm(total=n, desc="generate", unit="prompt", disable=not progress, leave=False)
     for b0 in range(0, n, batch_size):
-        idx = order[b0:b0 + batch_size]
+        idx = order[b0 : b0 + batch_size]
         ids, mask = pad_batch([enc[i] for i in idx], pad_id, "left", dev)
         if vector is None:
             ctx: Any = contextlib.nullcontext()
@@ -74,7 +75,7 @@ def generate(
             torch.manual_seed(seed + b0)
         with ctx, torch.inference_mode():
             res = model.generate(input_ids=ids, attention_mask=mask, **gen_kw)
-        new = res[:, ids.shape[1]:]
+        new = res[:, ids.shape[1] :]
         for row, i in enumerate(idx):
             out[i] = tokenizer.decode(new[row], skip_special_tokens=True)
         bar.update(len(idx))

