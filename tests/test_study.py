@@ -42,13 +42,16 @@ def test_quick_run_writes_everything(quick_run):
     assert arc[max(grid)] < arc[0.0]
     for name, t in s["tasks"].items():
         fit = t["fit"]
-        assert fit["ok"] and fit["law"] in fit["candidates"] and "ci95" in next(iter(fit["params"].values())), name
+        assert fit["ok"] and "ci95" in next(iter(fit["params"].values())), name
+        if t["metric"] == "kl":  # drift grows with |r|: one quadratic, no law selection
+            assert fit["law"] == "quadratic"
+            continue
+        assert fit["law"] in fit["candidates"], name
         assert all(c["aic"] is not None and "aicc" in c and "r2" in c for c in fit["candidates"].values() if c["ok"]), name
         assert fit["selection"]["criterion"] == "AICc" and fit["selection"]["reason"], name
-        if t["metric"] != "kl":
-            pt = fit["paper_law_test"]
-            assert pt["term"] == ("h1" if t["axis"] == "helpfulness" else "h2") and pt["holds"] in (True, False, None), name
-            assert {"estimate", "ci95", "verdict"} <= set(pt), name
+        pt = fit["paper_law_test"]
+        assert pt["term"] == ("h1" if t["axis"] == "helpfulness" else "h2") and pt["holds"] in (True, False, None), name
+        assert {"estimate", "ci95", "verdict"} <= set(pt), name
     assert "tanh" in s["tasks"]["refusal"]["fit"]["candidates"]
     assert "inverse_quadratic_floor" in s["tasks"]["arc_easy"]["fit"]["candidates"]
     assert all(c["test"] and isinstance(c["holds"], bool) for c in s["theory"]["checks"].values())
