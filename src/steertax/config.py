@@ -111,6 +111,13 @@ class RunConfig:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def vector_file_name(self) -> str:
+        """The file an extracted vector is cached under in a run folder (a hash of what shapes it)."""
+        v = self.vector
+        spec = {"model": self.model, "seed": self.seed}
+        spec.update({k: getattr(v, k) for k in ("pairs", "n_pairs", "method", "layers", "position", "heldout")})
+        return f"vector-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}.safetensors"
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 

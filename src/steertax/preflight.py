@@ -22,7 +22,6 @@ message lists them all, with ``.problems`` holding each one. Nothing is written 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -194,18 +193,7 @@ def _cached_vector_path(cfg: RunConfig, out: Optional[Path]) -> Optional[Path]:
     """Where study._get_vector caches an extracted vector (same key): a resume does not need the pairs."""
     if out is None:
         return None
-    v = cfg.vector
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "model": cfg.model,
-                "seed": cfg.seed,
-                **{k: getattr(v, k) for k in ("pairs", "n_pairs", "method", "layers", "position", "heldout")},
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:12]
-    p = out / f"vector-{key}.safetensors"
+    p = out / cfg.vector_file_name()
     return p if p.is_file() else None
 
 

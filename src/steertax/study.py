@@ -97,17 +97,7 @@ def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, pr
         vec.check_compatible(model, force=False)
         path = Path(v.path)
     else:
-        key = hashlib.sha256(
-            json.dumps(
-                {
-                    "model": cfg.model,
-                    "seed": cfg.seed,
-                    **{k: getattr(v, k) for k in ("pairs", "n_pairs", "method", "layers", "position", "heldout")},
-                },
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()[:12]
-        path = out / f"vector-{key}.safetensors"
+        path = out / cfg.vector_file_name()
         if path.is_file():
             vec = SteeringVector.load(path)
         else:
