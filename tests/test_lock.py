@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -67,11 +66,10 @@ def test_checker_names_the_package_that_differs(tmp_path: Path):
     assert "no-such-package-xyz is not installed (lock: 1.0)" in problems
 
 
+@pytest.mark.locked
 def test_installed_packages_match_the_lock():
-    """`pip freeze` agrees with the locks in the environment that `make install` set up (it leaves a stamp there);
-    elsewhere (e.g. `make test-latest`'s deliberately unlocked .venv-latest) this is skipped."""
-    if not (Path(sys.prefix) / ".steertax-installed").exists():
-        pytest.skip(f"{sys.prefix} was not set up by `make install`")
+    """`pip freeze` agrees with the locks in the environment that `make install` set up. `make test-latest`'s
+    deliberately unlocked .venv-latest deselects it (marker `locked`)."""
     problems, n = check_lock.check(LOCKS)
     assert problems == [], "the installed packages differ from the locks (run `make install`): " + "; ".join(problems)
     assert n > 50
