@@ -59,9 +59,11 @@ def test_qwen_refuses_and_writes_code():
     task = st.tasks.get("refusal", scorers=["generate"], max_new_tokens=24, source="advbench")
     res = st.evaluate(model, tok, task, limit=30, progress=False)
     assert mean(res, "p_aligned", "generate") > 0.5
-    he = st.tasks.get("humaneval", max_new_tokens=160)
-    items = {it.id: it for it in he.load_items()}
-    easy = [items[k] for k in ("HumanEval/2", "HumanEval/23", "HumanEval/53")]
-    res = st.evaluate(model, tok, he, items=easy, progress=False)
-    assert len(res.records) == 3
-    assert sum(r["pass"] for r in res.records) >= 1, [r["text"] for r in res.records]
+    # HumanEval with the chat protocol (prefilled signature and docstring) and the data-derived budget:
+    # a code model passes a good share of 8 items, and no answer is cut off at the budget.
+    he = st.tasks.get("humaneval")
+    res = st.evaluate(model, tok, he, limit=8, progress=False, batch_size=8)
+    assert len(res.records) == 8
+    texts = [r["text"] for r in res.records]
+    assert sum(r["pass"] for r in res.records) >= 3, texts
+    assert all(r["truncated"] == 0.0 for r in res.records), texts

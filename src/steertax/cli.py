@@ -364,6 +364,9 @@ def _print_headline(summ: dict[str, Any], out: str) -> None:
         bs = t["by_strength"]
         first, last = bs[0], bs[-1]
         print(f"  {name:<24} {t['metric']:<10} r={first['strength']:g}: {first['mean']:.3f}   r={last['strength']:g}: {last['mean']:.3f}")
+        if t.get("truncation"):
+            tr = t["truncation"]
+            print(f"  {'':<24} unfinished (hit max_new_tokens): {100 * tr['overall']:.0f}% overall, {100 * tr['max']:.0f}% at worst")
         pt = t["fit"].get("paper_law_test") or {}
         if pt:
             word = {None: "can't tell", True: "holds", False: "does not hold"}[pt.get("holds")]

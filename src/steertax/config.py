@@ -136,10 +136,18 @@ class RunConfig:
         d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
         for t in d["tasks"]:
             t["limit"] = min(t["limit"] or 8, 8)
-            if "max_new_tokens" in t["options"]:
-                cap = 128 if t["name"] in ("humaneval", "gsm8k") else 12  # code and maths need room to finish
-                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), cap)
+            # A quick run cuts items, strengths and pairs, never the tokens an answer needs to finish: code and
+            # maths keep their budgets; behavior scorers judge an answer's opening, which 12 tokens show.
+            if "max_new_tokens" in t["options"] and not _needs_finished_answer(t["name"]):
+                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
         return from_dict(d)
+
+
+def _needs_finished_answer(task_name: str) -> bool:
+    from . import tasks
+
+    cls = tasks.REGISTRY.get(task_name)
+    return bool(cls is not None and cls.needs_finished_answer)
 
 
 # --------------------------------------------------------------------------- validation

@@ -310,7 +310,8 @@ def _check_study(cfg: RunConfig, P: _Problems) -> None:
         with P.at(f"study.{field}", wrap=ConfigError):
             if base not in keys:
                 raise ConfigError(f"{name!r} is not among the config's tasks {keys}: name one of them (or add `- name: {base}` to tasks)")
-            if cfg.theory.enabled:  # the theory step looks the task up by its registry name
+            if cfg.theory.enabled:  # the theory step looks the task up by its registry name (a scorer entry's task)
+                name = base
                 if name not in T.REGISTRY:
                     raise ConfigError(
                         f"{name!r} is not a task name, but the theory step looks it up by name: use the "

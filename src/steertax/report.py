@@ -31,6 +31,7 @@ th{background:#f5f5f5} td.l,th.l{text-align:left} img{max-width:100%;border:1px 
 <p class="note">run {{ s.run_id }} · vector: {{ s.vector.method }} on layers {{ s.vector.layers|join(", ") }} (+ = {{ s.vector.aligned_pole }}) ·
 strengths r<sub>e</sub> (L2 norm added per layer): {{ s.strengths|join(", ") }} · {{ s.strength_grid.how }}{% if s.quick %} · <b>quick run</b>{% endif %}</p>
 
+{% for w in s.warnings or [] %}<p class="no">warning: {{ w }}</p>{% endfor %}
 <h2>Efficient strength</h2>
 {% if eff.ok %}
 <p>r* = <b>{{ "%.2f"|format(eff.r_star) }}</b> maximizes U(r) = {{ eff.alpha }}·ΔB + {{ 1 - eff.alpha }}·ΔH on the laws fitted to a validation split
@@ -45,6 +46,14 @@ Break-even strength (dB/dr = −dH/dr): {{ fmt(eff.break_even) }}.{% if eff.at_b
 <h2>Helpfulness</h2>
 <img src="data:image/png;base64,{{ figs.helpfulness }}" alt="helpfulness vs strength">
 {% if figs.drift %}<img src="data:image/png;base64,{{ figs.drift }}" alt="drift vs strength">{% endif %}
+{% set gen = s.tasks.items()|selectattr("1.truncation")|list %}{% if gen %}
+<h3>Unfinished answers</h3>
+<p class="note">The fraction of generated answers that hit max_new_tokens before they finished (no end of sequence, no stop rule).
+A truncated code or maths answer is scored as it stands, usually wrong: above a few percent, the task's scores measure the budget, not the model.</p>
+<table><tr><th class="l">task</th><th>overall</th>{% for r in s.strengths %}<th>r = {{ "%g"|format(r) }}</th>{% endfor %}</tr>
+{% for name, t in gen %}{% set per = dict_by_strength(t) %}<tr><td class="l">{{ name }}</td><td>{{ pct(t.truncation.overall) }}</td>
+{% for r in s.strengths %}<td>{{ pct(per.get(r)) }}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 
 <h2>Do the paper's laws hold here?</h2>
 <p class="note">Near r = 0 the paper predicts that alignment rises linearly (no second-order term h2) and helpfulness
@@ -393,6 +402,14 @@ def _theory_figure(th: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def _pct(x: Any) -> str:
+    return "—" if x is None else f"{100 * float(x):.0f}%"
+
+
+def _truncated_by_strength(t: dict[str, Any]) -> dict[float, Any]:
+    return {float(b["strength"]): b.get("truncated") for b in t.get("by_strength", [])}
+
+
 def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -> Path:
     import jinja2
     import yaml
@@ -418,6 +435,8 @@ def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -
         paper=_paper,
         verdict_word=_verdict_word,
         verdict_class=_verdict_class,
+        pct=_pct,
+        dict_by_strength=_truncated_by_strength,
         share=NEGLIGIBLE_SHARE,
         config_yaml=yaml.safe_dump(resolved.get("config", {}), sort_keys=False),
     )

@@ -28,6 +28,7 @@ from .tax import efficient_strength, interp_mean, law_function, split_items, tax
 from .vectors import SteeringVector, now_iso
 
 log = logging.getLogger(__name__)
+TRUNCATION_WARN = 0.05  # a run warns when more answers than this (at any strength) hit max_new_tokens unfinished
 
 __all__ = ["run_study", "analyze", "strength_grid", "compute_theory"]
 
@@ -125,8 +126,10 @@ def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, gr
     from .tasks.choice import MMLU, ARCEasy, ClozeTask
     from .theory import estimate_constants
 
-    at = T.get(cfg.study.alignment_task, **_opts(cfg, cfg.study.alignment_task))
-    ht = T.get(cfg.study.helpfulness_task, **_opts(cfg, cfg.study.helpfulness_task))
+    # 'refusal[generate]' names a scorer's entry for r*; the theory step reads the task's log-probabilities
+    an, hn = (n.split("[", 1)[0] for n in (cfg.study.alignment_task, cfg.study.helpfulness_task))
+    at = T.get(an, **_opts(cfg, an))
+    ht = T.get(hn, **_opts(cfg, hn))
     if not isinstance(at, BehaviorTask):
         raise ConfigError(f"study.alignment_task {at.name!r} must be a behavior task (refusal, bias_agreement, ...)")
     n = cfg.theory.n_prompts
@@ -248,6 +251,21 @@ def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None
     return f
 
 
+def truncation(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fraction of generations that hit the token budget unfinished: overall, per strength, and the
+    worst strength. Empty for records without a ``truncated`` field (scorers that do not generate)."""
+    rs = [r for r in records if r.get("truncated") is not None]
+    if not rs:
+        return {}
+    by: dict[float, list[float]] = {}
+    for r in rs:
+        by.setdefault(float(r["strength"]), []).append(float(r["truncated"]))
+    frac = {s: float(np.mean(v)) for s, v in sorted(by.items())}
+    worst = max(frac, key=lambda s: (frac[s], -abs(s)))
+    overall = float(np.mean([float(r["truncated"]) for r in rs]))
+    return {"overall": overall, "max": frac[worst], "worst_strength": worst, "by_strength": frac}
+
+
 def _paired_stderr(records: list[dict[str, Any]], metric: str) -> dict[float, float | None]:
     """Per strength: the standard error of the per-item change from r = 0 (what ΔB and ΔH are)."""
     S, _, Y = item_matrix(records, metric)
@@ -301,6 +319,36 @@ def _bound_checks(tasks_out: dict[str, Any], theory: dict[str, Any], st: Any) ->
     return out
 
 
+def _task_summary(name: str, e: dict[str, Any], cfg: RunConfig) -> tuple[dict[str, Any], str | None]:
+    """One task's summary entry (curve, fit, truncation) and its warning line, if any."""
+    summ = summarize(e["records"], [e["metric"]])
+    dse = _paired_stderr(e["records"], e["metric"])
+    out = {
+        "axis": e["axis"],
+        "metric": e["metric"],
+        "scorer": e["scorer"],
+        "task": e["name"],
+        "by_strength": [
+            {**{k: s[k] for k in ("strength", "mean", "stderr", "n")}, "delta_stderr": dse.get(float(s["strength"]))} for s in summ
+        ],
+        "fit": _fit_entry(e, cfg.study.n_boot, cfg.seed, local_fraction=cfg.strengths.local_fraction),
+        "extra": e["task_obj"].aggregate(e["records"]) if e["name"] == "bbq" else {},
+    }
+    trunc = truncation(e["records"])
+    if not trunc:
+        return out, None
+    per = trunc.pop("by_strength")
+    out["truncation"] = trunc
+    for b in out["by_strength"]:
+        b["truncated"] = per.get(float(b["strength"]))
+    if e["task_obj"].needs_finished_answer and trunc["max"] > TRUNCATION_WARN:
+        return out, (
+            f"{name}: {100 * trunc['max']:.0f}% of answers hit max_new_tokens unfinished (at r = {trunc['worst_strength']:g}); "
+            "its scores count them as wrong: raise the task's max_new_tokens option"
+        )
+    return out, None
+
+
 def analyze(out: str | Path) -> dict[str, Any]:
     """Fit laws, pick r*, compute the tax, write summary.json, results.parquet and the report."""
     from .report import write_report
@@ -320,20 +368,11 @@ def analyze(out: str | Path) -> dict[str, Any]:
     entries = _entries(cfg, records)
     st = cfg.study
     tasks_out: dict[str, Any] = {}
+    warns: list[str] = []
     for name, e in entries.items():
-        summ = [s for s in summarize(e["records"], [e["metric"]])]
-        dse = _paired_stderr(e["records"], e["metric"])
-        tasks_out[name] = {
-            "axis": e["axis"],
-            "metric": e["metric"],
-            "scorer": e["scorer"],
-            "task": e["name"],
-            "by_strength": [
-                {**{k: s[k] for k in ("strength", "mean", "stderr", "n")}, "delta_stderr": dse.get(float(s["strength"]))} for s in summ
-            ],
-            "fit": _fit_entry(e, st.n_boot, cfg.seed, local_fraction=cfg.strengths.local_fraction),
-            "extra": e["task_obj"].aggregate(e["records"]) if e["name"] == "bbq" else {},
-        }
+        tasks_out[name], warn = _task_summary(name, e, cfg)
+        if warn:
+            warns.append(warn)
     # efficient strength on a validation split; held-out numbers at r*
     eff: dict[str, Any] = {"ok": False}
     if st.alignment_task in entries and st.helpfulness_task in entries:
@@ -412,8 +451,11 @@ def analyze(out: str | Path) -> dict[str, Any]:
         "alignment_tax": tax,
         "theory": theory,
         "quick": cfg.quick,
+        "warnings": warns,
         "created": now_iso(),
     }
+    for w in warns:
+        log.warning("warning: %s", w)
     summary = _sanitize(json.loads(json.dumps(summary, default=_json_default)))
     atomic_write_json(out / "summary.json", summary)
     write_report(out, summary, resolved)

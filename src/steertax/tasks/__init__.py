@@ -84,4 +84,5 @@ def evaluate(
     recs = t.score(ctx, its, S)
     for r in recs:
         r.setdefault("task", t.name)
-    return EvalResult(t.name, t.axis, t.metric, recs, summarize(recs, t.metrics), t.aggregate(recs))
+    metrics = tuple(t.metrics) + (("truncated",) if t.needs_finished_answer else ())  # unfinished answers are shown, not hidden
+    return EvalResult(t.name, t.axis, t.metric, recs, summarize(recs, metrics), t.aggregate(recs))

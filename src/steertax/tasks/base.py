@@ -55,6 +55,7 @@ class Task:
     metric: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    needs_finished_answer: ClassVar[bool] = False  # a generation cut at the token budget is a measurement error
 
     def __init__(self, **options: Any) -> None:
         self.options = options
