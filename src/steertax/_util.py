@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .errors import LayerError
 
@@ -165,3 +167,12 @@ def format_layers(layers: Sequence[int]) -> str:
         parts.append(str(layers[i]) if i == j else f"{layers[i]}-{layers[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+@contextlib.contextmanager
+def quiet_renamed_checkpointing() -> Iterator[None]:
+    """transformers 5 renamed gradient -> activation checkpointing and warns on the old names, which trl
+    and peft still call; those FutureWarnings say nothing to a steertax user, so they are muted here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+        yield

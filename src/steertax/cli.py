@@ -120,6 +120,16 @@ def _parser() -> argparse.ArgumentParser:
         help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)",
     )
 
+    al = sub.add_parser(
+        "align",
+        help="alignment by fine-tuning (DPO, regularized DPO, SFT, selective; trl + peft LoRA) on the study's axes",
+        description="Train one LoRA adapter per setting of a YAML config (default: the built-in 'align' on SmolLM2) "
+        "and evaluate every setting and the base model with the study's tasks. Rerun to resume.",
+    )
+    al.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'align')")
+    al.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
+    al.add_argument("--quick", action="store_true", help="fewer pairs, steps, settings and items (a few minutes on a CPU)")
+
     for name, hlp in (
         ("fit", "refit the laws and rewrite summary.json and the report"),
         ("theory", "estimate the theory's constants from logits, then refit and report"),
@@ -330,6 +340,18 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(a: argparse.Namespace) -> int:
+    from .align import load_align_config, run_align
+
+    cfg = load_align_config(a.config)
+    if a.quick:
+        cfg = cfg.quick_version()
+    summ = run_align(cfg, a.out, progress=not a.quiet)
+    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/align.png, {a.out}/results.sqlite, {a.out}/adapters/")
+    return 0 if summ["settings"] else 1
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from importlib import resources
 
@@ -524,6 +546,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "tasks": _cmd_tasks,
     "run": _cmd_run,
+    "align": _cmd_align,
     "fit": _cmd_fit,
     "theory": _cmd_theory,
     "tax": _cmd_tax,

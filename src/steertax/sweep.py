@@ -42,6 +42,8 @@ def run_sweep(
     chunk: int = 16,
     batch_size: int = 32,
     progress: bool = True,
+    method: str = "steering",
+    setting: str | None = None,
 ) -> dict[str, int]:
     """Evaluate every task chunk not yet in the store; returns rows written per task."""
     written: dict[str, int] = {}
@@ -65,7 +67,7 @@ def run_sweep(
                 progress=False,
                 force=True,
             )
-            store.write_cell(run_id, spec.name, key, res.records, now_iso())
+            store.write_cell(run_id, spec.name, key, res.records, now_iso(), method=method, setting=setting)
             written[spec.name] += len(res.records)
             bar.update(1)
         bar.close()

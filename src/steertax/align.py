@@ -1,0 +1,495 @@
+"""Alignment by fine-tuning, measured on the same axes as steering: ``steertax align``.
+
+A sweep is a list of *settings*; each trains one LoRA adapter with trl (the field's trainers, no
+hand-written loop) and peft, saves it (safetensors + the resolved setting), and is then evaluated with
+the study's task registry and scorers into the same results store, with ``method`` and ``setting``
+columns. The base model is evaluated once as method ``base``. Methods:
+
+- ``dpo``: DPO on preference pairs (harmful prompt -> refusal chosen, compliance rejected), at ``beta``.
+- ``dpo_reg``: DPO + ``lam`` * ||dW||_F^2 summed over the adapted weights, dW = scale * B @ A the adapter's
+  weight delta, which for LoRA is exactly ||theta - theta_ref||^2. ``lam = 0`` is ``dpo``.
+- ``sft``: supervised fine-tuning on the refusals (prompt -> refusal; loss on the answer only).
+- ``selective``: DPO on the harmful pairs plus capability-preservation pairs (a benign prompt -> the
+  base model's own greedy answer chosen, a refusal rejected), at ``lr_factor`` x the learning rate.
+
+Every setting is an :class:`Intervention` (see :mod:`steertax.interventions`): evaluation applies it
+to the base model and runs the same cells as a steering study. Finished settings (adapter saved and
+all cells written) are never retrained or re-evaluated; a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing
+from .config import TaskConfig, _build
+from .errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AlignConfig",
+    "AlignSetting",
+    "LoraSettings",
+    "TrainSettings",
+    "load_align_config",
+    "preference_data",
+    "train_setting",
+    "lora_delta_sq_norm",
+    "run_align",
+]
+
+METHODS = ("dpo", "dpo_reg", "sft", "selective")
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 16
+    lr: float = 5e-4
+    batch_size: int = 8
+    max_length: int = 128
+    warmup_steps: int = 5
+
+
+@dataclass
+class AlignSetting:
+    """One point of the sweep. ``label`` names it in the store (default: method and its parameters)."""
+
+    method: str = "dpo"
+    beta: float = 0.1
+    lam: float = 0.0  # dpo_reg's penalty weight on ||dW||_F^2
+    lr_factor: float = 1.0  # x train.lr (selective defaults to 0.5 through its own setting)
+    steps: Optional[int] = None
+    label: Optional[str] = None
+
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        if self.method == "dpo":
+            return f"dpo beta={self.beta:g}"
+        if self.method == "dpo_reg":
+            return f"dpo_reg beta={self.beta:g} lam={self.lam:g}"
+        if self.method == "selective":
+            return f"selective beta={self.beta:g} lr x{self.lr_factor:g}"
+        return f"sft lr x{self.lr_factor:g}"
+
+    def slug(self) -> str:
+        keep = "".join(c if c.isalnum() or c in "=.-" else "_" for c in self.name())
+        return keep.strip("_")[:80]
+
+
+@dataclass
+class DataSettings:
+    pairs: str = "refusal"  # the bundled refusal preferences, or a .jsonl with prompt/chosen/rejected
+    n_pairs: int = 160
+    n_preserve: int = 48  # selective: benign prompts answered by the base model
+    preserve_tokens: int = 48
+
+
+@dataclass
+class AlignConfig:
+    model: str = "smollm2"
+    dtype: Optional[str] = None
+    seed: int = 0
+    batch_size: int = 32
+    chunk: int = 16
+    data: DataSettings = field(default_factory=DataSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    settings: list[AlignSetting] = field(default_factory=list)
+    tasks: list[TaskConfig] = field(default_factory=list)
+    quick: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def training_hash(self, s: AlignSetting) -> str:
+        """What one adapter depends on: the model, data, LoRA and training settings and the setting."""
+        spec = {k: self.to_dict()[k] for k in ("model", "dtype", "seed", "data", "lora", "train")}
+        spec["setting"] = dataclasses.asdict(s)
+        spec["quick"] = self.quick
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+    def eval_hash(self) -> str:
+        spec = {"tasks": self.to_dict()["tasks"], "seed": self.seed, "model": self.model, "quick": self.quick}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+    def quick_version(self) -> "AlignConfig":
+        """Fewer pairs, steps, settings and items; code and maths budgets are kept (see RunConfig)."""
+        d = self.to_dict()
+        d["quick"] = True
+        d["data"]["n_pairs"] = min(d["data"]["n_pairs"], 64)
+        d["data"]["n_preserve"] = min(d["data"]["n_preserve"], 16)
+        d["train"]["steps"] = min(d["train"]["steps"], 30)
+        d["settings"] = d["settings"][:2]
+        for t in d["tasks"]:
+            t["limit"] = min(t["limit"] or 16, 16)
+            if "max_new_tokens" in t["options"] and t["name"] not in ("humaneval", "gsm8k"):
+                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
+        return align_from_dict(d)
+
+
+def _rename_lambda(s: Any) -> Any:
+    """YAML says ``lambda`` (the issue's and the literature's name); Python can't, so the field is ``lam``."""
+    return {("lam" if k == "lambda" else k): v for k, v in s.items()} if isinstance(s, dict) else s
+
+
+def _check_setting(i: int, s: AlignSetting) -> None:
+    if s.method not in METHODS:
+        raise ConfigError(f"settings[{i}].method: {s.method!r} is not one of {', '.join(METHODS)}")
+    if not s.beta > 0:
+        raise ConfigError(f"settings[{i}].beta: {s.beta!r} must be positive (DPO's temperature, e.g. 0.1)")
+    if s.lam < 0:
+        raise ConfigError(f"settings[{i}].lambda: {s.lam!r} must be 0 or more")
+    if not s.lr_factor > 0:
+        raise ConfigError(f"settings[{i}].lr_factor: {s.lr_factor!r} must be positive")
+    if s.steps is not None and s.steps < 1:
+        raise ConfigError(f"settings[{i}].steps: {s.steps!r} must be a positive integer")
+
+
+def align_from_dict(d: dict[str, Any]) -> AlignConfig:
+    from . import tasks as T
+
+    if not isinstance(d, dict):
+        raise ConfigError(f"an align config must be a YAML mapping, got {type(d).__name__}")
+    d = dict(d)
+    d["settings"] = [_rename_lambda(s) for s in d.get("settings", [])]
+    cfg: AlignConfig = _build(AlignConfig, d, "")
+    if not cfg.settings:
+        raise ConfigError("settings: list at least one setting, e.g. [{method: dpo, beta: 0.1}]")
+    labels: set[str] = set()
+    for i, s in enumerate(cfg.settings):
+        _check_setting(i, s)
+        if s.name() in labels:
+            raise ConfigError(f"settings[{i}]: {s.name()!r} appears twice; give one a distinct label")
+        labels.add(s.name())
+    if not cfg.tasks:
+        raise ConfigError("tasks: list at least one task to evaluate the adapters on")
+    for i, t in enumerate(cfg.tasks):
+        if t.name not in T.REGISTRY:
+            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
+        try:
+            T.get(t.name, **t.options)
+        except Exception as e:
+            raise ConfigError(f"tasks[{i}].options: {e}") from None
+    for k, v in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size), ("lora.r", cfg.lora.r)):
+        if v < 1:
+            raise ConfigError(f"{k}: {v} must be a positive integer")
+    if not cfg.train.lr > 0:
+        raise ConfigError(f"train.lr: {cfg.train.lr!r} must be positive")
+    return cfg
+
+
+def load_align_config(path_or_name: str | Path | None) -> AlignConfig:
+    """A YAML file, or a built-in (``align``, the default)."""
+    from importlib import resources
+
+    name = "align" if path_or_name is None else str(path_or_name)
+    if name == "align":
+        text = resources.files(__package__).joinpath("configs").joinpath("align.yaml").read_text(encoding="utf-8")
+        return align_from_dict(yaml.safe_load(text))
+    p = Path(name)
+    if not p.is_file():
+        raise ConfigError(f"align config {p} does not exist: give a YAML file, or nothing for the built-in 'align'")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return align_from_dict(d or {})
+
+
+# --------------------------------------------------------------------------- data
+
+
+def read_preferences(path: str | Path) -> list[dict[str, str]]:
+    """A JSONL of trl's preference columns ``prompt``, ``chosen``, ``rejected`` (all non-empty text)."""
+    from .data import read_jsonl
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"preference file {p} does not exist: give a .jsonl with prompt, chosen and rejected")
+    rows = read_jsonl(p)
+    if not rows:
+        raise DataError(f"{p}: no rows; each line needs prompt, chosen and rejected")
+    for n, r in enumerate(rows, 1):
+        for col in ("prompt", "chosen", "rejected"):
+            v = r.get(col)
+            if not isinstance(v, str) or not v.strip():
+                what = "is missing" if col not in r else "is empty" if isinstance(v, str) else f"is not text ({v!r})"
+                raise DataError(f"{p} row {n}: column {col!r} {what}; every row needs non-empty prompt, chosen and rejected")
+    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+
+
+def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """Preference rows (user prompt, chosen answer, rejected answer): ``refusal`` builds them from
+    AdvBench (refusal_direction's harmful test split excluded, so held-out evaluation stays clean):
+    harmful request -> a refusal chosen, compliance rejected. Any other value is a JSONL path."""
+    from .pairs import COMPLIANCE_TEMPLATES, REFUSAL_TEMPLATES, _advbench_rows, _object_of, harmful_instructions
+
+    if source != "refusal":
+        rows = read_preferences(source)
+        return rows[:n] if n else rows
+    test = {s.strip().lower() for s in harmful_instructions("test")}
+    adv = [r for r in _advbench_rows() if r["goal"].strip().lower() not in test]
+    rng = random.Random(seed)
+    rng.shuffle(adv)
+    out = []
+    for r in adv[:n] if n else adv:
+        obj = _object_of(r["target"])
+        out.append(
+            {
+                "prompt": r["goal"],
+                "chosen": rng.choice(REFUSAL_TEMPLATES).format(obj=obj),
+                "rejected": rng.choice(COMPLIANCE_TEMPLATES).format(obj=obj),
+            }
+        )
+    return out
+
+
+def preservation_data(model: Any, tokenizer: Any, n: int, max_new_tokens: int, seed: int = 0) -> list[dict[str, str]]:
+    """Selective alignment's capability-preservation pairs: benign instructions (refusal_direction's
+    harmless train split) -> the base model's own greedy answer chosen, a refusal rejected."""
+    from .generation import generate
+    from .pairs import REFUSAL_TEMPLATES, harmless_instructions
+
+    rng = random.Random(seed + 1)
+    prompts = rng.sample(harmless_instructions("train"), n)
+    answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=16)
+    return [
+        {"prompt": p, "chosen": a.strip() or "Sure.", "rejected": rng.choice(REFUSAL_TEMPLATES).format(obj="that")}
+        for p, a in zip(prompts, answers, strict=True)
+    ]
+
+
+def _chat_rows(tokenizer: Any, rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Prompts rendered with the model's chat template (steertax's own format_chat, as every task
+    prompts the model); the trainers end each answer with the end-of-sequence token."""
+    from .models import format_chat
+
+    out = []
+    for r in rows:
+        row = {"prompt": format_chat(tokenizer, r["prompt"])}
+        row.update({k: r[k] for k in ("chosen", "rejected", "completion") if k in r})
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- training
+
+
+def lora_delta_sq_norm(model: Any) -> Any:
+    """sum over LoRA layers of ||scale * B @ A||_F^2, computed as scale^2 * sum((B^T B) * (A A^T)) (r x r)."""
+    import torch
+
+    total = None
+    for mod in model.modules():
+        la, lb, sc = getattr(mod, "lora_A", None), getattr(mod, "lora_B", None), getattr(mod, "scaling", None)
+        if la is None or lb is None or not isinstance(sc, dict):
+            continue
+        for name in la:
+            if name not in lb:
+                continue
+            A, B = la[name].weight, lb[name].weight
+            term = (sc[name] ** 2) * ((B.t() @ B) * (A @ A.t())).sum()
+            total = term if total is None else total + term
+    return total if total is not None else torch.zeros(())
+
+
+def _regularized_dpo_trainer() -> type:
+    from trl import DPOTrainer
+
+    class RegularizedDPOTrainer(DPOTrainer):
+        """DPO + lam * ||theta - theta_ref||^2, the adapter's weight delta (exact for LoRA)."""
+
+        reg_lambda: float = 0.0
+
+        def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+            res = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            if not self.reg_lambda:
+                return res
+            pen = self.reg_lambda * lora_delta_sq_norm(model)
+            mode = "train" if model.training else "eval"
+            self._metrics[mode]["reg/delta_sq_norm"].append(float(pen.detach()) / self.reg_lambda)
+            if return_outputs:
+                return res[0] + pen, res[1]
+            return res + pen
+
+    return RegularizedDPOTrainer
+
+
+def _trainer(setting: AlignSetting, peft_model: Any, tokenizer: Any, rows: Sequence[dict[str, str]], common: dict[str, Any]) -> Any:
+    import datasets
+
+    ds = datasets.Dataset.from_list(_chat_rows(tokenizer, rows))
+    if setting.method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, completion_only_loss=True)
+        return SFTTrainer(model=peft_model, args=args, train_dataset=ds, processing_class=tokenizer)
+    from trl import DPOConfig
+
+    trainer = _regularized_dpo_trainer()(
+        model=peft_model, args=DPOConfig(**common, beta=setting.beta), train_dataset=ds, processing_class=tokenizer
+    )
+    trainer.reg_lambda = float(setting.lam) if setting.method == "dpo_reg" else 0.0
+    return trainer
+
+
+def train_setting(
+    model: Any,
+    tokenizer: Any,
+    setting: AlignSetting,
+    rows: Sequence[dict[str, str]],
+    out_dir: str | Path,
+    *,
+    lora: LoraSettings | None = None,
+    train: TrainSettings | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one LoRA adapter on ``model`` (left unchanged) and save it to ``out_dir`` (peft's
+    safetensors). Returns the training log (loss per step and the final metrics)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
+
+    lora = lora or LoraSettings()
+    train = train or TrainSettings()
+    set_seed(seed, deterministic=False)
+    torch.manual_seed(seed)
+    targets = [t for t in lora.targets if any(n.endswith(t) for n, _ in model.named_modules())]
+    if not targets:
+        raise ConfigError(f"lora.targets {lora.targets} match no module of this model: name its linear layers (e.g. q_proj, c_attn)")
+    pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM")
+    steps = setting.steps or train.steps
+    lr = train.lr * setting.lr_factor
+    common: dict[str, Any] = dict(
+        output_dir=str(out_dir),
+        max_steps=steps,
+        learning_rate=lr,
+        per_device_train_batch_size=train.batch_size,
+        warmup_steps=min(train.warmup_steps, max(steps - 1, 0)),
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        max_length=train.max_length,
+        gradient_checkpointing=False,  # trl's default recomputes activations: slower, and a 135M model fits anyway
+    )
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()  # the trainers' dataset preparation bars
+    was_training = model.training
+    with quiet_renamed_checkpointing():
+        peft_model = get_peft_model(model, pcfg)
+        try:
+            trainer = _trainer(setting, peft_model, tokenizer, rows, common)
+            kept = len(trainer.train_dataset)
+            if kept == 0:
+                raise DataError(
+                    f"all {len(rows)} training rows were dropped by the trainer (longer than train.max_length = "
+                    f"{train.max_length} tokens?): raise train.max_length"
+                )
+            trainer.train()
+            history = [h for h in trainer.state.log_history if "loss" in h]
+            peft_model.save_pretrained(str(out_dir), safe_serialization=True)
+            with torch.no_grad():
+                delta = float(lora_delta_sq_norm(peft_model))
+        finally:
+            peft_model.unload()  # the base model's modules back, unchanged (LoRA never writes them)
+            model.train(was_training)
+    return {"history": history, "delta_sq_norm": delta, "steps": steps, "lr": lr, "n_rows": len(rows), "n_rows_trained": kept}
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def _rows_for(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
+    pref = preference_data(cfg.data.pairs, cfg.data.n_pairs, cfg.seed)
+    if s.method == "sft":
+        return [{"prompt": r["prompt"], "completion": r["chosen"]} for r in pref]
+    if s.method != "selective":
+        return pref
+    tag = hashlib.sha256(json.dumps([cfg.model, cfg.seed, dataclasses.asdict(cfg.data)]).encode()).hexdigest()[:12]
+    cache = out / f"preserve-{tag}.json"
+    if cache.is_file():
+        keep = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        keep = preservation_data(model, tok, cfg.data.n_preserve, cfg.data.preserve_tokens, cfg.seed)
+        atomic_write_json(cache, keep)
+    mixed = pref + keep
+    random.Random(cfg.seed).shuffle(mixed)
+    return mixed
+
+
+def adapter_ready(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file() and (path / "setting.json").is_file()
+
+
+def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train every setting not yet trained, evaluate every (setting, task cell) not yet stored, then
+    summarize. Safe to kill and rerun."""
+    from .interventions import AdapterIntervention, BaseIntervention, evaluate_intervention
+    from .models import load_model
+    from .store import ResultStore
+    from .sweep import TaskSpec
+    from .tasks import get as get_task
+    from .vectors import now_iso
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("adapters/.*.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    preference_data(cfg.data.pairs, 1, cfg.seed)  # a bad preference file fails before the model loads
+    specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
+    model, tok = load_model(cfg.model, cfg.dtype)
+    run_id = f"align-{cfg.eval_hash()}"
+    atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump({"run_id": run_id, "config": cfg.to_dict()}, sort_keys=False))
+    with ResultStore(out / "results.sqlite") as store:
+        store.begin_run(run_id, cfg.to_dict(), now_iso())
+        evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress)
+        for s in cfg.settings:
+            path = out / "adapters" / f"{s.slug()}-{cfg.training_hash(s)}"
+            if not adapter_ready(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+                log.info("training %s", s.name())
+                info = train_setting(
+                    model, tok, s, _rows_for(cfg, s, model, tok, out), tmp, lora=cfg.lora, train=cfg.train, seed=cfg.seed, progress=progress
+                )
+                (tmp / "setting.json").write_text(
+                    json.dumps({"setting": dataclasses.asdict(s), "name": s.name(), "config": cfg.to_dict(), **info}, indent=1, default=str)
+                )
+                if path.exists():
+                    shutil.rmtree(path)
+                os.replace(tmp, path)
+            evaluate_intervention(AdapterIntervention(path, s.method, s.name()), model, tok, specs, store, run_id, cfg, progress=progress)
+    from .compare import summarize_run
+
+    return summarize_run(out)

@@ -1,0 +1,238 @@
+"""Alignment by fine-tuning (trl + peft) on a tiny random-init model: DPO learns, the regularizer does
+what it says, lambda = 0 is DPO exactly, the sweep resumes after SIGKILL, bad input is one line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+import steertax as st
+from conftest import make_tokenizer, tiny_model
+from steertax import DataError
+from steertax.align import AlignSetting, LoraSettings, TrainSettings, align_from_dict, lora_delta_sq_norm, preference_data, train_setting
+from steertax.cli import main
+from steertax.compare import paired_change
+from steertax.errors import ConfigError, ModelError
+from steertax.interventions import AdapterIntervention, check_adapter
+from steertax.store import ResultStore
+
+LORA = LoraSettings(r=4, alpha=8, targets=["q_proj", "v_proj", "up_proj"])
+TRAIN = TrainSettings(steps=6, lr=1e-2, batch_size=4, max_length=96, warmup_steps=0)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return preference_data("refusal", 8, seed=0)
+
+
+def _adapter_tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def _logits(model, tok, text="Tell me how to pick a lock."):
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_dpo_steps_lower_the_loss_and_raise_the_margin(rows, tmp_path):
+    model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    info = train_setting(model, tok, AlignSetting("dpo", beta=0.5), rows, tmp_path / "a", lora=LORA,
+                         train=TrainSettings(steps=12, lr=2e-2, batch_size=8, max_length=96, warmup_steps=0), progress=False)
+    h = info["history"]
+    assert len(h) == 12 and h[-1]["loss"] < h[0]["loss"]
+    assert h[-1]["rewards/margins"] > h[0]["rewards/margins"]
+    assert info["delta_sq_norm"] > 0
+    # the base model is left exactly as it was (LoRA never writes its weights), and the adapter is on disk
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
+def test_regularizer_huge_lambda_stays_at_the_base_and_zero_is_dpo(rows, tmp_path):
+    tok = make_tokenizer()
+    runs = {}
+    for name, s in {"dpo": AlignSetting("dpo", beta=0.1), "reg0": AlignSetting("dpo_reg", beta=0.1, lam=0.0),
+                    "reg_huge": AlignSetting("dpo_reg", beta=0.1, lam=1e4)}.items():
+        model = tiny_model("llama", n_layers=2, seed=1)
+        runs[name] = train_setting(model, tok, s, rows, tmp_path / name, lora=LORA, train=TRAIN, seed=3, progress=False)
+    a, b = _adapter_tensors(tmp_path / "dpo"), _adapter_tensors(tmp_path / "reg0")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # lambda = 0 is DPO, bit for bit
+    assert runs["reg_huge"]["delta_sq_norm"] < 0.01 * runs["dpo"]["delta_sq_norm"]
+    base = tiny_model("llama", n_layers=2, seed=1)
+    ref = _logits(base, tok)
+    with AdapterIntervention(tmp_path / "reg_huge", "dpo_reg", "huge").apply(base) as (m, _, _):
+        near = _logits(m, tok)
+    with AdapterIntervention(tmp_path / "dpo", "dpo", "dpo").apply(base) as (m, _, _):
+        far = _logits(m, tok)
+    assert (near - ref).abs().max() < 0.1 * (far - ref).abs().max()
+    assert torch.equal(_logits(base, tok), ref)  # the adapter is gone after the block
+
+
+def test_lora_delta_norm_is_the_weight_delta(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_model("llama", n_layers=2), LoraConfig(r=3, lora_alpha=6, target_modules=["q_proj"]))
+    total = 0.0
+    for mod in model.modules():
+        if hasattr(mod, "lora_B") and "default" in getattr(mod, "lora_B", {}):
+            torch.nn.init.normal_(mod.lora_B["default"].weight)
+            dW = mod.scaling["default"] * mod.lora_B["default"].weight @ mod.lora_A["default"].weight
+            total += float((dW ** 2).sum().detach())
+    assert abs(float(lora_delta_sq_norm(model).detach()) - total) < 1e-4 * total
+
+
+def test_sft_and_selective_train(rows, tmp_path):
+    model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
+    sft_rows = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in rows]
+    info = train_setting(model, tok, AlignSetting("sft"), sft_rows, tmp_path / "sft", lora=LORA, train=TRAIN, progress=False)
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"]
+
+
+def test_paired_change_and_tax():
+    base = {"a": 1.0, "b": 0.5, "c": 0.5, "d": 0.0}
+    worse = {"a": 0.5, "b": 0.5, "c": 0.0, "d": 0.0}
+    ch = paired_change(base, worse, n_boot=500)
+    assert ch["delta"] == pytest.approx(-0.25) and ch["tax_percent"] == pytest.approx(50.0)
+    assert ch["delta_ci95"][0] <= -0.25 <= ch["delta_ci95"][1] and ch["tax_ci95"][0] <= 50 <= ch["tax_ci95"][1]
+    better = {k: v + 0.25 for k, v in base.items()}
+    assert paired_change(base, better)["tax_percent"] == pytest.approx(-50.0)  # negative tax = improvement
+    same = paired_change(base, dict(base), n_boot=200)
+    assert same["delta"] == 0 and same["delta_ci95"] == [0.0, 0.0]
+
+
+def test_store_gains_method_and_setting_columns(tmp_path):
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)  # a store written before interventions existed
+    con.executescript("""
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, config TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE cells (run_id TEXT NOT NULL, task TEXT NOT NULL, cell TEXT NOT NULL, n_rows INTEGER NOT NULL, done_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, task, cell));
+CREATE TABLE results (run_id TEXT NOT NULL, task TEXT NOT NULL, item TEXT NOT NULL, strength REAL NOT NULL, scorer TEXT NOT NULL,
+    data TEXT NOT NULL, PRIMARY KEY (run_id, task, item, strength, scorer));
+INSERT INTO results VALUES ('r', 't', 'a', 4.0, 'logprob', '{"B": 0.5}');
+""")
+    con.commit()
+    con.close()
+    with ResultStore(db) as s:
+        assert s.records("r") == [{"task": "t", "item": "a", "strength": 4.0, "scorer": "logprob", "B": 0.5,
+                                   "method": "steering", "setting": ""}]
+        s.write_cell("r2", "t", "0", [{"item": "a", "strength": 0.0, "scorer": "logprob", "B": 0.1}], "now",
+                     method="dpo", setting="beta=0.1")
+        s.write_cell("r3", "t", "0", [{"item": "a", "strength": 8.0, "scorer": "logprob", "B": 0.9}], "now")
+        assert s.records("r2")[0]["method"] == "dpo" and s.records("r2")[0]["setting"] == "beta=0.1"
+        assert s.records("r3")[0]["method"] == "steering" and s.records("r3")[0]["setting"] == "8"
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_align")
+    tiny_model("llama", n_layers=2, seed=1).save_pretrained(d)
+    make_tokenizer().save_pretrained(d)
+    return d
+
+
+def _config(tiny_dir, path, **over):
+    cfg = {
+        "model": str(tiny_dir), "seed": 0, "chunk": 4, "batch_size": 8,
+        "data": {"pairs": "refusal", "n_pairs": 8, "n_preserve": 4, "preserve_tokens": 4},
+        "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+        "train": {"steps": 4, "lr": 0.01, "batch_size": 4, "max_length": 96, "warmup_steps": 0},
+        "settings": [{"method": "dpo", "beta": 0.1}, {"method": "dpo_reg", "beta": 0.1, "lambda": 10.0},
+                     {"method": "sft"}, {"method": "selective", "beta": 0.1, "lr_factor": 0.5}],
+        "tasks": [{"name": "refusal", "limit": 8, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 8}],
+    }
+    cfg.update(over)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _rows(out):
+    con = sqlite3.connect(out / "results.sqlite")
+    rows = sorted(con.execute("SELECT run_id, task, item, strength, scorer, data, method, setting FROM results"))
+    con.close()
+    return rows
+
+
+def test_align_command_and_resume_after_sigkill(tiny_dir, tmp_path):
+    cfg = _config(tiny_dir, tmp_path / "align.yaml")
+    ref = tmp_path / "ref"
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}  # both runs in the same setting: equal bits
+    r = subprocess.run([sys.executable, "-m", "steertax.cli", "--quiet", "align", str(cfg), "--out", str(ref)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not [ln for ln in r.stderr.splitlines() if ln.strip()], r.stderr[-2000:]  # --quiet is quiet
+    s = json.loads((ref / "summary.json").read_text())
+    assert [r["method"] for r in s["settings"]] == ["base", "dpo", "dpo_reg", "sft", "selective"]
+    assert {"refusal", "arc_easy"} <= set(s["settings"][1]["tasks"])
+    assert (ref / "table.md").read_text().count("| dpo |") == 2 and (ref / "figures" / "align.png").stat().st_size > 5000
+    assert len(list((ref / "adapters").glob("*/adapter_model.safetensors"))) == 4
+    want = _rows(ref)
+    assert len(want) == 5 * (8 + 8) and {r[6] for r in want} == {"base", "dpo", "dpo_reg", "sft", "selective"}
+    # kill a second run mid-sweep, then rerun: finished settings are kept, the rows equal the uninterrupted run's
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "steertax.cli", "--quiet", "align", str(cfg), "--out", str(out)]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and len(list(out.glob("adapters/*/setting.json"))) < 2:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    kept = {q.parent.name: q.stat().st_mtime_ns for q in (out / "adapters").glob("*/setting.json")}
+    assert 1 <= len(kept) < 4
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name, mtime in kept.items():
+        assert (out / "adapters" / name / "setting.json").stat().st_mtime_ns == mtime  # not retrained
+    assert _rows(out) == want
+    for q in (ref / "adapters").glob("*/adapter_model.safetensors"):
+        a, b = _adapter_tensors(q.parent), _adapter_tensors(out / "adapters" / q.parent.name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_inputs_are_one_line(tiny_dir, tmp_path, capsys):
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+    cfg = _config(tiny_dir, tmp_path / "a.yaml", data={"pairs": str(bad), "n_pairs": 4})
+    assert main(["--quiet", "align", str(cfg), "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "column 'rejected' is missing" in err[0]
+    assert not (tmp_path / "o1" / "results.sqlite").exists()  # nothing half-written
+    bad.write_text(json.dumps({"prompt": "p", "chosen": " ", "rejected": "r"}) + "\n")
+    with pytest.raises(DataError, match="'chosen' is empty"):
+        preference_data(str(bad))
+    with pytest.raises(ConfigError, match="not one of"):
+        align_from_dict({"settings": [{"method": "ppo"}], "tasks": [{"name": "arc_easy"}]})
+    with pytest.raises(ConfigError, match="lambda"):
+        align_from_dict({"settings": [{"method": "dpo_reg", "lambda": -1}], "tasks": [{"name": "arc_easy"}]})
+
+
+def test_adapter_for_another_base_is_refused(rows, tmp_path):
+    tok = make_tokenizer()
+    train_setting(tiny_model("llama", n_layers=2, seed=1), tok, AlignSetting("dpo"), rows, tmp_path / "a", lora=LORA,
+                  train=TrainSettings(steps=1, batch_size=2, max_length=96, warmup_steps=0), progress=False)
+    with pytest.raises(ModelError, match="another base model"):
+        check_adapter(tmp_path / "a", tiny_model("gpt2", n_layers=2))
+    from transformers import AutoModelForCausalLM
+
+    from conftest import tiny_config
+
+    wide = tiny_config("llama", 2)
+    wide.hidden_size, wide.intermediate_size = 64, 128
+    with pytest.raises(ModelError, match="another base model"):
+        check_adapter(tmp_path / "a", AutoModelForCausalLM.from_config(wide))
+    assert st.tasks.get("arc_easy")  # the registry is untouched by the failures above
