@@ -168,14 +168,24 @@ def _rows(out):
     return rows
 
 
-def test_align_command_and_resume_after_sigkill(tiny_dir, tmp_path):
-    cfg = _config(tiny_dir, tmp_path / "align.yaml")
-    ref = tmp_path / "ref"
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}  # both runs in the same setting: equal bits
+ENV = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}  # every run in the same setting: equal bits
+
+
+@pytest.fixture(scope="module")
+def align_run(tiny_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("align")
+    cfg = _config(tiny_dir, d / "align.yaml")
+    ref = d / "ref"
     r = subprocess.run([sys.executable, "-m", "steertax.cli", "--quiet", "align", str(cfg), "--out", str(ref)],
-                       env=env, capture_output=True, text=True, timeout=600)
+                       env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert not [ln for ln in r.stderr.splitlines() if ln.strip()], r.stderr[-2000:]  # --quiet is quiet
+    return cfg, ref
+
+
+def test_align_command_and_resume_after_sigkill(align_run, tmp_path):
+    cfg, ref = align_run
+    env = ENV
     s = json.loads((ref / "summary.json").read_text())
     assert [r["method"] for r in s["settings"]] == ["base", "dpo", "dpo_reg", "sft", "selective"]
     assert {"refusal", "arc_easy"} <= set(s["settings"][1]["tasks"])
@@ -236,3 +246,110 @@ def test_adapter_for_another_base_is_refused(rows, tmp_path):
     with pytest.raises(ModelError, match="another base model"):
         check_adapter(tmp_path / "a", AutoModelForCausalLM.from_config(wide))
     assert st.tasks.get("arc_easy")  # the registry is untouched by the failures above
+
+
+def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_dir, tmp_path, capsys):
+    from steertax.config import from_dict
+    from steertax.study import run_study
+
+    study = from_dict({
+        "model": str(tiny_dir), "chunk": 4, "batch_size": 8,
+        "vector": {"pairs": "refusal", "n_pairs": 16, "layers": "0-1"},
+        "strengths": {"values": [-2.0, 0.0, 1.0, 2.0, 4.0]},
+        "tasks": [{"name": "refusal", "limit": 8, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 8}],
+        "study": {"n_boot": 10}, "theory": {"enabled": False},
+    })
+    run_study(study, tmp_path / "steer", progress=False)
+    assert main(["--quiet", "compare", str(tmp_path / "steer"), str(align_run[1]), "--out", str(tmp_path / "cmp")]) == 0
+    res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    kinds = [m["kind"] for m in res["methods"]]
+    assert kinds == ["steering", "dpo", "dpo_reg", "sft", "selective"]
+    steer = res["methods"][0]
+    assert [p["r"] for p in steer["points"]] == [-2.0, 0.0, 1.0, 2.0, 4.0]
+    at0 = next(p for p in steer["points"] if p["r"] == 0.0)
+    assert at0["tasks"]["refusal"]["delta"] == 0.0 and at0["tasks"]["arc_easy"]["delta"] == 0.0
+    for row in res["table"]:
+        if row["method"] != "steering":
+            assert "steering_dH_at_same_dB" in row
+    assert all(m["optimum"]["setting"] in [p["setting"] for p in m["points"]] for m in res["methods"])
+    assert (tmp_path / "cmp" / "figures" / "frontier.png").stat().st_size > 5000
+    assert "| dpo |" in capsys.readouterr().out
+    # a folder of another kind, or of another model, is one clear line
+    assert main(["--quiet", "compare", str(tmp_path), "--out", str(tmp_path / "c2")]) == 2
+    assert "neither a `steertax run` nor" in capsys.readouterr().err
+
+
+def test_matched_alignment_interpolates_along_steering():
+    from steertax.compare import matched_tax
+
+    def pt(r, b, h):
+        return {"r": r, "tasks": {"B": {"delta": b}, "H": {"delta": h, "delta_ci95": [h - 0.1, h + 0.1]}}}
+
+    pts = [pt(-1, -0.5, -0.1), pt(0, 0.0, 0.0), pt(1, 0.4, -0.02), pt(2, 0.8, -0.1)]
+    m = matched_tax(pts, 0.6, "B", "H")
+    assert m["dH"] == pytest.approx(-0.06) and m["dH_ci95"] == pytest.approx([-0.16, 0.04])
+    assert matched_tax(pts, 0.9, "B", "H") is None  # beyond steering's grid
+
+
+def test_tax_base_vs_adapter_and_bad_pairs(align_run, tiny_dir, tmp_path, capsys):
+    adapter = next((align_run[1] / "adapters").glob("dpo_beta=0.1-*"))
+    out = tmp_path / "tax.json"
+    assert main(["--quiet", "tax", "--base", str(tiny_dir), "--aligned", str(adapter), "--benchmarks", "arc_easy,truthfulqa",
+                 "--limit", "6", "--json", str(out), "--markdown", str(tmp_path / "tax.md")]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["benchmarks"]) == {"arc_easy", "truthfulqa"}
+    for r in res["benchmarks"].values():
+        assert r["n"] == 6 and r["tax_percent"] == pytest.approx((r["base"] - r["value"]) / r["base"] * 100)
+        assert r["tax_ci95"][0] <= r["tax_percent"] <= r["tax_ci95"][1]
+    assert res["mean_tax_percent"] == pytest.approx(sum(r["tax_percent"] for r in res["benchmarks"].values()) / 2)
+    assert res["helpful_rate"]["n"] > 0 and res["harmless_rate"]["n"] > 0
+    assert "| arc_easy |" in (tmp_path / "tax.md").read_text()
+    capsys.readouterr()
+    # the base against itself: zero tax, exactly
+    assert main(["--quiet", "tax", "--base", str(tiny_dir), "--aligned", str(tiny_dir), "--benchmarks", "arc_easy",
+                 "--limit", "4", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["benchmarks"]["arc_easy"]["tax_percent"] == 0.0
+    # models that read different tokens are refused in one line
+    other = tmp_path / "other"
+    tiny_model("llama", n_layers=2).save_pretrained(other)
+    t2 = make_tokenizer()
+    t2.add_tokens(["<extra>"])
+    t2.save_pretrained(other)
+    capsys.readouterr()
+    assert main(["--quiet", "tax", "--base", str(tiny_dir), "--aligned", str(other), "--benchmarks", "arc_easy", "--limit", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different tokenizers" in err[0]
+
+
+@pytest.mark.slow
+def test_smollm2_dpo_adapter_refuses_and_its_tax_is_measured(smol, tmp_path):
+    """A short DPO run on the real SmolLM2 makes held-out harmful prompts refused (B from about -0.8 to
+    well above 0), and `steertax tax` measures the adapter against the base."""
+    model, tok = smol
+    task = st.tasks.get("refusal", scorers=["logprob"])
+    items = task.items(24, seed=0)
+    base_B = st.evaluate(model, tok, task, items=items, progress=False)
+    info = train_setting(model, tok, AlignSetting("dpo", beta=0.1), preference_data("refusal", 64), tmp_path / "ad",
+                         train=TrainSettings(steps=8, batch_size=8, max_length=96, warmup_steps=1), progress=False)
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"]
+    with AdapterIntervention(tmp_path / "ad", "dpo", "beta=0.1").apply(model) as (m, _, _):
+        tuned_B = st.evaluate(m, tok, task, items=items, progress=False)
+    b0 = next(s["mean"] for s in base_B.summary if s["metric"] == "B")
+    b1 = next(s["mean"] for s in tuned_B.summary if s["metric"] == "B")
+    assert b0 < -0.5 and b1 > 0.5, (b0, b1)
+    out = tmp_path / "tax.json"
+    assert main(["--quiet", "tax", "--base", "smollm2", "--aligned", str(tmp_path / "ad"), "--benchmarks", "arc_easy,truthfulqa",
+                 "--limit", "16", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert all(r["n"] == 16 and r["tax_ci95"] is not None for r in res["benchmarks"].values())
+    assert res["harmless_rate"]["value"] >= res["harmless_rate"]["base"]
+
+
+def test_builtin_config_and_its_quick_version():
+    from steertax.align import load_align_config
+
+    cfg = load_align_config(None)
+    assert len(cfg.settings) >= 4 and {s.method for s in cfg.settings} == {"dpo", "dpo_reg", "sft", "selective"}
+    q = cfg.quick_version()
+    assert q.quick and len(q.settings) == 2 and q.train.steps <= 4 and all(t.limit <= 8 for t in q.tasks)
+    assert q.training_hash(q.settings[0]) != cfg.training_hash(cfg.settings[0])

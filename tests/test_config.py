@@ -34,7 +34,8 @@ def test_builtins_validate_and_hash_stably():
     ({"tasks": [{"name": "arc_easy", "options": {"bogus": 1}}]}, "tasks[0].options"),
     ({"tasks": [{"name": "arc_easy"}, {"name": "arc_easy"}]}, "appears twice"),
     ({"tasks": []}, "at least one task"),
-    ({"study": {"alpha": 2}}, "study.alpha"),
+    ({"study": {"helpfulness_weight": 2}}, "study.helpfulness_weight"),
+    ({"study": {"alpha": 0.7}}, "write study.helpfulness_weight: 0.3"),
     ({"quick": "yes"}, "quick: expected true/false"),
 ])
 def test_bad_configs_name_the_key(patch, needle):
@@ -94,3 +95,14 @@ def test_default_grid_can_tell_first_from_second_order():
         assert min(grid) == -top and 0.0 in grid and len(grid) >= n_min
         assert sum(abs(g) <= cfg.strengths.local_fraction * top + 1e-9 for g in grid) >= 5
         assert len(info["relative"]) == len(grid)
+
+
+def test_run_folders_from_before_helpfulness_weight_are_read_exactly():
+    from steertax.config import upgrade_resolved
+
+    d = default_config().to_dict()
+    d["study"] = {k: v for k, v in d["study"].items() if k != "helpfulness_weight"} | {"alpha": 0.8}
+    with pytest.raises(ConfigError, match="helpfulness_weight: 0.2"):
+        from_dict(d)
+    cfg = from_dict(upgrade_resolved(d))
+    assert cfg.study.helpfulness_weight == pytest.approx(0.2)

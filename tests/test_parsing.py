@@ -128,7 +128,8 @@ LEAF = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow
 
 @SETTINGS
 @given(st.sampled_from(["vector", "strengths", "study", "theory"]),
-       st.dictionaries(st.sampled_from(["layers", "values", "n", "alpha", "method", "pairs", "max_relative", "enabled",
+       st.dictionaries(st.sampled_from(["layers", "values", "n", "helpfulness_weight", "alpha",
+                                         "method", "pairs", "max_relative", "enabled",
                                          "n_boot", "both_signs", "top_k", "bogus"]),
                        st.one_of(LEAF, st.lists(LEAF, max_size=3)), max_size=3))
 def test_nested_config_values_validate_or_refuse(section, patch):

@@ -64,7 +64,7 @@ class LoraSettings:
 
 @dataclass
 class TrainSettings:
-    steps: int = 16
+    steps: int = 12
     lr: float = 5e-4
     batch_size: int = 8
     max_length: int = 128
@@ -140,10 +140,11 @@ class AlignConfig:
         d["quick"] = True
         d["data"]["n_pairs"] = min(d["data"]["n_pairs"], 64)
         d["data"]["n_preserve"] = min(d["data"]["n_preserve"], 16)
-        d["train"]["steps"] = min(d["train"]["steps"], 30)
+        d["train"]["steps"] = min(d["train"]["steps"], 4)
+        d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
         d["settings"] = d["settings"][:2]
         for t in d["tasks"]:
-            t["limit"] = min(t["limit"] or 16, 16)
+            t["limit"] = min(t["limit"] or 8, 8)
             if "max_new_tokens" in t["options"] and t["name"] not in ("humaneval", "gsm8k"):
                 t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
         return align_from_dict(d)

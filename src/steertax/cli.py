@@ -130,13 +130,44 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
     al.add_argument("--quick", action="store_true", help="fewer pairs, steps, settings and items (a few minutes on a CPU)")
 
+    cp = sub.add_parser(
+        "compare",
+        help="one frontier across methods (steering runs, align runs): ΔB vs ΔH, utility optima, tax at matched alignment",
+        description="Put `steertax run` and `steertax align` output folders of one model on one alignment-vs-helpfulness "
+        "frontier: every setting a point with paired 95%% CIs, each method's sweep a line, each method's utility optimum, "
+        "and steering's helpfulness change at the alignment each other setting reached (tax at matched alignment).",
+    )
+    cp.add_argument("dirs", nargs="+", help="output folders of `steertax run` and/or `steertax align`")
+    cp.add_argument("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go")
+    cp.add_argument("--alignment", default="refusal", help="the alignment entry (default: refusal)")
+    cp.add_argument("--helpfulness", default="arc_easy", help="the helpfulness entry (default: arc_easy)")
+    cp.add_argument("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)")
+
     for name, hlp in (
         ("fit", "refit the laws and rewrite summary.json and the report"),
         ("theory", "estimate the theory's constants from logits, then refit and report"),
-        ("tax", "print the alignment tax table (after refitting)"),
     ):
         q = sub.add_parser(name, help=hlp)
         q.add_argument("dir", help="a `steertax run` output folder")
+
+    tx = sub.add_parser(
+        "tax",
+        help="the alignment tax: a study's table at r* (DIR), or base vs aligned model on benchmarks (--base/--aligned)",
+        description="With DIR (a `steertax run` folder): print its tax table at r* after refitting. With --base: score the "
+        "base and the aligned model (another model with the same tokenizer, a peft adapter folder, or --vector/--strength "
+        "for the base steered) on each benchmark; tax %% = (base − aligned)/base·100 with a paired-bootstrap 95%% CI, the "
+        "mean tax, and the helpful (XSTest safe) and harmless (XSTest unsafe) rates judged from generations.",
+    )
+    tx.add_argument("dir", nargs="?", default=None, help="a `steertax run` output folder")
+    tx.add_argument("--base", help="the base model (hub id, folder, .gguf, built-in name)")
+    tx.add_argument("--aligned", help="the aligned model, or a peft adapter folder of the base")
+    tx.add_argument("--vector", help="instead of --aligned: a steering vector; the aligned model is the base steered at --strength")
+    tx.add_argument("--strength", type=float, help="r_e for --vector")
+    tx.add_argument("--benchmarks", default=",".join(("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")), help="comma-separated tasks")
+    tx.add_argument("--limit", type=int, default=None, help="items per benchmark (default: all)")
+    tx.add_argument("--quick", action="store_true", help="16 items per benchmark and for the rates")
+    tx.add_argument("--json", default=None, help="write the result as JSON")
+    tx.add_argument("--markdown", default=None, help="write the table as markdown")
 
     i = sub.add_parser("info", help="describe a saved vector")
     i.add_argument("vector")
@@ -352,6 +383,18 @@ def _cmd_align(a: argparse.Namespace) -> int:
     return 0 if summ["settings"] else 1
 
 
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from .compare import compare
+
+    w = a.helpfulness_weight
+    if not 0 <= w <= 1:
+        raise SteertaxError(f"--helpfulness-weight {w} must be in [0, 1]")
+    compare(a.dirs, a.out, alignment=a.alignment, helpfulness=a.helpfulness, helpfulness_weight=w)
+    print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")
+    return 0
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from importlib import resources
 
@@ -394,7 +437,8 @@ def _print_headline(summ: dict[str, Any], out: str) -> None:
             word = {None: "can't tell", True: "holds", False: "does not hold"}[pt.get("holds")]
             print(f"  {'':<24} law {t['fit'].get('law')}; paper's local law: {word}")
     if eff.get("ok"):
-        print(f"efficient strength r* = {eff['r_star']:.2f} (alpha {eff['alpha']}); break-even {eff.get('break_even')}")
+        w = eff["helpfulness_weight"]
+        print(f"efficient strength r* = {eff['r_star']:.2f} (helpfulness weight {w}); break-even {eff.get('break_even')}")
     print(f"wrote {out}/summary.json, {out}/report.html, {out}/results.sqlite, {out}/results.parquet")
 
 
@@ -436,7 +480,7 @@ def _cmd_theory(a: argparse.Namespace) -> int:
     import yaml
 
     from ._util import atomic_write_json
-    from .config import from_dict
+    from .config import from_dict, upgrade_resolved
     from .models import load_model
     from .study import analyze, compute_theory
     from .vectors import SteeringVector
@@ -445,7 +489,7 @@ def _cmd_theory(a: argparse.Namespace) -> int:
     if not (d / "config.resolved.yaml").is_file():
         raise SteertaxError(f"{d} has no config.resolved.yaml: is it a `steertax run` output folder?")
     resolved = yaml.safe_load((d / "config.resolved.yaml").read_text())
-    cfg = from_dict(resolved["config"])
+    cfg = from_dict(upgrade_resolved(resolved["config"]))
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
     vec = SteeringVector.load(resolved["resolved"]["vector_file"])
     if cfg.vector.negate:
@@ -462,6 +506,10 @@ def _cmd_theory(a: argparse.Namespace) -> int:
 
 
 def _cmd_tax(a: argparse.Namespace) -> int:
+    if a.base is not None:
+        return _cmd_tax_models(a)
+    if a.dir is None:
+        raise SteertaxError("steertax tax needs a study folder (steertax tax DIR) or models (steertax tax --base M --aligned A)")
     from .study import analyze
 
     summ = analyze(a.dir)
@@ -474,6 +522,40 @@ def _cmd_tax(a: argparse.Namespace) -> int:
             f"{r['task']:<24} {r['metric']:<10} {f(r['base']):>8} {f(r['at_r_star']):>8} "
             f"{'-' if r['tax_percent'] is None else format(r['tax_percent'], '.1f'):>8}"
         )
+    return 0
+
+
+def _cmd_tax_models(a: argparse.Namespace) -> int:
+    import json
+
+    from .compare import measure_alignment_tax, tax_markdown
+
+    if a.dir is not None:
+        raise SteertaxError("give either a study folder or --base/--aligned, not both")
+    limit = a.limit if a.limit is not None else (16 if a.quick else None)
+    if limit is not None and limit < 1:
+        raise SteertaxError(f"--limit {limit} must be positive")
+    benches = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
+    res = measure_alignment_tax(
+        a.base,
+        a.aligned,
+        vector=a.vector,
+        strength=a.strength,
+        benchmarks=benches,
+        limit=limit,
+        rates_limit=limit if limit is not None else 64,
+        progress=not a.quiet,
+    )
+    md = tax_markdown(res)
+    if a.json:
+        from ._util import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(res, indent=1))
+    if a.markdown:
+        from ._util import atomic_write_text
+
+        atomic_write_text(a.markdown, md)
+    print(md, end="")
     return 0
 
 
@@ -547,6 +629,7 @@ COMMANDS = {
     "tasks": _cmd_tasks,
     "run": _cmd_run,
     "align": _cmd_align,
+    "compare": _cmd_compare,
     "fit": _cmd_fit,
     "theory": _cmd_theory,
     "tax": _cmd_tax,

@@ -163,7 +163,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
     ent = {e["name"]: e for e in summary["entries"]}
     for row in summary["settings"]:
         for name, ch in row["tasks"].items():
-            tax = "" if ch.get("tax_percent") is None else f"{ch['tax_percent']:.1f}{_ci(ch.get('tax_ci95'), 1)}"
+            tax = "" if ch.get("tax_percent") is None or row["method"] == "base" else f"{ch['tax_percent']:.1f}{_ci(ch.get('tax_ci95'), 1)}"
             delta = "" if row["method"] == "base" else f"{_fmt(ch['delta'])}{_ci(ch.get('delta_ci95'))}"
             lines.append(f"| {row['method']} | {row['setting']} | {name} | {ent[name]['axis']} | {_fmt(ch['value'])} | {delta} | {tax} |")
     lines.append("")
@@ -204,3 +204,306 @@ def align_figure(summary: dict[str, Any]) -> bytes:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+# --------------------------------------------------------------------------- across methods
+
+
+def _steering_points(d: Path, alignment: str, helpfulness: Sequence[str], n_boot: int) -> dict[str, Any]:
+    """One point per strength of a steering study, paired against its own r = 0."""
+    from .config import from_dict, upgrade_resolved
+    from .store import ResultStore
+
+    resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
+    cfg = from_dict(upgrade_resolved(resolved["config"]))
+    with ResultStore(d / "results.sqlite") as store:
+        recs = store.records(resolved["run_id"])
+    entries = {e["name"]: e for e in _entries([t.__dict__ for t in cfg.tasks], recs)}
+    grid = sorted({float(r["strength"]) for r in recs})
+    points = []
+    for s in grid:
+        p: dict[str, Any] = {"method": "steering", "setting": f"r={s:g}", "r": s, "tasks": {}}
+        for name in [alignment, *helpfulness]:
+            e = entries.get(name)
+            if e is None:
+                continue
+            rs = [r for r in recs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
+            base = _by_item([r for r in rs if float(r["strength"]) == 0.0], e["metric"])
+            p["tasks"][name] = paired_change(base, _by_item([r for r in rs if float(r["strength"]) == s], e["metric"]), n_boot=n_boot)
+        points.append(p)
+    return {"kind": "steering", "dir": str(d), "model": cfg.model, "points": points, "tasks": sorted(entries)}
+
+
+def _align_points(d: Path, n_boot: int) -> list[dict[str, Any]]:
+    summ = summarize_run(d, n_boot=n_boot) if not (d / "summary.json").is_file() else json.loads((d / "summary.json").read_text())
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for row in summ["settings"]:
+        if row["method"] == "base":
+            continue
+        runs.setdefault(row["method"], []).append({"method": row["method"], "setting": row["setting"], "tasks": row["tasks"]})
+    return [{"kind": m, "dir": str(d), "model": summ["model"], "points": pts, "tasks": sorted(pts[0]["tasks"])} for m, pts in runs.items()]
+
+
+def _xy(p: dict[str, Any], alignment: str, helpfulness: Sequence[str]) -> tuple[float | None, float | None]:
+    a = p["tasks"].get(alignment, {}).get("delta")
+    hs = [p["tasks"][h]["delta"] for h in helpfulness if p["tasks"].get(h, {}).get("delta") is not None]
+    return a, (float(np.mean(hs)) if hs else None)
+
+
+def matched_tax(steer_pts: Sequence[dict[str, Any]], target_dB: float, alignment: str, helpfulness: str) -> dict[str, Any] | None:
+    """Steering's ΔH (and its CI) at the ΔB another method reached, interpolated along r ≥ 0 up to the
+    strength where ΔB peaks; None when steering does not reach that ΔB on its grid."""
+    pos = sorted((p for p in steer_pts if p["r"] >= 0), key=lambda p: p["r"])
+    seq = [(p["tasks"][alignment]["delta"], p["tasks"][helpfulness]) for p in pos if alignment in p["tasks"] and helpfulness in p["tasks"]]
+    for (b0, h0), (b1, h1) in zip(seq, seq[1:], strict=False):
+        if b0 is None or b1 is None or h0["delta"] is None or h1["delta"] is None:
+            continue
+        if min(b0, b1) <= target_dB <= max(b0, b1) and b1 != b0:
+            t = (target_dB - b0) / (b1 - b0)
+            out: dict[str, Any] = {"dH": h0["delta"] + t * (h1["delta"] - h0["delta"])}
+            if h0.get("delta_ci95") and h1.get("delta_ci95"):
+                out["dH_ci95"] = [h0["delta_ci95"][k] + t * (h1["delta_ci95"][k] - h0["delta_ci95"][k]) for k in (0, 1)]
+            return out
+    return None
+
+
+def compare(
+    dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    alignment: str = "refusal",
+    helpfulness: str = "arc_easy",
+    helpfulness_weight: float = 0.5,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """One frontier across methods: every setting's (ΔB, ΔH) with paired CIs, each method's sweep a line,
+    its utility optimum (U = w·ΔH + (1 − w)·ΔB), and the tax at matched alignment against steering."""
+    methods: list[dict[str, Any]] = []
+    for d in map(Path, dirs):
+        if (d / "config.resolved.yaml").is_file():
+            methods.append(_steering_points(d, alignment, [helpfulness], n_boot))
+        elif (d / "align.resolved.yaml").is_file():
+            methods.extend(_align_points(d, n_boot))
+        else:
+            raise DataError(
+                f"{d} is neither a `steertax run` nor a `steertax align` output folder (no config.resolved.yaml / align.resolved.yaml)"
+            )
+    models = {m["model"] for m in methods}
+    if len(models) > 1:
+        raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
+    for m in methods:
+        if alignment not in m["tasks"] or helpfulness not in m["tasks"]:
+            raise DataError(
+                f"{m['dir']} ({m['kind']}) has no {alignment!r} or {helpfulness!r} rows; its tasks: {m['tasks']} "
+                "(choose others with --alignment / --helpfulness)"
+            )
+        best = max(m["points"], key=lambda p: _utility(p, alignment, helpfulness, helpfulness_weight))
+        m["optimum"] = {"setting": best["setting"], "U": _utility(best, alignment, helpfulness, helpfulness_weight)}
+    steer = next((m for m in methods if m["kind"] == "steering"), None)
+    table = []
+    for m in methods:
+        for p in m["points"]:
+            a, h = p["tasks"][alignment], p["tasks"][helpfulness]
+            row = {
+                "method": m["kind"],
+                "setting": p["setting"],
+                "dB": a["delta"],
+                "dB_ci95": a.get("delta_ci95"),
+                "dH": h["delta"],
+                "dH_ci95": h.get("delta_ci95"),
+            }
+            if steer is not None and m is not steer and a["delta"] is not None:
+                row["steering_dH_at_same_dB"] = matched_tax(steer["points"], a["delta"], alignment, helpfulness)
+            table.append(row)
+    res = {
+        "alignment": alignment,
+        "helpfulness": helpfulness,
+        "helpfulness_weight": helpfulness_weight,
+        "model": models.pop(),
+        "methods": methods,
+        "table": table,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "compare.json", res)
+    atomic_write_text(out / "compare.md", compare_markdown(res))
+    (out / "figures").mkdir(exist_ok=True)
+    atomic_write_bytes(out / "figures" / "frontier.png", frontier_figure(res))
+    return res
+
+
+def _utility(p: dict[str, Any], alignment: str, helpfulness: str, w: float) -> float:
+    a, h = p["tasks"][alignment]["delta"], p["tasks"][helpfulness]["delta"]
+    return float("-inf") if a is None or h is None else w * h + (1 - w) * a
+
+
+def compare_markdown(res: dict[str, Any]) -> str:
+    al, he = res["alignment"], res["helpfulness"]
+    lines = [
+        f"# Alignment vs helpfulness across methods: {res['model']}",
+        "",
+        f"ΔB = change of {al}, ΔH = change of {he}, both paired by item against each method's own base (95% bootstrap CIs).",
+        "Tax at matched alignment: steering's ΔH at the same ΔB, interpolated along its r ≥ 0 sweep.",
+        "",
+        "| method | setting | ΔB | ΔH | steering's ΔH at the same ΔB |",
+        "|---|---|---|---|---|",
+    ]
+    for r in res["table"]:
+        m = r.get("steering_dH_at_same_dB")
+        ms = "" if "steering_dH_at_same_dB" not in r else "beyond steering's grid"
+        if m is not None:
+            ms = f"{m['dH']:.3f}{_ci(m.get('dH_ci95'))}"
+        lines.append(f"| {r['method']} | {r['setting']} | {_fmt(r['dB'])}{_ci(r['dB_ci95'])} | {_fmt(r['dH'])}{_ci(r['dH_ci95'])} | {ms} |")
+    lines += ["", f"Utility optimum per method (U = {res['helpfulness_weight']}·ΔH + {1 - res['helpfulness_weight']:g}·ΔB):", ""]
+    for m in res["methods"]:
+        lines.append(f"- {m['kind']}: {m['optimum']['setting']} (U = {m['optimum']['U']:.3f})")
+    return "\n".join(lines) + "\n"
+
+
+def frontier_figure(res: dict[str, Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import _png
+
+    al, he = res["alignment"], res["helpfulness"]
+    fig, ax = plt.subplots(figsize=(7.2, 5.2))
+    for m in res["methods"]:
+        xs: list[float] = []
+        ys: list[float] = []
+        xe: list[list[float]] = [[], []]
+        ye: list[list[float]] = [[], []]
+        for p in m["points"]:
+            a, h = p["tasks"][al], p["tasks"][he]
+            if a["delta"] is None or h["delta"] is None:
+                continue
+            for vals, err, c in ((xs, xe, a), (ys, ye, h)):
+                vals.append(c["delta"])
+                lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
+                err[0].append(c["delta"] - lo)
+                err[1].append(hi - c["delta"])
+        line = ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="o-", capsize=2, lw=1, ms=4, label=m["kind"])
+        opt = next(p for p in m["points"] if p["setting"] == m["optimum"]["setting"])
+        ax.plot(opt["tasks"][al]["delta"], opt["tasks"][he]["delta"], "*", ms=14, color=line[0].get_color(), mec="k")
+    ax.axhline(0, color="#999", lw=0.8)
+    ax.axvline(0, color="#999", lw=0.8)
+    ax.set_xlabel(f"ΔB ({al}): alignment bought")
+    ax.set_ylabel(f"ΔH ({he}): helpfulness change")
+    ax.set_title(f"{res['model']}: every method on one frontier (★ = utility optimum, w = {res['helpfulness_weight']})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- base vs aligned
+
+TAX_BENCHMARKS = ("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")
+
+
+def measure_alignment_tax(
+    base: str,
+    aligned: str | None = None,
+    *,
+    vector: str | None = None,
+    strength: float | None = None,
+    benchmarks: Sequence[str] = TAX_BENCHMARKS,
+    limit: int | None = None,
+    rates_limit: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The alignment tax of ``aligned`` against ``base`` on each benchmark: base and aligned scores,
+    tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI (negative = improvement), the mean
+    tax, and the helpful rate (XSTest safe + JBB benign prompts answered) and harmless rate (XSTest
+    unsafe prompts refused), both judged from greedy generations.
+
+    ``aligned`` is another model sharing the base's tokenizer (e.g. base vs instruct), or a peft adapter
+    folder of the base (e.g. from ``steertax align``); with ``vector`` and ``strength`` instead, the
+    aligned model is the base steered at r_e = ``strength``."""
+    from . import tasks as T
+    from .errors import ConfigError, ModelError
+    from .interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
+    from .models import load_model
+
+    if (aligned is None) == (vector is None):
+        raise ConfigError("give the aligned model as --aligned MODEL_OR_ADAPTER, or as --vector FILE --strength R (the base steered)")
+    if vector is not None and strength is None:
+        raise ConfigError("--vector needs --strength R: the steered model to compare with the base")
+    unknown = [b for b in benchmarks if b not in T.REGISTRY]
+    if unknown:
+        raise ConfigError(f"unknown benchmark {unknown[0]!r}: choose from {T.names()}")
+    model, tok = load_model(base)
+    other: Any = None
+    iv: Intervention
+    if vector is not None:
+        from .vectors import SteeringVector
+
+        vec = SteeringVector.load(vector)
+        vec.check_compatible(model)
+        iv = SteeringIntervention(vec, [float(strength or 0.0)], setting=f"r={strength:g}")
+    elif (Path(str(aligned)) / "adapter_config.json").is_file():
+        iv = AdapterIntervention(Path(str(aligned)), "adapter", str(aligned))
+    else:
+        other, tok2 = load_model(str(aligned))
+        if tok2.get_vocab() != tok.get_vocab():
+            raise ModelError(f"{aligned} and {base} have different tokenizers: the tax compares models that read the same tokens")
+        iv = BaseIntervention(method="model", setting=str(aligned))
+    specs: list[tuple[str, Any, int | None]] = [(b, T.get(b), limit) for b in benchmarks]
+    specs.append(("rates", T.get("over_refusal", scorers=["generate"]), rates_limit or limit))
+    rows: dict[str, Any] = {}
+    for name, task, lim in specs:
+        items = task.items(lim, seed)
+        res_b = T.evaluate(model, tok, task, items=items, batch_size=batch_size, progress=progress)
+        if other is not None:
+            res_a = T.evaluate(other, tok, task, items=items, batch_size=batch_size, progress=progress)
+        else:
+            with iv.apply(model) as (m, vec_, strengths):
+                res_a = T.evaluate(m, tok, task, vec_, strengths, items=items, batch_size=batch_size, progress=progress)
+        if name == "rates":
+            for metric, label in (("helpful", "helpful_rate"), ("harmless", "harmless_rate")):
+                rows[label] = paired_change(_by_item(res_b.records, metric), _by_item(res_a.records, metric), n_boot=n_boot, seed=seed)
+            continue
+        ch = paired_change(_by_item(res_b.records, task.metric), _by_item(res_a.records, task.metric), n_boot=n_boot, seed=seed)
+        ch.update(metric=task.metric, axis=task.axis)
+        if task.needs_finished_answer:
+            ch["truncated"] = {
+                "base": float(np.mean([r.get("truncated", 0.0) for r in res_b.records])),
+                "aligned": float(np.mean([r.get("truncated", 0.0) for r in res_a.records])),
+            }
+        rows[name] = ch
+    taxes = [rows[b]["tax_percent"] for b in benchmarks if rows[b].get("tax_percent") is not None]
+    return {
+        "base": base,
+        "aligned": aligned or f"{base} steered at r = {strength:g} ({vector})",
+        "benchmarks": {b: rows[b] for b in benchmarks},
+        "mean_tax_percent": float(np.mean(taxes)) if taxes else None,
+        "helpful_rate": rows["helpful_rate"],
+        "harmless_rate": rows["harmless_rate"],
+        "limit": limit,
+        "seed": seed,
+    }
+
+
+def tax_markdown(res: dict[str, Any]) -> str:
+    lines = [
+        f"# Alignment tax: {res['aligned']} vs {res['base']}",
+        "",
+        "| benchmark | metric | base | aligned | tax % (95% CI) | n |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b, r in res["benchmarks"].items():
+        tax = "—" if r.get("tax_percent") is None else f"{r['tax_percent']:.1f}{_ci(r.get('tax_ci95'), 1)}"
+        lines.append(f"| {b} | {r['metric']} | {_fmt(r['base'])} | {_fmt(r['value'])} | {tax} | {r['n']} |")
+    mt = res["mean_tax_percent"]
+    lines += ["", f"Mean tax: {'—' if mt is None else f'{mt:.1f} %'} (negative = improvement).", ""]
+    rates = (("helpful_rate", "helpful rate (safe prompts answered)"), ("harmless_rate", "harmless rate (unsafe prompts refused)"))
+    for k, what in rates:
+        r = res[k]
+        change = f"{_fmt(r['delta'])}{_ci(r.get('delta_ci95'))}"
+        lines.append(f"- {what}: {_fmt(r['base'])} → {_fmt(r['value'])} (change {change}, n = {r['n']})")
+    return "\n".join(lines) + "\n"

@@ -72,7 +72,8 @@ class TaskConfig:
 
 @dataclass
 class StudyConfig:
-    alpha: float = 0.5  # weight of alignment gain in U(r) = alpha*dB + (1-alpha)*dH
+    # U = w·ΔH + (1 − w)·ΔB: w weighs helpfulness, as the alignment-tax literature writes U = α·helpful + (1 − α)·harmless
+    helpfulness_weight: float = 0.5
     alignment_task: str = "refusal"
     helpfulness_task: str = "arc_easy"
     kl_ceiling: Optional[float] = None  # optional cap on drift KL at r*
@@ -231,9 +232,29 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
     return cls(**kw)
 
 
+def upgrade_resolved(d: dict[str, Any]) -> dict[str, Any]:
+    """A config that steertax itself resolved into a run folder before ``study.alpha`` (the weight on
+    alignment) became ``study.helpfulness_weight``: converted exactly (w = 1 − alpha). Only for run
+    folders, whose meaning is known; a user's config with ``alpha`` is refused with the conversion."""
+    study = d.get("study")
+    if isinstance(study, dict) and "alpha" in study:
+        study = {k: v for k, v in study.items() if k != "alpha"} | {"helpfulness_weight": 1 - float(study["alpha"])}
+        d = {**d, "study": study}
+    return d
+
+
 def from_dict(d: dict[str, Any]) -> RunConfig:
     if not isinstance(d, dict):
         raise ConfigError(f"a config must be a YAML mapping, got {type(d).__name__}")
+    study = d.get("study")
+    if isinstance(study, dict) and "alpha" in study:
+        a = study["alpha"]
+        numeric = isinstance(a, (int, float)) and not isinstance(a, bool)
+        hint = f"helpfulness_weight: {1 - a:g}" if numeric else "helpfulness_weight: 1 - alpha"
+        raise ConfigError(
+            f"study.alpha was the weight on *alignment* (U = alpha·ΔB + (1 − alpha)·ΔH); it is now study.helpfulness_weight, "
+            f"the weight on helpfulness (U = w·ΔH + (1 − w)·ΔB): write study.{hint}"
+        )
     cfg = _build(RunConfig, d, "")
     _semantic(cfg)
     return cfg
@@ -273,8 +294,8 @@ def _semantic(cfg: RunConfig) -> None:
             T.get(t.name, **t.options)
         except Exception as e:
             raise ConfigError(f"tasks[{i}].options: {e}") from None
-    if not 0 <= cfg.study.alpha <= 1:
-        raise ConfigError("study.alpha: must be in [0, 1]")
+    if not 0 <= cfg.study.helpfulness_weight <= 1:
+        raise ConfigError("study.helpfulness_weight: must be in [0, 1]")
     if not 0 < cfg.study.validation_fraction < 1:
         raise ConfigError("study.validation_fraction: must be in (0, 1)")
 

@@ -406,6 +406,9 @@ def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any
     """Lowest AICc wins; laws within SELECTION_THRESHOLD of it are reported as indistinguishable, and the
     share of bootstrap resamples in which each law wins measures how stable the choice is."""
     ok = {n: f for n, f in cands.items() if f.get("ok") and f.get("aicc") is not None}
+    for n, f in cands.items():
+        if n not in ok:
+            f["delta_aicc"] = None  # not fitted (or no AICc: too few points for its parameters)
     if not ok:
         return None, {"criterion": "AICc", "reason": "no candidate law could be fitted"}
     lowest = min(ok, key=lambda n: ok[n]["aicc"])

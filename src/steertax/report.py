@@ -34,7 +34,7 @@ strengths r<sub>e</sub> (L2 norm added per layer): {{ s.strengths|join(", ") }} 
 {% for w in s.warnings or [] %}<p class="no">warning: {{ w }}</p>{% endfor %}
 <h2>Efficient strength</h2>
 {% if eff.ok %}
-<p>r* = <b>{{ "%.2f"|format(eff.r_star) }}</b> maximizes U(r) = {{ eff.alpha }}·ΔB + {{ 1 - eff.alpha }}·ΔH on the laws fitted to a validation split
+<p>r* = <b>{{ "%.2f"|format(eff.r_star) }}</b> maximizes U(r) = {{ eff.helpfulness_weight }}·ΔH + {{ 1 - eff.helpfulness_weight }}·ΔB (helpfulness weight {{ eff.helpfulness_weight }}) on the laws fitted to a validation split
 ({{ eff.n_validation_items }} items) of <i>{{ eff.alignment_task }}</i> and <i>{{ eff.helpfulness_task }}</i>.
 Held-out ({{ eff.n_test_items }} items) at r*: ΔB = {{ fmt(eff.heldout.dB) }}, ΔH = {{ fmt(eff.heldout.dH) }}.
 Break-even strength (dB/dr = −dH/dr): {{ fmt(eff.break_even) }}.{% if eff.at_boundary %} <b>r* lies at the edge of the grid.</b>{% endif %}</p>

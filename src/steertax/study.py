@@ -19,7 +19,7 @@ import yaml
 
 from . import __version__, tasks as T
 from ._util import atomic_write_json, atomic_write_text
-from .config import RunConfig, from_dict
+from .config import RunConfig, from_dict, upgrade_resolved
 from .errors import ConfigError, DataError
 from .laws import fit_task, item_matrix
 from .store import ResultStore
@@ -358,7 +358,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
     if not cfg_path.is_file():
         raise DataError(f"{out} has no config.resolved.yaml: is it a `steertax run` output folder?")
     resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    cfg = from_dict(resolved["config"])
+    cfg = from_dict(upgrade_resolved(resolved["config"]))
     run_id = resolved["run_id"]
     with ResultStore(out / "results.sqlite") as store:
         records = store.records(run_id)
@@ -389,7 +389,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
             if st.kl_ceiling is not None and drift:
                 drec = entries[drift[0]]["records"]
                 kl = lambda r: np.asarray([interp_mean(drec, "kl", float(x)) for x in np.atleast_1d(r)])  # noqa: E731
-            eff = efficient_strength(fB, fH, (min(grid), max(grid)), st.alpha, kl, st.kl_ceiling)
+            eff = efficient_strength(fB, fH, (min(grid), max(grid)), st.helpfulness_weight, kl, st.kl_ceiling)
             r = eff["r_star"]
             eff.update(
                 ok=True,

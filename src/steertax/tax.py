@@ -1,6 +1,7 @@
 """Efficient strength, break-even strength and the alignment tax (PAPER.md §3.4).
 
-r* maximizes U(r) = α·ΔB(r) + (1 − α)·ΔH(r) on the *fitted* laws of one alignment and one
+r* maximizes U(r) = w·ΔH(r) + (1 − w)·ΔB(r), w the weight on helpfulness (the literature's
+U = α·helpful + (1 − α)·harmless), on the *fitted* laws of one alignment and one
 helpfulness task, optionally only where the measured drift KL stays under a ceiling. r* is chosen on
 a validation split of the items and reported with the held-out split's measured changes.
 """
@@ -47,7 +48,7 @@ def efficient_strength(
     fB: Callable[[np.ndarray], np.ndarray],
     fH: Callable[[np.ndarray], np.ndarray],
     r_range: tuple[float, float],
-    alpha: float = 0.5,
+    helpfulness_weight: float = 0.5,
     kl: Callable[[np.ndarray], np.ndarray] | None = None,
     kl_ceiling: float | None = None,
 ) -> dict[str, Any]:
@@ -55,7 +56,8 @@ def efficient_strength(
     r = np.linspace(lo, hi, 4001)
     dB = fB(r) - fB(np.asarray([0.0]))[0]
     dH = fH(r) - fH(np.asarray([0.0]))[0]
-    U = alpha * dB + (1 - alpha) * dH
+    w = helpfulness_weight
+    U = w * dH + (1 - w) * dB
     allowed = np.ones_like(r, dtype=bool)
     if kl is not None and kl_ceiling is not None:
         allowed = kl(r) <= kl_ceiling
@@ -74,7 +76,7 @@ def efficient_strength(
         "U_star": float(U[k]),
         "dB_star": float(dB[k]),
         "dH_star": float(dH[k]),
-        "alpha": alpha,
+        "helpfulness_weight": w,
         "break_even": be,
         "kl_ceiling": kl_ceiling,
         "at_boundary": bool(k in (0, len(r) - 1)),
