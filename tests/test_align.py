@@ -273,6 +273,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
             assert "steering_dH_at_same_dB" in row
     assert all(m["optimum"]["setting"] in [p["setting"] for p in m["points"]] for m in res["methods"])
     assert (tmp_path / "cmp" / "figures" / "frontier.png").stat().st_size > 5000
+    assert res["mean_over"] == ["arc_easy"] and all(r["dH_mean"] == r["dH"] for r in res["table"])
     assert "| dpo |" in capsys.readouterr().out
     # a folder of another kind, or of another model, is one clear line
     assert main(["--quiet", "compare", str(tmp_path), "--out", str(tmp_path / "c2")]) == 2

@@ -163,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     tx.add_argument("--aligned", help="the aligned model, or a peft adapter folder of the base")
     tx.add_argument("--vector", help="instead of --aligned: a steering vector; the aligned model is the base steered at --strength")
     tx.add_argument("--strength", type=float, help="r_e for --vector")
+    tx.add_argument("--from-study", default=None, help="instead of --aligned: a `steertax run` folder (its vector at its r*)")
     tx.add_argument("--benchmarks", default=",".join(("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")), help="comma-separated tasks")
     tx.add_argument("--limit", type=int, default=None, help="items per benchmark (default: all)")
     tx.add_argument("--quick", action="store_true", help="16 items per benchmark and for the rates")
@@ -536,6 +537,8 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
     if limit is not None and limit < 1:
         raise SteertaxError(f"--limit {limit} must be positive")
     benches = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
+    if a.from_study:
+        a.vector, a.strength = _study_vector_and_r_star(Path(a.from_study))
     res = measure_alignment_tax(
         a.base,
         a.aligned,
@@ -557,6 +560,19 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
         atomic_write_text(a.markdown, md)
     print(md, end="")
     return 0
+
+
+def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
+    import json
+
+    summ = d / "summary.json"
+    if not summ.is_file():
+        raise SteertaxError(f"{d} has no summary.json: give a finished `steertax run` folder to --from-study")
+    s = json.loads(summ.read_text(encoding="utf-8"))
+    eff = s.get("efficient_strength") or {}
+    if not eff.get("ok"):
+        raise SteertaxError(f"{d} has no efficient strength r* ({eff.get('reason', 'not computed')}): pass --vector and --strength instead")
+    return str(s["vector"]["file"]), float(eff["r_star"])
 
 
 def _cmd_info(a: argparse.Namespace) -> int:

@@ -209,7 +209,7 @@ def align_figure(summary: dict[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- across methods
 
 
-def _steering_points(d: Path, alignment: str, helpfulness: Sequence[str], n_boot: int) -> dict[str, Any]:
+def _steering_points(d: Path, alignment: str, n_boot: int) -> dict[str, Any]:
     """One point per strength of a steering study, paired against its own r = 0."""
     from .config import from_dict, upgrade_resolved
     from .store import ResultStore
@@ -223,15 +223,15 @@ def _steering_points(d: Path, alignment: str, helpfulness: Sequence[str], n_boot
     points = []
     for s in grid:
         p: dict[str, Any] = {"method": "steering", "setting": f"r={s:g}", "r": s, "tasks": {}}
-        for name in [alignment, *helpfulness]:
-            e = entries.get(name)
-            if e is None:
+        for name, e in entries.items():
+            if name != alignment and (e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS):
                 continue
             rs = [r for r in recs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
             base = _by_item([r for r in rs if float(r["strength"]) == 0.0], e["metric"])
             p["tasks"][name] = paired_change(base, _by_item([r for r in rs if float(r["strength"]) == s], e["metric"]), n_boot=n_boot)
         points.append(p)
-    return {"kind": "steering", "dir": str(d), "model": cfg.model, "points": points, "tasks": sorted(entries)}
+    helpful = sorted(n for n, e in entries.items() if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS)
+    return {"kind": "steering", "dir": str(d), "model": cfg.model, "points": points, "tasks": sorted(entries), "helpfulness_tasks": helpful}
 
 
 def _align_points(d: Path, n_boot: int) -> list[dict[str, Any]]:
@@ -241,7 +241,11 @@ def _align_points(d: Path, n_boot: int) -> list[dict[str, Any]]:
         if row["method"] == "base":
             continue
         runs.setdefault(row["method"], []).append({"method": row["method"], "setting": row["setting"], "tasks": row["tasks"]})
-    return [{"kind": m, "dir": str(d), "model": summ["model"], "points": pts, "tasks": sorted(pts[0]["tasks"])} for m, pts in runs.items()]
+    helpful = sorted(e["name"] for e in summ["entries"] if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS)
+    return [
+        {"kind": m, "dir": str(d), "model": summ["model"], "points": pts, "tasks": sorted(pts[0]["tasks"]), "helpfulness_tasks": helpful}
+        for m, pts in runs.items()
+    ]
 
 
 def _xy(p: dict[str, Any], alignment: str, helpfulness: Sequence[str]) -> tuple[float | None, float | None]:
@@ -281,7 +285,7 @@ def compare(
     methods: list[dict[str, Any]] = []
     for d in map(Path, dirs):
         if (d / "config.resolved.yaml").is_file():
-            methods.append(_steering_points(d, alignment, [helpfulness], n_boot))
+            methods.append(_steering_points(d, alignment, n_boot))
         elif (d / "align.resolved.yaml").is_file():
             methods.extend(_align_points(d, n_boot))
         else:
@@ -300,6 +304,10 @@ def compare(
         best = max(m["points"], key=lambda p: _utility(p, alignment, helpfulness, helpfulness_weight))
         m["optimum"] = {"setting": best["setting"], "U": _utility(best, alignment, helpfulness, helpfulness_weight)}
     steer = next((m for m in methods if m["kind"] == "steering"), None)
+    common = sorted(set.intersection(*(set(m["helpfulness_tasks"]) for m in methods))) if methods else []
+    for m in methods:
+        for p in m["points"]:
+            p["dH_mean"] = _xy(p, alignment, common)[1]
     table = []
     for m in methods:
         for p in m["points"]:
@@ -311,6 +319,7 @@ def compare(
                 "dB_ci95": a.get("delta_ci95"),
                 "dH": h["delta"],
                 "dH_ci95": h.get("delta_ci95"),
+                "dH_mean": p["dH_mean"],
             }
             if steer is not None and m is not steer and a["delta"] is not None:
                 row["steering_dH_at_same_dB"] = matched_tax(steer["points"], a["delta"], alignment, helpfulness)
@@ -319,6 +328,7 @@ def compare(
         "alignment": alignment,
         "helpfulness": helpfulness,
         "helpfulness_weight": helpfulness_weight,
+        "mean_over": common,
         "model": models.pop(),
         "methods": methods,
         "table": table,
@@ -344,16 +354,18 @@ def compare_markdown(res: dict[str, Any]) -> str:
         "",
         f"ΔB = change of {al}, ΔH = change of {he}, both paired by item against each method's own base (95% bootstrap CIs).",
         "Tax at matched alignment: steering's ΔH at the same ΔB, interpolated along its r ≥ 0 sweep.",
+        f"Mean ΔH over the helpfulness tasks every folder measured: {', '.join(res['mean_over']) or 'none in common'}.",
         "",
-        "| method | setting | ΔB | ΔH | steering's ΔH at the same ΔB |",
-        "|---|---|---|---|---|",
+        "| method | setting | ΔB | ΔH | mean ΔH over helpfulness tasks | steering's ΔH at the same ΔB |",
+        "|---|---|---|---|---|---|",
     ]
     for r in res["table"]:
         m = r.get("steering_dH_at_same_dB")
         ms = "" if "steering_dH_at_same_dB" not in r else "beyond steering's grid"
         if m is not None:
             ms = f"{m['dH']:.3f}{_ci(m.get('dH_ci95'))}"
-        lines.append(f"| {r['method']} | {r['setting']} | {_fmt(r['dB'])}{_ci(r['dB_ci95'])} | {_fmt(r['dH'])}{_ci(r['dH_ci95'])} | {ms} |")
+        dB, dH = f"{_fmt(r['dB'])}{_ci(r['dB_ci95'])}", f"{_fmt(r['dH'])}{_ci(r['dH_ci95'])}"
+        lines.append(f"| {r['method']} | {r['setting']} | {dB} | {dH} | {_fmt(r.get('dH_mean'))} | {ms} |")
     lines += ["", f"Utility optimum per method (U = {res['helpfulness_weight']}·ΔH + {1 - res['helpfulness_weight']:g}·ΔB):", ""]
     for m in res["methods"]:
         lines.append(f"- {m['kind']}: {m['optimum']['setting']} (U = {m['optimum']['U']:.3f})")
@@ -361,6 +373,8 @@ def compare_markdown(res: dict[str, Any]) -> str:
 
 
 def frontier_figure(res: dict[str, Any]) -> bytes:
+    """ΔH against ΔB per setting (paired 95% CI bars), each method's sweep a line, its utility optimum a
+    star; a second panel with the mean ΔH over the helpfulness tasks every folder measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,33 +383,45 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
     from .report import _png
 
     al, he = res["alignment"], res["helpfulness"]
-    fig, ax = plt.subplots(figsize=(7.2, 5.2))
-    for m in res["methods"]:
-        xs: list[float] = []
-        ys: list[float] = []
-        xe: list[list[float]] = [[], []]
-        ye: list[list[float]] = [[], []]
-        for p in m["points"]:
-            a, h = p["tasks"][al], p["tasks"][he]
-            if a["delta"] is None or h["delta"] is None:
-                continue
-            for vals, err, c in ((xs, xe, a), (ys, ye, h)):
-                vals.append(c["delta"])
-                lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
-                err[0].append(c["delta"] - lo)
-                err[1].append(hi - c["delta"])
-        line = ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="o-", capsize=2, lw=1, ms=4, label=m["kind"])
-        opt = next(p for p in m["points"] if p["setting"] == m["optimum"]["setting"])
-        ax.plot(opt["tasks"][al]["delta"], opt["tasks"][he]["delta"], "*", ms=14, color=line[0].get_color(), mec="k")
-    ax.axhline(0, color="#999", lw=0.8)
-    ax.axvline(0, color="#999", lw=0.8)
-    ax.set_xlabel(f"ΔB ({al}): alignment bought")
-    ax.set_ylabel(f"ΔH ({he}): helpfulness change")
-    ax.set_title(f"{res['model']}: every method on one frontier (★ = utility optimum, w = {res['helpfulness_weight']})", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [(he, f"ΔH ({he})")]
+    if len(res.get("mean_over") or []) > 1:
+        panels.append(("__mean__", f"mean ΔH ({', '.join(res['mean_over'])})"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 5.2), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[0], panels, strict=True):
+        for m in res["methods"]:
+            _draw_method(ax, m, al, key)
+        ax.axhline(0, color="#999", lw=0.8)
+        ax.axvline(0, color="#999", lw=0.8)
+        ax.set_xlabel(f"ΔB ({al}): alignment bought")
+        ax.set_ylabel(ylabel + ": helpfulness change")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    w = res["helpfulness_weight"]
+    axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = utility optimum, w = {w})", fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def _draw_method(ax: Any, m: dict[str, Any], al: str, key: str) -> None:
+    xs: list[float] = []
+    ys: list[float] = []
+    xe: list[list[float]] = [[], []]
+    ye: list[list[float]] = [[], []]
+    for p in m["points"]:
+        a = p["tasks"][al]
+        h = {"delta": p.get("dH_mean")} if key == "__mean__" else p["tasks"][key]
+        if a["delta"] is None or h["delta"] is None:
+            continue
+        for vals, err, c in ((xs, xe, a), (ys, ye, h)):
+            vals.append(c["delta"])
+            lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
+            err[0].append(c["delta"] - lo)
+            err[1].append(hi - c["delta"])
+    line = ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="o-", capsize=2, lw=1, ms=4, label=m["kind"])
+    opt = next(p for p in m["points"] if p["setting"] == m["optimum"]["setting"])
+    oy = opt.get("dH_mean") if key == "__mean__" else opt["tasks"][key]["delta"]
+    if opt["tasks"][al]["delta"] is not None and oy is not None:
+        ax.plot(opt["tasks"][al]["delta"], oy, "*", ms=14, color=line[0].get_color(), mec="k")
 
 
 # --------------------------------------------------------------------------- base vs aligned
