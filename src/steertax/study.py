@@ -342,10 +342,14 @@ def _task_summary(name: str, e: dict[str, Any], cfg: RunConfig) -> tuple[dict[st
     for b in out["by_strength"]:
         b["truncated"] = per.get(float(b["strength"]))
     if e["task_obj"].needs_finished_answer and trunc["max"] > TRUNCATION_WARN:
-        return out, (
-            f"{name}: {100 * trunc['max']:.0f}% of answers hit max_new_tokens unfinished (at r = {trunc['worst_strength']:g}); "
-            "its scores count them as wrong: raise the task's max_new_tokens option"
+        at0 = per.get(0.0)
+        why = (
+            "unsteered answers finish, so steering keeps the model from finishing (scored as wrong)"
+            if at0 is not None and at0 <= TRUNCATION_WARN
+            else "its scores count them as wrong: raise the task's max_new_tokens option"
         )
+        pct, at = 100 * trunc["max"], trunc["worst_strength"]
+        return out, f"{name}: {pct:.0f}% of answers hit max_new_tokens unfinished (at r = {at:g}); {why}"
     return out, None
 
 
