@@ -245,7 +245,6 @@ def test_adapter_for_another_base_is_refused(rows, tmp_path):
     wide.hidden_size, wide.intermediate_size = 64, 128
     with pytest.raises(ModelError, match="another base model"):
         check_adapter(tmp_path / "a", AutoModelForCausalLM.from_config(wide))
-    assert st.tasks.get("arc_easy")  # the registry is untouched by the failures above
 
 
 def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_dir, tmp_path, capsys):

@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing
-from .config import TaskConfig, _build
+from .config import TaskConfig, _build, _needs_finished_answer
 from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class AlignConfig:
         d["settings"] = d["settings"][:2]
         for t in d["tasks"]:
             t["limit"] = min(t["limit"] or 8, 8)
-            if "max_new_tokens" in t["options"] and t["name"] not in ("humaneval", "gsm8k"):
+            if "max_new_tokens" in t["options"] and not _needs_finished_answer(t["name"]):
                 t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
         return align_from_dict(d)
 
