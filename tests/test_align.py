@@ -80,6 +80,39 @@ def test_regularizer_huge_lambda_stays_at_the_base_and_zero_is_dpo(rows, tmp_pat
     assert torch.equal(_logits(base, tok), ref)  # the adapter is gone after the block
 
 
+def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
+    """Drift's KL and cross-entropy change compare the adapted model with the base model (the
+    adapter switched off), not with itself: KL equals the directly computed KL(adapter || base)."""
+    tok = make_tokenizer()
+    model = tiny_model("llama", n_layers=2, seed=1)
+    train_setting(model, tok, AlignSetting("dpo", beta=0.5), rows, tmp_path / "a", lora=LORA,
+                  train=TrainSettings(steps=6, lr=5e-2, batch_size=4, max_length=96, warmup_steps=0), progress=False)
+    task = st.tasks.get("drift", max_answer_tokens=6)
+    items = task.items(3, 0)
+    iv = AdapterIntervention(tmp_path / "a", "dpo", "a")
+    plain = st.evaluate(model, tok, task, items=items, progress=False)
+    assert all(r["kl"] == 0.0 and r["ce_delta"] == 0.0 for r in plain.records)  # the base against itself
+    with iv.apply(model) as (m, vec, S):
+        res = st.evaluate(m, tok, task, vec, S, items=items, progress=False, reference=iv.reference())
+        # by hand, one item: KL(adapter || base) over its answer tokens
+        from steertax.models import encode, format_chat
+        from steertax.scoring import encode_continuation
+
+        it = items[0]
+        pe, ae = encode(tok, format_chat(tok, it.data["instruction"])), encode_continuation(tok, it.data["output"])[:6]
+        ids = torch.tensor([pe + ae])
+        with torch.no_grad():
+            la = torch.log_softmax(m(input_ids=ids).logits[0, len(pe) - 1 : -1].double(), -1)
+            with iv.reference()():
+                lb = torch.log_softmax(m(input_ids=ids).logits[0, len(pe) - 1 : -1].double(), -1)
+    kl = float((la.exp() * (la - lb)).sum(-1).mean())
+    r0 = next(r for r in res.records if r["item"] == it.id)
+    assert r0["kl"] > 1e-6 and abs(r0["kl"] - kl) <= 1e-4 * max(1.0, kl)
+    assert r0["ce_delta"] != 0.0
+    ce_base = float(-lb.gather(-1, torch.tensor(ae).unsqueeze(-1)).mean())
+    assert abs((r0["ce"] - r0["ce_delta"]) - ce_base) <= 1e-4
+
+
 def test_lora_delta_norm_is_the_weight_delta(tmp_path):
     from peft import LoraConfig, get_peft_model
 

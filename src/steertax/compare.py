@@ -463,6 +463,8 @@ def measure_alignment_tax(
     unknown = [b for b in benchmarks if b not in T.REGISTRY]
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r}: choose from {T.names()}")
+    if "drift" in benchmarks:
+        raise ConfigError("drift is a distance from the base (0 for the base), so it has no tax %: use it in `steertax align` or a study")
     model, tok = load_model(base)
     other: Any = None
     iv: Intervention
@@ -489,7 +491,9 @@ def measure_alignment_tax(
             res_a = T.evaluate(other, tok, task, items=items, batch_size=batch_size, progress=progress)
         else:
             with iv.apply(model) as (m, vec_, strengths):
-                res_a = T.evaluate(m, tok, task, vec_, strengths, items=items, batch_size=batch_size, progress=progress)
+                res_a = T.evaluate(
+                    m, tok, task, vec_, strengths, items=items, batch_size=batch_size, progress=progress, reference=iv.reference()
+                )
         if name == "rates":
             for metric, label in (("helpful", "helpful_rate"), ("harmless", "harmless_rate")):
                 rows[label] = paired_change(_by_item(res_b.records, metric), _by_item(res_a.records, metric), n_boot=n_boot, seed=seed)

@@ -26,6 +26,11 @@ class Intervention:
     method: str = ""
     setting: str = ""
 
+    def reference(self) -> Any:
+        """Inside :meth:`apply`: a context manager under which the yielded model is the base model
+        again, for tasks that compare with it (drift's KL); None when the model is not modified."""
+        return None
+
     @contextlib.contextmanager
     def apply(self, model: Any) -> Iterator[tuple[Any, Any, list[float]]]:
         """Yields (model to evaluate, steering vector or None, strengths)."""
@@ -78,10 +83,16 @@ class AdapterIntervention(Intervention):
         with quiet_renamed_checkpointing():
             pm = PeftModel.from_pretrained(model, str(self.path), is_trainable=False)
         pm.eval()
+        self._peft: Any = pm
         try:
             yield model, None, [0.0]  # the injected LoRA layers run inside the model's own forward
         finally:
+            self._peft = None
             pm.unload()
+
+    def reference(self) -> Any:
+        pm = getattr(self, "_peft", None)
+        return None if pm is None else pm.disable_adapter
 
 
 def check_adapter(path: Path, model: Any) -> None:
@@ -145,4 +156,5 @@ def evaluate_intervention(
             progress=progress,
             method=iv.method,
             setting=None if iv.method == "steering" else iv.setting,
+            reference=iv.reference(),
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -465,10 +465,16 @@ def drift(
     force: bool = False,
     trunk: bool = True,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per (prompt, strength): mean KL(steered || unsteered) over the answer's next-token
-    distributions, the answer's mean token cross-entropy under the steered model, and the number of
-    answer tokens scored. The unsteered rows are computed in the same batch (strength 0 is exact)."""
+    reference: Callable[[], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (prompt, strength): mean KL(steered || reference) over the answer's next-token
+    distributions, the answer's mean token cross-entropy under the steered model, the number of answer
+    tokens scored, and (per prompt) the cross-entropy under the reference.
+
+    The reference is the unsteered model, computed in the same batch (strength 0 is exact). When the
+    model itself is modified (a LoRA adapter injected, merged weights), ``reference`` gives a context
+    manager under which the model is the base again (e.g. peft's ``disable_adapter``); the reference
+    logits are then an extra unsteered pass under it."""
     n = len(prompts)
     S = [float(check_strength(x)) for x in strengths]
     allS = [0.0] + [s for s in S if s != 0.0]
@@ -480,6 +486,7 @@ def drift(
         alen.append(len(ae))
     kl = np.zeros((n, len(S)))
     ce = np.zeros((n, len(S)))
+    ce_ref = np.zeros(n)
     cnt = np.asarray(alen)
     dev = _model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -504,9 +511,17 @@ def drift(
         tok_ce = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # [R, L]
         logp = logp.view(len(items), len(allS), L, -1)
         base = logp[:, :1]
+        ref_ce = tok_ce.view(len(items), len(allS), L)[:, 0]
+        if reference is not None:
+            rids, rmask = pad_batch([seqs[i] for i in items], pad_id, "left", dev)
+            with reference(), torch.inference_mode():
+                base = torch.log_softmax(_wide(forward(model, rids, rmask, **kw).logits[:, -(L + 1) : -1]), dim=-1)
+            ref_ce = -base.gather(-1, rids[:, -L:].unsqueeze(-1)).squeeze(-1)
+            base = base.unsqueeze(1)
         kl_tok = (logp.exp() * (logp - base)).sum(-1)  # [I, S', L]
         for a, i in enumerate(items):
             valid = slice(L - alen[i], L)
+            ce_ref[i] = float(ref_ce[a, valid].mean())
             for k, s in enumerate(allS):
                 for si, sv in enumerate(S):
                     if sv == s:
@@ -514,4 +529,4 @@ def drift(
                         ce[i, si] = float(tok_ce[a * len(allS) + k, valid].mean())
         bar.update(len(items))
     bar.close()
-    return kl, ce, cnt
+    return kl, ce, cnt, ce_ref

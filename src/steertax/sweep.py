@@ -44,6 +44,7 @@ def run_sweep(
     progress: bool = True,
     method: str = "steering",
     setting: str | None = None,
+    reference: Any = None,
 ) -> dict[str, int]:
     """Evaluate every task chunk not yet in the store; returns rows written per task."""
     written: dict[str, int] = {}
@@ -66,6 +67,7 @@ def run_sweep(
                 batch_size=batch_size,
                 progress=False,
                 force=True,
+                reference=reference,
             )
             store.write_cell(run_id, spec.name, key, res.records, now_iso(), method=method, setting=setting)
             written[spec.name] += len(res.records)

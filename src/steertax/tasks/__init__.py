@@ -67,11 +67,14 @@ def evaluate(
     progress: bool = True,
     force: bool = False,
     items: Sequence[Item] | None = None,
+    reference: Any = None,
 ) -> EvalResult:
     """Score ``task`` at every strength (one batched pass over items x strengths).
 
     Returns per-item records (item id, strength, scorer, score fields) and a summary (mean, standard
     error, n) per strength, scorer and metric. ``limit``/``seed`` pick a deterministic subset.
+    ``reference``: for a model modified in place (an adapter injected), a callable returning a context
+    manager under which it is the base model again; tasks that compare with the base (drift) use it.
     """
     t = get(task) if isinstance(task, str) else task
     S = check_strengths(strengths, vector is not None)
@@ -80,7 +83,7 @@ def evaluate(
     its = list(items) if items is not None else t.items(limit, seed)
     if not its:
         raise DataError(f"{t.name}: no items to evaluate")
-    ctx = EvalContext(model, tokenizer, vector, layers, batch_size, progress, seed, force)
+    ctx = EvalContext(model, tokenizer, vector, layers, batch_size, progress, seed, force, reference=reference)
     recs = t.score(ctx, its, S)
     for r in recs:
         r.setdefault("task", t.name)

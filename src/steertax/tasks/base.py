@@ -37,6 +37,7 @@ class EvalContext:
     force: bool = False
     positions: str = "all"
     relative: bool = False
+    reference: Any = None  # () -> context manager under which ``model`` is the base model (adapters); None: it is
 
     def steer_kwargs(self) -> dict[str, Any]:
         return dict(vector=self.vector, layers=self.layers, force=self.force)

@@ -2,7 +2,8 @@
 helpfulness proxy. Items: benign instructions with reference answers (AlpacaEval's 805, reference
 answers by text-davinci-003). Per item and strength: ``kl`` = mean over the first ``max_answer_tokens``
 answer tokens of KL(steered || unsteered), ``ce`` = the reference answer's mean token cross-entropy
-under the steered model, ``ce_delta`` = ce minus the unsteered ce."""
+under the steered model, ``ce_delta`` = ce minus the unsteered ce. For a modified model (an adapter,
+merged weights) "unsteered" is the base model, reached through the context's ``reference``."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Drift(Task):
         prompts = [format_chat(tok, it.data["instruction"]) if self.chat else it.data["instruction"] + "\n" for it in items]
         S = list(strengths)
         withzero = S if 0.0 in S else S + [0.0]
-        kl, ce, n = drift(
+        kl, ce, n, ce0 = drift(
             ctx.model,
             tok,
             prompts,
@@ -51,8 +52,8 @@ class Drift(Task):
             batch_size=ctx.batch_size,
             force=ctx.force,
             progress=ctx.progress,
+            reference=ctx.reference,
         )
-        z = withzero.index(0.0)
         out = []
         for i, it in enumerate(items):
             for s, sv in enumerate(S):
@@ -63,7 +64,7 @@ class Drift(Task):
                         "scorer": "logprob",
                         "kl": float(kl[i, s]),
                         "ce": float(ce[i, s]),
-                        "ce_delta": float(ce[i, s] - ce[i, z]),
+                        "ce_delta": float(ce[i, s] - ce0[i]),
                         "n_tokens": int(n[i]),
                     }
                 )
