@@ -62,6 +62,22 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)")
 
+    cd = sub.add_parser(
+        "condition",
+        help="fit a condition for conditional steering (steer only prompts it fires on)",
+        description="Fit a CAST condition: a direction, layer and threshold that separate two prompt sets; saved as safetensors + JSON.",
+    )
+    _add_model(cd)
+    cd.add_argument("--positive", default="harmful", help="prompts it should fire on: harmful | harmless | a .txt/.jsonl [harmful]")
+    cd.add_argument("--negative", default="harmless", help="prompts it should not fire on [harmless]")
+    cd.add_argument("--n", type=int, default=128, help="prompts per side, half fit and half validate [128]")
+    cd.add_argument("--layers", default="0-7", help="candidate layers, below the layers you will steer [0-7]")
+    cd.add_argument("--objective", default="f1", choices=["f1", "fpr"], help="maximize F1, or catch most at FPR <= --target-fpr [f1]")
+    cd.add_argument("--target-fpr", type=float, default=0.05)
+    cd.add_argument("--seed", type=int, default=0)
+    cd.add_argument("--batch-size", type=int, default=32)
+    cd.add_argument("--out", required=True, help="output .safetensors path")
+
     g = sub.add_parser("generate", help="print unsteered and steered completions side by side")
     _add_model(g)
     g.add_argument("--vector", required=True, help="a .safetensors vector from `steertax extract`")
@@ -69,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--layers", default=None, help="subset of the vector's layers [all of them]")
     g.add_argument("--relative", action="store_true", help="strength in multiples of each layer's mean residual norm")
     g.add_argument("--positions", default="all", choices=["all", "prompt", "generated"])
+    g.add_argument("--condition", default=None, help="a condition file (steertax condition): steer only prompts it fires on")
     g.add_argument("--prompt", action="append", required=True, help="user message; repeat for several")
     g.add_argument("--max-new-tokens", type=int, default=64)
     g.add_argument("--raw", action="store_true", help="no chat template")
@@ -233,6 +250,37 @@ def _cmd_extract(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_condition(a: argparse.Namespace) -> int:
+    from ._util import parse_layers
+    from .condition import fit_condition, prompt_set
+    from .models import find_blocks, format_chat, load_model
+
+    out = Path(a.out)
+    if out.exists() and out.is_dir():
+        raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'condition.safetensors'}")
+    pos, neg = prompt_set(a.positive, a.n, a.seed), prompt_set(a.negative, a.n, a.seed)
+    model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
+    cond = fit_condition(
+        model,
+        tok,
+        [format_chat(tok, p) for p in pos],
+        [format_chat(tok, p) for p in neg],
+        layers=parse_layers(a.layers, len(find_blocks(model))),
+        objective=a.objective,
+        target_fpr=a.target_fpr,
+        seed=a.seed,
+        batch_size=a.batch_size,
+        sources={"positive": a.positive, "negative": a.negative, "n": a.n},
+    )
+    path = cond.save(out)
+    print("layer  balanced-acc  F1     FPR    threshold")
+    for k, v in cond.validation["per_layer"].items():
+        mark = "  <- chosen" if int(k) == cond.layer else ""
+        print(f"{k:>5}  {v['balanced_accuracy']:.3f}         {v['f1']:.3f}  {v['fpr']:.3f}  {v['threshold']:+.4f}{mark}")
+    print(f"saved {path}: fires when cos(h[layer {cond.layer}], c) {cond.comparator} {cond.threshold:+.4f}")
+    return 0
+
+
 def _columns(texts: Sequence[str], headers: Sequence[str], width: int) -> str:
     ncol = len(texts)
     colw = max(20, (width - 3 * (ncol - 1)) // ncol)
@@ -259,6 +307,16 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     if a.layers is not None:
         vec = vec.select(a.layers)
     width = a.width or shutil.get_terminal_size((160, 40)).columns
+    cond, fired = None, None
+    if a.condition is not None:
+        from .condition import Condition, check_condition_layer
+        from .models import format_chat
+        from .steering import steered_layers
+
+        cond = Condition.load(a.condition)
+        cond.check_model(model)
+        check_condition_layer(cond, steered_layers(model, vec))
+        fired = cond.fires(model, tok, [format_chat(tok, p, chat=not a.raw) for p in a.prompt])
     base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw)
     steered = [
         generate(
@@ -272,12 +330,13 @@ def _cmd_generate(a: argparse.Namespace) -> int:
             max_new_tokens=a.max_new_tokens,
             chat=not a.raw,
             force=a.force,
+            condition=cond,
         )
         for s in strengths
     ]
     unit = "x mean residual norm" if a.relative else ""
     for k, p in enumerate(a.prompt):
-        print(f"\n### {p}")
+        print(f"\n### {p}" + ("" if fired is None else f"   [condition {'fired: steered' if fired[k] else 'did not fire: not steered'}]"))
         heads = ["unsteered (r_e = 0)"] + [f"steered (r_e = {s:g}{unit})" for s in strengths]
         print(_columns([base[k]] + [st[k] for st in steered], heads, width))
     return 0
@@ -639,6 +698,7 @@ def _cmd_import(a: argparse.Namespace) -> int:
 
 COMMANDS = {
     "extract": _cmd_extract,
+    "condition": _cmd_condition,
     "generate": _cmd_generate,
     "info": _cmd_info,
     "eval": _cmd_eval,

@@ -209,20 +209,24 @@ def align_figure(summary: dict[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- across methods
 
 
-def _steering_points(d: Path, alignment: str, n_boot: int) -> dict[str, Any]:
-    """One point per strength of a steering study, paired against its own r = 0."""
+def _steering_points(d: Path, alignment: str, n_boot: int, kind: str = "steering") -> dict[str, Any] | None:
+    """One point per strength of a steering study (``kind`` steering, or conditional: the study's
+    conditional sweep), paired against its own r = 0; None when the study has no such rows."""
     from .config import from_dict, upgrade_resolved
     from .store import ResultStore
+    from .study import conditional_key
 
     resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
     cfg = from_dict(upgrade_resolved(resolved["config"]))
     with ResultStore(d / "results.sqlite") as store:
-        recs = store.records(resolved["run_id"])
+        recs = store.records(resolved["run_id"] if kind == "steering" else conditional_key(resolved["run_id"]))
+    if not recs:
+        return None
     entries = {e["name"]: e for e in _entries([t.__dict__ for t in cfg.tasks], recs)}
     grid = sorted({float(r["strength"]) for r in recs})
     points = []
     for s in grid:
-        p: dict[str, Any] = {"method": "steering", "setting": f"r={s:g}", "r": s, "tasks": {}}
+        p: dict[str, Any] = {"method": kind, "setting": f"r={s:g}", "r": s, "tasks": {}}
         for name, e in entries.items():
             if name != alignment and (e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS):
                 continue
@@ -231,7 +235,7 @@ def _steering_points(d: Path, alignment: str, n_boot: int) -> dict[str, Any]:
             p["tasks"][name] = paired_change(base, _by_item([r for r in rs if float(r["strength"]) == s], e["metric"]), n_boot=n_boot)
         points.append(p)
     helpful = sorted(n for n, e in entries.items() if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS)
-    return {"kind": "steering", "dir": str(d), "model": cfg.model, "points": points, "tasks": sorted(entries), "helpfulness_tasks": helpful}
+    return {"kind": kind, "dir": str(d), "model": cfg.model, "points": points, "tasks": sorted(entries), "helpfulness_tasks": helpful}
 
 
 def _align_points(d: Path, n_boot: int) -> list[dict[str, Any]]:
@@ -285,7 +289,7 @@ def compare(
     methods: list[dict[str, Any]] = []
     for d in map(Path, dirs):
         if (d / "config.resolved.yaml").is_file():
-            methods.append(_steering_points(d, alignment, n_boot))
+            methods += [m for m in (_steering_points(d, alignment, n_boot, k) for k in ("steering", "conditional")) if m is not None]
         elif (d / "align.resolved.yaml").is_file():
             methods.extend(_align_points(d, n_boot))
         else:

@@ -91,6 +91,26 @@ class TheoryConfig:
 
 
 @dataclass
+class ConditionConfig:
+    """Conditional steering (CAST): a condition fitted on two prompt sets (or loaded from ``path``);
+    the study then runs the unconditional sweep and the conditional one on the same grid and items."""
+
+    path: Optional[str] = None  # a condition file (steertax condition --out); else fitted from:
+    positive: str = "harmful"  # harmful (refusal_direction's harmful train+val) | a .txt (one prompt a line) / .jsonl (prompt)
+    negative: str = "harmless"  # harmless (Alpaca instructions, refusal_direction's harmless train) | a file
+    n: int = 128  # prompts per side; half fit the direction, half choose the layer and threshold
+    layers: Optional[str] = None  # candidate layers (default: every layer below the first steered one)
+    objective: str = "f1"  # f1: maximize F1 | fpr: most positives caught at false-positive rate <= target_fpr
+    target_fpr: float = 0.05
+    threshold: Optional[float] = None  # override the fitted threshold (cosine similarity; the direction and layer stay)
+
+
+@dataclass
+class SteeringConfig:
+    condition: Optional[ConditionConfig] = None
+
+
+@dataclass
 class RunConfig:
     model: str = "smollm2"
     dtype: Optional[str] = None
@@ -103,13 +123,18 @@ class RunConfig:
     tasks: list[TaskConfig] = field(default_factory=list)
     study: StudyConfig = field(default_factory=StudyConfig)
     theory: TheoryConfig = field(default_factory=TheoryConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
     quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def content_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        """The run id: a hash of what the unconditional sweep's rows depend on (a condition adds a second
+        sweep under its own key; it does not change these rows, so folders from before it keep their id)."""
+        d = self.to_dict()
+        d.pop("steering", None)
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def vector_file_name(self) -> str:
@@ -272,12 +297,7 @@ def _semantic(cfg: RunConfig) -> None:
         raise ConfigError(f"vector.layers: {e}") from None
     if cfg.strengths.values is not None and not cfg.strengths.values:
         raise ConfigError("strengths.values: give at least one strength (or remove it for the automatic grid)")
-    if cfg.strengths.n < 2:
-        raise ConfigError("strengths.n: need at least 2 points")
-    if cfg.strengths.n_local < 0:
-        raise ConfigError("strengths.n_local: must be 0 or more")
-    if not 0 < cfg.strengths.local_fraction <= 1:
-        raise ConfigError("strengths.local_fraction: must be in (0, 1], e.g. 0.25 (a quarter of the grid's largest |r|)")
+    _check_strengths(cfg)
     if not cfg.tasks:
         raise ConfigError("tasks: list at least one task")
     seen = set()
@@ -298,6 +318,44 @@ def _semantic(cfg: RunConfig) -> None:
         raise ConfigError("study.helpfulness_weight: must be in [0, 1]")
     if not 0 < cfg.study.validation_fraction < 1:
         raise ConfigError("study.validation_fraction: must be in (0, 1)")
+    if cfg.steering.condition is not None:
+        _check_condition(cfg)
+
+
+def _check_strengths(cfg: RunConfig) -> None:
+    if cfg.strengths.n < 2:
+        raise ConfigError("strengths.n: need at least 2 points")
+    if cfg.strengths.n_local < 0:
+        raise ConfigError("strengths.n_local: must be 0 or more")
+    if not 0 < cfg.strengths.local_fraction <= 1:
+        raise ConfigError("strengths.local_fraction: must be in (0, 1], e.g. 0.25 (a quarter of the grid's largest |r|)")
+
+
+def _check_condition(cfg: RunConfig) -> None:
+    from ._util import parse_layers
+
+    c = cfg.steering.condition
+    assert c is not None
+    if c.objective not in ("f1", "fpr"):
+        raise ConfigError(f"steering.condition.objective: {c.objective!r} is not f1 or fpr")
+    if not 0 <= c.target_fpr < 1:
+        raise ConfigError("steering.condition.target_fpr: must be in [0, 1), e.g. 0.05")
+    if c.n < 8:
+        raise ConfigError("steering.condition.n: need at least 8 prompts per side (half fit, half validate)")
+    first = min(parse_layers(cfg.vector.layers))
+    if c.layers is not None:
+        try:
+            cand = parse_layers(c.layers)
+        except Exception as e:
+            raise ConfigError(f"steering.condition.layers: {e}") from None
+        above = [i for i in cand if i >= first]
+        if above:
+            raise ConfigError(
+                f"steering.condition.layers: {above} are not below the steered layers ({cfg.vector.layers}); the condition reads the "
+                f"unsteered trunk: choose among 0-{first - 1}"
+            )
+    elif first == 0:
+        raise ConfigError("steering.condition: the vector steers layer 0, so no layer lies below it for the condition; steer from layer 1")
 
 
 BUILTIN_CONFIGS = ("default", "paper-qwen")

@@ -117,13 +117,16 @@ def generate_detailed(
     batch_size: int = 16,
     progress: bool = False,
     force: bool = False,
+    condition: Any = None,
 ) -> list[Generation]:
     """Generate answers for ``prompts`` (user messages, chat-formatted unless ``chat=False``).
 
     ``strength`` is one value for all prompts or one per prompt (rows with different strengths share
     batches). Without ``vector`` the model runs unsteered. ``prefill`` starts the assistant's answer
     (one text, or one per prompt; it is part of the prompt, not of the returned text). ``stop`` ends a
-    row at its first stop rule (see :data:`Stop`). Returns one :class:`Generation` per prompt.
+    row at its first stop rule (see :data:`Stop`). ``condition``: conditional steering, only the rows
+    whose prompt it fires on are steered (see :func:`steertax.steering.steer`). Returns one
+    :class:`Generation` per prompt.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -157,7 +160,9 @@ def generate_detailed(
             ctx: Any = contextlib.nullcontext()
         else:
             st = s[torch.as_tensor(idx)] if isinstance(s, torch.Tensor) else s
-            ctx = steer(model, vector, st, layers, positions=positions, operator=operator, relative=relative, force=force)
+            ctx = steer(
+                model, vector, st, layers, positions=positions, operator=operator, relative=relative, force=force, condition=condition
+            )
         kw = dict(gen_kw)
         if stop:
             kw["stopping_criteria"] = StoppingCriteriaList([_StopRules(tokenizer, ids.shape[1], stop, len(idx))])

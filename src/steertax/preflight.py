@@ -383,6 +383,22 @@ def _check_out(out: Path, P: _Problems) -> None:
 # --------------------------------------------------------------------------- entry points
 
 
+def _check_condition(cfg: RunConfig, P: _Problems) -> None:
+    """``steering.condition``: its file loads (and fits the model's width), or its prompt sets read."""
+    c = cfg.steering.condition
+    if c is None:
+        return
+    from .condition import Condition, prompt_set
+
+    if c.path:
+        with P.at("steering.condition.path"):
+            Condition.load(c.path)
+        return
+    for where, src in (("steering.condition.positive", c.positive), ("steering.condition.negative", c.negative)):
+        with P.at(where):
+            prompt_set(src, 8, cfg.seed)
+
+
 def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[SteertaxError], dict[str, Any]]:
     """Every problem with ``cfg`` (and the output folder ``out``) found without loading the model, and
     what was found (model kind, items per task, pairs or vector). Reads files only; writes nothing."""
@@ -394,6 +410,7 @@ def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[Ste
     _check_numbers(cfg, P)
     info["tasks"] = _check_tasks(cfg, P)
     _check_study(cfg, P)
+    _check_condition(cfg, P)
     if outp is not None:
         _check_out(outp, P)
     return P.items, info

@@ -55,6 +55,31 @@ A truncated code or maths answer is scored as it stands, usually wrong: above a 
 {% for r in s.strengths %}<td>{{ pct(per.get(r)) }}</td>{% endfor %}</tr>
 {% endfor %}</table>{% endif %}
 
+{% if s.conditional %}{% set c = s.conditional %}
+<h2>Conditional steering</h2>
+<p>The vector is added only where the condition fires: cosine similarity of the prompt's last-token state at layer
+<b>{{ c.condition.layer }}</b> with the condition direction {{ c.condition.comparator }} <b>{{ fmt(c.condition.threshold) }}</b>
+(objective {{ c.condition.validation.objective }}; fitted on {{ c.condition.validation.sources.positive }} vs {{ c.condition.validation.sources.negative }} prompts,
+none of them a study item). Rows where it does not fire are scored at strength exactly 0. The figures above show both runs.</p>
+<h3>Does the condition separate harmful from benign requests? (study items)</h3>
+<table><tr><th class="l">task</th><th>items</th><th>fired</th><th>TP</th><th>FN</th><th>FP</th><th>TN</th><th>balanced acc.</th></tr>
+{% for name, t in c.confusion.tasks.items() %}<tr><td class="l">{{ name }}</td><td>{{ t.n }}</td><td>{{ pct(t.fired_rate) }}</td>
+{% if t.confusion %}<td>{{ t.confusion.tp }}</td><td>{{ t.confusion.fn }}</td><td>{{ t.confusion.fp }}</td><td>{{ t.confusion.tn }}</td><td>{{ fmt(t.confusion.balanced_accuracy) }}</td>{% else %}<td colspan="5" class="note">harmful or not: does not apply</td>{% endif %}</tr>
+{% endfor %}{% if c.confusion.overall %}{% set o = c.confusion.overall %}<tr><th class="l">all labelled items</th><td>{{ o.tp + o.fn + o.fp + o.tn }}</td><td></td><td>{{ o.tp }}</td><td>{{ o.fn }}</td><td>{{ o.fp }}</td><td>{{ o.tn }}</td><td>{{ fmt(o.balanced_accuracy) }}</td></tr>{% endif %}</table>
+<details><summary>validation accuracy per candidate layer (fitting prompts' held-out half)</summary>
+<table><tr><th>layer</th><th>balanced acc.</th><th>F1</th><th>FPR</th><th>threshold</th></tr>
+{% for l, v in c.condition.validation.per_layer.items() %}<tr><td>{{ l }}{% if l|int == c.condition.layer %} ✔{% endif %}</td><td>{{ fmt(v.balanced_accuracy) }}</td><td>{{ fmt(v.f1) }}</td><td>{{ fmt(v.fpr) }}</td><td>{{ fmt(v.threshold) }}</td></tr>{% endfor %}
+</table></details>
+<h3>Conditional vs unconditional at r = {{ fmt(c.r_compare, 2) }}{% if c.efficient_strength.ok %} (the conditional run's r*){% endif %}</h3>
+<table><tr><th class="l">task</th><th class="l">axis</th><th>r = 0</th><th>Δ unconditional (95% CI)</th><th>Δ conditional (95% CI)</th><th>conditional / unconditional</th></tr>
+{% for name, v in c.versus_unconditional.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ v.axis }}</td><td>{{ fmt(v.base) }}</td>
+<td>{{ fmt(v.unconditional.delta) }} [{{ fmt((v.unconditional.delta_ci95 or [None, None])[0]) }}, {{ fmt((v.unconditional.delta_ci95 or [None, None])[1]) }}]</td>
+<td>{{ fmt(v.conditional.delta) }} [{{ fmt((v.conditional.delta_ci95 or [None, None])[0]) }}, {{ fmt((v.conditional.delta_ci95 or [None, None])[1]) }}]</td><td>{{ fmt(v.ratio, 2) }}</td></tr>
+{% endfor %}</table>
+<p class="note">Changes are paired per item against the unsteered model at the grid point nearest r; held-out items for the tasks r* was chosen on.
+A ratio near 1 on alignment tasks keeps steering's gain; near 0 on helpfulness tasks removes its tax.</p>
+{% endif %}
+
 <h2>Do the paper's laws hold here?</h2>
 <p class="note">Near r = 0 the paper predicts that alignment rises linearly (no second-order term h2) and helpfulness
 falls quadratically (no first-order term h1). Each task's curve on the small-|r| window is fitted with
@@ -118,7 +143,7 @@ choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one.
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
-    if x is None:
+    if x is None or type(x).__name__.endswith("Undefined"):  # jinja2's Undefined: a key the summary does not have
         return "—"
     try:
         xf = float(x)
@@ -230,6 +255,23 @@ def _axis_figure(
             zorder=3,
             label=f"{n} ({t['metric']}), measured",
         )
+    cond = (s.get("conditional") or {}).get("tasks") or {}
+    for k, n in enumerate(names):  # a conditional study: the conditional run's points, hollow, joined
+        if n in cond:
+            bs = cond[n]["by_strength"]
+            ax.errorbar(
+                [b["strength"] for b in bs],
+                [b["mean"] for b in bs],
+                yerr=[1.96 * (b["stderr"] or 0) for b in bs],
+                fmt="s--",
+                mfc="white",
+                color=colors[k % len(colors)],
+                ms=5,
+                lw=0.9,
+                capsize=2.5,
+                zorder=3,
+                label=f"{n}, conditional steering, measured",
+            )
     for k, n in enumerate(names):  # then the selected law (solid) and the paper's law if not selected (dotted)
         _plot_laws(ax, s["tasks"][n]["fit"], rr, colors[k % len(colors)])
     _plot_theory_bound(ax, axis, rr, eff, th)
@@ -242,6 +284,8 @@ def _axis_figure(
     ax.grid(alpha=0.3)
     h, lab = ax.get_legend_handles_labels()
     order = sorted(range(len(lab)), key=lambda i: (0 if lab[i].endswith("measured") else 1, i))
+    if cond:
+        ax.set_title(f"{axis.capitalize()} vs strength: unconditional (●) and conditional (□) steering, measured; laws of ●", fontsize=9)
     ax.legend([h[i] for i in order], [lab[i] for i in order], fontsize=7, loc="best")
     return _png(fig)
 
@@ -349,6 +393,7 @@ def _tradeoff_figure(s: dict[str, Any], rr: np.ndarray, eff: dict[str, Any]) -> 
                 zorder=1,
                 label=f"selected laws, all items ({s['tasks'][at]['fit']['law']} × {s['tasks'][ht]['fit']['law']})",
             )
+        _plot_conditional_frontier(ax, s, at, ht)
         _plot_heldout_r_star(ax, eff)
         ax.set_xlabel(f"ΔB ({at})")
         ax.set_ylabel(f"ΔH ({ht})")
@@ -358,6 +403,26 @@ def _tradeoff_figure(s: dict[str, Any], rr: np.ndarray, eff: dict[str, Any]) -> 
     ax.set_title("Tradeoff frontier: alignment gained vs helpfulness lost", fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def _plot_conditional_frontier(ax: Any, s: dict[str, Any], at: Any, ht: Any) -> None:
+    """A conditional study's frontier beside the unconditional one: its measured (ΔB, ΔH) per strength."""
+    ct = (s.get("conditional") or {}).get("tasks") or {}
+    if at not in ct or ht not in ct:
+        return
+    A = {b["strength"]: b for b in ct[at]["by_strength"]}
+    H = {b["strength"]: b for b in ct[ht]["by_strength"]}
+    rs = sorted(set(A) & set(H))
+    if 0.0 not in rs:
+        return
+    dB = [A[r]["mean"] - A[0.0]["mean"] for r in rs]
+    dH = [H[r]["mean"] - H[0.0]["mean"] for r in rs]
+    eB = [1.96 * (A[r].get("delta_stderr") or 0) for r in rs]
+    eH = [1.96 * (H[r].get("delta_stderr") or 0) for r in rs]
+    ax.errorbar(dB, dH, xerr=eB, yerr=eH, fmt="s--", mfc="white", color="#d95f02", lw=0.9, ms=5, capsize=2, zorder=3,
+                label="conditional steering, measured (± 95% CI)")  # fmt: skip
+    for r, x, y in zip(rs, dB, dH, strict=True):
+        ax.annotate(f"{r:g}", (x, y), fontsize=7, color="#d95f02", xytext=(3, -9), textcoords="offset points")
 
 
 def _plot_heldout_r_star(ax: Any, eff: dict[str, Any]) -> None:

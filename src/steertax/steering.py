@@ -126,6 +126,7 @@ class _PositionState:
     prompt_len: int | None = None
     offset: int = 0
     prompt_ids: torch.Tensor | None = None
+    serial: int = 0  # incremented at every new prompt (a condition decides once per prompt)
 
     def observe(self, module: nn.Module, args: Any, kwargs: Mapping[str, Any], positions: str) -> None:
         """Update from a top-level forward call's inputs (a forward pre-hook)."""
@@ -147,6 +148,7 @@ class _PositionState:
         if past == 0 and self.prompt_len is not None and _extends(ids, self.prompt_ids, self.prompt_len):
             pass  # the prompt again plus new tokens: generate without a KV cache re-runs the whole sequence
         elif past == 0 or self.prompt_len is None:
+            self.serial += 1
             self.prompt_len = past + T
             self.prompt_ids = ids.detach() if past == 0 and isinstance(ids, torch.Tensor) and ids.ndim == 2 else None
         self.offset = past
@@ -175,6 +177,7 @@ class SteeringHandle:
     relative: bool
     per_layer_strength: dict[int, Any] = field(default_factory=dict)
     calls: int = 0
+    fired: torch.Tensor | None = None  # with a condition: which rows of the last prompt it fired on
 
 
 def _directions(vector: Any, layers: Sequence[int] | None, n_layers: int) -> dict[int, torch.Tensor]:
@@ -282,6 +285,32 @@ def _direction_preparer(dirs: Mapping[int, torch.Tensor], per_layer: Mapping[int
     return prepared
 
 
+@dataclass
+class _Gate:
+    """A condition's per-row decision for the current prompt (1.0 = steer, 0.0 = leave the row alone)."""
+
+    rows: torch.Tensor | None = None
+    serial: int = -1
+    scores: torch.Tensor | None = None
+
+
+def _condition_hook(cond: Any, gate: _Gate, state: _PositionState, handle: "SteeringHandle") -> Callable[[nn.Module, Any, Any], None]:
+    """The forward hook on the condition's block: at the first call of each prompt, score every row's
+    last prompt token (left padding puts it last) and decide which rows are steered."""
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        if gate.serial == state.serial and gate.rows is not None:
+            return
+        h = output[0] if isinstance(output, tuple) else output
+        sc = cond.score_states(h[:, -1])
+        gate.scores = sc.detach().cpu()
+        gate.rows = cond.decide(sc).to(h.dtype)
+        gate.serial = state.serial
+        handle.fired = gate.rows.detach().bool().cpu()
+
+    return hook
+
+
 def _steering_hook(
     i: int,
     prepared: _Prepared,
@@ -289,6 +318,7 @@ def _steering_hook(
     state: _PositionState,
     positions: Positions,
     operator: Operator,
+    gate: _Gate | None = None,
 ) -> Callable[[nn.Module, Any, Any], Any]:
     """The forward hook on block ``i``: apply ``operator`` with layer ``i``'s direction to the block's
     output hidden state, only at the tokens ``positions`` selects."""
@@ -312,6 +342,13 @@ def _steering_hook(
             pos = torch.arange(state.offset, state.offset + T, device=h.device)
             keep = (pos < pl) if positions == "prompt" else (pos >= pl)
             change = change * keep.view(1, T, 1).to(h.dtype)
+        if gate is not None:
+            if gate.rows is None:
+                raise ModelError("conditional steering: the condition layer did not run before the steered layers in this forward pass")
+            g = gate.rows.to(h.device)
+            if g.shape[0] != h.shape[0]:  # a shared trunk fans each row out to K strengths above the condition
+                g = g.repeat_interleave(h.shape[0] // g.shape[0])
+            change = change * g.view(-1, 1, 1)  # a row that does not fire gets exactly strength 0
         new = h + change
         if isinstance(output, tuple):
             return (new,) + tuple(output[1:])
@@ -342,6 +379,7 @@ def steer(
     relative: bool = False,
     normalize: bool = True,
     force: bool = False,
+    condition: Any = None,
 ) -> Iterator[SteeringHandle]:
     """Steer ``model`` inside a ``with`` block.
 
@@ -363,6 +401,10 @@ def steer(
             vector); the absolute r_e used per layer is in ``handle.per_layer_strength``.
         normalize: rescale directions to unit norm (SteeringVectors already are).
         force: allow a vector recorded for another model (same hidden size still required).
+        condition: a :class:`~steertax.condition.Condition`: steer only the rows whose prompt it fires
+            on. It reads each row's last prompt token at its layer (below every steered layer) once per
+            prompt, in the same forward pass; rows where it does not fire get strength exactly 0.
+            ``handle.fired`` holds the last decision per row.
 
     The hooks are registered ahead of transformers' own (so ``output_hidden_states`` shows the edit)
     and removed on exit, even after an exception. The model object is otherwise untouched.
@@ -375,12 +417,23 @@ def steer(
 
     state = _PositionState()
     prepared = _direction_preparer(dirs, per_layer, normalize)
+    gate: _Gate | None = None
+    if condition is not None:
+        from .condition import check_condition_layer
+
+        condition.check_model(model)
+        check_condition_layer(condition, sorted(dirs))
+        gate = _Gate()
     hooks: list[Any] = []
     try:
-        if positions != "all":
+        if positions != "all" or gate is not None:
             hooks.append(model.register_forward_pre_hook(_position_pre_hook(state, positions), with_kwargs=True))
+        if gate is not None:
+            hooks.append(blocks[condition.layer].register_forward_hook(_condition_hook(condition, gate, state, handle), prepend=True))
         for i in sorted(dirs):
-            hooks.append(blocks[i].register_forward_hook(_steering_hook(i, prepared, handle, state, positions, operator), prepend=True))
+            hooks.append(
+                blocks[i].register_forward_hook(_steering_hook(i, prepared, handle, state, positions, operator, gate), prepend=True)
+            )
         yield handle
     finally:
         for hk in hooks:

@@ -7,6 +7,7 @@ figures/*.png. Rerunning the same config resumes; ``analyze(out)`` redoes only t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -121,6 +122,53 @@ def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, pr
     return vec.select(v.layers), path
 
 
+def conditional_key(run_id: str) -> str:
+    """The store key of a study's conditional sweep (method ``conditional``, setting r_e per row)."""
+    return f"{run_id}|conditional|"
+
+
+def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, out: Path, progress: bool) -> tuple[Any, Path]:
+    """The study's condition: loaded from ``steering.condition.path``, or fitted (and cached in the run
+    folder under a hash of what shapes it) on layers below the first steered one."""
+    from ._util import parse_layers
+    from .condition import Condition, check_condition_layer, fit_condition, prompt_set
+    from .models import format_chat
+
+    c = cfg.steering.condition
+    assert c is not None
+    if c.path:
+        cond = Condition.load(c.path)
+        cond.check_model(model)
+        path = Path(c.path)
+    else:
+        spec = {"model": cfg.model, "seed": cfg.seed, "layers": cfg.vector.layers, **dataclasses.asdict(c)}
+        path = out / f"condition-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}.safetensors"
+        if path.is_file():
+            cond = Condition.load(path)
+        else:
+            first = min(vec.layers)
+            layers = parse_layers(c.layers) if c.layers is not None else list(range(first))
+            pos = [format_chat(tok, p) for p in prompt_set(c.positive, c.n, cfg.seed)]
+            neg = [format_chat(tok, p) for p in prompt_set(c.negative, c.n, cfg.seed)]
+            cond = fit_condition(
+                model,
+                tok,
+                pos,
+                neg,
+                layers=layers,
+                objective=c.objective,
+                target_fpr=c.target_fpr,
+                seed=cfg.seed,
+                batch_size=cfg.batch_size,
+                sources={"positive": c.positive, "negative": c.negative, "n": c.n},
+            )
+            cond.save(path)
+    if c.threshold is not None:
+        cond = dataclasses.replace(cond, threshold=c.threshold)
+    check_condition_layer(cond, vec.layers)
+    return cond, path
+
+
 def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, grid: list[float]) -> dict[str, Any]:
     from .tasks.behavior import BehaviorTask
     from .tasks.choice import MMLU, ARCEasy, ClozeTask
@@ -187,7 +235,8 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
     vec, vec_path = _get_vector(cfg, model, tok, out, run_id, progress)
     grid, grid_info = strength_grid(cfg, vec)
-    resolved = {
+    cond, cond_path = _get_condition(cfg, model, tok, vec, out, progress) if cfg.steering.condition is not None else (None, None)
+    resolved: dict[str, Any] = {
         "run_id": run_id,
         "created": now_iso(),
         "config": cfg.to_dict(),
@@ -201,11 +250,31 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
             "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in specs},
         },
     }
+    if cond is not None:
+        resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata())
     resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), resolved["created"])
         run_sweep(model, tok, vec, specs, grid, store, run_id, seed=cfg.seed, chunk=cfg.chunk, batch_size=cfg.batch_size, progress=progress)
+        if cond is not None:
+            key = conditional_key(run_id)
+            store.begin_run(key, {"intervention": "conditional", "condition": str(cond_path)}, resolved["created"])
+            run_sweep(
+                model,
+                tok,
+                vec,
+                specs,
+                grid,
+                store,
+                key,
+                seed=cfg.seed,
+                chunk=cfg.chunk,
+                batch_size=cfg.batch_size,
+                progress=progress,
+                method="conditional",
+                condition=cond,
+            )
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))
@@ -353,30 +422,9 @@ def _task_summary(name: str, e: dict[str, Any], cfg: RunConfig) -> tuple[dict[st
     return out, None
 
 
-def analyze(out: str | Path) -> dict[str, Any]:
-    """Fit laws, pick r*, compute the tax, write summary.json, results.parquet and the report."""
-    from .report import write_report
-
-    out = Path(out)
-    cfg_path = out / "config.resolved.yaml"
-    if not cfg_path.is_file():
-        raise DataError(f"{out} has no config.resolved.yaml: is it a `steertax run` output folder?")
-    resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    cfg = from_dict(upgrade_resolved(resolved["config"]))
-    run_id = resolved["run_id"]
-    with ResultStore(out / "results.sqlite") as store:
-        records = store.records(run_id)
-        store.to_parquet(out / "results.parquet", run_id)
-    if not records:
-        raise DataError(f"{out}: the results store has no rows for run {run_id}; run `steertax run` first")
-    entries = _entries(cfg, records)
+def _efficient(cfg: RunConfig, entries: dict[str, dict[str, Any]], grid: list[float]) -> dict[str, Any]:
+    """The efficient strength r* from laws fitted on a validation split of items; held-out ΔB, ΔH at r*."""
     st = cfg.study
-    tasks_out: dict[str, Any] = {}
-    warns: list[str] = []
-    for name, e in entries.items():
-        tasks_out[name], warn = _task_summary(name, e, cfg)
-        if warn:
-            warns.append(warn)
     # efficient strength on a validation split; held-out numbers at r*
     eff: dict[str, Any] = {"ok": False}
     if st.alignment_task in entries and st.helpfulness_task in entries:
@@ -386,7 +434,6 @@ def analyze(out: str | Path) -> dict[str, Any]:
         lf = cfg.strengths.local_fraction
         fa, fh = _fit_entry(ea, 0, cfg.seed, val, lf), _fit_entry(eh, 0, cfg.seed, val, lf)
         fB, fH = law_function(fa), law_function(fh)
-        grid = resolved["resolved"]["strengths"]
         if fB is not None and fH is not None:
             kl = None
             drift = [n for n, e in entries.items() if e["name"] == "drift"]
@@ -411,6 +458,113 @@ def analyze(out: str | Path) -> dict[str, Any]:
             )
         else:
             eff["reason"] = "a law could not be fitted on the validation split"
+    return eff
+
+
+def _conditional(
+    cfg: RunConfig, resolved: dict[str, Any], store: ResultStore, entries: dict[str, dict[str, Any]], eff: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A conditional study's second half: the condition's confusion matrix on the study's items (none of
+    them was used to fit it), the conditional sweep's fits, r* and tax, and the comparison with
+    unconditional steering at the conditional r* (held-out items where r* was chosen on the task)."""
+    from .compare import paired_change
+
+    run_id = resolved["run_id"]
+    recs = store.records(conditional_key(run_id))
+    if not recs:
+        return None
+    ents = _entries(cfg, recs)
+    st = cfg.study
+    tasks_out = {n: _task_summary(n, e, cfg)[0] for n, e in ents.items()}
+    ceff = _efficient(cfg, ents, resolved["resolved"]["strengths"])
+    r = float(ceff["r_star"]) if ceff.get("ok") else float(eff.get("r_star", 0.0)) if eff.get("ok") else 0.0
+    # the condition's decisions per task, against whether the request is harmful
+    conf_tasks: dict[str, Any] = {}
+    fired_all: list[bool] = []
+    truth_all: list[bool] = []
+    for t in cfg.tasks:
+        key = t.label or t.name
+        task = T.get(t.name, **t.options)
+        items = {it.id: it for it in task.items(t.limit, cfg.seed)}
+        dec = {str(x["item"]): bool(x["fired"]) for x in recs if x["task"] == key and "fired" in x}
+        truth = {i: task.is_harmful(items[i]) for i in dec if i in items}
+        row: dict[str, Any] = {"n": len(dec), "fired_rate": float(np.mean(list(dec.values()))) if dec else None}
+        known = [i for i in dec if truth.get(i) is not None]
+        if known:
+            from .condition import confusion
+
+            row["confusion"] = confusion([dec[i] for i in known], [bool(truth[i]) for i in known])
+            fired_all += [dec[i] for i in known]
+            truth_all += [bool(truth[i]) for i in known]
+        conf_tasks[key] = row
+    from .condition import confusion
+
+    overall = confusion(fired_all, truth_all) if fired_all else None
+    # unconditional vs conditional at the conditional r*
+    ids = sorted({str(x["item"]) for n in (st.alignment_task, st.helpfulness_task) if n in entries for x in entries[n]["records"]})
+    _, test = split_items(ids, st.validation_fraction, cfg.seed) if ids else ([], [])
+    chosen_on = {st.alignment_task, st.helpfulness_task}
+    versus: dict[str, Any] = {}
+    for name, e in ents.items():
+        if name not in entries or e["metric"] in ("kl", "ce", "ce_delta"):
+            continue
+        keep = set(test) if name in chosen_on else None
+
+        def by_item(rs: list[dict[str, Any]], s: float, keep: set[str] | None = keep, m: str = e["metric"]) -> dict[str, float]:
+            return {
+                str(x["item"]): float(x[m])
+                for x in rs
+                if float(x["strength"]) == s and x.get(m) is not None and (keep is None or str(x["item"]) in keep)
+            }
+
+        grid = sorted({float(x["strength"]) for x in e["records"]})
+        near = min(grid, key=lambda g: abs(g - r))  # the grid point at r* (the tables report measured points, not fits)
+        u0, u1 = by_item(entries[name]["records"], 0.0), by_item(entries[name]["records"], near)
+        c1 = by_item(e["records"], near)
+        du, dc = paired_change(u0, u1, n_boot=st.n_boot, seed=cfg.seed), paired_change(u0, c1, n_boot=st.n_boot, seed=cfg.seed)
+        row = {"axis": e["axis"], "metric": e["metric"], "r": near, "base": du.get("base"), "unconditional": du, "conditional": dc}
+        if du.get("delta") and dc.get("delta") is not None:
+            row["ratio"] = dc["delta"] / du["delta"]  # the share of steering's change the conditional run keeps
+        versus[name] = row
+    return {
+        "condition": resolved["resolved"].get("condition"),
+        "condition_file": resolved["resolved"].get("condition_file"),
+        "confusion": {"overall": overall, "tasks": conf_tasks},
+        "tasks": tasks_out,
+        "efficient_strength": ceff,
+        "r_compare": r,
+        "versus_unconditional": versus,
+        "alignment_tax": tax_table(
+            {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in ents.items()}, {n: e["records"] for n, e in ents.items()}, r
+        ),
+    }
+
+
+def analyze(out: str | Path) -> dict[str, Any]:
+    """Fit laws, pick r*, compute the tax, write summary.json, results.parquet and the report."""
+    from .report import write_report
+
+    out = Path(out)
+    cfg_path = out / "config.resolved.yaml"
+    if not cfg_path.is_file():
+        raise DataError(f"{out} has no config.resolved.yaml: is it a `steertax run` output folder?")
+    resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    cfg = from_dict(upgrade_resolved(resolved["config"]))
+    run_id = resolved["run_id"]
+    with ResultStore(out / "results.sqlite") as store:
+        records = store.records(run_id)
+        store.to_parquet_many(out / "results.parquet", [run_id, conditional_key(run_id)])
+    if not records:
+        raise DataError(f"{out}: the results store has no rows for run {run_id}; run `steertax run` first")
+    entries = _entries(cfg, records)
+    st = cfg.study
+    tasks_out: dict[str, Any] = {}
+    warns: list[str] = []
+    for name, e in entries.items():
+        tasks_out[name], warn = _task_summary(name, e, cfg)
+        if warn:
+            warns.append(warn)
+    eff = _efficient(cfg, entries, resolved["resolved"]["strengths"])
     r_star = eff.get("r_star", 0.0) if eff.get("ok") else 0.0
     tax = tax_table(
         {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
@@ -443,6 +597,10 @@ def analyze(out: str | Path) -> dict[str, Any]:
                 "note": "2a of the paper's tanh law fitted to all items",
             }
         theory["bounds"] = _bound_checks(tasks_out, theory, st)
+    conditional = None
+    if cfg.steering.condition is not None:
+        with ResultStore(out / "results.sqlite") as store:
+            conditional = _conditional(cfg, resolved, store, entries, eff)
     summary = {
         "run_id": run_id,
         "model": cfg.model,
@@ -458,6 +616,8 @@ def analyze(out: str | Path) -> dict[str, Any]:
         "warnings": warns,
         "created": now_iso(),
     }
+    if conditional is not None:
+        summary["conditional"] = conditional
     for w in warns:
         log.warning("warning: %s", w)
     summary = _sanitize(json.loads(json.dumps(summary, default=_json_default)))

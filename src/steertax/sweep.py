@@ -45,6 +45,7 @@ def run_sweep(
     method: str = "steering",
     setting: str | None = None,
     reference: Any = None,
+    condition: Any = None,
 ) -> dict[str, int]:
     """Evaluate every task chunk not yet in the store; returns rows written per task."""
     written: dict[str, int] = {}
@@ -68,6 +69,7 @@ def run_sweep(
                 progress=False,
                 force=True,
                 reference=reference,
+                condition=condition,
             )
             store.write_cell(run_id, spec.name, key, res.records, now_iso(), method=method, setting=setting)
             written[spec.name] += len(res.records)

@@ -53,6 +53,35 @@ def get(name: str, **options: Any) -> Task:
         raise DataError(f"task {name!r}: bad option ({e}); see help(steertax.tasks.{cls.__name__})") from None
 
 
+def _score_gated(t: Task, ctx: EvalContext, its: list[Item], S: list[float], condition: Any) -> list[dict[str, Any]]:
+    """Conditional steering of one batch of items: the items the condition fires on are scored at every
+    strength; the others once, unsteered, and that record stands for every strength (gated strength 0)."""
+    from ..condition import check_condition_layer, gate_items
+    from ..models import format_chat
+    from ..steering import steered_layers
+
+    if ctx.vector is not None:
+        check_condition_layer(condition, steered_layers(ctx.model, ctx.vector, ctx.layers))
+    prompts = [format_chat(ctx.tokenizer, t.request_text(it)) for it in its]
+    fired, scores = gate_items(condition, ctx.model, ctx.tokenizer, prompts, batch_size=ctx.batch_size)
+    on = [it for it, f in zip(its, fired, strict=True) if f]
+    off = [it for it, f in zip(its, fired, strict=True) if not f]
+    recs: list[dict[str, Any]] = []
+    if on:
+        recs += t.score(ctx, on, S)
+    if off:
+        plain = EvalContext(**{**ctx.__dict__, "vector": None})
+        for r in t.score(plain, off, [0.0]):
+            recs += [{**r, "strength": float(s)} for s in S]
+    pos = {it.id: k for k, it in enumerate(its)}
+    sidx = {float(s): k for k, s in enumerate(S)}
+    for r in recs:
+        k = pos[r["item"]]
+        r["fired"], r["condition_score"] = bool(fired[k]), float(scores[k])
+    recs.sort(key=lambda r: (pos[r["item"]], sidx[float(r["strength"])]))  # stable: scorers keep their order
+    return recs
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -68,6 +97,7 @@ def evaluate(
     force: bool = False,
     items: Sequence[Item] | None = None,
     reference: Any = None,
+    condition: Any = None,
 ) -> EvalResult:
     """Score ``task`` at every strength (one batched pass over items x strengths).
 
@@ -75,6 +105,9 @@ def evaluate(
     error, n) per strength, scorer and metric. ``limit``/``seed`` pick a deterministic subset.
     ``reference``: for a model modified in place (an adapter injected), a callable returning a context
     manager under which it is the base model again; tasks that compare with the base (drift) use it.
+    ``condition``: a :class:`~steertax.condition.Condition`; conditional steering: it reads each item's
+    request (one chat turn) once, and an item where it does not fire is scored at strength exactly 0
+    for every strength (unsteered, computed once). Records gain ``fired`` and ``condition_score``.
     """
     t = get(task) if isinstance(task, str) else task
     S = check_strengths(strengths, vector is not None)
@@ -84,7 +117,7 @@ def evaluate(
     if not its:
         raise DataError(f"{t.name}: no items to evaluate")
     ctx = EvalContext(model, tokenizer, vector, layers, batch_size, progress, seed, force, reference=reference)
-    recs = t.score(ctx, its, S)
+    recs = t.score(ctx, its, S) if condition is None else _score_gated(t, ctx, its, S, condition)
     for r in recs:
         r.setdefault("task", t.name)
     metrics = tuple(t.metrics) + (("truncated",) if t.needs_finished_answer else ())  # unfinished answers are shown, not hidden

@@ -100,6 +100,16 @@ class Task:
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def is_harmful(self, item: Item) -> bool | None:
+        """Whether the item's request is harmful (a condition should fire), for a conditional run's
+        confusion matrix: False for helpfulness tasks, None where the question does not apply."""
+        return False if self.axis == "helpfulness" else None
+
+    def request_text(self, item: Item) -> str:
+        """The user's request in ``item``, as a conditional-steering condition reads it (one chat turn,
+        the form conditions are fitted on), whatever template the task scores with."""
+        raise DataError(f"task {self.name!r} does not say what its request text is, so a condition cannot read it")
+
     def aggregate(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Task-level extra numbers per strength (e.g. BBQ bias scores). Default: none."""
         return {}

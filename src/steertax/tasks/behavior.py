@@ -101,6 +101,9 @@ class BehaviorTask(Task):
     def user_text(self, item: Item) -> str:
         return item.data["prompt"]
 
+    def request_text(self, item: Item) -> str:
+        return self.user_text(item)
+
     def prompt_text(self, tok: Any, item: Item) -> str:
         fmt = TEMPLATES[self.template]
         if fmt is None:  # "chat"
@@ -235,6 +238,10 @@ class Refusal(BehaviorTask):
     a ``prompt`` column (optional ``id``)."""
 
     name = "refusal"
+
+    def is_harmful(self, item: Item) -> bool | None:
+        return True
+
     description = "refusal of harmful requests (B = P(refuse) - P(comply))"
 
     def load_items(self) -> list[Item]:
@@ -257,6 +264,9 @@ class RefusalAttack(BehaviorTask):
 
     name = "refusal_attack"
     description = "refusal under jailbreak prompts (JailbreakBench artifacts)"
+
+    def is_harmful(self, item: Item) -> bool | None:
+        return True
 
     def __init__(self, *, attacks: Sequence[str] = ATTACKS, target_model: str = "vicuna-13b-v1.5", **kw: Any) -> None:
         super().__init__(**kw)
@@ -339,6 +349,10 @@ class OverRefusal(BehaviorTask):
     the harmless rate on unsafe prompts: the helpfulness-harmlessness pair."""
 
     name = "over_refusal"
+
+    def is_harmful(self, item: Item) -> bool | None:
+        return item.data["label"] == "unsafe"
+
     axis = "helpfulness"
     metric = "helpful"
     metrics = ("helpful", "harmless", "refuse", "logmass")

@@ -46,6 +46,9 @@ class ClozeTask(Task):
         q = item.data["query"]
         return format_chat(tok, q) if self.chat else q
 
+    def request_text(self, item: Item) -> str:
+        return str(item.data["query"])
+
     def choice_texts(self, item: Item) -> list[str]:
         return [(" " + c) if not self.chat else c for c in item.data["choices"]]
 
@@ -444,6 +447,10 @@ class MMLU(Task):
         if not isinstance(item.data.get("question"), str):
             return f"'question' must be text, got {item.data.get('question')!r}"
         return None
+
+    def request_text(self, item: Item) -> str:
+        d = item.data
+        return d["question"] + "".join(f"\n{L}) {d[L]}." for L in LETTERS)
 
     def prompt_text(self, tok: Any, item: Item) -> str:
         d = item.data

@@ -35,6 +35,9 @@ class Drift(Task):
             Item(str(r.get("id", f"alpaca_eval/{i}")), {"instruction": r["instruction"], "output": r["output"]}) for i, r in enumerate(rows)
         ]
 
+    def request_text(self, item: Item) -> str:
+        return str(item.data["instruction"])
+
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         tok = ctx.tokenizer
         prompts = [format_chat(tok, it.data["instruction"]) if self.chat else it.data["instruction"] + "\n" for it in items]

@@ -154,6 +154,9 @@ class GSM8K(Task):
             self._budgets[key] = token_budget([len(x) for x in tokenizer(answers, add_special_tokens=False)["input_ids"]])
         return self._budgets[key]
 
+    def request_text(self, item: Item) -> str:
+        return str(item.data["question"])
+
     def prompts(self, items: Sequence[Item]) -> list[str]:
         if self.chat:
             return [it.data["question"] + "\nSolve it step by step and end with 'The answer is <number>'." for it in items]
@@ -296,6 +299,9 @@ class HumanEval(Task):
             restated = 0.0 if (self.prefill or not self.chat) else _p99_tokens(tokenizer, [it.data["prompt"] for it in items])
             self._budgets[key] = token_budget(lengths, extra=restated)
         return self._budgets[key]
+
+    def request_text(self, item: Item) -> str:
+        return self.USER.format(prompt=item.data["prompt"])
 
     def protocol(self, items: Sequence[Item]) -> dict[str, Any]:
         """The generation inputs for ``items``: user prompts, prefills, stop rules, system prompt."""

@@ -1,0 +1,377 @@
+"""Conditional steering (CAST, Lee et al., ICLR 2025): steer only the rows whose prompt the condition
+fires on.
+
+A :class:`Condition` is a unit direction ĉ at one decoder layer, a comparator and a threshold. It reads
+a prompt once, at the prompt's last token (where a chat template puts the assistant header, and where
+harmful-vs-harmless directions are read, Arditi et al. 2024), as the cosine similarity
+``cos(h_layer[last], ĉ)``; it fires when that similarity is ``>`` (or ``<``) the threshold. A row on
+which it does not fire gets strength exactly 0, so the r = 0 identity holds per row.
+
+:func:`fit_condition` learns one from two prompt sets (e.g. harmful vs harmless instructions): ĉ is the
+normalized difference of the two sets' mean last-token states on a fitting half, each candidate layer
+is scored on a validation half, and the threshold is chosen on the validation scores by one of two
+documented rules:
+
+* ``objective="f1"``: the threshold that maximizes F1 of "fires" against "is positive";
+* ``objective="fpr"``: the lowest threshold whose false-positive rate is at most ``target_fpr``
+  (the most positives caught under a cap on benign prompts steered).
+
+The layer must lie below the first steered layer, so the decision is made in the trunk that the
+strengths share: :func:`steertax.steering.steer` reads it inside the same forward pass (generation),
+and the study's sweep reads it with one forward pass cut at the condition layer per item before the
+items are scored (:func:`gate_items`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ._util import atomic_write_bytes, atomic_write_json
+from .errors import DataError, LayerError, VectorError
+
+__all__ = ["Condition", "fit_condition", "fit_threshold", "check_condition_layer", "confusion"]
+
+_META_KEY = "steertax.condition"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Condition:
+    """When to steer: fire on a prompt whose last-token state at ``layer`` has cosine similarity with
+    ``direction`` ``comparator`` ``threshold``.
+
+    Attributes:
+        direction: unit vector of the model's hidden size (+ points to the positive prompt set).
+        layer: the decoder block whose output is read (0-based); below every steered layer.
+        threshold: the cosine similarity the comparator tests against.
+        comparator: ``">"`` (fire on prompts like the positive set) or ``"<"`` (fire on the others).
+        model_id, hidden_size: the model it was fitted on.
+        validation: how it was chosen (per-layer validation accuracy and F1, the chosen layer's
+            confusion counts, objective, data sources and sizes).
+    """
+
+    direction: torch.Tensor
+    layer: int
+    threshold: float
+    comparator: str = ">"
+    model_id: str = ""
+    hidden_size: int = 0
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.comparator not in (">", "<"):
+            raise VectorError(f"condition comparator must be '>' or '<', got {self.comparator!r}")
+        t = float(self.threshold)
+        if not math.isfinite(t):
+            raise VectorError(f"condition threshold {self.threshold!r} is not finite: give a number in [-1, 1], or fit one")
+        self.threshold = t
+        d = torch.as_tensor(self.direction, dtype=torch.float32).reshape(-1)
+        n = float(d.norm())
+        if not math.isfinite(n) or n == 0:
+            raise VectorError("condition direction has zero or non-finite norm: fit it from two different prompt sets")
+        self.direction = d / n
+        self.hidden_size = self.hidden_size or int(d.shape[0])
+        self.layer = int(self.layer)
+
+    # -- deciding
+    def decide(self, scores: Any) -> Any:
+        """Whether the condition fires, from cosine scores (numpy or torch, any shape)."""
+        return scores > self.threshold if self.comparator == ">" else scores < self.threshold
+
+    def score_states(self, h: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of hidden states ``[..., d]`` with the direction (float32)."""
+        h = h.float()
+        c = self.direction.to(h.device)
+        return (h @ c) / h.norm(dim=-1).clamp_min(1e-12)
+
+    def scores(self, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        """The cosine score of each (already formatted) prompt: one forward pass per batch, cut after
+        the condition layer."""
+        from .activations import capture
+
+        self.check_model(model)
+        out = np.zeros(len(prompts))
+        if not prompts:
+            return out
+        for idx, reps, _ in capture(
+            model, tokenizer, list(prompts), [self.layer], position="last", batch_size=batch_size, padding_side="left"
+        ):
+            out[idx] = self.score_states(reps[self.layer]).numpy()
+        return out
+
+    def fires(self, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        return np.asarray(self.decide(self.scores(model, tokenizer, prompts, batch_size=batch_size)), dtype=bool)
+
+    def check_model(self, model: Any) -> None:
+        from .models import hidden_size, num_layers
+
+        d = hidden_size(model)
+        if d != self.hidden_size:
+            raise VectorError(
+                f"condition was fitted on a model with hidden size {self.hidden_size}, this one has {d}: fit it on this model"
+            )
+        n = num_layers(model)
+        if not 0 <= self.layer < n:
+            raise LayerError(f"condition layer {self.layer} is out of range: this model has {n} layers (valid: 0-{n - 1})")
+
+    # -- files
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": "steertax.Condition",
+            "format_version": FORMAT_VERSION,
+            "layer": self.layer,
+            "threshold": self.threshold,
+            "comparator": self.comparator,
+            "model_id": self.model_id,
+            "hidden_size": self.hidden_size,
+            "validation": self.validation,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (safetensors, metadata embedded) and a readable ``<path>.json``; both atomic."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        meta = self.metadata()
+        blob = save({"direction": self.direction.detach().cpu().contiguous()}, metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+        atomic_write_bytes(path, blob)
+        atomic_write_json(path.with_name(path.name + ".json"), meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Condition":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise VectorError(f"condition file {path} does not exist: check the path or fit one (steertax condition --out FILE)")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta_s = (f.metadata() or {}).get(_META_KEY)
+                d = f.get_tensor("direction")
+        except Exception as e:
+            raise VectorError(f"{path} is not a steertax condition file ({type(e).__name__}: {e})") from None
+        if not meta_s:
+            raise VectorError(
+                f"{path} has no steertax condition metadata: is it a steering vector? A condition is written by fit_condition"
+            )
+        m = json.loads(meta_s)
+        return cls(d, m["layer"], m["threshold"], m["comparator"], m.get("model_id", ""), m.get("hidden_size", 0), m.get("validation", {}))
+
+
+def check_condition_layer(cond: Condition, steered: Sequence[int]) -> None:
+    """The condition must be read below every steered layer (in the shared trunk, before any edit)."""
+    if steered and cond.layer >= min(steered):
+        raise LayerError(
+            f"condition layer {cond.layer} is not below the steered layers {sorted(steered)}: the condition must read the "
+            f"unsteered trunk; fit it on layers 0-{min(steered) - 1} (condition layers: ...) or steer higher layers"
+        )
+
+
+def confusion(fired: Any, positive: Any) -> dict[str, Any]:
+    """Counts and rates of a condition's decisions against the truth."""
+    f = np.asarray(fired, dtype=bool)
+    p = np.asarray(positive, dtype=bool)
+    tp, fn = int((f & p).sum()), int((~f & p).sum())
+    fp, tn = int((f & ~p).sum()), int((~f & ~p).sum())
+    prec = tp / (tp + fp) if tp + fp else float("nan")
+    rec = tp / (tp + fn) if tp + fn else float("nan")
+    tpr = rec
+    tnr = tn / (tn + fp) if tn + fp else float("nan")
+    return {
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
+        "accuracy": (tp + tn) / max(1, len(f)),
+        "balanced_accuracy": float(np.nanmean([tpr, tnr])) if np.isfinite([tpr, tnr]).any() else float("nan"),
+        "precision": prec,
+        "recall": rec,
+        "fpr": fp / (fp + tn) if fp + tn else float("nan"),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+    }
+
+
+def fit_threshold(pos: Sequence[float], neg: Sequence[float], objective: str = "f1", target_fpr: float = 0.05) -> float:
+    """The threshold for "fires when score > t" on validation scores of positives and negatives.
+
+    Candidates are the midpoints between consecutive distinct scores (plus one below and one above all
+    of them). ``f1`` maximizes F1 (ties: the midpoint of the widest tied range, the largest margin);
+    ``fpr`` takes the lowest candidate whose false-positive rate is <= ``target_fpr``."""
+    p = np.asarray(pos, dtype=float)
+    n = np.asarray(neg, dtype=float)
+    if len(p) == 0 or len(n) == 0:
+        raise DataError("fitting a threshold needs validation scores of both positives and negatives")
+    if not (np.isfinite(p).all() and np.isfinite(n).all()):
+        raise DataError("condition scores contain NaN: the prompts produced non-finite hidden states")
+    u = np.unique(np.concatenate([p, n]))
+    cands = np.concatenate([[u[0] - 1e-3], (u[:-1] + u[1:]) / 2, [u[-1] + 1e-3]])
+    tp = (p[None, :] > cands[:, None]).sum(1)
+    fp = (n[None, :] > cands[:, None]).sum(1)
+    if objective == "fpr":
+        if not 0 <= target_fpr < 1:
+            raise DataError(f"target_fpr must be in [0, 1), got {target_fpr}")
+        ok = np.nonzero(fp / len(n) <= target_fpr)[0]
+        return float(cands[ok[0]])
+    if objective != "f1":
+        raise DataError(f"condition objective {objective!r} is not 'f1' or 'fpr'")
+    f1 = 2 * tp / np.maximum(1, 2 * tp + fp + (len(p) - tp))
+    best = np.nonzero(f1 == f1.max())[0]
+    # among tied candidates take the widest contiguous run's middle (the threshold with most margin)
+    runs = np.split(best, np.nonzero(np.diff(best) != 1)[0] + 1)
+    run = max(runs, key=lambda r: (cands[r[-1]] - cands[r[0]], -r[0]))
+    return float((cands[run[0]] + cands[run[-1]]) / 2)
+
+
+def _states(model: Any, tokenizer: Any, prompts: Sequence[str], layers: Sequence[int], batch_size: int) -> dict[int, torch.Tensor]:
+    from .activations import capture
+
+    out = {i: torch.zeros(len(prompts), 0) for i in layers}
+    rows: dict[int, list[tuple[list[int], torch.Tensor]]] = {i: [] for i in layers}
+    for idx, reps, _ in capture(model, tokenizer, list(prompts), list(layers), position="last", batch_size=batch_size, padding_side="left"):
+        for i in layers:
+            rows[i].append((idx, reps[i]))
+    for i in layers:
+        d = rows[i][0][1].shape[1]
+        t = torch.zeros(len(prompts), d)
+        for idx, r in rows[i]:
+            t[idx] = r
+        out[i] = t
+    return out
+
+
+def fit_condition(
+    model: Any,
+    tokenizer: Any,
+    positive: Sequence[str],
+    negative: Sequence[str],
+    *,
+    layers: Sequence[int] | None = None,
+    objective: str = "f1",
+    target_fpr: float = 0.05,
+    validation_fraction: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 32,
+    sources: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Condition:
+    """Fit a condition that fires on prompts like ``positive`` and not on ones like ``negative``.
+
+    Both lists hold prompts exactly as the model reads them (chat-formatted). Each set is split
+    (seeded) into a fitting part (the direction: difference of mean last-token states) and a
+    validation part (the layer: best validation accuracy at its fitted threshold, ties to the lower
+    layer; the threshold: ``objective``). ``layers``: candidates (default: all)."""
+    from .models import model_id, num_layers
+
+    if len(positive) < 4 or len(negative) < 4:
+        raise DataError(f"fitting a condition needs at least 4 prompts per side, got {len(positive)} positive and {len(negative)} negative")
+    if not 0 < validation_fraction < 1:
+        raise DataError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    n_layers = num_layers(model)
+    cand = sorted(set(int(i) for i in (layers if layers is not None else range(n_layers))))
+    bad = [i for i in cand if not 0 <= i < n_layers]
+    if bad or not cand:
+        raise LayerError(f"condition layer(s) {bad or cand} out of range: this model has {n_layers} layers (valid: 0-{n_layers - 1})")
+    rng = np.random.default_rng(seed)
+    pi, ni = rng.permutation(len(positive)), rng.permutation(len(negative))
+    kp, kn = max(2, int(round(len(positive) * (1 - validation_fraction)))), max(2, int(round(len(negative) * (1 - validation_fraction))))
+    fit_p, val_p, fit_n, val_n = pi[:kp], pi[kp:], ni[:kn], ni[kn:]
+    if len(val_p) == 0 or len(val_n) == 0:
+        raise DataError("the validation split is empty: give more prompts or a larger validation_fraction")
+    texts = list(positive) + list(negative)
+    states = _states(model, tokenizer, texts, cand, batch_size)
+    P = len(positive)
+    per_layer: dict[int, dict[str, Any]] = {}
+    best: tuple[float, float, int] | None = None
+    fitted: dict[int, tuple[torch.Tensor, float]] = {}
+    for i in cand:
+        h = states[i].double()
+        hp, hn = h[:P], h[P:]
+        d = hp[torch.as_tensor(fit_p)].mean(0) - hn[torch.as_tensor(fit_n)].mean(0)
+        if not torch.isfinite(d).all() or float(d.norm()) == 0:
+            continue
+        c = (d / d.norm()).float()
+        cos = ((h.float() @ c) / h.float().norm(dim=-1).clamp_min(1e-12)).numpy()
+        sp, sn = cos[:P], cos[P:]
+        t = fit_threshold(sp[val_p], sn[val_n], objective, target_fpr)
+        conf = confusion(np.concatenate([sp[val_p] > t, sn[val_n] > t]), np.r_[np.ones(len(val_p), bool), np.zeros(len(val_n), bool)])
+        per_layer[i] = {"threshold": t, **{k: conf[k] for k in ("balanced_accuracy", "f1", "fpr", "recall")}}
+        fitted[i] = (c, t)
+        key = (conf["balanced_accuracy"], conf["f1"], -i)
+        if best is None or key > best:
+            best = key
+    if best is None:
+        raise DataError("the positive and negative prompts give identical states at every candidate layer: use two different sets")
+    layer = -int(best[2])
+    c, t = fitted[layer]
+    return Condition(
+        c,
+        layer,
+        t,
+        ">",
+        model_id(model),
+        int(c.shape[0]),
+        {
+            "objective": objective,
+            "target_fpr": target_fpr if objective == "fpr" else None,
+            "read": "last prompt token, cosine similarity",
+            "n_fit": {"positive": len(fit_p), "negative": len(fit_n)},
+            "n_validation": {"positive": len(val_p), "negative": len(val_n)},
+            "per_layer": {str(k): v for k, v in per_layer.items()},
+            "layer": layer,
+            "seed": seed,
+            "sources": sources or {},
+        },
+    )
+
+
+def gate_items(
+    cond: Condition, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fired, scores) for the prompts of a batch of items: the decision a conditional sweep applies."""
+    s = cond.scores(model, tokenizer, prompts, batch_size=batch_size)
+    return np.asarray(cond.decide(s), dtype=bool), s
+
+
+def prompt_set(source: str, n: int | None = None, seed: int = 0) -> list[str]:
+    """Requests for fitting a condition: ``harmful`` (refusal_direction's harmful train + val splits;
+    its test split is what the refusal task scores), ``harmless`` (its Alpaca train split), or a file:
+    ``.txt`` (one prompt a line) or ``.jsonl`` (a ``prompt`` or ``instruction`` field). ``n`` prompts
+    are drawn (seeded) when there are more."""
+    from .data import read_jsonl
+    from .pairs import harmful_instructions, harmless_instructions
+
+    if source == "harmful":
+        rows = harmful_instructions("train") + harmful_instructions("val")
+    elif source == "harmless":
+        rows = harmless_instructions("train")
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise DataError(f"condition prompts {source!r}: no such file; use harmful, harmless, a .txt (one prompt a line) or a .jsonl")
+        if p.suffix == ".txt":
+            rows = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        elif p.suffix == ".jsonl":
+            rows = []
+            for k, r in enumerate(read_jsonl(p), 1):
+                v = r.get("prompt", r.get("instruction")) if isinstance(r, dict) else None
+                if not isinstance(v, str) or not v.strip():
+                    raise DataError(f"{p} line {k}: needs a non-empty 'prompt' (or 'instruction') text field")
+                rows.append(v)
+        else:
+            raise DataError(f"condition prompts {p}: use a .txt (one prompt a line) or a .jsonl with a 'prompt' field")
+    if not rows:
+        raise DataError(f"condition prompts {source!r} are empty")
+    if n is not None and len(rows) > n:
+        idx = np.random.default_rng(seed).choice(len(rows), n, replace=False)
+        rows = [rows[i] for i in sorted(idx)]
+    return list(rows)
