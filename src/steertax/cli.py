@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the tradeoff study: sweep, fitted laws, theory, efficient strength, tax, report",
         description="Run the study from a YAML config (default: the built-in SmolLM2 study).",
     )
-    r.add_argument("config", nargs="?", default=None, help="YAML file or built-in name (default, paper-qwen)")
+    r.add_argument("config", nargs="?", default=None, help="YAML file or built-in name (default, paper-qwen, conditional)")
     r.add_argument("--out", default=None, help="output folder (rerun the same command to resume)")
     r.add_argument("--quick", action="store_true", help="a scaled-down smoke run (minutes on a CPU)")
     r.add_argument("--print-default-config", action="store_true", help="print the default config and exit")

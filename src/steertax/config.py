@@ -160,6 +160,8 @@ class RunConfig:
         d["study"]["n_boot"] = min(d["study"]["n_boot"], 50)
         d["theory"]["n_prompts"] = min(d["theory"]["n_prompts"], 6)
         d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
+        if d["steering"]["condition"]:
+            d["steering"]["condition"]["n"] = min(d["steering"]["condition"]["n"], 32)
         for t in d["tasks"]:
             t["limit"] = min(t["limit"] or 8, 8)
             # A quick run cuts items, strengths and pairs, never the tokens an answer needs to finish: code and
@@ -358,7 +360,7 @@ def _check_condition(cfg: RunConfig) -> None:
         raise ConfigError("steering.condition: the vector steers layer 0, so no layer lies below it for the condition; steer from layer 1")
 
 
-BUILTIN_CONFIGS = ("default", "paper-qwen")
+BUILTIN_CONFIGS = ("default", "paper-qwen", "conditional")
 
 
 def builtin_config(name: str) -> RunConfig:
