@@ -30,14 +30,14 @@ def setup():
     return model, tok, unit_vector(model, [2, 3])
 
 
-def _cond(model, tok, threshold=None, layer=1, seed=5):
+def _cond(model, tok, threshold=None, layer=1, seed=5, texts=None, read="mean"):
     d = model.config.hidden_size
     c = torch.nn.functional.normalize(torch.randn(d, generator=torch.Generator().manual_seed(seed)), dim=0)
-    cond = Condition(c, layer, 0.0)
-    if threshold is None:  # the median prompt score: half of PROMPTS fire
-        s = cond.scores(model, tok, [format_chat(tok, p) for p in PROMPTS])
+    cond = Condition(c, layer, 0.0, read=read)
+    if threshold is None:  # the median score: half of the texts fire
+        s = cond.scores(model, tok, texts or [format_chat(tok, p) for p in PROMPTS])
         threshold = float(np.median(s))
-    return Condition(c, layer, threshold)
+    return Condition(c, layer, threshold, read=read)
 
 
 def _logits(model, tok, texts, **kw):
@@ -52,16 +52,17 @@ def _logits(model, tok, texts, **kw):
         return forward(model, ids, mask).logits, None
 
 
-def test_steer_gates_rows_in_the_forward_pass(setup):
+@pytest.mark.parametrize("read", ["mean", "last"])
+def test_steer_gates_rows_in_the_forward_pass(setup, read):
     model, tok, v = setup
     texts = [format_chat(tok, p) for p in PROMPTS]
     plain, _ = _logits(model, tok, texts)
     steered, _ = _logits(model, tok, texts, vector=v, strength=4.0)
-    never, h = _logits(model, tok, texts, vector=v, strength=4.0, condition=_cond(model, tok, threshold=2.0))  # cos <= 1
+    never, h = _logits(model, tok, texts, vector=v, strength=4.0, condition=_cond(model, tok, threshold=2.0, read=read))  # cos <= 1
     assert torch.equal(never, plain) and not h.fired.any()
-    always, h = _logits(model, tok, texts, vector=v, strength=4.0, condition=_cond(model, tok, threshold=-2.0))
+    always, h = _logits(model, tok, texts, vector=v, strength=4.0, condition=_cond(model, tok, threshold=-2.0, read=read))
     assert torch.equal(always, steered) and h.fired.all()
-    cond = _cond(model, tok)
+    cond = _cond(model, tok, read=read)
     mixed, h = _logits(model, tok, texts, vector=v, strength=4.0, condition=cond)
     fired = h.fired.numpy()
     assert 0 < fired.sum() < len(texts)
@@ -78,8 +79,9 @@ def test_steer_gates_rows_in_the_forward_pass(setup):
 
 def test_generate_with_a_condition(setup):
     model, tok, v = setup
-    cond = _cond(model, tok)
-    fired = cond.fires(model, tok, [format_chat(tok, p) for p in PROMPTS])
+    cond = _cond(model, tok, texts=PROMPTS)
+    fired = cond.fires_on_requests(model, tok, PROMPTS)
+    assert 0 < fired.sum() < len(PROMPTS)
     base = st.generate(model, tok, PROMPTS, max_new_tokens=5)
     full = st.generate(model, tok, PROMPTS, v, 8.0, max_new_tokens=5)
     gated = st.generate(model, tok, PROMPTS, v, 8.0, max_new_tokens=5, condition=cond)
@@ -103,7 +105,7 @@ def test_conditional_evaluate_identities(setup, task):
     always = st.evaluate(model, tok, t, v, S, items=items, progress=False, condition=_cond(model, tok, threshold=-2.0))
     assert [r[metric] for r in always.records] == [r[metric] for r in uncond.records]
     assert all(r["fired"] for r in always.records)
-    cond = _cond(model, tok)
+    cond = _cond(model, tok, texts=[t.request_text(it) for it in items])
     mixed = st.evaluate(model, tok, t, v, S, items=items, progress=False, condition=cond)
     fired = {r["item"]: r["fired"] for r in mixed.records}
     assert 0 < sum(fired.values()) < len(items)
@@ -227,12 +229,10 @@ def test_conditional_study_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_smollm2_condition_separates_harmful_requests_from_arc_questions(smol):
     model, tok = smol
-    pos = [format_chat(tok, p) for p in prompt_set("harmful", 64)]
-    neg = [format_chat(tok, p) for p in prompt_set("harmless", 64)]
-    cond = fit_condition(model, tok, pos, neg, layers=range(8))
+    cond = fit_condition(model, tok, prompt_set("harmful", 128), prompt_set("harmless", 128), layers=range(8))
     harmful = st.tasks.get("refusal")
     arc = st.tasks.get("arc_easy")
-    h = cond.fires(model, tok, [format_chat(tok, harmful.request_text(it)) for it in harmful.items(48, 1)])
-    a = cond.fires(model, tok, [format_chat(tok, arc.request_text(it)) for it in arc.items(48, 1)])
+    h = cond.fires_on_requests(model, tok, [harmful.request_text(it) for it in harmful.items(48, 1)])
+    a = cond.fires_on_requests(model, tok, [arc.request_text(it) for it in arc.items(48, 1)])
     c = confusion(np.r_[h, a], np.r_[np.ones(len(h), bool), np.zeros(len(a), bool)])
-    assert c["balanced_accuracy"] >= 0.8, c  # chance is 0.5
+    assert c["balanced_accuracy"] >= 0.75 and c["fpr"] <= 0.1, c  # chance is 0.5

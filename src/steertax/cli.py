@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     cd.add_argument("--layers", default="0-7", help="candidate layers, below the layers you will steer [0-7]")
     cd.add_argument("--objective", default="f1", choices=["f1", "fpr"], help="maximize F1, or catch most at FPR <= --target-fpr [f1]")
     cd.add_argument("--target-fpr", type=float, default=0.05)
+    cd.add_argument("--read", default="mean", choices=["mean", "last"], help="mean of the prompt's token states, or the last one's [mean]")
+    cd.add_argument("--chat", action="store_true", help="read requests inside the chat template (default: the request's own text)")
     cd.add_argument("--seed", type=int, default=0)
     cd.add_argument("--batch-size", type=int, default=32)
     cd.add_argument("--out", required=True, help="output .safetensors path")
@@ -260,17 +262,20 @@ def _cmd_condition(a: argparse.Namespace) -> int:
         raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'condition.safetensors'}")
     pos, neg = prompt_set(a.positive, a.n, a.seed), prompt_set(a.negative, a.n, a.seed)
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
+    fmt = (lambda p: format_chat(tok, p)) if a.chat else (lambda p: p)  # noqa: E731
     cond = fit_condition(
         model,
         tok,
-        [format_chat(tok, p) for p in pos],
-        [format_chat(tok, p) for p in neg],
+        [fmt(p) for p in pos],
+        [fmt(p) for p in neg],
         layers=parse_layers(a.layers, len(find_blocks(model))),
         objective=a.objective,
         target_fpr=a.target_fpr,
         seed=a.seed,
         batch_size=a.batch_size,
         sources={"positive": a.positive, "negative": a.negative, "n": a.n},
+        read=a.read,
+        chat=a.chat,
     )
     path = cond.save(out)
     print("layer  balanced-acc  F1     FPR    threshold")
@@ -310,13 +315,12 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     cond, fired = None, None
     if a.condition is not None:
         from .condition import Condition, check_condition_layer
-        from .models import format_chat
         from .steering import steered_layers
 
         cond = Condition.load(a.condition)
         cond.check_model(model)
         check_condition_layer(cond, steered_layers(model, vec))
-        fired = cond.fires(model, tok, [format_chat(tok, p, chat=not a.raw) for p in a.prompt])
+        fired = cond.fires_on_requests(model, tok, a.prompt)
     base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw)
     steered = [
         generate(

@@ -2,24 +2,26 @@
 fires on.
 
 A :class:`Condition` is a unit direction ĉ at one decoder layer, a comparator and a threshold. It reads
-a prompt once, at the prompt's last token (where a chat template puts the assistant header, and where
-harmful-vs-harmless directions are read, Arditi et al. 2024), as the cosine similarity
-``cos(h_layer[last], ĉ)``; it fires when that similarity is ``>`` (or ``<``) the threshold. A row on
-which it does not fire gets strength exactly 0, so the r = 0 identity holds per row.
+a request once: the mean of its tokens' states at that layer (``read="mean"``, the first token left out
+as everywhere in steertax; or the last token's state, ``read="last"``), scored as the cosine similarity
+with ĉ; it fires when the similarity is ``>`` (or ``<``) the threshold. The request is read as plain
+text by default (``chat=False``: the user's own tokens, not a chat template's system prompt, which would
+dominate the mean of a short request). A row on which it does not fire gets strength exactly 0, so the
+r = 0 identity holds per row.
 
 :func:`fit_condition` learns one from two prompt sets (e.g. harmful vs harmless instructions): ĉ is the
-normalized difference of the two sets' mean last-token states on a fitting half, each candidate layer
-is scored on a validation half, and the threshold is chosen on the validation scores by one of two
-documented rules:
+normalized difference of the two sets' mean states on a fitting half, each candidate layer is scored on
+a validation half (balanced accuracy at its fitted threshold; ties go to the lower layer), and the
+threshold is chosen on the validation scores by one of two documented rules:
 
 * ``objective="f1"``: the threshold that maximizes F1 of "fires" against "is positive";
 * ``objective="fpr"``: the lowest threshold whose false-positive rate is at most ``target_fpr``
   (the most positives caught under a cap on benign prompts steered).
 
-The layer must lie below the first steered layer, so the decision is made in the trunk that the
-strengths share: :func:`steertax.steering.steer` reads it inside the same forward pass (generation),
-and the study's sweep reads it with one forward pass cut at the condition layer per item before the
-items are scored (:func:`gate_items`).
+The layer must lie below the first steered layer, so the decision reads the unsteered trunk the
+strengths share. :func:`steertax.steering.steer` takes it inside the same forward pass (it reads the
+tokens of the block's first forward call, the prompt); ``generate`` and the study's sweep decide once per
+request with a pass cut at the condition layer (:func:`gate_items`), then steer the rows that fired.
 """
 
 from __future__ import annotations
@@ -44,14 +46,16 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Condition:
-    """When to steer: fire on a prompt whose last-token state at ``layer`` has cosine similarity with
-    ``direction`` ``comparator`` ``threshold``.
+    """When to steer: fire on a prompt whose state at ``layer`` (mean over its tokens, or its last token)
+    has cosine similarity with ``direction`` ``comparator`` ``threshold``.
 
     Attributes:
         direction: unit vector of the model's hidden size (+ points to the positive prompt set).
         layer: the decoder block whose output is read (0-based); below every steered layer.
         threshold: the cosine similarity the comparator tests against.
         comparator: ``">"`` (fire on prompts like the positive set) or ``"<"`` (fire on the others).
+        read: ``"mean"`` (mean over the prompt's tokens after the first) or ``"last"`` (last token).
+        chat: whether requests are wrapped in the chat template before they are read (study, generate).
         model_id, hidden_size: the model it was fitted on.
         validation: how it was chosen (per-layer validation accuracy and F1, the chosen layer's
             confusion counts, objective, data sources and sizes).
@@ -64,8 +68,12 @@ class Condition:
     model_id: str = ""
     hidden_size: int = 0
     validation: dict[str, Any] = field(default_factory=dict)
+    read: str = "mean"
+    chat: bool = False
 
     def __post_init__(self) -> None:
+        if self.read not in ("mean", "last"):
+            raise VectorError(f"condition read must be 'mean' or 'last', got {self.read!r}")
         if self.comparator not in (">", "<"):
             raise VectorError(f"condition comparator must be '>' or '<', got {self.comparator!r}")
         t = float(self.threshold)
@@ -92,19 +100,22 @@ class Condition:
         return (h @ c) / h.norm(dim=-1).clamp_min(1e-12)
 
     def scores(self, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """The cosine score of each (already formatted) prompt: one forward pass per batch, cut after
-        the condition layer."""
-        from .activations import capture
-
+        """The cosine score of each prompt (read as given): one forward pass per batch, cut after the
+        condition layer."""
         self.check_model(model)
-        out = np.zeros(len(prompts))
         if not prompts:
-            return out
-        for idx, reps, _ in capture(
-            model, tokenizer, list(prompts), [self.layer], position="last", batch_size=batch_size, padding_side="left"
-        ):
-            out[idx] = self.score_states(reps[self.layer]).numpy()
-        return out
+            return np.zeros(0)
+        return self.score_states(_states(model, tokenizer, prompts, [self.layer], batch_size, self.read)[self.layer]).numpy()
+
+    def texts(self, tokenizer: Any, requests: Sequence[str]) -> list[str]:
+        """Requests as this condition reads them (plain, or in the chat template when ``chat``)."""
+        from .models import format_chat
+
+        return [format_chat(tokenizer, r) if self.chat else r for r in requests]
+
+    def fires_on_requests(self, model: Any, tokenizer: Any, requests: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        """Whether it fires on each user request (formatted as :meth:`texts` says)."""
+        return self.fires(model, tokenizer, self.texts(tokenizer, requests), batch_size=batch_size)
 
     def fires(self, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         return np.asarray(self.decide(self.scores(model, tokenizer, prompts, batch_size=batch_size)), dtype=bool)
@@ -132,6 +143,8 @@ class Condition:
             "model_id": self.model_id,
             "hidden_size": self.hidden_size,
             "validation": self.validation,
+            "read": self.read,
+            "chat": self.chat,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -165,7 +178,17 @@ class Condition:
                 f"{path} has no steertax condition metadata: is it a steering vector? A condition is written by fit_condition"
             )
         m = json.loads(meta_s)
-        return cls(d, m["layer"], m["threshold"], m["comparator"], m.get("model_id", ""), m.get("hidden_size", 0), m.get("validation", {}))
+        return cls(
+            d,
+            m["layer"],
+            m["threshold"],
+            m["comparator"],
+            m.get("model_id", ""),
+            m.get("hidden_size", 0),
+            m.get("validation", {}),
+            m.get("read", "mean"),
+            bool(m.get("chat", False)),
+        )
 
 
 def check_condition_layer(cond: Condition, steered: Sequence[int]) -> None:
@@ -232,20 +255,19 @@ def fit_threshold(pos: Sequence[float], neg: Sequence[float], objective: str = "
     return float((cands[run[0]] + cands[run[-1]]) / 2)
 
 
-def _states(model: Any, tokenizer: Any, prompts: Sequence[str], layers: Sequence[int], batch_size: int) -> dict[int, torch.Tensor]:
+def _states(
+    model: Any, tokenizer: Any, prompts: Sequence[str], layers: Sequence[int], batch_size: int, read: str
+) -> dict[int, torch.Tensor]:
+    """[n, d] float32 states per layer: mean over each prompt's tokens after the first, or its last token."""
     from .activations import capture
 
-    out = {i: torch.zeros(len(prompts), 0) for i in layers}
-    rows: dict[int, list[tuple[list[int], torch.Tensor]]] = {i: [] for i in layers}
-    for idx, reps, _ in capture(model, tokenizer, list(prompts), list(layers), position="last", batch_size=batch_size, padding_side="left"):
+    kw: dict[str, Any] = {"position": "last"} if read == "last" else {"position": "answer_mean", "answer_starts": [1] * len(prompts)}
+    out: dict[int, torch.Tensor] = {}
+    for idx, reps, _ in capture(model, tokenizer, list(prompts), list(layers), batch_size=batch_size, padding_side="left", **kw):
         for i in layers:
-            rows[i].append((idx, reps[i]))
-    for i in layers:
-        d = rows[i][0][1].shape[1]
-        t = torch.zeros(len(prompts), d)
-        for idx, r in rows[i]:
-            t[idx] = r
-        out[i] = t
+            if i not in out:
+                out[i] = torch.zeros(len(prompts), reps[i].shape[1])
+            out[i][idx] = reps[i]
     return out
 
 
@@ -262,14 +284,16 @@ def fit_condition(
     seed: int = 0,
     batch_size: int = 32,
     sources: dict[str, Any] | None = None,
-    progress: bool = False,
+    read: str = "mean",
+    chat: bool = False,
 ) -> Condition:
     """Fit a condition that fires on prompts like ``positive`` and not on ones like ``negative``.
 
-    Both lists hold prompts exactly as the model reads them (chat-formatted). Each set is split
-    (seeded) into a fitting part (the direction: difference of mean last-token states) and a
-    validation part (the layer: best validation accuracy at its fitted threshold, ties to the lower
-    layer; the threshold: ``objective``). ``layers``: candidates (default: all)."""
+    Both lists hold prompts exactly as they will be read (``chat`` only records whether the caller wrapped
+    them in the chat template, so the study and ``generate`` read requests the same way). Each set is
+    split (seeded) into a fitting part (the direction: difference of the sets' mean states) and a
+    validation part (the layer: best validation balanced accuracy at its fitted threshold, ties to the
+    lower layer; the threshold: ``objective``). ``layers``: candidates (default: all)."""
     from .models import model_id, num_layers
 
     if len(positive) < 4 or len(negative) < 4:
@@ -288,7 +312,9 @@ def fit_condition(
     if len(val_p) == 0 or len(val_n) == 0:
         raise DataError("the validation split is empty: give more prompts or a larger validation_fraction")
     texts = list(positive) + list(negative)
-    states = _states(model, tokenizer, texts, cand, batch_size)
+    if read not in ("mean", "last"):
+        raise DataError(f"read must be 'mean' or 'last', got {read!r}")
+    states = _states(model, tokenizer, texts, cand, batch_size, read)
     P = len(positive)
     per_layer: dict[int, dict[str, Any]] = {}
     best: tuple[float, float, int] | None = None
@@ -320,10 +346,12 @@ def fit_condition(
         ">",
         model_id(model),
         int(c.shape[0]),
-        {
+        read=read,
+        chat=chat,
+        validation={
             "objective": objective,
             "target_fpr": target_fpr if objective == "fpr" else None,
-            "read": "last prompt token, cosine similarity",
+            "read": f"{read} of the prompt's token states, cosine similarity",
             "n_fit": {"positive": len(fit_p), "negative": len(fit_n)},
             "n_validation": {"positive": len(val_p), "negative": len(val_n)},
             "per_layer": {str(k): v for k, v in per_layer.items()},
@@ -335,10 +363,10 @@ def fit_condition(
 
 
 def gate_items(
-    cond: Condition, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32
+    cond: Condition, model: Any, tokenizer: Any, requests: Sequence[str], *, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(fired, scores) for the prompts of a batch of items: the decision a conditional sweep applies."""
-    s = cond.scores(model, tokenizer, prompts, batch_size=batch_size)
+    """(fired, scores) for a batch of user requests: the decision a conditional sweep or ``generate`` applies."""
+    s = cond.scores(model, tokenizer, cond.texts(tokenizer, requests), batch_size=batch_size)
     return np.asarray(cond.decide(s), dtype=bool), s
 
 

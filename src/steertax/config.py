@@ -103,6 +103,8 @@ class ConditionConfig:
     objective: str = "f1"  # f1: maximize F1 | fpr: most positives caught at false-positive rate <= target_fpr
     target_fpr: float = 0.05
     threshold: Optional[float] = None  # override the fitted threshold (cosine similarity; the direction and layer stay)
+    read: str = "mean"  # mean of the request's token states (first token left out) | last token
+    chat: bool = False  # read requests inside the chat template (default: the request's own text)
 
 
 @dataclass
@@ -338,6 +340,8 @@ def _check_condition(cfg: RunConfig) -> None:
 
     c = cfg.steering.condition
     assert c is not None
+    if c.read not in ("mean", "last"):
+        raise ConfigError(f"steering.condition.read: {c.read!r} is not mean or last")
     if c.objective not in ("f1", "fpr"):
         raise ConfigError(f"steering.condition.objective: {c.objective!r} is not f1 or fpr")
     if not 0 <= c.target_fpr < 1:

@@ -124,9 +124,9 @@ def generate_detailed(
     ``strength`` is one value for all prompts or one per prompt (rows with different strengths share
     batches). Without ``vector`` the model runs unsteered. ``prefill`` starts the assistant's answer
     (one text, or one per prompt; it is part of the prompt, not of the returned text). ``stop`` ends a
-    row at its first stop rule (see :data:`Stop`). ``condition``: conditional steering, only the rows
-    whose prompt it fires on are steered (see :func:`steertax.steering.steer`). Returns one
-    :class:`Generation` per prompt.
+    row at its first stop rule (see :data:`Stop`). ``condition``: conditional steering; it reads each
+    prompt (the user message, as the study reads a request) once, and only the rows it fires on are
+    steered, the others get strength exactly 0. Returns one :class:`Generation` per prompt.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -136,6 +136,14 @@ def generate_detailed(
     s = check_strength(strength)
     if isinstance(s, torch.Tensor) and s.numel() != n:
         raise ValueError(f"got {s.numel()} strengths for {n} prompts: give one strength, or one per prompt")
+    if condition is not None and vector is not None:
+        # conditional steering: the condition reads each request once; a prompt it does not fire on gets strength exactly 0
+        from .condition import check_condition_layer, gate_items
+        from .steering import steered_layers
+
+        check_condition_layer(condition, steered_layers(model, vector, layers))
+        fired, _ = gate_items(condition, model, tokenizer, list(prompts), batch_size=batch_size)
+        s = torch.as_tensor(fired, dtype=torch.float32) * (s if isinstance(s, torch.Tensor) else torch.full((n,), float(s)))
     pre = _per_prompt(prefill, n, "prefill")
     texts = [format_chat(tokenizer, p, system=system, chat=chat) + f for p, f in zip(prompts, pre, strict=True)]
     enc = [encode(tokenizer, t) for t in texts]
@@ -160,9 +168,7 @@ def generate_detailed(
             ctx: Any = contextlib.nullcontext()
         else:
             st = s[torch.as_tensor(idx)] if isinstance(s, torch.Tensor) else s
-            ctx = steer(
-                model, vector, st, layers, positions=positions, operator=operator, relative=relative, force=force, condition=condition
-            )
+            ctx = steer(model, vector, st, layers, positions=positions, operator=operator, relative=relative, force=force)
         kw = dict(gen_kw)
         if stop:
             kw["stopping_criteria"] = StoppingCriteriaList([_StopRules(tokenizer, ids.shape[1], stop, len(idx))])

@@ -127,6 +127,7 @@ class _PositionState:
     offset: int = 0
     prompt_ids: torch.Tensor | None = None
     serial: int = 0  # incremented at every new prompt (a condition decides once per prompt)
+    mask: torch.Tensor | None = None  # the prompt call's 2-D attention mask, when it had one
 
     def observe(self, module: nn.Module, args: Any, kwargs: Mapping[str, Any], positions: str) -> None:
         """Update from a top-level forward call's inputs (a forward pre-hook)."""
@@ -149,6 +150,8 @@ class _PositionState:
             pass  # the prompt again plus new tokens: generate without a KV cache re-runs the whole sequence
         elif past == 0 or self.prompt_len is None:
             self.serial += 1
+            m = kwargs.get("attention_mask")
+            self.mask = m.detach() if isinstance(m, torch.Tensor) and m.ndim == 2 and m.shape[1] == T else None
             self.prompt_len = past + T
             self.prompt_ids = ids.detach() if past == 0 and isinstance(ids, torch.Tensor) and ids.ndim == 2 else None
         self.offset = past
@@ -295,14 +298,24 @@ class _Gate:
 
 
 def _condition_hook(cond: Any, gate: _Gate, state: _PositionState, handle: "SteeringHandle") -> Callable[[nn.Module, Any, Any], None]:
-    """The forward hook on the condition's block: at the first call of each prompt, score every row's
-    last prompt token (left padding puts it last) and decide which rows are steered."""
+    """The forward hook on the condition's block: at the first call of each prompt, read every row (the
+    mean of its real tokens after the first, from the call's attention mask and left padding; or its
+    last token) and decide which rows are steered."""
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if gate.serial == state.serial and gate.rows is not None:
             return
         h = output[0] if isinstance(output, tuple) else output
-        sc = cond.score_states(h[:, -1])
+        if cond.read == "last":
+            x = h[:, -1]
+        else:
+            B, T = h.shape[0], h.shape[1]
+            m = state.mask.to(h.device) if state.mask is not None and state.mask.shape[0] == B else torch.ones(B, T, device=h.device)
+            lengths = m.sum(-1)
+            rel = torch.arange(T, device=h.device).unsqueeze(0) - (T - lengths).unsqueeze(1)  # index within the row
+            w = ((rel >= 1) & (m > 0)).float()
+            x = torch.einsum("bt,btd->bd", w / w.sum(-1, keepdim=True).clamp_min(1), h.float())
+        sc = cond.score_states(x)
         gate.scores = sc.detach().cpu()
         gate.rows = cond.decide(sc).to(h.dtype)
         gate.serial = state.serial

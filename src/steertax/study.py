@@ -148,8 +148,9 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
         else:
             first = min(vec.layers)
             layers = parse_layers(c.layers) if c.layers is not None else list(range(first))
-            pos = [format_chat(tok, p) for p in prompt_set(c.positive, c.n, cfg.seed)]
-            neg = [format_chat(tok, p) for p in prompt_set(c.negative, c.n, cfg.seed)]
+            fmt = (lambda p: format_chat(tok, p)) if c.chat else (lambda p: p)  # noqa: E731
+            pos = [fmt(p) for p in prompt_set(c.positive, c.n, cfg.seed)]
+            neg = [fmt(p) for p in prompt_set(c.negative, c.n, cfg.seed)]
             cond = fit_condition(
                 model,
                 tok,
@@ -161,6 +162,8 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
                 seed=cfg.seed,
                 batch_size=cfg.batch_size,
                 sources={"positive": c.positive, "negative": c.negative, "n": c.n},
+                read=c.read,
+                chat=c.chat,
             )
             cond.save(path)
     if c.threshold is not None:

@@ -57,13 +57,11 @@ def _score_gated(t: Task, ctx: EvalContext, its: list[Item], S: list[float], con
     """Conditional steering of one batch of items: the items the condition fires on are scored at every
     strength; the others once, unsteered, and that record stands for every strength (gated strength 0)."""
     from ..condition import check_condition_layer, gate_items
-    from ..models import format_chat
     from ..steering import steered_layers
 
     if ctx.vector is not None:
         check_condition_layer(condition, steered_layers(ctx.model, ctx.vector, ctx.layers))
-    prompts = [format_chat(ctx.tokenizer, t.request_text(it)) for it in its]
-    fired, scores = gate_items(condition, ctx.model, ctx.tokenizer, prompts, batch_size=ctx.batch_size)
+    fired, scores = gate_items(condition, ctx.model, ctx.tokenizer, [t.request_text(it) for it in its], batch_size=ctx.batch_size)
     on = [it for it, f in zip(its, fired, strict=True) if f]
     off = [it for it, f in zip(its, fired, strict=True) if not f]
     recs: list[dict[str, Any]] = []
@@ -106,7 +104,7 @@ def evaluate(
     ``reference``: for a model modified in place (an adapter injected), a callable returning a context
     manager under which it is the base model again; tasks that compare with the base (drift) use it.
     ``condition``: a :class:`~steertax.condition.Condition`; conditional steering: it reads each item's
-    request (one chat turn) once, and an item where it does not fire is scored at strength exactly 0
+    request (:meth:`Task.request_text`) once, and an item where it does not fire is scored at strength exactly 0
     for every strength (unsteered, computed once). Records gain ``fired`` and ``condition_score``.
     """
     t = get(task) if isinstance(task, str) else task

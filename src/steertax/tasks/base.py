@@ -106,8 +106,9 @@ class Task:
         return False if self.axis == "helpfulness" else None
 
     def request_text(self, item: Item) -> str:
-        """The user's request in ``item``, as a conditional-steering condition reads it (one chat turn,
-        the form conditions are fitted on), whatever template the task scores with."""
+        """The user's request in ``item``, as a conditional-steering condition reads it (the form it was
+        fitted on: plain text, or a chat turn when the condition says so), whatever template the task
+        scores with."""
         raise DataError(f"task {self.name!r} does not say what its request text is, so a condition cannot read it")
 
     def aggregate(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
