@@ -176,7 +176,8 @@ def test_bad_condition_configs_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not below the steered layers" in err[0]
     assert not (tmp_path / "o").exists()
-    assert main(["--quiet", "run", str(_study(tmp_path / "e.yaml", positive=str(tmp_path / "nope.txt"))), "--out", str(tmp_path / "o")]) == 2
+    bad = _study(tmp_path / "e.yaml", positive=str(tmp_path / "nope.txt"))
+    assert main(["--quiet", "run", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such file" in err[0]
 

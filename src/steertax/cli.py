@@ -149,6 +149,16 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
     al.add_argument("--quick", action="store_true", help="fewer pairs, steps, settings and items (a few minutes on a CPU)")
 
+    mg = sub.add_parser(
+        "merge",
+        help="alignment by model merging (task arithmetic, TIES, DARE, TSV-M, R-TSVM) vs a data mixture, on the study's axes",
+        description="Train (or load) specialist adapters, merge their task vectors with every configured method and scale, "
+        "and evaluate the base, the specialists, the data-mixture baseline and every merge with the study's tasks. Rerun to resume.",
+    )
+    mg.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'merge' on SmolLM2)")
+    mg.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
+    mg.add_argument("--quick", action="store_true", help="fewer pairs, steps, merges and items (a few minutes on a CPU)")
+
     cp = sub.add_parser(
         "compare",
         help="one frontier across methods (steering runs, align runs): ΔB vs ΔH, utility optima, tax at matched alignment",
@@ -447,6 +457,18 @@ def _cmd_align(a: argparse.Namespace) -> int:
     return 0 if summ["settings"] else 1
 
 
+def _cmd_merge(a: argparse.Namespace) -> int:
+    from .merging import load_merge_config, run_merge
+
+    cfg = load_merge_config(a.config)
+    if a.quick:
+        cfg = cfg.quick_version()
+    summ = run_merge(cfg, a.out, progress=not a.quiet)
+    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/merge_3h.png, {a.out}/results.sqlite, {a.out}/adapters/")
+    return 0 if summ["settings"] else 1
+
+
 def _cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare
 
@@ -709,6 +731,7 @@ COMMANDS = {
     "tasks": _cmd_tasks,
     "run": _cmd_run,
     "align": _cmd_align,
+    "merge": _cmd_merge,
     "compare": _cmd_compare,
     "fit": _cmd_fit,
     "theory": _cmd_theory,

@@ -75,13 +75,15 @@ def _entries(task_cfgs: Sequence[dict[str, Any]], records: Sequence[dict[str, An
 
 
 def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
-    """summary.json, table.md and figures/align.png of an align run folder; returns the summary."""
+    """summary.json, table.md and figures/align.png of an align (or merge) run folder; returns the summary."""
     from .store import ResultStore
 
     out = Path(out)
     cfg_path = out / "align.resolved.yaml"
     if not cfg_path.is_file():
-        raise DataError(f"{out} has no align.resolved.yaml: is it a `steertax align` output folder?")
+        cfg_path = out / "merge.resolved.yaml"
+    if not cfg_path.is_file():
+        raise DataError(f"{out} has no align.resolved.yaml: is it a `steertax align` (or `steertax merge`) output folder?")
     resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     run_id, cfg = resolved["run_id"], resolved["config"]
     with ResultStore(out / "results.sqlite") as store:
@@ -92,7 +94,10 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
     if base_key not in recs or not recs[base_key]:
         raise DataError(f"{out}: the base model's rows are missing; rerun `steertax align` to finish the run")
     entries = _entries(cfg["tasks"], recs[base_key])
-    order = [base_key] + [f"{run_id}|{_method(s)}|{_name(s)}" for s in cfg["settings"]]
+    if "order" in resolved:  # a merge run lists its settings itself
+        order = [f"{run_id}|{m}|{s}" for m, s in resolved["order"]]
+    else:
+        order = [base_key] + [f"{run_id}|{_method(s)}|{_name(s)}" for s in cfg["settings"]]
     settings = []
     for key in order:
         rs = recs.get(key) or []
@@ -111,7 +116,14 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
             row["tasks"][e["name"]] = ch
         settings.append(row)
     _attach_training(out, settings)
-    summary = {"run_id": run_id, "model": cfg["model"], "entries": entries, "settings": settings, "quick": cfg.get("quick", False)}
+    summary = {
+        "run_id": run_id,
+        "kind": resolved.get("kind", "align"),
+        "model": cfg["model"],
+        "entries": entries,
+        "settings": settings,
+        "quick": cfg.get("quick", False),
+    }
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.md", markdown_table(summary))
     (out / "figures").mkdir(exist_ok=True)
@@ -157,7 +169,8 @@ def _ci(c: Any, nd: int = 3) -> str:
 
 def markdown_table(summary: dict[str, Any]) -> str:
     """Per setting and benchmark: the score, its paired change from the base (95% CI) and the tax %."""
-    lines = [f"# Alignment by fine-tuning: {summary['model']}", ""]
+    how = "merging" if summary.get("kind") == "merge" else "fine-tuning"
+    lines = [f"# Alignment by {how}: {summary['model']}", ""]
     lines.append("| method | setting | benchmark | axis | score | change vs base (95% CI) | tax % (95% CI) |")
     lines.append("|---|---|---|---|---|---|---|")
     ent = {e["name"]: e for e in summary["entries"]}
@@ -290,12 +303,10 @@ def compare(
     for d in map(Path, dirs):
         if (d / "config.resolved.yaml").is_file():
             methods += [m for m in (_steering_points(d, alignment, n_boot, k) for k in ("steering", "conditional")) if m is not None]
-        elif (d / "align.resolved.yaml").is_file():
+        elif (d / "align.resolved.yaml").is_file() or (d / "merge.resolved.yaml").is_file():
             methods.extend(_align_points(d, n_boot))
         else:
-            raise DataError(
-                f"{d} is neither a `steertax run` nor a `steertax align` output folder (no config.resolved.yaml / align.resolved.yaml)"
-            )
+            raise DataError(f"{d} is not a steertax run, align or merge output folder (no config/align/merge.resolved.yaml)")
     models = {m["model"] for m in methods}
     if len(models) > 1:
         raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")

@@ -1,0 +1,691 @@
+"""Model merging on the same axes: task vectors of specialists, merged by task arithmetic, TIES, DARE,
+TSV-M or R-TSVM, applied to the base model as one more intervention.
+
+Task vectors. A specialist is a peft LoRA adapter of the base model (``steertax align`` trains them) or a
+full model of the same architecture; its task vector per weight matrix is τ = θ_specialist − θ_base (for
+an adapter, exactly the merged delta ``scale · B @ A``).
+
+Methods (``merge_deltas``). For every matrix the specialists' deltas τ_1..τ_T with weights w_t:
+
+- ``task_arithmetic``: Σ w_t τ_t (Ilharco et al. 2023), via peft's ``merge_utils.task_arithmetic``.
+- ``ties``: trim each τ_t to its top ``density`` fraction by magnitude, elect each entry's sign by the
+  larger total mass, average the entries that agree (Yadav et al. 2023), via peft's ``merge_utils.ties``
+  (which elects the sign on the unweighted, trimmed deltas and applies w_t after the election).
+- ``dare``: drop each entry with probability 1 − ``density`` and rescale the rest by 1/``density`` (Yu et
+  al. 2024), then combine linearly (``combine: linear``) or TIES-style (``combine: ties``); peft's
+  ``dare_linear`` / ``dare_ties``, seeded.
+- ``tsvm``: Task Singular Vector Merging (Gargiulo et al., CVPR 2025; our torch implementation of their
+  reference code): per matrix, SVD each w_t τ_t, keep its top k_t singular triplets (default
+  k = ⌊min(m, n)/T⌋, the fraction 1/T of the full rank), concatenate the kept U's and V's across tasks,
+  replace each concatenation by its nearest orthonormal matrix (the polar factor, orthogonal
+  Procrustes: P Qᵀ from its SVD P Σ Qᵀ), keep the singular values, and recombine U⊥ diag(s) V⊥ᵀ. When the
+  tasks' subspaces are already orthogonal this is exactly Σ w_t τ_t. Singular values that are zero to
+  numerical precision are left out (a LoRA delta has rank at most its r; the reference code keeps
+  k of them anyway, whose arbitrary directions would then enter the orthogonalization).
+- ``rtsvm``: R-TSVM (Yang et al. 2025, arXiv 2502.06876, "Mix Data or Merge Models?"; renamed RESM in
+  its later version): TSV-M with *outlier-aware parameter weighting* and *sparsity-adaptive rank
+  selection*. The paper's abstracts name these two steps and motivate them by the heavy-tailed parameter
+  distribution of LLM task vectors and by layer sparsity; their formulas are not in any source we could
+  read (no code was released). What steertax does, our reading, documented in docs/MERGING.md:
+  (1) outlier weighting: per matrix, task t's outlier ratio D_t = fraction of entries with |τ_ij| >
+  M · mean|τ| (M = ``outlier_m``, 5 by default as in OWL's layerwise outlier ratio); its weight is
+  multiplied by 2·D̄/(D_t + D̄) (D̄ the tasks' mean ratio: 1 for an average task, up to 2 for one without
+  outliers, toward 0 for one dominated by them, i.e. by noise) and the weights are rescaled to keep
+  their sum; (2) sparsity-adaptive rank: k_t = the smallest rank
+  holding ``energy`` (0.9) of τ_t's squared singular values (a sparse, low-effective-rank delta keeps
+  few directions), capped so that Σ_t k_t ≤ min(m, n); then TSV-M.
+
+``scale`` (λ) multiplies the merged delta: θ = θ_base + λ · merge(τ_1..τ_T).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import torch
+import yaml
+
+from ._util import atomic_write_bytes, atomic_write_text
+from .align import LoraSettings, TrainSettings
+from .config import TaskConfig, _build
+from .errors import ConfigError, DataError, ModelError
+
+__all__ = [
+    "MERGE_METHODS",
+    "adapter_deltas",
+    "model_deltas",
+    "merge_deltas",
+    "tsvm_merge",
+    "rtsvm_merge",
+    "MergedIntervention",
+]
+
+MERGE_METHODS = ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm")
+
+
+# --------------------------------------------------------------------------- task vectors
+
+
+def adapter_deltas(path: str | Path, model: Any | None = None) -> dict[str, torch.Tensor]:
+    """A peft LoRA adapter's weight deltas, by the base model's weight name: ``scale · B @ A`` (float32)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not cfg_path.is_file() or not st_path.is_file():
+        raise DataError(f"{path} is not a peft adapter folder (needs adapter_config.json and adapter_model.safetensors)")
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    r, alpha = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))
+    scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+    t = load_file(str(st_path))
+    out: dict[str, torch.Tensor] = {}
+    for k, a in t.items():
+        if ".lora_A." not in k:
+            continue
+        b = t.get(k.replace(".lora_A.", ".lora_B."))
+        if b is None:
+            raise DataError(f"{path}: {k} has no matching lora_B weight: the adapter file is incomplete")
+        name = k.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
+        out[name] = scale * (b.float() @ a.float())
+    if not out:
+        raise DataError(f"{path} holds no LoRA weights")
+    if model is not None:
+        _check_fits(out, model, str(path))
+    return out
+
+
+def model_deltas(specialist: Any, base: Any, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """A full specialist model's deltas from the base, for its 2-D weights (or ``names``)."""
+    bp, sp = dict(base.named_parameters()), dict(specialist.named_parameters())
+    keys = list(names) if names is not None else [k for k, p in bp.items() if p.ndim == 2]
+    out = {}
+    for k in keys:
+        if k not in sp:
+            raise ModelError(f"the specialist has no weight {k}: it is not the base model's architecture")
+        if sp[k].shape != bp[k].shape:
+            raise ModelError(
+                f"the specialist's {k} has shape {tuple(sp[k].shape)}, the base's {tuple(bp[k].shape)}: not the same architecture"
+            )
+        out[k] = sp[k].detach().float() - bp[k].detach().float()
+    return out
+
+
+def _check_fits(deltas: Mapping[str, torch.Tensor], model: Any, what: str) -> None:
+    params = dict(model.named_parameters())
+    for k, d in deltas.items():
+        p = params.get(k)
+        if p is None:
+            raise ModelError(f"{what} changes {k}, which this model does not have: it was made for another base model")
+        if tuple(p.shape) != tuple(d.shape):
+            raise ModelError(f"{what} changes {k} with shape {tuple(d.shape)}, but the model's is {tuple(p.shape)}: another base model")
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def _polar(x: torch.Tensor) -> torch.Tensor:
+    """The orthonormal matrix nearest ``x`` (orthogonal Procrustes): P Qᵀ from x = P Σ Qᵀ."""
+    p, _, qh = torch.linalg.svd(x, full_matrices=False)
+    return p @ qh
+
+
+def _ties_untrimmed(ds: list[torch.Tensor], wt: torch.Tensor) -> torch.Tensor:
+    """TIES without trimming (density 1), the same steps as peft's ``ties`` (which warns and skips at 1)."""
+    from peft.utils import merge_utils as mu
+
+    stacked = torch.stack(ds, dim=0)
+    mask = mu.calculate_majority_sign_mask(stacked, method="total")
+    return mu.disjoint_merge(mu.reshape_weight_task_tensors(stacked, wt) * stacked, mask)
+
+
+def tsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], ranks: Sequence[int] | None = None) -> torch.Tensor:
+    """TSV-M of one matrix: each weighted delta's top-k SVD triplets, concatenated, the U and V blocks
+    replaced by their polar factors, recombined. ``ranks``: k per task (default ⌊min(m, n)/T⌋)."""
+    T = len(deltas)
+    m, n = deltas[0].shape
+    full = min(m, n)
+    ks = list(ranks) if ranks is not None else [max(1, full // T)] * T
+    us, ss, vs = [], [], []
+    for d, w, k in zip(deltas, weights, ks, strict=True):
+        u, s, vh = torch.linalg.svd(float(w) * d.double(), full_matrices=False)
+        # numerically zero singular values carry no direction (a LoRA delta has rank <= r): leave them out
+        k = min(int(k), int((s > 1e-10 * (s[0] if len(s) else 0)).sum()))
+        us.append(u[:, :k])
+        ss.append(s[:k])
+        vs.append(vh[:k])
+    U, S, Vh = torch.cat(us, 1), torch.cat(ss), torch.cat(vs, 0)
+    if U.shape[1] > full:
+        raise DataError(f"TSV-M keeps {U.shape[1]} directions in a {m}x{n} matrix: the ranks must sum to at most {full}")
+    return (_polar(U) @ torch.diag(S) @ _polar(Vh.T).T).to(deltas[0].dtype)
+
+
+def outlier_ratio(d: torch.Tensor, m: float = 5.0) -> float:
+    """The fraction of entries whose magnitude exceeds ``m`` times the mean magnitude (OWL's layerwise
+    outlier ratio, here on a task vector)."""
+    a = d.abs()
+    return float((a > m * a.mean()).float().mean())
+
+
+def energy_rank(d: torch.Tensor, energy: float = 0.9) -> int:
+    """The smallest rank holding ``energy`` of ``d``'s squared singular values."""
+    s = torch.linalg.svdvals(d.double())
+    c = torch.cumsum(s**2, 0)
+    if float(c[-1]) == 0:
+        return 1
+    return int(torch.searchsorted(c, energy * c[-1]).item()) + 1
+
+
+def rtsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], *, outlier_m: float = 5.0, energy: float = 0.9) -> torch.Tensor:
+    """R-TSVM as steertax reads it (see the module doc): outlier-aware reweighting of the tasks, a
+    rank per task from its spectrum's energy, then TSV-M."""
+    full = min(deltas[0].shape)
+    D = [outlier_ratio(d, outlier_m) for d in deltas]
+    mean_d = sum(D) / len(D)
+    # factor 2·D̄/(D_t + D̄) in (0, 2]: 1 for a task with the average outlier ratio, 2 with none, -> 0 with
+    # many; renormalized so the weights keep their sum
+    f = [2 * mean_d / (dt + mean_d) if mean_d > 0 else 1.0 for dt in D]
+    total = sum(float(w) for w in weights)
+    raw = [float(w) * ft for w, ft in zip(weights, f, strict=True)]
+    norm = total / sum(raw) if sum(raw) != 0 else 1.0
+    w = [x * norm for x in raw]
+    ks = [energy_rank(d, energy) for d in deltas]
+    if sum(ks) > full:  # cap: shrink every task's rank in proportion
+        ks = [max(1, int(k * full / sum(ks))) for k in ks]
+    return tsvm_merge(deltas, w, ks)
+
+
+def merge_deltas(
+    task_deltas: Sequence[Mapping[str, torch.Tensor]],
+    weights: Sequence[float],
+    method: str,
+    *,
+    density: float = 0.5,
+    combine: str = "linear",
+    seed: int = 0,
+    outlier_m: float = 5.0,
+    energy: float = 0.9,
+) -> dict[str, torch.Tensor]:
+    """Merge the specialists' deltas matrix by matrix (weights w_t; the merge ``scale`` is applied by
+    :class:`MergedIntervention`). Matrices only some specialists change count as 0 for the others."""
+    from peft.utils import merge_utils as mu
+
+    if method not in MERGE_METHODS:
+        raise DataError(f"merge method {method!r} is not one of {MERGE_METHODS}")
+    ws = [float(w) for w in weights]
+    if len(ws) != len(task_deltas):
+        raise DataError(f"{len(ws)} weights for {len(task_deltas)} specialists: give one weight per specialist")
+    if any(not math.isfinite(w) for w in ws):
+        raise DataError(f"merge weights {ws} contain NaN or inf: give finite numbers")
+    if method in ("ties", "dare") and not 0 < density <= 1:
+        raise DataError(f"density {density} must be in (0, 1]: the fraction of each task vector kept")
+    if combine not in ("linear", "ties"):
+        raise DataError(f"dare's combine must be linear or ties, got {combine!r}")
+    names = sorted(set().union(*(d.keys() for d in task_deltas)))
+    wt = torch.tensor(ws, dtype=torch.float32)
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # DARE's drops (peft draws them from torch's global generator)
+    out: dict[str, torch.Tensor] = {}
+    try:
+        for name in names:
+            shape = next(d[name].shape for d in task_deltas if name in d)
+            ds = [d[name].float() if name in d else torch.zeros(shape) for d in task_deltas]
+            if method == "task_arithmetic":
+                out[name] = mu.task_arithmetic(ds, wt)
+            elif method == "ties":
+                out[name] = mu.ties(ds, wt, density) if density < 1 else _ties_untrimmed(ds, wt)
+            elif method == "dare":
+                if density == 1:
+                    out[name] = mu.task_arithmetic(ds, wt)
+                else:
+                    out[name] = (mu.dare_linear if combine == "linear" else mu.dare_ties)(ds, wt, density)
+            elif method == "tsvm":
+                out[name] = tsvm_merge(ds, ws)
+            else:
+                out[name] = rtsvm_merge(ds, ws, outlier_m=outlier_m, energy=energy)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return out
+
+
+# --------------------------------------------------------------------------- the intervention
+
+
+class MergedIntervention:
+    """θ_base + scale · merged delta inside a ``with`` block; the touched weights are restored exactly
+    (copied back) when it ends."""
+
+    def __init__(self, deltas: Mapping[str, torch.Tensor], scale: float = 1.0, method: str = "merge", setting: str = "") -> None:
+        if not math.isfinite(float(scale)):
+            raise DataError(f"merge scale {scale!r} is not finite")
+        self.deltas, self.scale, self.method, self.setting = dict(deltas), float(scale), method, setting
+
+    def reference(self) -> Any:
+        return getattr(self, "_restore", None)
+
+    @contextlib.contextmanager
+    def apply(self, model: Any) -> Iterator[tuple[Any, Any, list[float]]]:
+        _check_fits(self.deltas, model, f"merge {self.setting!r}")
+        params = dict(model.named_parameters())
+        saved = {k: params[k].detach().clone() for k in self.deltas}
+
+        @contextlib.contextmanager
+        def restore() -> Iterator[None]:  # the base model, for tasks that compare with it (drift)
+            now = {k: params[k].detach().clone() for k in self.deltas}
+            with torch.no_grad():
+                for k in self.deltas:
+                    params[k].copy_(saved[k])
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for k in self.deltas:
+                        params[k].copy_(now[k])
+
+        with torch.no_grad():
+            for k, d in self.deltas.items():
+                p = params[k]
+                p.copy_((p.double() + self.scale * d.to(p.device).double()).to(p.dtype))
+        self._restore: Any = restore
+        try:
+            yield model, None, [0.0]
+        finally:
+            self._restore = None
+            with torch.no_grad():
+                for k in self.deltas:
+                    params[k].copy_(saved[k])
+
+
+# --------------------------------------------------------------------------- `steertax merge`
+
+SPECIALIST_DATA = ("harmless", "helpful", "honest")
+
+
+@dataclass
+class SpecialistConfig:
+    """A specialist: trained here by DPO on ``data`` (harmless | helpful | honest | a .jsonl with
+    prompt, chosen, rejected), or an existing peft ``adapter`` folder of the base model."""
+
+    name: str = ""
+    data: Optional[str] = None
+    adapter: Optional[str] = None
+    beta: float = 0.1
+
+
+@dataclass
+class MergeSpec:
+    """One merge method over the ``scales`` λ (θ = θ_base + λ·merge) with the specialists' ``weights``
+    (one per specialist, default 1 each)."""
+
+    method: str = "task_arithmetic"
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    weights: Optional[list[float]] = None
+    density: float = 0.5  # ties / dare: the fraction of each task vector kept
+    combine: str = "linear"  # dare: linear | ties
+    outlier_m: float = 5.0  # rtsvm
+    energy: float = 0.9  # rtsvm
+    label: Optional[str] = None
+
+    def name(self, scale: float, specialists: Sequence[str]) -> str:
+        base = self.label or self.method
+        extra = ""
+        if self.method in ("ties", "dare"):
+            extra += f" d={self.density:g}"
+        if self.method == "dare" and self.combine == "ties":
+            extra += " ties"
+        if self.weights is not None:
+            extra += " w=" + ",".join(f"{w:g}" for w in self.weights)
+        return f"{base} λ={scale:g}{extra}"
+
+
+@dataclass
+class MergeConfig:
+    model: str = "smollm2"
+    dtype: Optional[str] = None
+    seed: int = 0
+    batch_size: int = 32
+    chunk: int = 16
+    n_pairs: int = 96  # preference pairs per specialist (the mixture gets their union)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    specialists: list[SpecialistConfig] = field(default_factory=list)
+    merges: list[MergeSpec] = field(default_factory=list)
+    mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
+    tasks: list[TaskConfig] = field(default_factory=list)
+    quick: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def eval_hash(self) -> str:
+        spec = {"tasks": self.to_dict()["tasks"], "seed": self.seed, "model": self.model, "quick": self.quick}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+    def training_hash(self, name: str, data: Any) -> str:
+        spec = {k: self.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
+        spec.update(name=name, data=data, eval_tasks=self.to_dict()["tasks"])  # honest data excludes the evaluated items
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def quick_version(self) -> "MergeConfig":
+        d = self.to_dict()
+        d["quick"] = True
+        d["n_pairs"] = min(d["n_pairs"], 16)
+        d["train"]["steps"] = min(d["train"]["steps"], 4)
+        d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
+        d["merges"] = [{**m, "scales": m["scales"][:1]} for m in d["merges"][:3]]
+        for t in d["tasks"]:
+            t["limit"] = min(t["limit"] or 8, 8)
+        return merge_from_dict(d)
+
+
+def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
+    from . import tasks as T
+
+    if not isinstance(d, dict):
+        raise ConfigError(f"a merge config must be a YAML mapping, got {type(d).__name__}")
+    cfg: MergeConfig = _build(MergeConfig, d, "")
+    if len(cfg.specialists) < 1:
+        raise ConfigError("specialists: list at least one (e.g. {name: harmless, data: harmless})")
+    names = [s.name for s in cfg.specialists]
+    if len(set(names)) != len(names) or not all(names):
+        raise ConfigError(f"specialists: every specialist needs a distinct name, got {names}")
+    for i, s in enumerate(cfg.specialists):
+        if (s.data is None) == (s.adapter is None):
+            raise ConfigError(
+                f"specialists[{i}] ({s.name}): give data (harmless, helpful, honest or a .jsonl) or adapter (a folder), not both"
+            )
+        if s.data is not None and s.data not in SPECIALIST_DATA and not str(s.data).endswith(".jsonl"):
+            raise ConfigError(f"specialists[{i}].data: {s.data!r} is not one of {SPECIALIST_DATA} or a .jsonl file")
+    _check_merges(cfg)
+    if not cfg.tasks:
+        raise ConfigError("tasks: list at least one task")
+    for i, t in enumerate(cfg.tasks):
+        if t.name not in T.REGISTRY:
+            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
+    return cfg
+
+
+def _check_merges(cfg: MergeConfig) -> None:
+    for i, m in enumerate(cfg.merges):
+        if m.method not in MERGE_METHODS:
+            raise ConfigError(f"merges[{i}].method: {m.method!r} is not one of {MERGE_METHODS}")
+        if m.weights is not None and len(m.weights) != len(cfg.specialists):
+            raise ConfigError(f"merges[{i}].weights: {len(m.weights)} weights for {len(cfg.specialists)} specialists: one per specialist")
+        if not m.scales:
+            raise ConfigError(f"merges[{i}].scales: give at least one λ")
+        if not 0 < m.density <= 1:
+            raise ConfigError(f"merges[{i}].density: {m.density} must be in (0, 1]")
+        if m.combine not in ("linear", "ties"):
+            raise ConfigError(f"merges[{i}].combine: {m.combine!r} is not linear or ties")
+        if m.weights is not None and not all(math.isfinite(w) for w in m.weights):
+            raise ConfigError(f"merges[{i}].weights: {m.weights} must be finite numbers")
+
+
+def load_merge_config(path_or_name: str | Path | None) -> MergeConfig:
+    from importlib import resources
+
+    if path_or_name in (None, "merge"):
+        text = resources.files(__package__).joinpath("configs").joinpath("merge.yaml").read_text(encoding="utf-8")
+        return merge_from_dict(yaml.safe_load(text))
+    p = Path(str(path_or_name))
+    if not p.is_file():
+        raise ConfigError(f"merge config {p} does not exist: give a YAML file (or nothing for the built-in default)")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return merge_from_dict(d)
+
+
+# -- the specialists' data
+
+
+def _refusal(rng: random.Random) -> str:
+    from .pairs import REFUSAL_TEMPLATES
+
+    return rng.choice(REFUSAL_TEMPLATES).format(obj="that")
+
+
+def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] | None = None) -> list[dict[str, str]]:
+    """Preference pairs for one specialist.
+
+    - ``harmless``: AdvBench harmful requests -> a refusal chosen, compliance rejected (``steertax align``'s pairs).
+    - ``helpful``: AlpacaEval instructions -> the reference answer (its first 60 words) chosen, a refusal rejected.
+    - ``honest``: TruthfulQA questions the evaluation does not use -> the true MC1 answer chosen, a false one rejected.
+    - a ``.jsonl`` path: the user's pairs (prompt, chosen, rejected)."""
+    from .align import preference_data
+
+    rng = random.Random(seed + 11)
+    if kind == "harmless":
+        return preference_data("refusal", n, seed)
+    if kind == "helpful":
+        from .data import data_path, read_jsonl
+
+        rows = read_jsonl(data_path("alpaca_eval", "alpaca_eval.jsonl"))
+        pick = rng.sample(range(len(rows)), min(n, len(rows)))
+        return [
+            {"prompt": rows[i]["instruction"], "chosen": " ".join(rows[i]["output"].split()[:60]), "rejected": _refusal(rng)} for i in pick
+        ]
+    if kind == "honest":
+        from . import tasks as T
+
+        items = [it for it in T.get("truthfulqa").items(None, seed) if it.id not in (exclude_truthfulqa or set())]
+        rng.shuffle(items)
+        out = []
+        for it in items[:n]:
+            d = it.data
+            wrong = [a for k, a in enumerate(d["mc1"]) if k != d["mc1_gold"]]
+            out.append({"prompt": d["query"][3:-3].strip(), "chosen": d["mc1"][d["mc1_gold"]], "rejected": rng.choice(wrong)})
+        return out
+    return preference_data(kind, n, seed)
+
+
+# -- the run
+
+
+def _adapter_ready(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file() and (path / "setting.json").is_file()
+
+
+def _train_once(
+    cfg: MergeConfig,
+    name: str,
+    rows: list[dict[str, str]],
+    beta: float,
+    steps: int,
+    model: Any,
+    tok: Any,
+    out: Path,
+    progress: bool,
+    data_tag: Any,
+) -> Path:
+    """A specialist (or the mixture) trained by ``steertax align``'s trainer, cached under a hash of what shapes it."""
+    from .align import AlignSetting, train_setting
+
+    path = out / "adapters" / f"{name}-{cfg.training_hash(name, data_tag)}"
+    if _adapter_ready(path):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+    setting = AlignSetting("dpo", beta=beta, steps=steps, label=name)
+    info = train_setting(model, tok, setting, rows, tmp, lora=cfg.lora, train=cfg.train, seed=cfg.seed, progress=progress)
+    (tmp / "setting.json").write_text(json.dumps({"setting": dataclasses.asdict(setting), "name": name, **info}, indent=1, default=str))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train (or load) the specialists and the mixture, evaluate the base, each specialist, the mixture
+    and every merge setting into one store, then summarize (table, 3H figure). Safe to kill and rerun."""
+    from .compare import summarize_run
+    from .interventions import AdapterIntervention, BaseIntervention, evaluate_intervention
+    from .models import load_model
+    from .store import ResultStore
+    from .sweep import TaskSpec
+    from .tasks import get as get_task
+    from .vectors import now_iso
+
+    out = Path(out)
+    for s in cfg.specialists:
+        if s.adapter is not None and not (Path(s.adapter) / "adapter_config.json").is_file():
+            raise DataError(f"specialist {s.name}: {s.adapter} is not a peft adapter folder (no adapter_config.json)")
+        if s.data is not None and s.data.endswith(".jsonl"):
+            specialist_data(s.data, 1, cfg.seed)  # a bad file fails before anything is written
+    specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("adapters/.*.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    model, tok = load_model(cfg.model, cfg.dtype)
+    run_id = f"merge-{cfg.eval_hash()}"
+    tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
+    exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
+    # the specialists and the mixture (adapters), each trained once
+    paths: dict[str, Path] = {}
+    union: list[dict[str, str]] = []
+    for s in cfg.specialists:
+        if s.adapter is not None:
+            paths[s.name] = Path(s.adapter)
+            continue
+        rows = specialist_data(str(s.data), cfg.n_pairs, cfg.seed, exclude)
+        union += rows
+        paths[s.name] = _train_once(cfg, s.name, rows, s.beta, cfg.train.steps, model, tok, out, progress, [s.data, s.beta])
+    mixture = None
+    if cfg.mixture and union:
+        random.Random(cfg.seed).shuffle(union)
+        n_trained = sum(1 for s in cfg.specialists if s.data is not None)
+        beta = cfg.specialists[0].beta
+        mixture = _train_once(
+            cfg, "mixture", union, beta, cfg.train.steps * n_trained, model, tok, out, progress, [[s.data, s.beta] for s in cfg.specialists]
+        )
+    names = [s.name for s in cfg.specialists]
+    deltas = [adapter_deltas(paths[n], model) for n in names]
+    order: list[list[str]] = [["base", "base"]] + [["specialist", n] for n in names] + ([["mixture", "mixture"]] if mixture else [])
+    plan: list[tuple[str, str, MergeSpec, float]] = []
+    for m in cfg.merges:
+        for lam in m.scales:
+            label = m.name(lam, names)
+            plan.append((m.method, label, m, lam))
+            order.append([m.method, label])
+    resolved = {
+        "run_id": run_id,
+        "config": cfg.to_dict(),
+        "order": order,
+        "kind": "merge",
+        "specialists": {n: str(p) for n, p in paths.items()},
+        "mixture": str(mixture) if mixture else None,
+    }
+    atomic_write_text(out / "merge.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    with ResultStore(out / "results.sqlite") as store:
+        store.begin_run(run_id, cfg.to_dict(), now_iso())
+        evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress)
+        for n in names:
+            evaluate_intervention(AdapterIntervention(paths[n], "specialist", n), model, tok, specs, store, run_id, cfg, progress=progress)
+        if mixture is not None:
+            evaluate_intervention(
+                AdapterIntervention(mixture, "mixture", "mixture"), model, tok, specs, store, run_id, cfg, progress=progress
+            )
+        merged_cache: dict[str, dict[str, torch.Tensor]] = {}
+        for method, label, m, lam in plan:
+            key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
+            if key not in merged_cache:
+                merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
+                merged_cache[key] = merge_deltas(
+                    deltas,
+                    m.weights or [1.0] * len(names),
+                    m.method,
+                    density=m.density,
+                    combine=m.combine,
+                    seed=cfg.seed,
+                    outlier_m=m.outlier_m,
+                    energy=m.energy,
+                )
+            iv = MergedIntervention(merged_cache[key], lam, method, label)
+            evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress)  # type: ignore[arg-type]
+    summary = summarize_run(out)
+    (out / "figures").mkdir(exist_ok=True)
+    atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))
+    return summary
+
+
+def _axes_3h(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The 3H axes a merge run measured: (entry name, label)."""
+    ents = {e["name"]: e for e in summary["entries"]}
+    out = []
+    for name, lab in (
+        ("refusal", "harmless: refusal B"),
+        ("over_refusal", "helpful: safe prompts answered"),
+        ("arc_easy", "helpful: ARC-Easy P(correct)"),
+        ("truthfulqa", "honest: TruthfulQA MC2"),
+    ):
+        if name in ents:
+            out.append((name, lab))
+    return out or [(e["name"], e["name"]) for e in summary["entries"]][:3]
+
+
+def three_h_figure(summary: dict[str, Any]) -> bytes:
+    """One panel per 3H axis: the change from the base (paired 95% CI) for every setting, merge methods
+    as lines over their scale λ, the specialists and the data mixture as labelled reference points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import _png
+
+    axes_ = _axes_3h(summary)
+    fig, axs = plt.subplots(1, len(axes_), figsize=(4.6 * len(axes_), 4.2), squeeze=False)
+    rows = [r for r in summary["settings"] if r["method"] != "base"]
+    methods = [m for m in MERGE_METHODS if any(r["method"] == m for r in rows)]
+    for ax, (name, label) in zip(axs[0], axes_, strict=True):
+        for m in methods:
+            pts = sorted(
+                ((_lam(r["setting"]), r["tasks"][name]) for r in rows if r["method"] == m and name in r["tasks"]), key=lambda p: p[0]
+            )
+            pts = [p for p in pts if p[1]["delta"] is not None]
+            if not pts:
+                continue
+            ys = [p[1]["delta"] for p in pts]
+            err = [
+                [y - (p[1].get("delta_ci95") or [y, y])[0] for y, p in zip(ys, pts, strict=True)],
+                [(p[1].get("delta_ci95") or [y, y])[1] - y for y, p in zip(ys, pts, strict=True)],
+            ]
+            ax.errorbar([p[0] for p in pts], ys, yerr=err, fmt="o-", capsize=2, ms=4, lw=1, label=m)
+        for k, r in enumerate(x for x in rows if x["method"] in ("specialist", "mixture")):
+            c = r["tasks"].get(name) or {}
+            if c.get("delta") is None:
+                continue
+            ax.axhline(
+                c["delta"],
+                ls="--" if r["method"] == "mixture" else ":",
+                lw=1,
+                color=f"C{len(methods) + k}",
+                label=f"{r['setting']} ({r['method']})",
+            )
+        ax.axhline(0, color="#999", lw=0.8)
+        ax.set_xlabel("merge scale λ")
+        ax.set_ylabel(f"Δ {label}")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    axs[0][0].legend(fontsize=7)
+    fig.suptitle(f"{summary['model']}: merging specialists vs the data mixture (change from the base, 95% CI)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _lam(setting: str) -> float:
+    for tok in setting.split():
+        if tok.startswith("λ="):
+            return float(tok[2:])
+    return 1.0

@@ -1,0 +1,208 @@
+"""Model merging: the methods on hand-made and random low-rank task vectors (TSV-M is the sum on
+orthogonal subspaces and keeps its ranks, TIES trims and elects signs, DARE keeps the expectation),
+the merged model as an intervention (weight 1 = the specialist, weight 0 = the base, weights restored),
+a tiny end-to-end `steertax merge` that resumes and lands in `steertax compare`, bad input in one line."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import torch
+import yaml
+
+from conftest import make_tokenizer, tiny_model
+from steertax.align import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
+from steertax.cli import main
+from steertax.errors import ConfigError, DataError, ModelError
+from steertax.interventions import AdapterIntervention
+from steertax.merging import (
+    MergedIntervention,
+    adapter_deltas,
+    energy_rank,
+    merge_deltas,
+    merge_from_dict,
+    outlier_ratio,
+    rtsvm_merge,
+    tsvm_merge,
+)
+
+
+def _orthogonal(n, seed):
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return q
+
+
+def test_tsvm_is_the_sum_on_orthogonal_subspaces_and_keeps_its_ranks():
+    m, n = 12, 9
+    Q, R = _orthogonal(m, 0), _orthogonal(n, 1)
+    d1 = Q[:, :3] @ torch.diag(torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64)) @ R[:, :3].T
+    d2 = Q[:, 3:5] @ torch.diag(torch.tensor([4.0, 2.0], dtype=torch.float64)) @ R[:, 3:5].T
+    assert torch.allclose(tsvm_merge([d1, d2], [1.0, 1.0]), d1 + d2, atol=1e-10)
+    assert torch.allclose(tsvm_merge([d1, d2], [2.0, 0.5]), 2 * d1 + 0.5 * d2, atol=1e-10)
+    # ranks as configured: each task keeps its top k singular triplets
+    got = tsvm_merge([d1, d2], [1.0, 1.0], ranks=[2, 1])
+    want = (Q[:, :2] @ torch.diag(torch.tensor([5.0, 3.0], dtype=torch.float64)) @ R[:, :2].T
+            + Q[:, 3:4] * 4.0 @ R[:, 3:4].T)
+    assert torch.allclose(got, want, atol=1e-10) and int(torch.linalg.matrix_rank(got)) == 3
+    # overlapping subspaces: the merge is orthogonalized, so its singular values are exactly the kept ones
+    a = torch.randn(m, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    b = a + 0.1 * torch.randn(m, n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    merged = tsvm_merge([a, b], [1.0, 1.0])
+    kept = torch.cat([torch.linalg.svdvals(a)[:4], torch.linalg.svdvals(b)[:4]])
+    assert torch.allclose(torch.linalg.svdvals(merged)[:8], kept.sort(descending=True).values, atol=1e-8)
+    assert float(torch.linalg.svdvals(merged)[8]) < 1e-8  # 2 x floor(9/2) directions kept, the last slot empty
+
+
+def test_rtsvm_reweights_outlier_tasks_and_picks_ranks_by_energy():
+    m, n = 20, 16
+    Q, R = _orthogonal(m, 4), _orthogonal(n, 5)
+    clean = Q[:, :2] @ torch.diag(torch.tensor([3.0, 2.0], dtype=torch.float64)) @ R[:, :2].T
+    noisy = Q[:, 2:4] @ torch.diag(torch.tensor([3.0, 2.0], dtype=torch.float64)) @ R[:, 2:4].T
+    noisy[0, 0] += 40.0  # one huge outlier entry
+    assert outlier_ratio(noisy) > outlier_ratio(clean) == 0.0
+    assert energy_rank(clean, 0.5) == 1 and energy_rank(clean, 0.99) == 2
+    merged = rtsvm_merge([clean, noisy], [1.0, 1.0])
+    # the outlier-heavy task is down-weighted: the clean task's part survives at (about) full strength
+    part_clean = torch.diag(Q[:, :2].T @ merged @ R[:, :2]) / torch.tensor([3.0, 2.0], dtype=torch.float64)
+    assert (part_clean > 1.2).all()  # weight 1.5 (no outliers) after renormalization
+    assert merged.abs().max() < 0.75 * noisy.abs().max()  # the outlier-heavy task at weight 0.5
+
+
+def test_ties_trims_and_elects_signs_on_hand_made_vectors():
+    t1 = {"w": torch.tensor([[3.0, -1.0, 0.5, 2.0]])}
+    t2 = {"w": torch.tensor([[-1.0, -2.0, 1.0, 4.0]])}
+    # density 0.5: t1 keeps 3, 2; t2 keeps -2, 4. Sign by total mass: +, -, (0 ->) +, +. Mean of agreeing entries.
+    got = merge_deltas([t1, t2], [1.0, 1.0], "ties", density=0.5)["w"]
+    assert torch.equal(got, torch.tensor([[3.0, -2.0, 0.0, 3.0]]))
+    # no trimming: 0.5 vs 1 elects +; -1 vs -2 elects -
+    got = merge_deltas([t1, t2], [1.0, 1.0], "ties", density=1.0)["w"]
+    assert torch.equal(got, torch.tensor([[3.0, -1.5, 0.75, 3.0]]))
+    assert torch.equal(merge_deltas([t1, t2], [1.0, 1.0], "task_arithmetic")["w"], t1["w"] + t2["w"])
+
+
+def test_dare_keeps_the_expectation():
+    t = {"w": torch.randn(4, 5, generator=torch.Generator().manual_seed(0))}
+    draws = torch.stack([merge_deltas([t], [1.0], "dare", density=0.3, seed=k)["w"] for k in range(3000)])
+    assert torch.allclose(draws.mean(0), t["w"], atol=0.1 * float(t["w"].abs().max()))
+    one = merge_deltas([t], [1.0], "dare", density=0.3, seed=7)["w"]
+    kept = one != 0
+    assert torch.allclose(one[kept], t["w"][kept] / 0.3)  # survivors rescaled by 1/density
+    assert torch.equal(one, merge_deltas([t], [1.0], "dare", density=0.3, seed=7)["w"])  # seeded
+
+
+LORA = LoraSettings(r=4, alpha=8, targets=["q_proj", "v_proj", "up_proj"])
+TRAIN = TrainSettings(steps=4, lr=2e-2, batch_size=4, max_length=96, warmup_steps=0)
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    d = tmp_path_factory.mktemp("spec")
+    train_setting(tiny_model("llama", n_layers=2, seed=1), make_tokenizer(), AlignSetting("dpo", beta=0.5),
+                  preference_data("refusal", 8, seed=0), d / "a", lora=LORA, train=TRAIN, progress=False)
+    return d / "a"
+
+
+def _logits(model, tok, text="Tell me how to pick a lock."):
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adapter):
+    model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    base = _logits(model, tok)
+    with AdapterIntervention(adapter, "dpo", "a").apply(model) as (m, _, _):
+        spec = _logits(m, tok)
+    deltas = adapter_deltas(adapter, model)
+    for method in ("task_arithmetic", "ties", "tsvm", "rtsvm", "dare"):
+        # density 1 (nothing dropped) and, for R-TSVM, energy 1 (every direction kept): then a merge of one is that one
+        merged = merge_deltas([deltas], [1.0], method, density=1.0, energy=1.0)
+        with MergedIntervention(merged, 1.0, method, "one").apply(model) as (m, _, _):
+            assert torch.allclose(_logits(m, tok), spec, atol=1e-4), method
+        with MergedIntervention(merged, 0.0, method, "zero").apply(model) as (m, _, _):
+            assert torch.equal(_logits(m, tok), base)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # restored bit for bit
+
+
+def test_bad_merge_inputs(adapter, tmp_path):
+    with pytest.raises(ModelError, match="another base model"):
+        adapter_deltas(adapter, tiny_model("gpt2", n_layers=2))
+    with pytest.raises(DataError, match="not a peft adapter"):
+        adapter_deltas(tmp_path / "nothing")
+    t = {"w": torch.ones(2, 2)}
+    with pytest.raises(DataError, match="NaN"):
+        merge_deltas([t, t], [1.0, float("nan")], "task_arithmetic")
+    base = {"specialists": [{"name": "a", "data": "harmless"}], "tasks": [{"name": "arc_easy"}]}
+    with pytest.raises(ConfigError, match="not one of"):
+        merge_from_dict({**base, "merges": [{"method": "slerp"}]})
+    with pytest.raises(ConfigError, match="one per specialist"):
+        merge_from_dict({**base, "merges": [{"method": "ties", "weights": [1, 2]}]})
+    with pytest.raises(ConfigError, match="not a finite number"):
+        merge_from_dict({**base, "merges": [{"method": "ties", "weights": [float("nan")]}]})
+
+
+def _merge_cfg(tiny_dir, path, **over):
+    cfg = {
+        "model": str(tiny_dir), "seed": 0, "chunk": 4, "batch_size": 8, "n_pairs": 8,
+        "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+        "train": {"steps": 2, "lr": 0.01, "batch_size": 4, "max_length": 96, "warmup_steps": 0},
+        "specialists": [{"name": "harmless", "data": "harmless"}, {"name": "honest", "data": "honest"}],
+        "merges": [{"method": "task_arithmetic", "scales": [0.5, 1.0]}, {"method": "tsvm", "scales": [1.0]}],
+        "tasks": [{"name": "refusal", "limit": 4, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 4},
+                  {"name": "truthfulqa", "limit": 4}],
+    }
+    cfg.update(over)
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    return path
+
+
+def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
+    d = tmp_path / "tiny"
+    tiny_model("llama", n_layers=2, seed=1).save_pretrained(d)
+    make_tokenizer().save_pretrained(d)
+    cfg = _merge_cfg(d, tmp_path / "m.yaml")
+    out = tmp_path / "out"
+    assert main(["--quiet", "merge", str(cfg), "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert [(r["method"], r["setting"]) for r in s["settings"]] == [
+        ("base", "base"), ("specialist", "harmless"), ("specialist", "honest"), ("mixture", "mixture"),
+        ("task_arithmetic", "task_arithmetic λ=0.5"), ("task_arithmetic", "task_arithmetic λ=1"), ("tsvm", "tsvm λ=1")]
+    assert (out / "figures" / "merge_3h.png").stat().st_size > 5000
+    con = sqlite3.connect(out / "results.sqlite")
+    n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    con.close()
+    assert n == 7 * 12
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in (out / "adapters").glob("*/setting.json")}
+    assert len(mtimes) == 3  # two specialists and the mixture
+    assert main(["--quiet", "merge", str(cfg), "--out", str(out)]) == 0  # resume: nothing retrained or re-scored
+    assert {p.parent.name: p.stat().st_mtime_ns for p in (out / "adapters").glob("*/setting.json")} == mtimes
+    con = sqlite3.connect(out / "results.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == n
+    con.close()
+    capsys.readouterr()
+    assert main(["--quiet", "compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
+    res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert {m["kind"] for m in res["methods"]} == {"specialist", "mixture", "task_arithmetic", "tsvm"}
+    # bad input: one line, exit 2
+    bad = _merge_cfg(d, tmp_path / "bad.yaml", specialists=[{"name": "x", "adapter": str(tmp_path / "missing")}])
+    assert main(["--quiet", "merge", str(bad), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a peft adapter folder" in err[0]
+
+
+@pytest.mark.slow
+def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
+    from steertax.merging import load_merge_config, run_merge
+
+    cfg = load_merge_config(None).to_dict()
+    cfg["specialists"] = cfg["specialists"][:2]
+    cfg["merges"] = [{"method": "ties", "scales": [1.0], "density": 0.5}, {"method": "rtsvm", "scales": [1.0]}]
+    cfg = merge_from_dict(cfg).quick_version()
+    s = run_merge(cfg, tmp_path / "m", progress=False)
+    methods = [r["method"] for r in s["settings"]]
+    assert methods == ["base", "specialist", "specialist", "mixture", "ties", "rtsvm"]
+    harmless = next(r for r in s["settings"] if r["setting"] == "harmless")
+    assert harmless["tasks"]["refusal"]["delta"] > 0  # the harmless specialist refuses more than the base
