@@ -222,6 +222,16 @@ def test_conditional_study_end_to_end(tmp_path):
     con = sqlite3.connect(out / "results.sqlite")
     assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2 * 5 * 24
     con.close()
+    # another condition (here: another threshold) is another conditional sweep; the unconditional rows are reused
+    d2 = cfg.to_dict()
+    d2["steering"]["condition"]["threshold"] = -2.0  # fires on everything: the conditional run is the unconditional one
+    s2 = run_study(from_dict(d2), out, progress=False)
+    con = sqlite3.connect(out / "results.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 3 * 5 * 24
+    con.close()
+    assert all(t["fired_rate"] == 1.0 for t in s2["conditional"]["confusion"]["tasks"].values())
+    for name, t in s2["conditional"]["tasks"].items():
+        assert [b["mean"] for b in t["by_strength"]] == pytest.approx([b["mean"] for b in s2["tasks"][name]["by_strength"]], abs=1e-6)
     res = compare([out], tmp_path / "cmp")
     assert [m["kind"] for m in res["methods"]] == ["steering", "conditional"]
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["table"]

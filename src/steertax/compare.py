@@ -232,7 +232,7 @@ def _steering_points(d: Path, alignment: str, n_boot: int, kind: str = "steering
     resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
     cfg = from_dict(upgrade_resolved(resolved["config"]))
     with ResultStore(d / "results.sqlite") as store:
-        recs = store.records(resolved["run_id"] if kind == "steering" else conditional_key(resolved["run_id"]))
+        recs = store.records(resolved["run_id"] if kind == "steering" else conditional_key(resolved["run_id"], resolved))
     if not recs:
         return None
     entries = {e["name"]: e for e in _entries([t.__dict__ for t in cfg.tasks], recs)}

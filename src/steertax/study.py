@@ -122,9 +122,19 @@ def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, pr
     return vec.select(v.layers), path
 
 
-def conditional_key(run_id: str) -> str:
-    """The store key of a study's conditional sweep (method ``conditional``, setting r_e per row)."""
-    return f"{run_id}|conditional|"
+def conditional_key(run_id: str, resolved: dict[str, Any] | None = None) -> str:
+    """The store key of a study's conditional sweep (method ``conditional``, setting r_e per row): one per
+    condition (its file's content hash), so another condition never reuses these rows. ``resolved``: a
+    run folder's config.resolved.yaml, whose condition it reads (no condition: a key with no rows)."""
+    cond = ((resolved or {}).get("resolved") or {}).get("condition_id", "")
+    return f"{run_id}|conditional|{cond}"
+
+
+def condition_id(cond: Any) -> str:
+    """A short hash of a condition (direction bytes, layer, threshold, comparator, read, chat)."""
+    h = hashlib.sha256(cond.direction.numpy().tobytes())
+    h.update(json.dumps([cond.layer, cond.threshold, cond.comparator, cond.read, cond.chat]).encode())
+    return h.hexdigest()[:12]
 
 
 def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, out: Path, progress: bool) -> tuple[Any, Path]:
@@ -254,14 +264,14 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
         },
     }
     if cond is not None:
-        resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata())
+        resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata(), condition_id=condition_id(cond))
     resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), resolved["created"])
         run_sweep(model, tok, vec, specs, grid, store, run_id, seed=cfg.seed, chunk=cfg.chunk, batch_size=cfg.batch_size, progress=progress)
         if cond is not None:
-            key = conditional_key(run_id)
+            key = conditional_key(run_id, resolved)
             store.begin_run(key, {"intervention": "conditional", "condition": str(cond_path)}, resolved["created"])
             run_sweep(
                 model,
@@ -473,7 +483,7 @@ def _conditional(
     from .compare import paired_change
 
     run_id = resolved["run_id"]
-    recs = store.records(conditional_key(run_id))
+    recs = store.records(conditional_key(run_id, resolved))
     if not recs:
         return None
     ents = _entries(cfg, recs)
@@ -556,7 +566,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
     run_id = resolved["run_id"]
     with ResultStore(out / "results.sqlite") as store:
         records = store.records(run_id)
-        store.to_parquet_many(out / "results.parquet", [run_id, conditional_key(run_id)])
+        store.to_parquet_many(out / "results.parquet", [run_id, conditional_key(run_id, resolved)])
     if not records:
         raise DataError(f"{out}: the results store has no rows for run {run_id}; run `steertax run` first")
     entries = _entries(cfg, records)
