@@ -77,6 +77,22 @@ def test_steer_gates_rows_in_the_forward_pass(setup, read):
         assert torch.equal(per_row[i], (per_row_plain if f else plain)[i])
 
 
+@pytest.mark.parametrize("read", ["mean", "last"])
+def test_the_in_pass_read_follows_the_attention_mask(setup, read):
+    """Right padding reads the same tokens as left padding: each row's real tokens, from the mask."""
+    model, tok, v = setup
+    texts = [format_chat(tok, p) for p in PROMPTS]
+    cond = _cond(model, tok, read=read)
+    _, left = _logits(model, tok, texts, vector=v, strength=4.0, condition=cond)
+    from steertax.activations import forward, pad_batch
+    from steertax.models import encode
+
+    ids, mask = pad_batch([encode(tok, t) for t in texts], tok.pad_token_id or 0, "right")
+    with torch.no_grad(), steer(model, v, 4.0, condition=cond) as h:
+        forward(model, ids, mask)
+    assert torch.equal(h.fired, left.fired) and torch.equal(h.fired, torch.as_tensor(cond.fires(model, tok, texts)))
+
+
 def test_generate_with_a_condition(setup):
     model, tok, v = setup
     cond = _cond(model, tok, texts=PROMPTS)
@@ -144,6 +160,7 @@ def test_fit_condition_save_load_and_bad_input(setup, tmp_path):
     assert cond.layer in (0, 1) and set(cond.validation["per_layer"]) == {"0", "1"}
     back = Condition.load(cond.save(tmp_path / "c.safetensors"))
     assert torch.equal(back.direction, cond.direction) and back.threshold == cond.threshold and back.layer == cond.layer
+    assert (back.read, back.chat, back.comparator) == (cond.read, cond.chat, cond.comparator)
     with pytest.raises(VectorError, match="not finite"):
         Condition(cond.direction, 1, float("nan"))
     with pytest.raises(LayerError, match="not below the steered layers"):

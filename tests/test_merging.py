@@ -1,6 +1,7 @@
 """Model merging: the methods on hand-made and random low-rank task vectors (TSV-M is the sum on
 orthogonal subspaces and keeps its ranks, TIES trims and elects signs, DARE keeps the expectation),
-the merged model as an intervention (weight 1 = the specialist, weight 0 = the base, weights restored),
+the merged model as an intervention (a merge of one specialist at scale 1 = the specialist, scale 0 =
+the base, weights restored bit for bit),
 a tiny end-to-end `steertax merge` that resumes and lands in `steertax compare`, bad input in one line."""
 from __future__ import annotations
 
@@ -67,6 +68,9 @@ def test_rtsvm_reweights_outlier_tasks_and_picks_ranks_by_energy():
     part_clean = torch.diag(Q[:, :2].T @ merged @ R[:, :2]) / torch.tensor([3.0, 2.0], dtype=torch.float64)
     assert (part_clean > 1.2).all()  # weight 1.5 (no outliers) after renormalization
     assert merged.abs().max() < 0.75 * noisy.abs().max()  # the outlier-heavy task at weight 0.5
+    # a specialist that leaves a matrix alone takes no part in it: the other's delta is not shrunk
+    alone = rtsvm_merge([noisy, torch.zeros_like(noisy)], [1.0, 1.0], energy=1.0)
+    assert torch.allclose(alone, noisy, atol=1e-9)
 
 
 def test_ties_trims_and_elects_signs_on_hand_made_vectors():
@@ -78,6 +82,7 @@ def test_ties_trims_and_elects_signs_on_hand_made_vectors():
     # no trimming: 0.5 vs 1 elects +; -1 vs -2 elects -
     got = merge_deltas([t1, t2], [1.0, 1.0], "ties", density=1.0)["w"]
     assert torch.equal(got, torch.tensor([[3.0, -1.5, 0.75, 3.0]]))
+    assert torch.equal(merge_deltas([t1, t2], [1.0, 1.0], "dare", density=1.0, combine="ties")["w"], got)  # nothing dropped
     assert torch.equal(merge_deltas([t1, t2], [1.0, 1.0], "task_arithmetic")["w"], t1["w"] + t2["w"])
 
 
@@ -142,6 +147,9 @@ def test_bad_merge_inputs(adapter, tmp_path):
         merge_from_dict({**base, "merges": [{"method": "ties", "weights": [1, 2]}]})
     with pytest.raises(ConfigError, match="not a finite number"):
         merge_from_dict({**base, "merges": [{"method": "ties", "weights": [float("nan")]}]})
+    with pytest.raises(ConfigError, match="appears twice"):
+        merge_from_dict({**base, "merges": [{"method": "ties"}, {"method": "ties"}]})
+    assert merge_from_dict({**base, "merges": [{"method": "rtsvm"}, {"method": "rtsvm", "energy": 0.99}]})
 
 
 def _merge_cfg(tiny_dir, path, **over):

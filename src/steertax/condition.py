@@ -41,7 +41,7 @@ from .errors import DataError, LayerError, VectorError
 __all__ = ["Condition", "fit_condition", "fit_threshold", "check_condition_layer", "confusion"]
 
 _META_KEY = "steertax.condition"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``read`` and ``chat`` recorded (version 1 files read the chat prompt's last token)
 
 
 @dataclass
@@ -57,8 +57,8 @@ class Condition:
         read: ``"mean"`` (mean over the prompt's tokens after the first) or ``"last"`` (last token).
         chat: whether requests are wrapped in the chat template before they are read (study, generate).
         model_id, hidden_size: the model it was fitted on.
-        validation: how it was chosen (per-layer validation accuracy and F1, the chosen layer's
-            confusion counts, objective, data sources and sizes).
+        validation: how it was chosen (per candidate layer: validation balanced accuracy, F1, FPR,
+            recall and threshold; the objective, data sources and sizes).
     """
 
     direction: torch.Tensor
@@ -186,8 +186,8 @@ class Condition:
             m.get("model_id", ""),
             m.get("hidden_size", 0),
             m.get("validation", {}),
-            m.get("read", "mean"),
-            bool(m.get("chat", False)),
+            m.get("read", "last"),  # version 1 files predate these fields: they read the chat prompt's last token
+            bool(m.get("chat", True)),
         )
 
 

@@ -136,6 +136,8 @@ def generate_detailed(
     s = check_strength(strength)
     if isinstance(s, torch.Tensor) and s.numel() != n:
         raise ValueError(f"got {s.numel()} strengths for {n} prompts: give one strength, or one per prompt")
+    if condition is not None and vector is not None and operator != "add":
+        raise ValueError(f"a condition gates the strength, but operator {operator!r} changes rows at strength 0 too: use operator='add'")
     if condition is not None and vector is not None:
         # conditional steering: the condition reads each request once; a prompt it does not fire on gets strength exactly 0
         from .condition import check_condition_layer, gate_items

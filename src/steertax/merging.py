@@ -165,6 +165,8 @@ def tsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], ranks: 
         ss.append(s[:k])
         vs.append(vh[:k])
     U, S, Vh = torch.cat(us, 1), torch.cat(ss), torch.cat(vs, 0)
+    if U.shape[1] == 0:  # no task changes this matrix
+        return torch.zeros_like(deltas[0])
     if U.shape[1] > full:
         raise DataError(f"TSV-M keeps {U.shape[1]} directions in a {m}x{n} matrix: the ranks must sum to at most {full}")
     return (_polar(U) @ torch.diag(S) @ _polar(Vh.T).T).to(deltas[0].dtype)
@@ -190,16 +192,17 @@ def rtsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], *, out
     """R-TSVM as steertax reads it (see the module doc): outlier-aware reweighting of the tasks, a
     rank per task from its spectrum's energy, then TSV-M."""
     full = min(deltas[0].shape)
-    D = [outlier_ratio(d, outlier_m) for d in deltas]
-    mean_d = sum(D) / len(D)
+    live = [i for i, d in enumerate(deltas) if bool(d.any())]  # a specialist that leaves this matrix alone takes no part
+    D = {i: outlier_ratio(deltas[i], outlier_m) for i in live}
+    mean_d = sum(D.values()) / len(live) if live else 0.0
     # factor 2·D̄/(D_t + D̄) in (0, 2]: 1 for a task with the average outlier ratio, 2 with none, -> 0 with
     # many; renormalized so the weights keep their sum
-    f = [2 * mean_d / (dt + mean_d) if mean_d > 0 else 1.0 for dt in D]
-    total = sum(float(w) for w in weights)
-    raw = [float(w) * ft for w, ft in zip(weights, f, strict=True)]
-    norm = total / sum(raw) if sum(raw) != 0 else 1.0
-    w = [x * norm for x in raw]
-    ks = [energy_rank(d, energy) for d in deltas]
+    f = {i: 2 * mean_d / (D[i] + mean_d) if mean_d > 0 else 1.0 for i in live}
+    total = sum(float(weights[i]) for i in live)
+    raw = {i: float(weights[i]) * f[i] for i in live}
+    norm = total / sum(raw.values()) if raw and sum(raw.values()) != 0 else 1.0
+    w = [raw[i] * norm if i in raw else 0.0 for i in range(len(deltas))]
+    ks = [energy_rank(d, energy) if bool(d.any()) else 0 for d in deltas]
     if sum(ks) > full:  # cap: shrink every task's rank in proportion
         ks = [max(1, int(k * full / sum(ks))) for k in ks]
     return tsvm_merge(deltas, w, ks)
@@ -233,10 +236,9 @@ def merge_deltas(
         raise DataError(f"dare's combine must be linear or ties, got {combine!r}")
     names = sorted(set().union(*(d.keys() for d in task_deltas)))
     wt = torch.tensor(ws, dtype=torch.float32)
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)  # DARE's drops (peft draws them from torch's global generator)
     out: dict[str, torch.Tensor] = {}
-    try:
+    with torch.random.fork_rng(devices=[]):  # DARE's drops (peft draws them from torch's global generator), seeded
+        torch.manual_seed(seed)
         for name in names:
             shape = next(d[name].shape for d in task_deltas if name in d)
             ds = [d[name].float() if name in d else torch.zeros(shape) for d in task_deltas]
@@ -245,16 +247,14 @@ def merge_deltas(
             elif method == "ties":
                 out[name] = mu.ties(ds, wt, density) if density < 1 else _ties_untrimmed(ds, wt)
             elif method == "dare":
-                if density == 1:
-                    out[name] = mu.task_arithmetic(ds, wt)
+                if density == 1:  # nothing dropped: DARE is its combination step alone
+                    out[name] = mu.task_arithmetic(ds, wt) if combine == "linear" else _ties_untrimmed(ds, wt)
                 else:
                     out[name] = (mu.dare_linear if combine == "linear" else mu.dare_ties)(ds, wt, density)
             elif method == "tsvm":
                 out[name] = tsvm_merge(ds, ws)
             else:
                 out[name] = rtsvm_merge(ds, ws, outlier_m=outlier_m, energy=energy)
-    finally:
-        torch.random.set_rng_state(gen_state)
     return out
 
 
@@ -277,11 +277,11 @@ class MergedIntervention:
     def apply(self, model: Any) -> Iterator[tuple[Any, Any, list[float]]]:
         _check_fits(self.deltas, model, f"merge {self.setting!r}")
         params = dict(model.named_parameters())
-        saved = {k: params[k].detach().clone() for k in self.deltas}
+        saved = {k: params[k].detach().to("cpu", copy=True) for k in self.deltas}  # exact copies, off the accelerator
 
         @contextlib.contextmanager
         def restore() -> Iterator[None]:  # the base model, for tasks that compare with it (drift)
-            now = {k: params[k].detach().clone() for k in self.deltas}
+            now = {k: params[k].detach().to("cpu", copy=True) for k in self.deltas}
             with torch.no_grad():
                 for k in self.deltas:
                     params[k].copy_(saved[k])
@@ -336,16 +336,23 @@ class MergeSpec:
     energy: float = 0.9  # rtsvm
     label: Optional[str] = None
 
-    def name(self, scale: float, specialists: Sequence[str]) -> str:
-        base = self.label or self.method
+    def series(self) -> str:
+        """The spec without its scale: one line of the 3H figure, and its settings' names."""
         extra = ""
         if self.method in ("ties", "dare"):
             extra += f" d={self.density:g}"
         if self.method == "dare" and self.combine == "ties":
             extra += " ties"
+        if self.method == "rtsvm" and (self.outlier_m, self.energy) != (5.0, 0.9):
+            extra += f" M={self.outlier_m:g} e={self.energy:g}"
         if self.weights is not None:
             extra += " w=" + ",".join(f"{w:g}" for w in self.weights)
-        return f"{base} λ={scale:g}{extra}"
+        return (self.label or self.method) + extra
+
+    def name(self, scale: float) -> str:
+        s = self.series()
+        head, _, rest = s.partition(" ")
+        return f"{head} λ={scale:g}" + (f" {rest}" if rest else "")
 
 
 @dataclass
@@ -368,7 +375,11 @@ class MergeConfig:
         return dataclasses.asdict(self)
 
     def eval_hash(self) -> str:
-        spec = {"tasks": self.to_dict()["tasks"], "seed": self.seed, "model": self.model, "quick": self.quick}
+        """The run id's hash: everything the rows depend on except the merge specs (each merge setting's
+        name carries all of its own parameters), so a changed specialist or training setting never
+        reuses old rows, and adding a merge spec reuses the rest."""
+        d = self.to_dict()
+        spec = {k: d[k] for k in ("tasks", "seed", "model", "dtype", "quick", "n_pairs", "lora", "train", "specialists", "mixture")}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def training_hash(self, name: str, data: Any) -> str:
@@ -416,7 +427,12 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
 
 
 def _check_merges(cfg: MergeConfig) -> None:
+    seen: set[str] = set()
     for i, m in enumerate(cfg.merges):
+        for lam in m.scales:
+            if m.name(lam) in seen:
+                raise ConfigError(f"merges[{i}]: {m.name(lam)!r} appears twice; give one a distinct label")
+            seen.add(m.name(lam))
         if m.method not in MERGE_METHODS:
             raise ConfigError(f"merges[{i}].method: {m.method!r} is not one of {MERGE_METHODS}")
         if m.weights is not None and len(m.weights) != len(cfg.specialists):
@@ -559,6 +575,10 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
             paths[s.name] = Path(s.adapter)
             continue
         rows = specialist_data(str(s.data), cfg.n_pairs, cfg.seed, exclude)
+        if len(rows) < 4:
+            raise DataError(
+                f"specialist {s.name}: {len(rows)} training pairs are left after holding out the evaluated items; lower a limit"
+            )
         union += rows
         paths[s.name] = _train_once(cfg, s.name, rows, s.beta, cfg.train.steps, model, tok, out, progress, [s.data, s.beta])
     mixture = None
@@ -575,7 +595,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     plan: list[tuple[str, str, MergeSpec, float]] = []
     for m in cfg.merges:
         for lam in m.scales:
-            label = m.name(lam, names)
+            label = m.name(lam)
             plan.append((m.method, label, m, lam))
             order.append([m.method, label])
     resolved = {
@@ -647,11 +667,13 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
     axes_ = _axes_3h(summary)
     fig, axs = plt.subplots(1, len(axes_), figsize=(4.6 * len(axes_), 4.2), squeeze=False)
     rows = [r for r in summary["settings"] if r["method"] != "base"]
-    methods = [m for m in MERGE_METHODS if any(r["method"] == m for r in rows)]
+    merged = [r for r in rows if r["method"] in MERGE_METHODS]
+    methods = list(dict.fromkeys(_series(r["setting"]) for r in merged))  # one line per spec (its λ sweep)
     for ax, (name, label) in zip(axs[0], axes_, strict=True):
         for m in methods:
             pts = sorted(
-                ((_lam(r["setting"]), r["tasks"][name]) for r in rows if r["method"] == m and name in r["tasks"]), key=lambda p: p[0]
+                ((_lam(r["setting"]), r["tasks"][name]) for r in merged if _series(r["setting"]) == m and name in r["tasks"]),
+                key=lambda p: p[0],
             )
             pts = [p for p in pts if p[1]["delta"] is not None]
             if not pts:
@@ -682,6 +704,10 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
     fig.suptitle(f"{summary['model']}: merging specialists vs the data mixture (change from the base, 95% CI)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def _series(setting: str) -> str:
+    return " ".join(t for t in setting.split() if not t.startswith("λ="))
 
 
 def _lam(setting: str) -> float:

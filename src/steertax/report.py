@@ -57,12 +57,12 @@ A truncated code or maths answer is scored as it stands, usually wrong: above a 
 
 {% if s.conditional %}{% set c = s.conditional %}
 <h2>Conditional steering</h2>
-<p>The vector is added only where the condition fires: cosine similarity of the prompt's last-token state at layer
+<p>The vector is added only where the condition fires: cosine similarity of the request's {{ "mean token state" if c.condition.read != "last" else "last-token state" }}{{ " (in the chat template)" if c.condition.chat else "" }} at layer
 <b>{{ c.condition.layer }}</b> with the condition direction {{ c.condition.comparator }} <b>{{ fmt(c.condition.threshold) }}</b>
 (objective {{ c.condition.validation.objective }}; fitted on {{ c.condition.validation.sources.positive }} vs {{ c.condition.validation.sources.negative }} prompts,
 none of them a study item). Rows where it does not fire are scored at strength exactly 0. The figures above show both runs.</p>
 <h3>Does the condition separate harmful from benign requests? (study items)</h3>
-<table><tr><th class="l">task</th><th>items</th><th>fired</th><th>TP</th><th>FN</th><th>FP</th><th>TN</th><th>balanced acc.</th></tr>
+<table><tr><th class="l">task</th><th>items</th><th>fired</th><th>TP</th><th>FN</th><th>FP</th><th>TN</th><th>balanced acc. (one class: its rate right)</th></tr>
 {% for name, t in c.confusion.tasks.items() %}<tr><td class="l">{{ name }}</td><td>{{ t.n }}</td><td>{{ pct(t.fired_rate) }}</td>
 {% if t.confusion %}<td>{{ t.confusion.tp }}</td><td>{{ t.confusion.fn }}</td><td>{{ t.confusion.fp }}</td><td>{{ t.confusion.tn }}</td><td>{{ fmt(t.confusion.balanced_accuracy) }}</td>{% else %}<td colspan="5" class="note">harmful or not: does not apply</td>{% endif %}</tr>
 {% endfor %}{% if c.confusion.overall %}{% set o = c.confusion.overall %}<tr><th class="l">all labelled items</th><td>{{ o.tp + o.fn + o.fp + o.tn }}</td><td></td><td>{{ o.tp }}</td><td>{{ o.fn }}</td><td>{{ o.fp }}</td><td>{{ o.tn }}</td><td>{{ fmt(o.balanced_accuracy) }}</td></tr>{% endif %}</table>

@@ -299,21 +299,23 @@ class _Gate:
 
 def _condition_hook(cond: Any, gate: _Gate, state: _PositionState, handle: "SteeringHandle") -> Callable[[nn.Module, Any, Any], None]:
     """The forward hook on the condition's block: at the first call of each prompt, read every row (the
-    mean of its real tokens after the first, from the call's attention mask and left padding; or its
-    last token) and decide which rows are steered."""
+    mean of its real tokens after the first, or its last real token, from the call's attention mask)
+    and decide which rows are steered."""
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if gate.serial == state.serial and gate.rows is not None:
             return
         h = output[0] if isinstance(output, tuple) else output
+        B, T = h.shape[0], h.shape[1]
+        m = state.mask.to(h.device) if state.mask is not None and state.mask.shape[0] == B else torch.ones(B, T, device=h.device)
+        real = m > 0
+        pos = torch.arange(T, device=h.device).unsqueeze(0)
+        first = torch.where(real, pos, T).min(-1).values  # each row's first and last real token (left or right padding)
+        last = torch.where(real, pos, -1).max(-1).values
         if cond.read == "last":
-            x = h[:, -1]
+            x = h[torch.arange(B, device=h.device), last.clamp_min(0)]
         else:
-            B, T = h.shape[0], h.shape[1]
-            m = state.mask.to(h.device) if state.mask is not None and state.mask.shape[0] == B else torch.ones(B, T, device=h.device)
-            lengths = m.sum(-1)
-            rel = torch.arange(T, device=h.device).unsqueeze(0) - (T - lengths).unsqueeze(1)  # index within the row
-            w = ((rel >= 1) & (m > 0)).float()
+            w = (real & (pos > first.unsqueeze(1))).float()  # its real tokens after the first
             x = torch.einsum("bt,btd->bd", w / w.sum(-1, keepdim=True).clamp_min(1), h.float())
         sc = cond.score_states(x)
         gate.scores = sc.detach().cpu()
@@ -415,9 +417,12 @@ def steer(
         normalize: rescale directions to unit norm (SteeringVectors already are).
         force: allow a vector recorded for another model (same hidden size still required).
         condition: a :class:`~steertax.condition.Condition`: steer only the rows whose prompt it fires
-            on. It reads each row's last prompt token at its layer (below every steered layer) once per
-            prompt, in the same forward pass; rows where it does not fire get strength exactly 0.
-            ``handle.fired`` holds the last decision per row.
+            on. It reads each row's prompt (the tokens of the block's first forward call, as given:
+            format them as the condition was fitted, see ``Condition.texts``) at its layer, below every
+            steered layer, once per prompt in the same forward pass (mean of the real tokens after the
+            first, or the last one, per ``condition.read``); rows where it does not fire are left
+            exactly as they are (the change of every operator is gated). ``handle.fired`` holds the
+            last decision per row.
 
     The hooks are registered ahead of transformers' own (so ``output_hidden_states`` shows the edit)
     and removed on exit, even after an exception. The model object is otherwise untouched.
