@@ -411,6 +411,10 @@ def train_setting(
         peft_model = get_peft_model(model, pcfg)
         try:
             trainer = _trainer(setting, peft_model, tokenizer, rows, common)
+            if not progress:  # quiet: no per-step metric dicts on stdout (the log is kept in setting.json)
+                from transformers.trainer_callback import PrinterCallback
+
+                trainer.remove_callback(PrinterCallback)
             kept = len(trainer.train_dataset)
             if kept == 0:
                 raise DataError(
