@@ -128,8 +128,28 @@ def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adap
             assert torch.allclose(_logits(m, tok), spec, atol=1e-4), method
         with MergedIntervention(merged, 0.0, method, "zero").apply(model) as (m, _, _):
             assert torch.equal(_logits(m, tok), base)
+        # one specialist at weight 0 is the base, bit for bit
+        w0 = merge_deltas([deltas], [0.0], method, density=1.0, energy=1.0)
+        with MergedIntervention(w0, 1.0, method, "w0").apply(model) as (m, _, _):
+            assert torch.equal(_logits(m, tok), base), method
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # restored bit for bit
+
+
+def test_a_full_model_specialist():
+    from steertax.merging import model_deltas
+
+    tok = make_tokenizer()
+    base, spec = tiny_model("llama", n_layers=2, seed=1), tiny_model("llama", n_layers=2, seed=1)
+    with torch.no_grad():
+        for n, p in spec.named_parameters():
+            if p.ndim == 2 and "embed" not in n:
+                p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
+    d = model_deltas(spec, base)
+    with MergedIntervention(d, 1.0, "specialist", "full").apply(base) as (m, _, _):
+        assert torch.allclose(_logits(m, tok), _logits(spec, tok), atol=1e-5)
+    with pytest.raises(ModelError, match="not the same architecture|architecture"):
+        model_deltas(tiny_model("gpt2", n_layers=2), base)
 
 
 def test_bad_merge_inputs(adapter, tmp_path):

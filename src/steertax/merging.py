@@ -314,11 +314,13 @@ SPECIALIST_DATA = ("harmless", "helpful", "honest")
 @dataclass
 class SpecialistConfig:
     """A specialist: trained here by DPO on ``data`` (harmless | helpful | honest | a .jsonl with
-    prompt, chosen, rejected), or an existing peft ``adapter`` folder of the base model."""
+    prompt, chosen, rejected), an existing peft ``adapter`` folder of the base model, or a full ``model``
+    of the base's architecture (a folder or hub id; its task vector is its 2-D weights minus the base's)."""
 
     name: str = ""
     data: Optional[str] = None
     adapter: Optional[str] = None
+    model: Optional[str] = None
     beta: float = 0.1
 
 
@@ -411,9 +413,9 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
     if len(set(names)) != len(names) or not all(names):
         raise ConfigError(f"specialists: every specialist needs a distinct name, got {names}")
     for i, s in enumerate(cfg.specialists):
-        if (s.data is None) == (s.adapter is None):
+        if sum(x is not None for x in (s.data, s.adapter, s.model)) != 1:
             raise ConfigError(
-                f"specialists[{i}] ({s.name}): give data (harmless, helpful, honest or a .jsonl) or adapter (a folder), not both"
+                f"specialists[{i}] ({s.name}): give exactly one of data (harmless, helpful, honest, a .jsonl), adapter (a folder) or model"
             )
         if s.data is not None and s.data not in SPECIALIST_DATA and not str(s.data).endswith(".jsonl"):
             raise ConfigError(f"specialists[{i}].data: {s.data!r} is not one of {SPECIALIST_DATA} or a .jsonl file")
@@ -542,6 +544,40 @@ def _train_once(
     return path
 
 
+def _specialists(
+    cfg: MergeConfig, model: Any, tok: Any, out: Path, progress: bool, exclude: set[str]
+) -> tuple[dict[str, Path], dict[str, dict[str, torch.Tensor]], Path | None]:
+    """The specialists (adapter folders, trained once and cached; or full models' deltas) and the
+    data-mixture adapter (None without trained specialists or with ``mixture: false``)."""
+    from .models import load_model
+
+    paths: dict[str, Path] = {}
+    union: list[dict[str, str]] = []
+    full: dict[str, dict[str, torch.Tensor]] = {}
+    for s in cfg.specialists:
+        if s.adapter is not None:
+            paths[s.name] = Path(s.adapter)
+        elif s.model is not None:
+            other, _ = load_model(s.model, cfg.dtype)
+            full[s.name] = model_deltas(other, model)
+            del other
+        else:
+            rows = specialist_data(str(s.data), cfg.n_pairs, cfg.seed, exclude)
+            if len(rows) < 4:
+                raise DataError(
+                    f"specialist {s.name}: {len(rows)} training pairs are left after holding out the evaluated items; lower a limit"
+                )
+            union += rows
+            paths[s.name] = _train_once(cfg, s.name, rows, s.beta, cfg.train.steps, model, tok, out, progress, [s.data, s.beta])
+    mixture = None
+    if cfg.mixture and union:
+        random.Random(cfg.seed).shuffle(union)
+        n_trained = sum(1 for s in cfg.specialists if s.data is not None)
+        tag = [[s.data, s.beta] for s in cfg.specialists]
+        mixture = _train_once(cfg, "mixture", union, cfg.specialists[0].beta, cfg.train.steps * n_trained, model, tok, out, progress, tag)
+    return paths, full, mixture
+
+
 def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train (or load) the specialists and the mixture, evaluate the base, each specialist, the mixture
     and every merge setting into one store, then summarize (table, 3H figure). Safe to kill and rerun."""
@@ -567,30 +603,9 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     run_id = f"merge-{cfg.eval_hash()}"
     tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
     exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
-    # the specialists and the mixture (adapters), each trained once
-    paths: dict[str, Path] = {}
-    union: list[dict[str, str]] = []
-    for s in cfg.specialists:
-        if s.adapter is not None:
-            paths[s.name] = Path(s.adapter)
-            continue
-        rows = specialist_data(str(s.data), cfg.n_pairs, cfg.seed, exclude)
-        if len(rows) < 4:
-            raise DataError(
-                f"specialist {s.name}: {len(rows)} training pairs are left after holding out the evaluated items; lower a limit"
-            )
-        union += rows
-        paths[s.name] = _train_once(cfg, s.name, rows, s.beta, cfg.train.steps, model, tok, out, progress, [s.data, s.beta])
-    mixture = None
-    if cfg.mixture and union:
-        random.Random(cfg.seed).shuffle(union)
-        n_trained = sum(1 for s in cfg.specialists if s.data is not None)
-        beta = cfg.specialists[0].beta
-        mixture = _train_once(
-            cfg, "mixture", union, beta, cfg.train.steps * n_trained, model, tok, out, progress, [[s.data, s.beta] for s in cfg.specialists]
-        )
+    paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
     names = [s.name for s in cfg.specialists]
-    deltas = [adapter_deltas(paths[n], model) for n in names]
+    deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
     order: list[list[str]] = [["base", "base"]] + [["specialist", n] for n in names] + ([["mixture", "mixture"]] if mixture else [])
     plan: list[tuple[str, str, MergeSpec, float]] = []
     for m in cfg.merges:
@@ -611,7 +626,8 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
         store.begin_run(run_id, cfg.to_dict(), now_iso())
         evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress)
         for n in names:
-            evaluate_intervention(AdapterIntervention(paths[n], "specialist", n), model, tok, specs, store, run_id, cfg, progress=progress)
+            iv: Any = MergedIntervention(full[n], 1.0, "specialist", n) if n in full else AdapterIntervention(paths[n], "specialist", n)
+            evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress)
         if mixture is not None:
             evaluate_intervention(
                 AdapterIntervention(mixture, "mixture", "mixture"), model, tok, specs, store, run_id, cfg, progress=progress
@@ -632,7 +648,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
                     energy=m.energy,
                 )
             iv = MergedIntervention(merged_cache[key], lam, method, label)
-            evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress)  # type: ignore[arg-type]
+            evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress)
     summary = summarize_run(out)
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))
