@@ -309,7 +309,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
     assert "| dpo |" in capsys.readouterr().out
     # a folder of another kind, or of another model, is one clear line
     assert main(["--quiet", "compare", str(tmp_path), "--out", str(tmp_path / "c2")]) == 2
-    assert "neither a `steertax run` nor" in capsys.readouterr().err
+    assert "is not a steertax run, align or merge output folder" in capsys.readouterr().err
 
 
 def test_matched_alignment_interpolates_along_steering():
