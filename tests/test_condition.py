@@ -264,3 +264,19 @@ def test_smollm2_condition_separates_harmful_requests_from_arc_questions(smol):
     a = cond.fires_on_requests(model, tok, [arc.request_text(it) for it in arc.items(48, 1)])
     c = confusion(np.r_[h, a], np.r_[np.ones(len(h), bool), np.zeros(len(a), bool)])
     assert c["balanced_accuracy"] >= 0.75 and c["fpr"] <= 0.1, c  # chance is 0.5
+
+
+def test_condition_command_fits_and_saves(tmp_path, capsys):
+    from steertax.cli import main
+
+    d = tmp_path / "tiny"
+    tiny_model("llama", n_layers=4, seed=1).save_pretrained(d)
+    make_tokenizer().save_pretrained(d)
+    out = tmp_path / "c.safetensors"
+    assert main(["--quiet", "condition", "--model", str(d), "--n", "16", "--layers", "0-1", "--out", str(out)]) == 0
+    cond = Condition.load(out)
+    assert cond.layer in (0, 1) and cond.validation["sources"] == {"positive": "harmful", "negative": "harmless", "n": 16}
+    assert "<- chosen" in capsys.readouterr().out
+    assert main(["--quiet", "condition", "--model", str(d), "--positive", str(tmp_path / "nope.txt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file" in err[0]

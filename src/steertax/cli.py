@@ -264,28 +264,27 @@ def _cmd_extract(a: argparse.Namespace) -> int:
 
 def _cmd_condition(a: argparse.Namespace) -> int:
     from ._util import parse_layers
-    from .condition import fit_condition, prompt_set
-    from .models import find_blocks, format_chat, load_model
+    from .condition import fit_from_sources, prompt_set
+    from .models import find_blocks, load_model
 
     out = Path(a.out)
     if out.exists() and out.is_dir():
         raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'condition.safetensors'}")
-    pos, neg = prompt_set(a.positive, a.n, a.seed), prompt_set(a.negative, a.n, a.seed)
+    prompt_set(a.positive, 8, a.seed), prompt_set(a.negative, 8, a.seed)  # a bad source fails before the model loads
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
-    fmt = (lambda p: format_chat(tok, p)) if a.chat else (lambda p: p)  # noqa: E731
-    cond = fit_condition(
+    cond = fit_from_sources(
         model,
         tok,
-        [fmt(p) for p in pos],
-        [fmt(p) for p in neg],
+        a.positive,
+        a.negative,
+        a.n,
+        chat=a.chat,
+        seed=a.seed,
         layers=parse_layers(a.layers, len(find_blocks(model))),
         objective=a.objective,
         target_fpr=a.target_fpr,
-        seed=a.seed,
         batch_size=a.batch_size,
-        sources={"positive": a.positive, "negative": a.negative, "n": a.n},
         read=a.read,
-        chat=a.chat,
     )
     path = cond.save(out)
     print("layer  balanced-acc  F1     FPR    threshold")
@@ -445,28 +444,27 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> int:
+    """`align` and `merge`: load the config (quick version on request), run it, print its table."""
+    cfg = load(a.config)
+    if a.quick:
+        cfg = cfg.quick_version()
+    summ = run(cfg, a.out, progress=not a.quiet)
+    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/{figure}, {a.out}/results.sqlite, {a.out}/adapters/")
+    return 0 if summ["settings"] else 1
+
+
 def _cmd_align(a: argparse.Namespace) -> int:
     from .align import load_align_config, run_align
 
-    cfg = load_align_config(a.config)
-    if a.quick:
-        cfg = cfg.quick_version()
-    summ = run_align(cfg, a.out, progress=not a.quiet)
-    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
-    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/align.png, {a.out}/results.sqlite, {a.out}/adapters/")
-    return 0 if summ["settings"] else 1
+    return _run_settings(a, load_align_config, run_align, "align.png")
 
 
 def _cmd_merge(a: argparse.Namespace) -> int:
     from .merging import load_merge_config, run_merge
 
-    cfg = load_merge_config(a.config)
-    if a.quick:
-        cfg = cfg.quick_version()
-    summ = run_merge(cfg, a.out, progress=not a.quiet)
-    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
-    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/merge_3h.png, {a.out}/results.sqlite, {a.out}/adapters/")
-    return 0 if summ["settings"] else 1
+    return _run_settings(a, load_merge_config, run_merge, "merge_3h.png")
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:

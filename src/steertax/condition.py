@@ -403,3 +403,28 @@ def prompt_set(source: str, n: int | None = None, seed: int = 0) -> list[str]:
         idx = np.random.default_rng(seed).choice(len(rows), n, replace=False)
         rows = [rows[i] for i in sorted(idx)]
     return list(rows)
+
+
+def fit_from_sources(
+    model: Any,
+    tokenizer: Any,
+    positive: str,
+    negative: str,
+    n: int | None,
+    *,
+    chat: bool = False,
+    seed: int = 0,
+    **kw: Any,
+) -> Condition:
+    """:func:`fit_condition` on two :func:`prompt_set` sources (``harmful``, ``harmless`` or files), the
+    requests read plain or in the chat template (``chat``); ``kw`` go to :func:`fit_condition`."""
+    from .models import format_chat
+
+    def fmt(p: str) -> str:
+        return format_chat(tokenizer, p) if chat else p
+
+    pos = [fmt(p) for p in prompt_set(positive, n, seed)]
+    neg = [fmt(p) for p in prompt_set(negative, n, seed)]
+    return fit_condition(
+        model, tokenizer, pos, neg, seed=seed, chat=chat, sources={"positive": positive, "negative": negative, "n": n}, **kw
+    )

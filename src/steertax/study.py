@@ -141,8 +141,7 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
     """The study's condition: loaded from ``steering.condition.path``, or fitted (and cached in the run
     folder under a hash of what shapes it) on layers below the first steered one."""
     from ._util import parse_layers
-    from .condition import Condition, check_condition_layer, fit_condition, prompt_set
-    from .models import format_chat
+    from .condition import Condition, check_condition_layer, fit_from_sources
 
     c = cfg.steering.condition
     assert c is not None
@@ -158,22 +157,19 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
         else:
             first = min(vec.layers)
             layers = parse_layers(c.layers) if c.layers is not None else list(range(first))
-            fmt = (lambda p: format_chat(tok, p)) if c.chat else (lambda p: p)  # noqa: E731
-            pos = [fmt(p) for p in prompt_set(c.positive, c.n, cfg.seed)]
-            neg = [fmt(p) for p in prompt_set(c.negative, c.n, cfg.seed)]
-            cond = fit_condition(
+            cond = fit_from_sources(
                 model,
                 tok,
-                pos,
-                neg,
+                c.positive,
+                c.negative,
+                c.n,
+                chat=c.chat,
+                seed=cfg.seed,
                 layers=layers,
                 objective=c.objective,
                 target_fpr=c.target_fpr,
-                seed=cfg.seed,
                 batch_size=cfg.batch_size,
-                sources={"positive": c.positive, "negative": c.negative, "n": c.n},
                 read=c.read,
-                chat=c.chat,
             )
             cond.save(path)
     if c.threshold is not None:
