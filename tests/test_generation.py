@@ -166,3 +166,64 @@ def test_truncation_summary():
     assert tr["overall"] == 0.25 and tr["max"] == 0.5 and tr["worst_strength"] == 4.0
     assert tr["by_strength"] == {0.0: 0.0, 4.0: 0.5}
     assert truncation([{"strength": 0.0, "acc": 1.0}]) == {}
+
+
+# ------------------------------------------------------------------ the fast greedy loop
+FAST_PROMPTS = ["Write a haiku about rain.", "What is 2 + 2?", "Name a colour.", "Tell me a joke about cats and dogs, please.", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def tiny64():
+    """float64, so that batching rows differently cannot flip an argmax."""
+    from test_steering import unit_vector
+
+    model = tiny_model("llama", n_layers=4, seed=7).double()
+    return model, make_tokenizer(), unit_vector(model, [2, 3])
+
+
+def test_fast_greedy_equals_model_generate(tiny64):
+    model, tok, vec = tiny64
+    S = [0.0, 3.0, -2.0, 6.0]
+    rows = [(p, s) for s in S for p in FAST_PROMPTS]  # the generate scorer's layout: every prompt at every strength
+    st_ = [s for _, s in rows]
+    ps = [p for p, _ in rows]
+    ref = generate_detailed(model, tok, ps, vec, st_, max_new_tokens=10, fast=False, batch_size=4)
+    fast = generate_detailed(model, tok, ps, vec, st_, max_new_tokens=10, fast=True)
+    assert fast == ref
+    plain = generate_detailed(model, tok, FAST_PROMPTS, None, 0.0, max_new_tokens=10, fast=False)
+    assert generate_detailed(model, tok, FAST_PROMPTS, None, 0.0, max_new_tokens=10, fast=True) == plain
+
+
+def test_fast_greedy_batches_and_finished_rows_leave(tiny64):
+    """Any batch size gives the same tokens, and a row that finishes stops there while the others go on."""
+    from steertax.generation import greedy_tokens
+    from steertax.models import encode
+
+    model, tok, vec = tiny64
+    enc = [encode(tok, format_chat(tok, p)) for p in FAST_PROMPTS for _ in range(3)]
+    st_ = [0.0, 2.0, 5.0] * len(FAST_PROMPTS)
+    full = greedy_tokens(model, enc, vec, st_, max_new_tokens=12, stop_ids=set(), pad_id=0)
+    assert all(len(t) == 12 for t in full)
+    for rows in (1, 3, 7, 64):
+        assert greedy_tokens(model, enc, vec, st_, max_new_tokens=12, stop_ids=set(), max_rows=rows) == full
+    stop = full[0][2]  # a token some row emits early
+    want = [t[: t.index(stop) + 1] if stop in t else t for t in full]
+    assert any(len(t) < 12 for t in want)
+    for rows in (2, 64):
+        assert greedy_tokens(model, enc, vec, st_, max_new_tokens=12, stop_ids={stop}, max_rows=rows) == want
+
+
+def test_fast_path_falls_back_where_it_does_not_apply(tiny64):
+    from steertax.generation import _fast_applies
+
+    model, _, _ = tiny64
+    assert _fast_applies(model, False, "all", "add", ())
+    assert not _fast_applies(model, True, "all", "add", ())
+    assert not _fast_applies(model, False, "generated", "add", ())
+    assert not _fast_applies(model, False, "all", "ablate", ())
+    assert not _fast_applies(model, False, "all", "add", ("```",))
+    model.generation_config.repetition_penalty = 1.3
+    try:
+        assert not _fast_applies(model, False, "all", "add", ())
+    finally:
+        model.generation_config.repetition_penalty = None

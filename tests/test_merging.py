@@ -234,3 +234,21 @@ def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
     assert methods == ["base", "specialist", "specialist", "mixture", "ties", "rtsvm"]
     harmless = next(r for r in s["settings"] if r["setting"] == "harmless")
     assert harmless["tasks"]["refusal"]["delta"] > 0  # the harmless specialist refuses more than the base
+
+
+def test_thin_svd_is_the_svd_for_low_and_full_rank():
+    from steertax.merging import thin_svd
+
+    g = torch.Generator().manual_seed(3)
+    low = (torch.randn(300, 8, generator=g) @ torch.randn(8, 500, generator=g)).float()  # a LoRA-like delta, float32
+    full = torch.randn(300, 200, generator=g, dtype=torch.float64)
+    for d in (low, full, torch.zeros(300, 500)):
+        u, s, vh = thin_svd(d)
+        ref = torch.linalg.svdvals(d.double())
+        k = len(s)
+        r = int((ref > 1e-4 * ref[0]).sum())  # the directions above float32 rounding: the same; below it, noise either way
+        assert r <= k and torch.allclose(s[:r], ref[:r], rtol=1e-6)
+        assert torch.allclose(u @ torch.diag(s) @ vh, d.double(), atol=1e-5 * float(d.abs().max() + 1e-30) + 1e-12)
+        assert torch.allclose(u.T @ u, torch.eye(k, dtype=u.dtype), atol=1e-8)
+    assert len(thin_svd(low)[1]) == 64  # the probe's size: the fast path
+    assert len(thin_svd(full)[1]) == 200  # full rank: the full SVD

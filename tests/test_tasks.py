@@ -60,8 +60,14 @@ def test_task_records_deterministic_and_batch_invariant(name, setup):
     assert {r["item"] for r in r4.records} != {r["item"] for r in r1.records}
 
 
+@pytest.mark.parametrize("pack", [True, False])  # continuations packed into one row per prompt (4D mask), or a row each
 @pytest.mark.parametrize("arch", ARCHS)
-def test_prefix_sharing_equals_packed(arch):
+def test_prefix_sharing_equals_packed(arch, pack, monkeypatch):
+    from steertax import scoring
+
+    monkeypatch.setattr(scoring, "PACK", pack)
+    if pack:
+        assert scoring._packable(tiny_model(arch), 64)
     tok = make_tokenizer()
     model = tiny_model(arch)
     v = unit_vector(model, [1, 2])

@@ -19,6 +19,7 @@ all cells written) are never retrained or re-evaluated; a killed run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,7 @@ import yaml
 from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing
 from .config import TaskConfig, _build, _needs_finished_answer
 from .errors import ConfigError, DataError
+from .executors import ExecutorConfig
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class AlignConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     settings: list[AlignSetting] = field(default_factory=list)
     tasks: list[TaskConfig] = field(default_factory=list)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where settings are evaluated (not in any hash)
     quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -460,6 +463,7 @@ def adapter_ready(path: Path) -> bool:
 def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train every setting not yet trained, evaluate every (setting, task cell) not yet stored, then
     summarize. Safe to kill and rerun."""
+    from .executors import make_executor
     from .interventions import AdapterIntervention, BaseIntervention, evaluate_intervention
     from .models import load_model
     from .store import ResultStore
@@ -478,23 +482,39 @@ def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> di
     atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump({"run_id": run_id, "config": cfg.to_dict()}, sort_keys=False))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), now_iso())
-        evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress)
-        for s in cfg.settings:
-            path = out / "adapters" / f"{s.slug()}-{cfg.training_hash(s)}"
-            if not adapter_ready(path):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-                log.info("training %s", s.name())
-                info = train_setting(
-                    model, tok, s, _rows_for(cfg, s, model, tok, out), tmp, lora=cfg.lora, train=cfg.train, seed=cfg.seed, progress=progress
+        ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
+        with ex if ex is not None else contextlib.nullcontext():
+            evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
+            for s in cfg.settings:
+                path = out / "adapters" / f"{s.slug()}-{cfg.training_hash(s)}"
+                if not adapter_ready(path):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+                    log.info("training %s", s.name())
+                    info = train_setting(
+                        model,
+                        tok,
+                        s,
+                        _rows_for(cfg, s, model, tok, out),
+                        tmp,
+                        lora=cfg.lora,
+                        train=cfg.train,
+                        seed=cfg.seed,
+                        progress=progress,
+                    )
+                    (tmp / "setting.json").write_text(
+                        json.dumps(
+                            {"setting": dataclasses.asdict(s), "name": s.name(), "config": cfg.to_dict(), **info}, indent=1, default=str
+                        )
+                    )
+                    if path.exists():
+                        shutil.rmtree(path)
+                    os.replace(tmp, path)
+                evaluate_intervention(
+                    AdapterIntervention(path, s.method, s.name()), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex
                 )
-                (tmp / "setting.json").write_text(
-                    json.dumps({"setting": dataclasses.asdict(s), "name": s.name(), "config": cfg.to_dict(), **info}, indent=1, default=str)
-                )
-                if path.exists():
-                    shutil.rmtree(path)
-                os.replace(tmp, path)
-            evaluate_intervention(AdapterIntervention(path, s.method, s.name()), model, tok, specs, store, run_id, cfg, progress=progress)
+            if ex is not None:
+                ex.drain()
     from .compare import summarize_run
 
     return summarize_run(out)

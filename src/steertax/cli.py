@@ -8,12 +8,13 @@ atomic, so a failed command leaves earlier results as they were.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from .errors import SteertaxError
 
@@ -93,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--raw", action="store_true", help="no chat template")
     g.add_argument("--force", action="store_true", help="allow a vector recorded for another model of the same shape")
     g.add_argument("--width", type=int, default=0, help="column width [terminal width]")
+    g.add_argument(
+        "--backend", default="hf", choices=["hf", "vllm"], help="where generation runs (vllm: its own environment, make vllm) [hf]"
+    )
 
     ev = sub.add_parser(
         "eval",
@@ -138,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)",
     )
+    r.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
+    r.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
 
     al = sub.add_parser(
         "align",
@@ -148,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'align')")
     al.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
     al.add_argument("--quick", action="store_true", help="fewer pairs, steps, settings and items (a few minutes on a CPU)")
+    al.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
+    al.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
 
     mg = sub.add_parser(
         "merge",
@@ -158,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     mg.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'merge' on SmolLM2)")
     mg.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
     mg.add_argument("--quick", action="store_true", help="fewer pairs, steps, merges and items (a few minutes on a CPU)")
+    mg.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
+    mg.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
 
     cp = sub.add_parser(
         "compare",
@@ -196,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     tx.add_argument("--benchmarks", default=",".join(("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")), help="comma-separated tasks")
     tx.add_argument("--limit", type=int, default=None, help="items per benchmark (default: all)")
     tx.add_argument("--quick", action="store_true", help="16 items per benchmark and for the rates")
+    tx.add_argument(
+        "--backend", default="hf", choices=["hf", "vllm"], help="where generations run (vllm: its own environment, make vllm) [hf]"
+    )
     tx.add_argument("--json", default=None, help="write the result as JSON")
     tx.add_argument("--markdown", default=None, help="write the table as markdown")
 
@@ -330,7 +343,11 @@ def _cmd_generate(a: argparse.Namespace) -> int:
         cond.check_model(model)
         check_condition_layer(cond, steered_layers(model, vec))
         fired = cond.fires_on_requests(model, tok, a.prompt)
-    base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw)
+    if a.backend == "vllm":
+        from .vllm_backend import require_vllm
+
+        require_vllm()
+    base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw, backend=a.backend)
     steered = [
         generate(
             model,
@@ -344,6 +361,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
             chat=not a.raw,
             force=a.force,
             condition=cond,
+            backend=a.backend,
         )
         for s in strengths
     ]
@@ -446,10 +464,11 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
 
 def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> int:
     """`align` and `merge`: load the config (quick version on request), run it, print its table."""
-    cfg = load(a.config)
+    cfg = _with_executor(load(a.config), a)
     if a.quick:
         cfg = cfg.quick_version()
-    summ = run(cfg, a.out, progress=not a.quiet)
+    with _time_split(a.out):
+        summ = run(cfg, a.out, progress=not a.quiet)
     print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/{figure}, {a.out}/results.sqlite, {a.out}/adapters/")
     return 0 if summ["settings"] else 1
@@ -489,7 +508,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 0
     if not a.out and not a.check:
         raise SteertaxError("steertax run needs --out DIR (where results, summary and report go)")
-    cfg = load_config(a.config)
+    cfg = _with_executor(load_config(a.config), a)
     if a.quick:
         cfg = cfg.quick_version()
     if a.check:
@@ -501,9 +520,43 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 0
     from .study import run_study
 
-    summ = run_study(cfg, a.out, progress=not a.quiet)
+    with _time_split(a.out):
+        summ = run_study(cfg, a.out, progress=not a.quiet)
     _print_headline(summ, a.out)
     return 0
+
+
+def _with_executor(cfg: Any, a: argparse.Namespace) -> Any:
+    """--executor / --ray-address over the config's ``executor``."""
+    import dataclasses
+
+    from .executors import check_executor
+
+    ex = cfg.executor
+    if a.executor is not None:
+        ex = dataclasses.replace(ex, kind=a.executor)
+    if a.ray_address is not None:
+        if ex.kind != "ray":
+            raise SteertaxError("--ray-address needs the ray executor: add --executor ray")
+        ex = dataclasses.replace(ex, address=a.ray_address)
+    check_executor(ex)
+    return dataclasses.replace(cfg, executor=ex)
+
+
+@contextlib.contextmanager
+def _time_split(out: str) -> Iterator[None]:
+    """Print where this invocation's time went (per task and scorer) and write it to OUT/timing.json."""
+    import time
+
+    from . import timing
+    from ._util import atomic_write_json
+
+    t0, before = time.perf_counter(), timing.snapshot()
+    yield
+    wall, split = time.perf_counter() - t0, timing.since(before)
+    print(timing.format_split(split, wall), file=sys.stderr)
+    rows = [{"task": k.rpartition("/")[0], "scorer": k.rpartition("/")[2], "seconds": v[0], "rows": v[1]} for k, v in split.items()]
+    atomic_write_json(Path(out) / "timing.json", {"wall_seconds": wall, "split": rows})
 
 
 def _print_headline(summ: dict[str, Any], out: str) -> None:
@@ -631,6 +684,7 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
         limit=limit,
         rates_limit=limit if limit is not None else 64,
         progress=not a.quiet,
+        backend=a.backend,
     )
     md = tax_markdown(res)
     if a.json:

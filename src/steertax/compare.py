@@ -457,6 +457,7 @@ def measure_alignment_tax(
     batch_size: int = 16,
     n_boot: int = 1000,
     progress: bool = True,
+    backend: str = "hf",
 ) -> dict[str, Any]:
     """The alignment tax of ``aligned`` against ``base`` on each benchmark: base and aligned scores,
     tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI (negative = improvement), the mean
@@ -465,7 +466,8 @@ def measure_alignment_tax(
 
     ``aligned`` is another model sharing the base's tokenizer (e.g. base vs instruct), or a peft adapter
     folder of the base (e.g. from ``steertax align``); with ``vector`` and ``strength`` instead, the
-    aligned model is the base steered at r_e = ``strength``."""
+    aligned model is the base steered at r_e = ``strength``. ``backend``: where the generations run (hf or
+    vllm; vllm steers through hooks and cannot apply an adapter)."""
     from . import tasks as T
     from .errors import ConfigError, ModelError
     from .interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
@@ -501,13 +503,22 @@ def measure_alignment_tax(
     rows: dict[str, Any] = {}
     for name, task, lim in specs:
         items = task.items(lim, seed)
-        res_b = T.evaluate(model, tok, task, items=items, batch_size=batch_size, progress=progress)
+        res_b = T.evaluate(model, tok, task, items=items, batch_size=batch_size, progress=progress, backend=backend)
         if other is not None:
-            res_a = T.evaluate(other, tok, task, items=items, batch_size=batch_size, progress=progress)
+            res_a = T.evaluate(other, tok, task, items=items, batch_size=batch_size, progress=progress, backend=backend)
         else:
             with iv.apply(model) as (m, vec_, strengths):
                 res_a = T.evaluate(
-                    m, tok, task, vec_, strengths, items=items, batch_size=batch_size, progress=progress, reference=iv.reference()
+                    m,
+                    tok,
+                    task,
+                    vec_,
+                    strengths,
+                    items=items,
+                    batch_size=batch_size,
+                    progress=progress,
+                    reference=iv.reference(),
+                    backend=backend,
                 )
         if name == "rates":
             for metric, label in (("helpful", "helpful_rate"), ("harmless", "harmless_rate")):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Union
 import yaml
 
 from .errors import ConfigError
+from .executors import ExecutorConfig, check_executor
 
 __all__ = [
     "RunConfig",
@@ -126,6 +127,8 @@ class RunConfig:
     study: StudyConfig = field(default_factory=StudyConfig)
     theory: TheoryConfig = field(default_factory=TheoryConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where cells run (never part of the run id)
+    backend: str = "hf"  # steered generation (the generate scorer): hf | vllm (its own environment: make vllm)
     quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +139,9 @@ class RunConfig:
         sweep under its own key; it does not change these rows, so folders from before it keep their id)."""
         d = self.to_dict()
         d.pop("steering", None)
+        d.pop("executor", None)  # where the cells run does not change them
+        if d.get("backend") == "hf":
+            d.pop("backend")  # run ids from before the backend option stay valid; vllm rows get their own id
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -324,6 +330,9 @@ def _semantic(cfg: RunConfig) -> None:
         raise ConfigError("study.validation_fraction: must be in (0, 1)")
     if cfg.steering.condition is not None:
         _check_condition(cfg)
+    check_executor(cfg.executor)
+    if cfg.backend not in ("hf", "vllm"):
+        raise ConfigError(f"backend {cfg.backend!r} is unknown: use hf or vllm")
 
 
 def _check_strengths(cfg: RunConfig) -> None:

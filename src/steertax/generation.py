@@ -118,6 +118,8 @@ def generate_detailed(
     progress: bool = False,
     force: bool = False,
     condition: Any = None,
+    backend: str = "hf",
+    fast: bool = False,
 ) -> list[Generation]:
     """Generate answers for ``prompts`` (user messages, chat-formatted unless ``chat=False``).
 
@@ -126,7 +128,11 @@ def generate_detailed(
     (one text, or one per prompt; it is part of the prompt, not of the returned text). ``stop`` ends a
     row at its first stop rule (see :data:`Stop`). ``condition``: conditional steering; it reads each
     prompt (the user message, as the study reads a request) once, and only the rows it fires on are
-    steered, the others get strength exactly 0. Returns one :class:`Generation` per prompt.
+    steered, the others get strength exactly 0. ``backend="vllm"`` runs the same generation on vLLM
+    (:mod:`steertax.vllm_backend`; its own environment, ``make vllm``). ``fast=True`` uses
+    :func:`greedy_tokens` for greedy decoding (same tokens; shared trunk over the prompt, batch from free
+    memory, finished rows leave): off by default, because ``benchmarks/generate_speed.py`` measured no gain on
+    a 2-core CPU (decoding is compute-bound there) and a loss on an H200. Returns one :class:`Generation` per prompt.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -149,6 +155,26 @@ def generate_detailed(
     pre = _per_prompt(prefill, n, "prefill")
     texts = [format_chat(tokenizer, p, system=system, chat=chat) + f for p, f in zip(prompts, pre, strict=True)]
     enc = [encode(tokenizer, t) for t in texts]
+    if backend != "hf":
+        return _generate_vllm(
+            model,
+            tokenizer,
+            enc,
+            vector,
+            s,
+            layers,
+            backend,
+            positions,
+            operator,
+            relative,
+            force,
+            stop,
+            max_new_tokens,
+            do_sample,
+            temperature,
+            top_p,
+            seed,
+        )
     order = sorted(range(n), key=lambda i: -len(enc[i]))
     dev = _model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -184,6 +210,252 @@ def generate_detailed(
         bar.update(len(idx))
     bar.close()
     return [g for g in out if g is not None]
+
+
+# Generation settings under which model.generate's greedy search is not a plain argmax of the logits.
+_PROCESSORS = (
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "min_length",
+    "min_new_tokens",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "sequence_bias",
+    "exponential_decay_length_penalty",
+    "renormalize_logits",
+    "watermarking_config",
+    "guidance_scale",
+)
+
+
+def _fast_applies(model: Any, do_sample: bool, positions: str, operator: str, stop: Sequence[Stop]) -> bool:
+    """The fast greedy loop covers greedy decoding of every position with the add operator, no stop rules,
+    and a model whose generation config adds no logits processor; anything else runs model.generate."""
+    if do_sample or positions != "all" or operator != "add" or stop:
+        return False
+    gc = getattr(model, "generation_config", None)
+    for k in _PROCESSORS:
+        v = getattr(gc, k, None)
+        if v not in (None, 0, 1.0, False, [], ()) and not (k == "min_length" and v == 0):
+            return False
+    return True
+
+
+def auto_rows(model: Any, max_len: int, cap: int | None = None) -> int:
+    """How many rows of ``max_len`` tokens fit a generation batch: half the free memory (GPU: the device's,
+    CPU: the machine's available RAM) over one row's KV cache and activations, at most ``cap``
+    (default 256 on CPU, where larger batches stop paying, 4096 on GPU)."""
+    cfg = model.config
+    text = getattr(cfg, "text_config", None) or cfg
+    layers = int(getattr(text, "num_hidden_layers", 32))
+    heads = int(getattr(text, "num_attention_heads", 32))
+    hidden = int(getattr(text, "hidden_size", 4096))
+    kv = int(getattr(text, "num_key_value_heads", None) or heads)
+    hd = int(getattr(text, "head_dim", None) or hidden // heads)
+    inter = int(getattr(text, "intermediate_size", 4 * hidden))
+    p = next(model.parameters())
+    nbytes = p.element_size()
+    per_row = nbytes * max_len * (2 * layers * kv * hd + 2 * hidden + inter)
+    if p.device.type == "cuda":
+        free = torch.cuda.mem_get_info(p.device)[0]
+        cap = cap or 4096
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+        cap = cap or 256
+    return max(1, min(cap, int(0.5 * free // max(per_row, 1))))
+
+
+def greedy_tokens(
+    model: Any,
+    enc: Sequence[list[int]],
+    vector: Any,
+    strength: Any,
+    layers: Any = None,
+    *,
+    relative: bool = False,
+    force: bool = False,
+    max_new_tokens: int = 64,
+    stop_ids: set[int],
+    pad_id: int = 0,
+    max_rows: int | None = None,
+    progress: bool = False,
+) -> list[list[int]]:
+    """Greedy new token ids per row, the same tokens ``model.generate`` picks (argmax of float32 logits),
+    meant to be faster (measured: not yet, see :func:`generate_detailed`): rows with the same prompt at several
+    strengths share one pass of the blocks below the first steered layer over the prompt
+    (:func:`~steertax.steering.shared_trunk`); a batch holds as many rows as free memory allows
+    (:func:`auto_rows`); rows that finished (a ``stop_ids`` token) leave the batch."""
+    from .activations import cache_arg, forward, output_cache
+    from .scoring import _accepts_logits_to_keep, index_cache
+    from .steering import shared_trunk, steered_layers
+
+    keep: dict[str, Any] = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+
+    n = len(enc)
+    s0 = check_strength(strength)
+    st = s0.to(torch.float32) if isinstance(s0, torch.Tensor) else torch.full((n,), float(s0))
+    if vector is None:
+        st = torch.zeros(n)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(enc):
+        groups.setdefault(tuple(e), []).append(i)
+    plist = sorted(groups.items(), key=lambda kv: (-len(kv[0]), len(kv[1])))
+    steered = vector is not None and bool((st != 0).any())
+    first = steered_layers(model, vector, layers)[0] if steered else None
+    rows_cap = max_rows or auto_rows(model, max(len(e) for e in enc) + max_new_tokens)
+    batches: list[list[tuple[tuple[int, ...], list[int]]]] = []
+    for item in plist:  # longest prompts first; a batch grows while it fits memory and pads at most a quarter of its tokens
+        b = batches[-1] if batches else None
+        if b is not None and len(b[0][1]) == len(item[1]):
+            k, longest = len(item[1]), len(b[0][0])
+            real = sum(len(p) for p, _ in b) + len(item[0])
+            if (len(b) + 1) * k <= rows_cap and (len(b) + 1) * longest <= 1.25 * real:
+                b.append(item)
+                continue
+        batches.append([item])
+    dev = _model_device(model)
+    stop_t = torch.as_tensor(sorted(stop_ids) or [-1], device=dev)
+    out: list[list[int]] = [[] for _ in range(n)]
+    bar = tqdm(total=n, desc="generate", unit="row", disable=not progress, leave=False)
+    for batch in batches:
+        K, B = len(batch[0][1]), len(batch)
+        rows = torch.as_tensor([i for _, r in batch for i in r])
+        srow = st[rows]
+        ids, mask = pad_batch([list(p) for p, _ in batch], pad_id, "left", dev)
+
+        def ctx(rs: torch.Tensor) -> Any:
+            return (
+                steer(model, vector, rs, layers, relative=relative, force=force)
+                if steered and bool((rs != 0).any())
+                else contextlib.nullcontext()
+            )
+
+        with torch.inference_mode():
+            if first is not None and K > 1:
+                with ctx(srow), shared_trunk(model, first, K):
+                    o = forward(model, ids, mask, use_cache=True, **keep)
+                cache = index_cache(output_cache(o), torch.arange(B).repeat_interleave(K), torch.arange(B * K), first)
+                mask = mask.repeat_interleave(K, 0)
+            else:
+                mask = mask.repeat_interleave(K, 0)
+                with ctx(srow):
+                    o = forward(model, ids.repeat_interleave(K, 0), mask, use_cache=True, **keep)
+                cache = output_cache(o)
+            logits = o.logits[:, -1]
+            srow_d = srow.to(dev)
+            toks = torch.full((B * K, max_new_tokens), -1, dtype=torch.long, device=dev)  # -1: no token (finished earlier)
+            active = torch.arange(B * K, device=dev)  # slots of this batch still in it
+            done = torch.zeros(B * K, dtype=torch.bool, device=dev)
+            pos = mask.sum(-1)
+            hooks = contextlib.ExitStack()  # the steering hooks stay for the whole batch; re-registered when rows leave
+            hooks.enter_context(ctx(srow_d))
+            try:
+                for t in range(max_new_tokens):
+                    nxt = logits.to(torch.float32).argmax(-1)
+                    toks[active[~done], t] = nxt[~done]
+                    done = done | torch.isin(nxt, stop_t)
+                    n_done = int(done.sum())  # the one device sync per step
+                    if t == max_new_tokens - 1 or n_done == len(active):
+                        break
+                    if n_done >= max(1, len(active) // 8):  # finished rows leave the batch
+                        live = (~done).nonzero().squeeze(1)
+                        cache = index_cache(cache, live)
+                        mask, pos, nxt, active, done = mask[live], pos[live], nxt[live], active[live], done[live]
+                        hooks.close()
+                        hooks = contextlib.ExitStack()
+                        hooks.enter_context(ctx(srow_d[active]))
+                    mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                    kw: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
+                    if _accepts_pos(model):
+                        kw["position_ids"] = pos.unsqueeze(1)
+                    o = model(input_ids=nxt.unsqueeze(1), attention_mask=mask, **kw)
+                    cache, logits, pos = output_cache(o), o.logits[:, -1], pos + 1
+            finally:
+                hooks.close()
+        for slot, row in enumerate(toks.tolist()):
+            out[int(rows[slot])] = [x for x in row if x >= 0]
+        bar.update(B * K)
+    bar.close()
+    return out
+
+
+def _accepts_pos(model: Any) -> bool:
+    from .activations import _accepts_position_ids
+
+    return _accepts_position_ids(model)
+
+
+def _generate_vllm(
+    model: Any,
+    tokenizer: Any,
+    enc: list[list[int]],
+    vector: Any,
+    s: Any,
+    layers: Any,
+    backend: str,
+    positions: str,
+    operator: str,
+    relative: bool,
+    force: bool,
+    stop: Sequence[Stop],
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    seed: int,
+) -> list[Generation]:
+    """The same generation on vLLM (see :mod:`steertax.vllm_backend`): same prompts' token ids, same cut."""
+    from .errors import ConfigError
+    from .steering import _layer_strengths, _steering_directions
+    from .vllm_backend import generate_tokens
+
+    if backend != "vllm":
+        raise ConfigError(f"unknown backend {backend!r}: use hf or vllm")
+    if vector is not None and (positions != "all" or operator != "add"):
+        raise ConfigError(
+            f"backend 'vllm' steers every position with operator 'add' (got positions={positions!r}, operator={operator!r}): use backend hf"
+        )
+    n = len(enc)
+    per_row = [float(x) for x in s.tolist()] if isinstance(s, torch.Tensor) else [float(s)] * n
+    if vector is None:
+        per_row = [0.0] * n
+        dirs: dict[int, torch.Tensor] = {}
+    else:
+        _, dirs = _steering_directions(model, vector, layers, force)
+    dtype = next(model.parameters()).dtype
+
+    def deltas_for(st: float) -> dict[int, torch.Tensor]:
+        per_layer = _layer_strengths(vector, list(dirs), st, relative)
+        out = {}
+        for i, d in dirs.items():
+            v = d.detach().to(torch.float32)
+            v = v / v.norm()
+            wide = torch.promote_types(dtype, torch.float32)
+            out[i] = (float(per_layer[i]) * v.to(wide)).to(dtype).cpu()  # r·v̂ rounded once, as the HF hook does
+        return out
+
+    eos = tokenizer.eos_token_id
+    finish_ids = _eos_ids(model, tokenizer) | ({int(eos)} if eos is not None else set())
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    new = generate_tokens(
+        model,
+        enc,
+        deltas_for,
+        per_row,
+        max_new_tokens=max_new_tokens,
+        finish_ids=finish_ids,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
+    return [_finish(tokenizer, t, finish_ids, pad_id, stop, max_new_tokens) for t in new]
 
 
 def _finish(tokenizer: Any, new: list[int], finish_ids: set[int], pad_id: int, stop: Sequence[Stop], max_new_tokens: int) -> Generation:

@@ -130,12 +130,31 @@ def run_key(run_id: str, iv: Intervention) -> str:
 
 
 def evaluate_intervention(
-    iv: Intervention, model: Any, tokenizer: Any, specs: Sequence[Any], store: Any, run_id: str, cfg: Any, *, progress: bool = True
+    iv: Intervention,
+    model: Any,
+    tokenizer: Any,
+    specs: Sequence[Any],
+    store: Any,
+    run_id: str,
+    cfg: Any,
+    *,
+    progress: bool = True,
+    executor: Any = None,
 ) -> None:
-    """Every task cell of ``specs`` not yet stored for ``iv``, evaluated under it and committed cell by cell."""
+    """Every task cell of ``specs`` not yet stored for ``iv``, evaluated under it and committed cell by cell.
+    With an ``executor`` (a :class:`~steertax.executors.RayExecutor`) the setting is queued as one piece of
+    work for a worker and this returns at once; ``executor.drain()`` waits for it."""
     from .sweep import run_sweep
 
     key = run_key(run_id, iv)
+    if executor is not None:
+        from .executors import plan_work
+
+        setting = None if iv.method == "steering" else iv.setting
+        executor.submit(
+            plan_work(iv, key, specs, store, seed=cfg.seed, chunk=cfg.chunk, method=iv.method, setting=setting, per_chunk=False)
+        )
+        return
     items = {s.name: s.task.items(s.limit, cfg.seed) for s in specs}
     n_cells = {n: (len(v) + cfg.chunk - 1) // cfg.chunk for n, v in items.items()}
     if all(len(store.done_cells(key, n)) >= c for n, c in n_cells.items()):

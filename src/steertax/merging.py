@@ -60,6 +60,7 @@ from ._util import atomic_write_bytes, atomic_write_text
 from .align import LoraSettings, TrainSettings
 from .config import TaskConfig, _build
 from .errors import ConfigError, DataError, ModelError
+from .executors import ExecutorConfig
 
 __all__ = [
     "MERGE_METHODS",
@@ -134,6 +135,27 @@ def _check_fits(deltas: Mapping[str, torch.Tensor], model: Any, what: str) -> No
 # --------------------------------------------------------------------------- methods
 
 
+def thin_svd(d: torch.Tensor, probe: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.svd(d, full_matrices=False)`` in float64, fast when ``d`` has low rank (a LoRA task vector
+    has rank <= r): the range of ``d`` from a seeded Gaussian probe of ``probe`` columns; when the probe holds
+    all of ``d`` up to ``d``'s own rounding (residual <= 100 eps of its dtype, relative), the SVD of the small
+    projection, else the full SVD. The directions left out are rounding noise far below :func:`numerical_rank`'s
+    cut."""
+    rtol = max(1e-12, 100 * torch.finfo(d.dtype).eps) if d.is_floating_point() else 1e-12
+    d = d.double()
+    m, n = d.shape
+    if min(m, n) <= 2 * probe:
+        return torch.linalg.svd(d, full_matrices=False)
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(d @ torch.randn(n, probe, dtype=d.dtype, generator=g).to(d.device))
+    b = q.T @ d
+    nrm = torch.linalg.matrix_norm(d)
+    if nrm == 0 or torch.linalg.matrix_norm(d - q @ b) <= rtol * nrm:
+        ub, s, vh = torch.linalg.svd(b, full_matrices=False)
+        return q @ ub, s, vh
+    return torch.linalg.svd(d, full_matrices=False)
+
+
 def _polar(x: torch.Tensor) -> torch.Tensor:
     """The orthonormal matrix nearest ``x`` (orthogonal Procrustes): P Qᵀ from x = P Σ Qᵀ."""
     p, _, qh = torch.linalg.svd(x, full_matrices=False)
@@ -158,9 +180,11 @@ def tsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], ranks: 
     ks = list(ranks) if ranks is not None else [max(1, full // T)] * T
     us, ss, vs = [], [], []
     for d, w, k in zip(deltas, weights, ks, strict=True):
-        u, s, vh = torch.linalg.svd(float(w) * d.double(), full_matrices=False)
-        # numerically zero singular values carry no direction (a LoRA delta has rank <= r): leave them out
-        k = min(int(k), int((s > 1e-10 * (s[0] if len(s) else 0)).sum()))
+        u, s, vh = thin_svd(float(w) * d)
+        # singular values at the level of the delta's own rounding carry no direction (a LoRA delta has rank <= r):
+        # the numerical rank cut, max(m, n)·eps of its dtype relative to the largest, leaves them out
+        cut = max(m, n) * torch.finfo(d.dtype).eps * (float(s[0]) if len(s) else 0.0)
+        k = min(int(k), int((s > cut).sum()))
         us.append(u[:, :k])
         ss.append(s[:k])
         vs.append(vh[:k])
@@ -181,7 +205,7 @@ def outlier_ratio(d: torch.Tensor, m: float = 5.0) -> float:
 
 def energy_rank(d: torch.Tensor, energy: float = 0.9) -> int:
     """The smallest rank holding ``energy`` of ``d``'s squared singular values."""
-    s = torch.linalg.svdvals(d.double())
+    s = thin_svd(d)[1]
     c = torch.cumsum(s**2, 0)
     if float(c[-1]) == 0:
         return 1
@@ -297,10 +321,12 @@ class MergedIntervention:
                 p = params[k]
                 p.copy_((p.double() + self.scale * d.to(p.device).double()).to(p.dtype))
         self._restore: Any = restore
+        model._steertax_weights_modified = True  # a backend that reloads the checkpoint (vllm) must refuse
         try:
             yield model, None, [0.0]
         finally:
             self._restore = None
+            model.__dict__.pop("_steertax_weights_modified", None)
             with torch.no_grad():
                 for k in self.deltas:
                     params[k].copy_(saved[k])
@@ -371,6 +397,7 @@ class MergeConfig:
     merges: list[MergeSpec] = field(default_factory=list)
     mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
     tasks: list[TaskConfig] = field(default_factory=list)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where settings are evaluated (not in any hash)
     quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -582,6 +609,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     """Train (or load) the specialists and the mixture, evaluate the base, each specialist, the mixture
     and every merge setting into one store, then summarize (table, 3H figure). Safe to kill and rerun."""
     from .compare import summarize_run
+    from .executors import make_executor
     from .interventions import AdapterIntervention, BaseIntervention, evaluate_intervention
     from .models import load_model
     from .store import ResultStore
@@ -624,31 +652,43 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     atomic_write_text(out / "merge.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), now_iso())
-        evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress)
-        for n in names:
-            iv: Any = MergedIntervention(full[n], 1.0, "specialist", n) if n in full else AdapterIntervention(paths[n], "specialist", n)
-            evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress)
-        if mixture is not None:
-            evaluate_intervention(
-                AdapterIntervention(mixture, "mixture", "mixture"), model, tok, specs, store, run_id, cfg, progress=progress
-            )
-        merged_cache: dict[str, dict[str, torch.Tensor]] = {}
-        for method, label, m, lam in plan:
-            key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
-            if key not in merged_cache:
-                merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
-                merged_cache[key] = merge_deltas(
-                    deltas,
-                    m.weights or [1.0] * len(names),
-                    m.method,
-                    density=m.density,
-                    combine=m.combine,
-                    seed=cfg.seed,
-                    outlier_m=m.outlier_m,
-                    energy=m.energy,
+        ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
+        with ex if ex is not None else contextlib.nullcontext():
+            evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
+            for n in names:
+                iv: Any = MergedIntervention(full[n], 1.0, "specialist", n) if n in full else AdapterIntervention(paths[n], "specialist", n)
+                evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
+            if mixture is not None:
+                evaluate_intervention(
+                    AdapterIntervention(mixture, "mixture", "mixture"),
+                    model,
+                    tok,
+                    specs,
+                    store,
+                    run_id,
+                    cfg,
+                    progress=progress,
+                    executor=ex,
                 )
-            iv = MergedIntervention(merged_cache[key], lam, method, label)
-            evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress)
+            merged_cache: dict[str, dict[str, torch.Tensor]] = {}
+            for method, label, m, lam in plan:
+                key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
+                if key not in merged_cache:
+                    merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
+                    merged_cache[key] = merge_deltas(
+                        deltas,
+                        m.weights or [1.0] * len(names),
+                        m.method,
+                        density=m.density,
+                        combine=m.combine,
+                        seed=cfg.seed,
+                        outlier_m=m.outlier_m,
+                        energy=m.energy,
+                    )
+                iv = MergedIntervention(merged_cache[key], lam, method, label)
+                evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
+            if ex is not None:
+                ex.drain()
     summary = summarize_run(out)
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))

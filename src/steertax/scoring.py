@@ -217,6 +217,90 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
+# Pack every continuation of a prompt row into one row (each continuation attends to the prompt and to its own
+# earlier tokens, through a 4D mask): no padding between continuations of unequal length and no copy of the
+# prompt's KV cache per continuation. Off (PACK = False) reverts to one row per continuation (the tests compare).
+PACK = True
+
+
+def _packable(model: Any, kv_len: int) -> bool:
+    """Custom 4D masks: transformers >= 4.53 (masking_utils returns them as given), an attention kernel that takes
+    an explicit mask (eager, sdpa), and no sliding window shorter than the rows."""
+    from .activations import _transformers_version
+
+    if not PACK or _transformers_version() < (4, 53):
+        return False
+    cfg = getattr(model, "config", None)
+    text = cfg.get_text_config() if cfg is not None and hasattr(cfg, "get_text_config") else cfg
+    if getattr(cfg, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        return False
+    win = getattr(text, "sliding_window", None)
+    return not (isinstance(win, int) and win < kv_len)
+
+
+def _pack(row_conts: list[list[list[int]]], plen: torch.Tensor, pmask: torch.Tensor, pad_id: int, dtype: torch.dtype) -> Any:
+    """One packed row per prompt row: the continuations' tokens but their last (inputs), the next tokens
+    (targets), positions after the prompt's real length, each token's continuation index, and the additive 4D
+    mask [R, 1, M, P + M] (0 = attend). Returns None when no continuation has a second token."""
+    R = len(row_conts)
+    M = max(sum(len(c) - 1 for c in cs) for cs in row_conts)
+    if M == 0:
+        return None
+    dev = pmask.device
+    ids = torch.full((R, M), pad_id, dtype=torch.long)
+    tgt = torch.full((R, M), pad_id, dtype=torch.long)
+    pos = torch.zeros((R, M), dtype=torch.long)
+    seg = torch.full((R, M), -1, dtype=torch.long)
+    tpos = torch.zeros((R, M), dtype=torch.long)
+    for r, cs in enumerate(row_conts):
+        o, p0 = 0, int(plen[r])
+        for j, c in enumerate(cs):
+            n = len(c) - 1
+            if n > 0:
+                ids[r, o : o + n] = torch.as_tensor(c[:-1])
+                tgt[r, o : o + n] = torch.as_tensor(c[1:])
+                pos[r, o : o + n] = p0 + torch.arange(n)
+                seg[r, o : o + n] = j
+                tpos[r, o : o + n] = torch.arange(n)
+                o += n
+    real = seg >= 0
+    own = (seg[:, :, None] == seg[:, None, :]) & (tpos[:, None, :] <= tpos[:, :, None]) & real[:, :, None]
+    own |= torch.eye(M, dtype=torch.bool)[None]  # a padding position attends to itself (no empty softmax row)
+    allowed = torch.cat([pmask.bool().cpu()[:, None, :] & real[:, :, None], own], dim=-1)
+    mask4 = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+    return ids.to(dev), tgt.to(dev), pos.to(dev), seg.to(dev), real.to(dev), mask4.to(dev)
+
+
+def _packed_pass(model: Any, cache: Any, pmask: torch.Tensor, row_conts: list[list[list[int]]], ctx: Any, pad_id: int, K: int) -> Any:
+    """The packed continuation pass over a prompt cache of R rows (``K`` > 1: a shared trunk fans each row out
+    K times above the first steered layer; ``ctx`` sets that up). Returns rest[R*K, C]: each continuation's
+    summed log-probability of its tokens after the first (0 for one-token continuations)."""
+    C = max(len(cs) for cs in row_conts)
+    R = len(row_conts)
+    dtype = next(model.parameters()).dtype
+    plen = pmask.sum(-1)
+    packed = _pack(row_conts, plen, pmask, pad_id, dtype)
+    rest = torch.zeros((R * K, C), dtype=torch.float64, device=pmask.device)
+    if packed is None:
+        return rest
+    ids, tgt, pos, seg, real, mask4 = packed
+    realK = real.repeat_interleave(K, dim=0)
+    flat = realK.reshape(-1).nonzero().squeeze(1)
+    kw: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
+    if _accepts_position_ids(model):
+        kw["position_ids"] = pos
+    with ctx, torch.inference_mode(), head_at(model, flat) as sliced:
+        out = model(input_ids=ids, attention_mask=mask4, **kw)
+    tgtK, segK = tgt.repeat_interleave(K, dim=0), seg.repeat_interleave(K, dim=0)
+    if sliced:
+        tok = _token_logprobs(out.logits[0], tgtK[realK]).double()
+    else:
+        tok = _token_logprobs(out.logits, tgtK)[realK].double()
+    row = torch.arange(R * K, device=ids.device).unsqueeze(1).expand_as(segK)[realK]
+    rest.view(-1).scatter_add_(0, row * C + segK[realK], tok)
+    return rest
+
+
 def _score_trunk(model, penc, conts, cenc, items, S, vector, layers, force, pad_id, dev, keep_ok, lp, first) -> None:
     """Prefix sharing plus a shared trunk: rows of the steered tail are (item, strength) for the
     prompt and (item, continuation, strength) for the continuation tokens."""
@@ -243,6 +327,25 @@ def _score_trunk(model, penc, conts, cenc, items, S, vector, layers, force, pad_
             cid[r, : len(x)] = torch.as_tensor(x)
             cmask[r, : len(x)] = 1
         cid, cmask, owner_d, tail_d = cid.to(dev), cmask.to(dev), owner.to(dev), tail.to(dev)
+        if _packable(model, ids.shape[1] + sum(len(x) for x in seqs)):
+            first_lp = _token_logprobs(out.logits[:, -1][tail_d], cid[:, 0].repeat_interleave(K)).double()  # [R*K]
+            row_conts = [[cenc[c] for c in conts[i]] for i in items]
+            ctx = _ctx(model, vector, st.repeat(B), layers, force, first, K)
+            rest = _packed_pass(model, output_cache(out), mask, row_conts, ctx, pad_id, K)  # [B*K, C]
+            jj = torch.cat([torch.arange(int(n)) for n in counts]).to(dev)  # continuation index of each continuation row
+            tot = (first_lp.view(R, K) + rest.view(B, K, -1)[owner_d, :, jj]).cpu().numpy()
+        else:
+            tot = _trunk_rows(model, out, mask, cid, cmask, owner_d, tail_d, R, K, L, st, vector, layers, force, first, dev)
+    r = 0
+    for i in items:
+        for j in range(len(conts[i])):
+            lp[i, :, j] = tot[r]
+            r += 1
+
+
+def _trunk_rows(model, out, mask, cid, cmask, owner_d, tail_d, R, K, L, st, vector, layers, force, first, dev) -> Any:
+    """One row per (continuation, strength) over a copy of the prompt's cache (the path before packing)."""
+    with torch.inference_mode():
         tok_lp = torch.zeros((R * K, L), dtype=torch.float64, device=dev)
         tok_lp[:, 0] = _token_logprobs(out.logits[:, -1][tail_d], cid[:, 0].repeat_interleave(K)).double()
         if L > 1:
@@ -264,11 +367,7 @@ def _score_trunk(model, penc, conts, cenc, items, S, vector, layers, force, pad_
                 tok_lp[:, 1:] = _token_logprobs(out2.logits, tgt).double()
         tok_lp = tok_lp * cmask.repeat_interleave(K, dim=0)
         tot = tok_lp.sum(-1).view(R, K).cpu().numpy()
-    r = 0
-    for i in items:
-        for j in range(len(conts[i])):
-            lp[i, :, j] = tot[r]
-            r += 1
+    return tot
 
 
 def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pad_id, dev, keep_ok, lp) -> None:
@@ -295,25 +394,31 @@ def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pa
     cid, cmask = cid.to(dev), cmask.to(dev)
     tok_lp = torch.zeros((len(seqs), L), dtype=torch.float64, device=dev)
     tok_lp[:, 0] = first_lp[owner.to(dev), cid[:, 0]].double()
-    if L > 1:
-        cache = _expand_cache(cache, counts.to(dev))
-        full_mask = torch.cat([mask[owner.to(dev)], cmask[:, :-1]], dim=1)
-        plen = mask.sum(-1)[owner.to(dev)]
-        pos = plen.unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
-        kw2: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
-        if _accepts_position_ids(model):
-            kw2["position_ids"] = pos
-        valid = cmask[:, 1:].bool()
-        flat = valid.reshape(-1).nonzero().squeeze(1)
-        with _ctx(model, vector, st[owner], layers, force), torch.inference_mode(), head_at(model, flat) as sliced:
-            out2 = model(input_ids=cid[:, :-1], attention_mask=full_mask, **kw2)
-        if sliced:
-            rest = tok_lp[:, 1:]
-            rest[valid] = _token_logprobs(out2.logits[0], cid[:, 1:][valid]).double()
-        else:
-            tok_lp[:, 1:] = _token_logprobs(out2.logits, cid[:, 1:]).double()
-    tok_lp = tok_lp * cmask
-    tot = tok_lp.sum(-1).cpu().numpy()
+    if L > 1 and _packable(model, ids.shape[1] + max(sum(len(cenc[c]) for c in conts[i]) for i, _ in batch)):
+        row_conts = [[cenc[c] for c in conts[i]] for i, _ in batch]
+        rest = _packed_pass(model, cache, mask, row_conts, _ctx(model, vector, st, layers, force), pad_id, 1)  # [B, C]
+        jj = torch.cat([torch.arange(int(n)) for n in counts]).to(dev)
+        tot = (tok_lp[:, 0] + rest[owner.to(dev), jj]).cpu().numpy()
+    else:
+        if L > 1:
+            cache = _expand_cache(cache, counts.to(dev))
+            full_mask = torch.cat([mask[owner.to(dev)], cmask[:, :-1]], dim=1)
+            plen = mask.sum(-1)[owner.to(dev)]
+            pos = plen.unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
+            kw2: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
+            if _accepts_position_ids(model):
+                kw2["position_ids"] = pos
+            valid = cmask[:, 1:].bool()
+            flat = valid.reshape(-1).nonzero().squeeze(1)
+            with _ctx(model, vector, st[owner], layers, force), torch.inference_mode(), head_at(model, flat) as sliced:
+                out2 = model(input_ids=cid[:, :-1], attention_mask=full_mask, **kw2)
+            if sliced:
+                rest = tok_lp[:, 1:]
+                rest[valid] = _token_logprobs(out2.logits[0], cid[:, 1:][valid]).double()
+            else:
+                tok_lp[:, 1:] = _token_logprobs(out2.logits, cid[:, 1:]).double()
+        tok_lp = tok_lp * cmask
+        tot = tok_lp.sum(-1).cpu().numpy()
     r = 0
     for i, s in batch:
         for j in range(len(conts[i])):

@@ -230,6 +230,8 @@ def _opts(cfg: RunConfig, name: str) -> dict[str, Any]:
 
 
 def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    from .executors import make_executor, plan_work
+    from .interventions import SteeringIntervention
     from .models import load_model
     from .preflight import preflight
     from .sweep import run_sweep
@@ -265,10 +267,19 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), resolved["created"])
-        run_sweep(model, tok, vec, specs, grid, store, run_id, seed=cfg.seed, chunk=cfg.chunk, batch_size=cfg.batch_size, progress=progress)
+        ckey = conditional_key(run_id, resolved) if cond is not None else ""
         if cond is not None:
-            key = conditional_key(run_id, resolved)
-            store.begin_run(key, {"intervention": "conditional", "condition": str(cond_path)}, resolved["created"])
+            store.begin_run(ckey, {"intervention": "conditional", "condition": str(cond_path)}, resolved["created"])
+        ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
+        if ex is not None:
+            with ex:
+                common = dict(seed=cfg.seed, chunk=cfg.chunk, setting=None, per_chunk=True, backend=cfg.backend)
+                ex.submit(plan_work(SteeringIntervention(vec, grid), run_id, specs, store, method="steering", **common))  # type: ignore[arg-type]
+                if cond is not None:
+                    iv = SteeringIntervention(vec, grid, method="conditional")
+                    ex.submit(plan_work(iv, ckey, specs, store, method="conditional", condition=cond, **common))  # type: ignore[arg-type]
+                ex.drain()
+        else:
             run_sweep(
                 model,
                 tok,
@@ -276,14 +287,30 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
                 specs,
                 grid,
                 store,
-                key,
+                run_id,
                 seed=cfg.seed,
                 chunk=cfg.chunk,
                 batch_size=cfg.batch_size,
                 progress=progress,
-                method="conditional",
-                condition=cond,
+                backend=cfg.backend,
             )
+            if cond is not None:
+                run_sweep(
+                    model,
+                    tok,
+                    vec,
+                    specs,
+                    grid,
+                    store,
+                    ckey,
+                    seed=cfg.seed,
+                    chunk=cfg.chunk,
+                    batch_size=cfg.batch_size,
+                    progress=progress,
+                    method="conditional",
+                    condition=cond,
+                    backend=cfg.backend,
+                )
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))

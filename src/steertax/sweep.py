@@ -12,10 +12,10 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from .store import ResultStore
-from .tasks import Task, evaluate
+from .tasks import Item, Task, evaluate
 from .vectors import now_iso
 
-__all__ = ["TaskSpec", "run_sweep"]
+__all__ = ["TaskSpec", "run_sweep", "cell_plan", "eval_cell"]
 
 
 @dataclass
@@ -46,33 +46,71 @@ def run_sweep(
     setting: str | None = None,
     reference: Any = None,
     condition: Any = None,
+    backend: str = "hf",
 ) -> dict[str, int]:
     """Evaluate every task chunk not yet in the store; returns rows written per task."""
     written: dict[str, int] = {}
     for spec in specs:
-        items = spec.task.items(spec.limit, seed)
-        cells = [(f"{c:05d}", items[c * chunk : (c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
+        cells = cell_plan(spec, seed, chunk)
         done = store.done_cells(run_id, spec.name)
         todo = [(k, its) for k, its in cells if k not in done]
         written[spec.name] = 0
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=spec.name, unit="cell", disable=not progress)
         for key, its in todo:
-            res = evaluate(
+            records = eval_cell(
                 model,
                 tokenizer,
-                spec.task,
-                vector if any(strengths) else None,
+                spec,
+                its,
+                vector,
                 strengths,
                 seed=seed,
-                items=its,
                 batch_size=batch_size,
-                progress=False,
-                force=True,
                 reference=reference,
                 condition=condition,
+                backend=backend,
             )
-            store.write_cell(run_id, spec.name, key, res.records, now_iso(), method=method, setting=setting)
-            written[spec.name] += len(res.records)
+            store.write_cell(run_id, spec.name, key, records, now_iso(), method=method, setting=setting)
+            written[spec.name] += len(records)
             bar.update(1)
         bar.close()
     return written
+
+
+def cell_plan(spec: TaskSpec, seed: int, chunk: int) -> list[tuple[str, list[Item]]]:
+    """A task's items cut into the store's cells: (cell key, items), in order."""
+    items = spec.task.items(spec.limit, seed)
+    return [(f"{c:05d}", items[c * chunk : (c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
+
+
+def eval_cell(
+    model: Any,
+    tokenizer: Any,
+    spec: TaskSpec,
+    items: Sequence[Item],
+    vector: Any,
+    strengths: Sequence[float],
+    *,
+    seed: int,
+    batch_size: int,
+    reference: Any = None,
+    condition: Any = None,
+    backend: str = "hf",
+) -> list[dict[str, Any]]:
+    """One cell's records: its items at every strength. Every executor computes a cell with this."""
+    res = evaluate(
+        model,
+        tokenizer,
+        spec.task,
+        vector if any(strengths) else None,
+        strengths,
+        seed=seed,
+        items=list(items),
+        batch_size=batch_size,
+        progress=False,
+        force=True,
+        reference=reference,
+        condition=condition,
+        backend=backend,
+    )
+    return res.records

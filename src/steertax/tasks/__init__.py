@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
+from .. import timing
 from ..errors import DataError
 from .base import EvalContext, EvalResult, Item, Task, check_strengths, summarize
 from .behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
@@ -36,6 +38,21 @@ REGISTRY: dict[str, type[Task]] = {
 }
 
 __all__ = ["get", "names", "evaluate", "Task", "Item", "EvalContext", "EvalResult", "REGISTRY"]
+
+
+def _charge(task: str, recs: list[dict[str, Any]], seconds: float, inner: dict[str, tuple[float, int]]) -> None:
+    """Charge one evaluate call to the time split: a task that timed its own scorers' sections keeps
+    those and the rest goes to ``other``; otherwise the call goes to its scorer."""
+    scorers = sorted({str(r.get("scorer", "score")) for r in recs})
+    for sc in scorers:
+        n = sum(1 for r in recs if str(r.get("scorer", "score")) == sc)
+        timing.add(task, sc, 0.0, n)
+    charged = sum(v[0] for v in inner.values())
+    rest = seconds - charged
+    if not inner:
+        timing.add(task, scorers[0] if len(scorers) == 1 else "+".join(scorers), seconds)
+    elif rest > 0.05:
+        timing.add(task, "other", rest)
 
 
 def names() -> list[str]:
@@ -96,6 +113,7 @@ def evaluate(
     items: Sequence[Item] | None = None,
     reference: Any = None,
     condition: Any = None,
+    backend: str = "hf",
 ) -> EvalResult:
     """Score ``task`` at every strength (one batched pass over items x strengths).
 
@@ -114,8 +132,10 @@ def evaluate(
     its = list(items) if items is not None else t.items(limit, seed)
     if not its:
         raise DataError(f"{t.name}: no items to evaluate")
-    ctx = EvalContext(model, tokenizer, vector, layers, batch_size, progress, seed, force, reference=reference)
+    ctx = EvalContext(model, tokenizer, vector, layers, batch_size, progress, seed, force, reference=reference, backend=backend)
+    t0, before = time.perf_counter(), timing.snapshot()
     recs = t.score(ctx, its, S) if condition is None else _score_gated(t, ctx, its, S, condition)
+    _charge(t.name, recs, time.perf_counter() - t0, timing.since(before))
     for r in recs:
         r.setdefault("task", t.name)
     metrics = tuple(t.metrics) + (("truncated",) if t.needs_finished_answer else ())  # unfinished answers are shown, not hidden

@@ -38,6 +38,7 @@ class EvalContext:
     positions: str = "all"
     relative: bool = False
     reference: Any = None  # () -> context manager under which ``model`` is the base model (adapters); None: it is
+    backend: str = "hf"  # steered generation: hf (model.generate) | vllm (steertax.vllm_backend)
 
     def steer_kwargs(self) -> dict[str, Any]:
         return dict(vector=self.vector, layers=self.layers, force=self.force)

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from .. import timing
 from ..data import data_path, read_csv, read_json
 from ..errors import DataError
 from ..generation import generate
@@ -147,61 +148,78 @@ class BehaviorTask(Task):
         tok = ctx.tokenizer
         prompts = [self.prompt_text(tok, it) for it in items]
         if "logprob" in self.scorers:
-            a, m = self._conts()
-            res = score_sequences(
-                ctx.model,
-                tok,
-                prompts,
-                [a + m] * len(items),
-                strengths,
-                ctx.vector,
-                ctx.layers,
-                batch_size=ctx.batch_size,
-                force=ctx.force,
-                progress=ctx.progress,
-                desc=f"{self.name}/logprob",
-            )
-            lp = res.logprob
-            la = np.logaddexp.reduce(lp[:, :, : len(a)], axis=-1)
-            lm = np.logaddexp.reduce(lp[:, :, len(a) :], axis=-1)
-            B = np.tanh((la - lm) / 2)  # = (Pa - Pm) / (Pa + Pm)
-            pa = 1 / (1 + np.exp(lm - la))
-            mass = np.logaddexp(la, lm)
-            for i, it in enumerate(items):
-                for s, sv in enumerate(strengths):
-                    recs.append(self._record(it, sv, "logprob", B=float(B[i, s]), p_aligned=float(pa[i, s]), logmass=float(mass[i, s])))
+            with timing.section(self.name, "logprob"):
+                recs += self._score_logprob(ctx, items, prompts, strengths)
         if "generate" in self.scorers:
-            users = [self.user_text(it) for it in items]
-            rows = [(i, s) for s in range(len(strengths)) for i in range(len(items))]
-            if self.template == "chat":
-                gen_prompts = [users[i] for i, _ in rows]
-                chat = True
-            else:
-                gen_prompts = [prompts[i] for i, _ in rows]
-                chat = False
-            st = [float(strengths[s]) for _, s in rows]
-            texts = generate(
-                ctx.model,
-                tok,
-                gen_prompts,
-                ctx.vector if any(st) else None,
-                st if any(st) else 0.0,
-                ctx.layers,
-                chat=chat,
-                system=self.system,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=self.do_sample,
-                temperature=self.temperature,
-                seed=ctx.seed,
-                batch_size=ctx.batch_size,
-                progress=ctx.progress,
-                force=ctx.force,
-            )
-            verdicts = self.judge_fn(ctx)(texts, [users[i] for i, _ in rows])
-            for (i, s), text, ok in zip(rows, texts, verdicts, strict=True):
-                recs.append(
-                    self._record(items[i], strengths[s], "generate", B=1.0 if ok else -1.0, p_aligned=1.0 if ok else 0.0, text=text)
-                )
+            with timing.section(self.name, "generate"):
+                recs += self._score_generate(ctx, items, prompts, strengths)
+        return recs
+
+    def _score_logprob(
+        self, ctx: EvalContext, items: Sequence[Item], prompts: list[str], strengths: Sequence[float]
+    ) -> list[dict[str, Any]]:
+        recs: list[dict[str, Any]] = []
+        tok = ctx.tokenizer
+        a, m = self._conts()
+        res = score_sequences(
+            ctx.model,
+            tok,
+            prompts,
+            [a + m] * len(items),
+            strengths,
+            ctx.vector,
+            ctx.layers,
+            batch_size=ctx.batch_size,
+            force=ctx.force,
+            progress=ctx.progress,
+            desc=f"{self.name}/logprob",
+        )
+        lp = res.logprob
+        la = np.logaddexp.reduce(lp[:, :, : len(a)], axis=-1)
+        lm = np.logaddexp.reduce(lp[:, :, len(a) :], axis=-1)
+        B = np.tanh((la - lm) / 2)  # = (Pa - Pm) / (Pa + Pm)
+        pa = 1 / (1 + np.exp(lm - la))
+        mass = np.logaddexp(la, lm)
+        for i, it in enumerate(items):
+            for s, sv in enumerate(strengths):
+                recs.append(self._record(it, sv, "logprob", B=float(B[i, s]), p_aligned=float(pa[i, s]), logmass=float(mass[i, s])))
+        return recs
+
+    def _score_generate(
+        self, ctx: EvalContext, items: Sequence[Item], prompts: list[str], strengths: Sequence[float]
+    ) -> list[dict[str, Any]]:
+        recs: list[dict[str, Any]] = []
+        tok = ctx.tokenizer
+        users = [self.user_text(it) for it in items]
+        rows = [(i, s) for s in range(len(strengths)) for i in range(len(items))]
+        if self.template == "chat":
+            gen_prompts = [users[i] for i, _ in rows]
+            chat = True
+        else:
+            gen_prompts = [prompts[i] for i, _ in rows]
+            chat = False
+        st = [float(strengths[s]) for _, s in rows]
+        texts = generate(
+            ctx.model,
+            tok,
+            gen_prompts,
+            ctx.vector if any(st) else None,
+            st if any(st) else 0.0,
+            ctx.layers,
+            chat=chat,
+            system=self.system,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            seed=ctx.seed,
+            batch_size=ctx.batch_size,
+            progress=ctx.progress,
+            force=ctx.force,
+            backend=ctx.backend,
+        )
+        verdicts = self.judge_fn(ctx)(texts, [users[i] for i, _ in rows])
+        for (i, s), text, ok in zip(rows, texts, verdicts, strict=True):
+            recs.append(self._record(items[i], strengths[s], "generate", B=1.0 if ok else -1.0, p_aligned=1.0 if ok else 0.0, text=text))
         return recs
 
     def _record(self, item: Item, strength: float, scorer: str, **fields: Any) -> dict[str, Any]:

@@ -105,6 +105,7 @@ def _gen(
         batch_size=ctx.batch_size,
         progress=ctx.progress,
         force=ctx.force,
+        backend=ctx.backend,
     )
     return [(i, s, g) for (i, s), g in zip(rows, gens, strict=True)]
 
