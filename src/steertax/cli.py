@@ -467,7 +467,7 @@ def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> in
     cfg = _with_executor(load(a.config), a)
     if a.quick:
         cfg = cfg.quick_version()
-    with _time_split(a.out):
+    with _time_split(a.out, a.quiet):
         summ = run(cfg, a.out, progress=not a.quiet)
     print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/{figure}, {a.out}/results.sqlite, {a.out}/adapters/")
@@ -520,7 +520,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 0
     from .study import run_study
 
-    with _time_split(a.out):
+    with _time_split(a.out, a.quiet):
         summ = run_study(cfg, a.out, progress=not a.quiet)
     _print_headline(summ, a.out)
     return 0
@@ -544,8 +544,9 @@ def _with_executor(cfg: Any, a: argparse.Namespace) -> Any:
 
 
 @contextlib.contextmanager
-def _time_split(out: str) -> Iterator[None]:
-    """Print where this invocation's time went (per task and scorer) and write it to OUT/timing.json."""
+def _time_split(out: str, quiet: bool = False) -> Iterator[None]:
+    """Print where this invocation's time went (per task and scorer; not with --quiet) and write it to
+    OUT/timing.json."""
     import time
 
     from . import timing
@@ -554,7 +555,8 @@ def _time_split(out: str) -> Iterator[None]:
     t0, before = time.perf_counter(), timing.snapshot()
     yield
     wall, split = time.perf_counter() - t0, timing.since(before)
-    print(timing.format_split(split, wall), file=sys.stderr)
+    if not quiet:
+        print(timing.format_split(split, wall), file=sys.stderr)
     rows = [{"task": k.rpartition("/")[0], "scorer": k.rpartition("/")[2], "seconds": v[0], "rows": v[1]} for k, v in split.items()]
     atomic_write_json(Path(out) / "timing.json", {"wall_seconds": wall, "split": rows})
 

@@ -280,37 +280,10 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
                     ex.submit(plan_work(iv, ckey, specs, store, method="conditional", condition=cond, **common))  # type: ignore[arg-type]
                 ex.drain()
         else:
-            run_sweep(
-                model,
-                tok,
-                vec,
-                specs,
-                grid,
-                store,
-                run_id,
-                seed=cfg.seed,
-                chunk=cfg.chunk,
-                batch_size=cfg.batch_size,
-                progress=progress,
-                backend=cfg.backend,
-            )
+            kw = dict(seed=cfg.seed, chunk=cfg.chunk, batch_size=cfg.batch_size, progress=progress, backend=cfg.backend)
+            run_sweep(model, tok, vec, specs, grid, store, run_id, **kw)  # type: ignore[arg-type]
             if cond is not None:
-                run_sweep(
-                    model,
-                    tok,
-                    vec,
-                    specs,
-                    grid,
-                    store,
-                    ckey,
-                    seed=cfg.seed,
-                    chunk=cfg.chunk,
-                    batch_size=cfg.batch_size,
-                    progress=progress,
-                    method="conditional",
-                    condition=cond,
-                    backend=cfg.backend,
-                )
+                run_sweep(model, tok, vec, specs, grid, store, ckey, method="conditional", condition=cond, **kw)  # type: ignore[arg-type]
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))
