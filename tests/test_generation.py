@@ -181,7 +181,12 @@ def tiny64():
     return model, make_tokenizer(), unit_vector(model, [2, 3])
 
 
-def test_fast_greedy_equals_model_generate(tiny64):
+def test_fast_greedy_equals_model_generate(tiny64, monkeypatch):
+    from steertax import generation
+
+    calls = []
+    real = generation.greedy_tokens
+    monkeypatch.setattr(generation, "greedy_tokens", lambda *a, **k: calls.append(1) or real(*a, **k))
     model, tok, vec = tiny64
     S = [0.0, 3.0, -2.0, 6.0]
     rows = [(p, s) for s in S for p in FAST_PROMPTS]  # the generate scorer's layout: every prompt at every strength
@@ -192,6 +197,7 @@ def test_fast_greedy_equals_model_generate(tiny64):
     assert fast == ref
     plain = generate_detailed(model, tok, FAST_PROMPTS, None, 0.0, max_new_tokens=10, fast=False)
     assert generate_detailed(model, tok, FAST_PROMPTS, None, 0.0, max_new_tokens=10, fast=True) == plain
+    assert len(calls) == 2  # fast=True ran the loop (the reference runs model.generate)
 
 
 def test_fast_greedy_batches_and_finished_rows_leave(tiny64):

