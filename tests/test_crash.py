@@ -69,7 +69,11 @@ def rows(out: Path):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("crash")
+    return tiny_study(tmp_path_factory.mktemp("crash"))
+
+
+def tiny_study(d: Path) -> tuple[Path, Path]:
+    """A tiny random-init model, 16 contrast pairs and the study config above, in ``d``."""
     tiny = d / "tiny"
     tiny_model("llama", n_layers=4, seed=2).save_pretrained(tiny)
     make_tokenizer().save_pretrained(tiny)

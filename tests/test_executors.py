@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tokenizer, tiny_model
-from test_crash import CONFIG, rows, summary
+from test_crash import rows, summary, tiny_study
 
 ray = pytest.importorskip("ray")
 
@@ -47,15 +47,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def study_cfg(tmp_path_factory):
-    d = tmp_path_factory.mktemp("exec")
-    tiny = d / "tiny"
-    tiny_model("llama", n_layers=4, seed=2).save_pretrained(tiny)
-    make_tokenizer().save_pretrained(tiny)
-    pairs = d / "pairs.csv"
-    pairs.write_text("prompt,aligned,misaligned\n" + "".join(f'"q {i}?","No, I won\'t.","Yes, sure {i}."\n' for i in range(16)))
-    cfg = d / "tiny.yaml"
-    cfg.write_text(CONFIG.format(tiny=tiny, pairs=pairs))
-    return d, cfg
+    return tiny_study(tmp_path_factory.mktemp("exec"))
 
 
 @contextlib.contextmanager
