@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -72,9 +71,11 @@ def test_regularizer_huge_lambda_stays_at_the_base_and_zero_is_dpo(rows, tmp_pat
     assert runs["reg_huge"]["delta_sq_norm"] < 0.01 * runs["dpo"]["delta_sq_norm"]
     base = tiny_model("llama", n_layers=2, seed=1)
     ref = _logits(base, tok)
-    with AdapterIntervention(tmp_path / "reg_huge", "dpo_reg", "huge").apply(base) as (m, _, _):
+    with AdapterIntervention(tmp_path / "reg_huge", "dpo_reg", "huge").apply(base) as applied:
+        m = applied.model
         near = _logits(m, tok)
-    with AdapterIntervention(tmp_path / "dpo", "dpo", "dpo").apply(base) as (m, _, _):
+    with AdapterIntervention(tmp_path / "dpo", "dpo", "dpo").apply(base) as applied:
+        m = applied.model
         far = _logits(m, tok)
     assert (near - ref).abs().max() < 0.1 * (far - ref).abs().max()
     assert torch.equal(_logits(base, tok), ref)  # the adapter is gone after the block
@@ -92,8 +93,9 @@ def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
     iv = AdapterIntervention(tmp_path / "a", "dpo", "a")
     plain = st.evaluate(model, tok, task, items=items, progress=False)
     assert all(r["kl"] == 0.0 and r["ce_delta"] == 0.0 for r in plain.records)  # the base against itself
-    with iv.apply(model) as (m, vec, S):
-        res = st.evaluate(m, tok, task, vec, S, items=items, progress=False, reference=iv.reference())
+    with iv.apply(model) as applied:
+        m, vec, S = applied.model, applied.vector, applied.strengths
+        res = st.evaluate(m, tok, task, vec, S, items=items, progress=False, reference=applied.reference)
         # by hand, one item: KL(adapter || base) over its answer tokens
         from steertax.models import encode, format_chat
         from steertax.scoring import encode_continuation
@@ -226,17 +228,14 @@ def test_align_command_and_resume_after_sigkill(align_run, tmp_path):
     assert len(list((ref / "adapters").glob("*/adapter_model.safetensors"))) == 4
     want = _rows(ref)
     assert len(want) == 5 * (8 + 8) and {r[6] for r in want} == {"base", "dpo", "dpo_reg", "sft", "selective"}
-    # kill a second run mid-sweep, then rerun: finished settings are kept, the rows equal the uninterrupted run's
+    # kill a second run mid-sweep (it SIGKILLs itself once its 2nd adapter is in place: steertax._faults), then
+    # rerun: finished settings are kept, the rows equal the uninterrupted run's
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "steertax.cli", "--quiet", "align", str(cfg), "--out", str(out)]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None and len(list(out.glob("adapters/*/setting.json"))) < 2:
-        time.sleep(0.1)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    p = subprocess.run(cmd, env={**env, "STEERTAX_TEST_KILL_AT": "adapter:2"}, capture_output=True, text=True, timeout=600)
+    assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr[-2000:])
     kept = {q.parent.name: q.stat().st_mtime_ns for q in (out / "adapters").glob("*/setting.json")}
-    assert 1 <= len(kept) < 4
+    assert len(kept) == 2 and 0 < len(_rows(out)) < len(want)  # base and the first setting evaluated, not the second
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     for name, mtime in kept.items():
@@ -365,7 +364,8 @@ def test_smollm2_dpo_adapter_refuses_and_its_tax_is_measured(smol, tmp_path):
     info = train_setting(model, tok, AlignSetting("dpo", beta=0.1), preference_data("refusal", 64), tmp_path / "ad",
                          train=TrainSettings(steps=8, batch_size=8, max_length=96, warmup_steps=1), progress=False)
     assert info["history"][-1]["loss"] < info["history"][0]["loss"]
-    with AdapterIntervention(tmp_path / "ad", "dpo", "beta=0.1").apply(model) as (m, _, _):
+    with AdapterIntervention(tmp_path / "ad", "dpo", "beta=0.1").apply(model) as applied:
+        m = applied.model
         tuned_B = st.evaluate(m, tok, task, items=items, progress=False)
     b0 = next(s["mean"] for s in base_B.summary if s["metric"] == "B")
     b1 = next(s["mean"] for s in tuned_B.summary if s["metric"] == "B")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,25 @@ def env(tmp_path_factory):
         if f.suffix == ".yaml":
             (d / f.name).write_bytes(f.read_bytes().replace(b"{tiny}", str(tiny).encode()).replace(b"{pairs}", str(pairs).encode())
                                      .replace(b"{c}", str(CORPUS).encode()).replace(b"{d}", str(d).encode()))
+    # folders for `steertax compare` (its checks read only the resolved config and look for the store) and `tax --aligned`
+    import yaml
+
+    def run_folder(name, kind="config", model=str(tiny), tasks=("refusal", "arc_easy"), results=True):
+        f = d / name
+        f.mkdir()
+        cfg = {"model": model, "tasks": [{"name": t} for t in tasks]}
+        (f / f"{kind}.resolved.yaml").write_text(yaml.safe_dump({"run_id": name, "config": cfg}))
+        if results:
+            (f / "results.sqlite").write_bytes(b"")
+
+    run_folder("run_a")
+    run_folder("run_other_model", model="someone/else")
+    run_folder("unfinished_run", results=False)
+    run_folder("align_unfinished", kind="align", results=False)
+    (d / "damaged_run").mkdir()
+    (d / "damaged_run" / "config.resolved.yaml").write_text("run_id: [unclosed\n")
+    (d / "broken_adapter").mkdir()
+    (d / "broken_adapter" / "adapter_config.json").write_text('{"peft_type": "LORA", "target_modules": ["q_proj"]}\n')
     # earlier results that must survive every failure
     results = d / "results"
     results.mkdir()
@@ -403,3 +423,192 @@ def test_resume_with_cached_vector_does_not_need_the_pairs(env, loads, tmp_path)
     with pytest.raises(ModelLoaded):
         run_study(from_dict(cfg.to_dict()), out, progress=False)
     assert loads == [env["tiny"]]
+
+
+# --------------------------------------------------------------------------- tax, compare, align, merge: before any model loads
+# Each case runs `steertax.cli.main` in-process with the model loaders patched (`no_model`: steertax's
+# load_model and transformers' AutoModelForCausalLM.from_pretrained record the call and stop the command),
+# and asserts exit code 2, one stderr line naming the problem, and that no model was loaded.
+
+
+@pytest.fixture
+def no_model(loads, monkeypatch):
+    """`loads`, and transformers' own loader patched too: any model load is recorded (and stops the command)."""
+    import transformers
+
+    def fake_from_pretrained(name, *a, **k):
+        loads.append(f"transformers:{name}")
+        raise ModelLoaded(str(name))
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    return loads
+
+
+TX = ["tax", "--base", "{tiny}"]
+TXA = TX + ["--aligned", "{tiny}"]
+CP = "compare"
+AL, MG = "align", "merge"
+BEFORE_LOAD = [
+    # tax: the base, the aligned model or adapter, the vector and strength, the benchmarks, limits, outputs, --from-study
+    (TX + ["--aligned", "{d}/no_such_model"], ["--aligned", "no_such_model: does not exist", "check the path"]),
+    (["tax", "--aligned", "{d}/no_such_model"], ["2 problems", "no base model: add --base MODEL", "no_such_model: does not exist"]),
+    (TX + ["--vector", "{d}/missing.safetensors", "--strength", "nan"],
+     ["2 problems", "missing.safetensors does not exist", "--strength: strength nan is not finite"]),
+    (TX + ["--vector", "{vec}", "--strength", "nan"], ["--strength", "is not finite", "use a finite number"]),
+    (TX + ["--vector", "{vec}", "--strength=-inf"], ["is not finite"]),
+    (TX + ["--vector", "{vec}", "--strength", "strong"], ["invalid float value: 'strong'"]),
+    (TX + ["--vector", "{vec}"], ["--vector needs --strength R"]),
+    (TX + ["--vector", "{other_vec}", "--strength", "1"], ["hidden size 64", "extract a vector from the base model"]),
+    (TX + ["--vector", "{d}/truncated.safetensors", "--strength", "1"], ["not a readable safetensors"]),
+    (TX + ["--vector", "{c}/vector_random_bytes.safetensors", "--strength", "1"], ["not a readable safetensors"]),
+    (TXA + ["--vector", "{vec}", "--strength", "1"], ["--aligned and --vector both give the aligned model"]),
+    (TXA + ["--strength", "2"], ["--strength 2.0", "no --vector is given"]),
+    (TX, ["give the aligned model as --aligned"]),
+    (["tax", "--base", "no-such-model-anywhere", "--aligned", "{tiny}"], ["--base", "unknown model 'no-such-model-anywhere'"]),
+    (["tax", "--base", "{pairs}", "--aligned", "{tiny}"], ["is a file but not a .gguf"]),
+    (TX + ["--aligned", "{res}"], ["neither adapter_config.json (a peft adapter) nor config.json (a model)"]),
+    (TX + ["--aligned", "{d}/broken_adapter"], ["broken_adapter", "without adapter_model.safetensors"]),
+    (TXA + ["--benchmarks", "mmlu,no_such_task"], ["unknown benchmark 'no_such_task'", "choose from"]),
+    (TXA + ["--benchmarks", "arc_easy,arc_easy"], ["names arc_easy more than once"]),
+    (TXA + ["--benchmarks", "drift"], ["drift is a distance from the base", "no tax %"]),
+    (TXA + ["--benchmarks", ","], ["--benchmarks names no benchmark"]),
+    (TXA + ["--limit", "0"], ["--limit 0 must be positive"]),
+    (TXA + ["--json", "{res}"], ["--json", "is a folder: give a file path"]),
+    (TXA + ["--markdown", "{res}/eval.json/tax.md"], ["--markdown", "cannot be created", "eval.json is a file"]),
+    (TXA + ["--json", "{res}/t.json", "--markdown", "{res}/t.json"], ["--json and --markdown are both"]),
+    (TX + ["--from-study", "{d}/no_such_run"], ["--from-study", "no_such_run does not exist"]),
+    (TX + ["--from-study", "{res}"], ["has no summary.json"]),
+    (TX + ["--from-study", "{res}/run"], ["has no efficient strength r*", "pass --vector and --strength instead"]),
+    (TXA + ["--from-study", "{res}/run"], ["--from-study gives the aligned model", "drop --aligned"]),
+    (["tax", "{res}/run", "--base", "{tiny}", "--aligned", "{tiny}"], ["give either a study folder", "not both"]),
+    (TX + ["--aligned", "{d}/no_such_model", "--vector", "{d}/missing.safetensors", "--strength", "nan", "--benchmarks", "nope",
+           "--limit", "-1", "--json", "{res}"], ["7 problems", "(1) --json", "(7) --limit -1"]),
+    # compare: folders that are not (finished) run folders, unknown tasks, other models, --out, the weight
+    ([CP, "{d}/no_such_run", "--out", "{res}/cmp"], ["no_such_run does not exist", "give the --out folder of"]),
+    ([CP, "{res}", "--out", "{res}/cmp"], ["is not a steertax run, align or merge output folder"]),
+    ([CP, "{res}/eval.json", "--out", "{res}/cmp"], ["eval.json is a file, not a run folder"]),
+    ([CP, "{d}/unfinished_run", "--out", "{res}/cmp"], ["unfinished_run has no results.sqlite", "rerun the same `steertax run`"]),
+    ([CP, "{d}/align_unfinished", "--out", "{res}/cmp"], ["has no results.sqlite", "`steertax align`"]),
+    ([CP, "{d}/damaged_run", "--out", "{res}/cmp"], ["config.resolved.yaml is not readable YAML", "damaged"]),
+    ([CP, "{d}/run_a", "--helpfulness", "mmlu", "--out", "{res}/cmp"], ["has no task 'mmlu'", "with --helpfulness"]),
+    ([CP, "{d}/run_a", "--alignment", "bias_agreement[generate]", "--out", "{res}/cmp"], ["has no task 'bias_agreement'", "--alignment"]),
+    ([CP, "{d}/run_a", "{d}/run_other_model", "--out", "{res}/cmp"], ["different models", "someone/else"]),
+    ([CP, "{d}/run_a", "{d}/run_a", "--out", "{res}/cmp"], ["run_a is given twice"]),
+    ([CP, "{d}/run_a", "--out", "{res}/eval.json"], ["--out", "eval.json is a file: give a folder"]),
+    ([CP, "{d}/run_a", "--helpfulness-weight", "1.5", "--out", "{res}/cmp"], ["--helpfulness-weight 1.5 must be in [0, 1]"]),
+    ([CP, "{d}/run_a", "--helpfulness-weight", "nan", "--out", "{res}/cmp"], ["--helpfulness-weight nan must be in [0, 1]"]),
+    ([CP, "{d}/no_such_run", "{res}", "--helpfulness-weight", "2", "--out", "{res}/cmp"], ["3 problems", "(3) {res} is not a steertax"]),
+    # align: the config, its preference file, its tasks, its numbers
+    ([AL, "{d}/no_such_align.yaml", "--out", "{d}/align_out"], ["align config", "does not exist"]),
+    ([AL, "{d}/config_bad_yaml.yaml", "--out", "{d}/align_out"], ["not valid YAML"]),
+    ([AL, "{d}/align_unknown_key.yaml", "--out", "{d}/align_out"], ["unknown key setings"]),
+    ([AL, "{d}/align_prefs_wrong_columns.yaml", "--out", "{d}/align_out"],
+     ["prefs_wrong_columns.jsonl row 1", "column 'prompt' is missing"]),
+    ([AL, "{d}/align_prefs_empty_field.yaml", "--out", "{d}/align_out"], ["column 'rejected' is empty"]),
+    ([AL, "{d}/align_prefs_missing.yaml", "--out", "{d}/align_out"], ["no_such_prefs.jsonl does not exist"]),
+    ([AL, "{d}/align_unknown_task.yaml", "--out", "{d}/align_out"], ["unknown task 'no_such_task'"]),
+    ([AL, "{d}/align_bad_task_option.yaml", "--out", "{d}/align_out"], ["tasks[0].options", "bad option"]),
+    ([AL, "{d}/align_nan_lambda.yaml", "--out", "{d}/align_out"], ["lam", "not a finite number"]),
+    ([AL, "{d}/align_nan_lr.yaml", "--out", "{d}/align_out"], ["train.lr", "not a finite number"]),
+    ([AL, "{d}/align_prefs_missing.yaml", "--out", "{d}/align_out", "--ray-address", "auto"], ["--ray-address needs the ray executor"]),
+    # merge: the config, the specialists' data and adapters, the merges, the tasks
+    ([MG, "{d}/no_such_merge.yaml", "--out", "{d}/merge_out"], ["merge config", "does not exist"]),
+    ([MG, "{d}/merge_prefs_wrong_columns.yaml", "--out", "{d}/merge_out"], ["column 'prompt' is missing"]),
+    ([MG, "{d}/merge_prefs_missing.yaml", "--out", "{d}/merge_out"], ["no_such_prefs.jsonl does not exist"]),
+    ([MG, "{d}/merge_adapter_missing.yaml", "--out", "{d}/merge_out"], ["no_such_adapter is not a peft adapter folder"]),
+    ([MG, "{d}/merge_nan_scale.yaml", "--out", "{d}/merge_out"], ["scales", "not a finite number"]),
+    ([MG, "{d}/merge_unknown_method.yaml", "--out", "{d}/merge_out"], ["'no_such_merge' is not one of"]),
+    ([MG, "{d}/merge_unknown_task.yaml", "--out", "{d}/merge_out"], ["unknown task 'no_such_task'"]),
+    ([MG, "{d}/merge_bad_task_option.yaml", "--out", "{d}/merge_out"], ["bad option"]),
+]
+
+
+def _xfail(case_id, args, needles, reason):
+    return pytest.param(args, needles, marks=pytest.mark.xfail(strict=True, reason=reason), id=case_id)
+
+
+LOADS_FIRST = "checked only after the model loads: "
+AFTER_LOAD = [  # align/merge inputs whose check still follows the model load (to move into their preflight)
+    _xfail("align-unknown_model", [AL, "{d}/align_unknown_model.yaml", "--out", "{d}/align_out"], ["unknown model"],
+           LOADS_FIRST + "the model name is resolved only by load_model (align.run_align)"),
+    _xfail("align-task_missing_source", [AL, "{d}/align_task_missing_source.yaml", "--out", "{d}/align_out"],
+           ["nosuch.csv", "does not exist"], LOADS_FIRST + "task data is read when the base model is evaluated (align.run_align)"),
+    _xfail("align-task_wrong_columns", [AL, "{d}/align_task_wrong_columns.yaml", "--out", "{d}/align_out"], ["lacks column"],
+           LOADS_FIRST + "task data is read when the base model is evaluated (align.run_align)"),
+    _xfail("align-lora_unknown_layer", [AL, "{d}/align_lora_unknown_layer.yaml", "--out", "{d}/align_out"],
+           ["lora.targets", "match no module"], LOADS_FIRST + "lora.targets are matched against the loaded model (align.train_setting)"),
+    _xfail("align-out_is_a_file", [AL, "{d}/align_prefs_missing.yaml", "--out", "{pairs}"], ["--out", "is a file"],
+           "before the model, but as a bare OSError ('[Errno 17] File exists') naming no fix: align.run_align mkdirs --out first"),
+    _xfail("merge-unknown_model", [MG, "{d}/merge_unknown_model.yaml", "--out", "{d}/merge_out"], ["unknown model"],
+           LOADS_FIRST + "the model name is resolved only by load_model (merging.run_merge)"),
+    _xfail("merge-task_missing_source", [MG, "{d}/merge_task_missing_source.yaml", "--out", "{d}/merge_out"],
+           ["nosuch.csv", "does not exist"], LOADS_FIRST + "task data is read when the base model is evaluated (merging.run_merge)"),
+    _xfail("merge-specialist_model_missing", [MG, "{d}/merge_specialist_model_missing.yaml", "--out", "{d}/merge_out"],
+           ["no_such_model"], LOADS_FIRST + "a specialist model is loaded after the base model (merging._specialists)"),
+    _xfail("merge-lora_unknown_layer", [MG, "{d}/merge_lora_unknown_layer.yaml", "--out", "{d}/merge_out"],
+           ["lora.targets", "match no module"], LOADS_FIRST + "lora.targets are matched against the loaded model (align.train_setting)"),
+]
+
+
+@pytest.mark.parametrize("args,needles", BEFORE_LOAD + AFTER_LOAD,
+                         ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(BEFORE_LOAD)] + [p.id for p in AFTER_LOAD])
+def test_refused_in_one_line_before_any_model_loads(args, needles, env, no_model, capsys):
+    argv = [a.format(**env) for a in args]
+    before = digest(Path(env["res"]))
+    try:
+        rc = main(["--quiet"] + argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, (argv, err[-2000:])
+    assert len(lines) == 1 and re.match(r"steertax( \w+)?: error: ", lines[0]), err  # ours, or argparse's (`steertax tax: error:`)
+    for n in needles:
+        assert n.format(**env) in lines[0], (n, lines[0])
+    assert no_model == [], f"a model was loaded before the bad input was found: {no_model}"
+    assert digest(Path(env["res"])) == before, "earlier results were changed"
+    for out in ("cmp", "t.json"):
+        assert not (Path(env["res"]) / out).exists(), "nothing may be written before the inputs are checked"
+
+
+def test_tax_with_good_inputs_gets_to_the_model(env, no_model, tmp_path, capsys):
+    """The sentinel: valid `steertax tax` inputs (a model, a vector at a strength, a finished study) pass
+    every check and reach the model loader, and nothing is written before it."""
+    import json as _json
+
+    ok = ["--benchmarks", "arc_easy,truthfulqa", "--limit", "2", "--json", str(tmp_path / "out" / "tax.json")]
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "summary.json").write_text(_json.dumps({"efficient_strength": {"ok": True, "r_star": 2.5}, "vector": {"file": env["vec"]}}))
+    for how in (["--aligned", env["tiny"]], ["--vector", env["vec"], "--strength", "2"], ["--from-study", str(study)]):
+        no_model.clear()
+        assert main(["--quiet", "tax", "--base", env["tiny"], *how, *ok]) == 1  # ModelLoaded: an "internal error" here
+        assert "ModelLoaded" in capsys.readouterr().err
+        assert no_model == [env["tiny"]], how
+    assert not (tmp_path / "out").exists()
+
+
+def test_measure_alignment_tax_checks_everything_first(env, no_model):
+    """The library entry point runs the same checks (all problems in one typed error, `.problems`)."""
+    from steertax.compare import check_alignment_tax, measure_alignment_tax
+    from steertax.errors import StrengthError
+
+    with pytest.raises(VectorError) as ei:
+        measure_alignment_tax(env["tiny"], vector=f"{env['d']}/missing.safetensors", strength=float("nan"), benchmarks=["mmlu", "nope"])
+    assert [type(p) for p in ei.value.problems] == [VectorError, StrengthError, ConfigError]
+    assert "\n" not in str(ei.value) and str(ei.value).startswith("3 problems")
+    assert check_alignment_tax(env["tiny"], env["tiny"], benchmarks=["arc_easy"]) == []
+    assert check_alignment_tax(env["tiny"], vector=env["vec"], strength=3.0) == []
+    assert no_model == []
+
+
+@pytest.mark.parametrize("cmd", [
+    pytest.param("align", marks=pytest.mark.xfail(strict=True, reason="align.run_align makes --out before it checks the preferences")),
+    "merge",
+])
+def test_bad_preferences_create_no_output_folder(cmd, env, no_model, tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["--quiet", cmd, f"{env['d']}/{cmd}_prefs_wrong_columns.yaml", "--out", str(out)]) == 2
+    assert "column 'prompt' is missing" in capsys.readouterr().err
+    assert no_model == []
+    assert not out.exists(), "nothing may be written before the inputs are checked"

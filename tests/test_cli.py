@@ -127,3 +127,23 @@ def test_eval_on_tiny_model(tiny_dir, pairs_csv, tmp_path, capsys):
     assert r.returncode == 2 and "unknown task" in r.stderr
     r = run(["eval", "--model", str(tiny_dir), "--task", "arc_easy", "--strength", "3"])
     assert r.returncode == 2 and "needs --vector" in r.stderr
+
+
+def test_every_help_text_renders_percent_signs_once(capsys):
+    """Descriptions are printed as written (argparse %-formats only help strings and %(prog)s), so a
+    `%%` there reaches the user: every `steertax [COMMAND] --help` shows `%`, never `%%`."""
+    import argparse
+
+    from steertax.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = sorted(sub.choices)
+    assert {"tax", "compare", "run", "align", "merge", "extract"} <= set(commands)
+    for argv in [["--help"]] + [[c, "--help"] for c in commands]:
+        with pytest.raises(SystemExit) as ei:
+            main(argv)
+        assert ei.value.code == 0, argv
+        text = capsys.readouterr().out
+        assert text.startswith("usage:") and "%%" not in text, (argv, text)
+        if argv[0] == "tax":
+            assert "tax % = (base" in " ".join(text.split())

@@ -1,5 +1,9 @@
 """Crash safety of the whole command: SIGKILL a running `steertax run` at seeded random points, resume,
-and get exactly the uninterrupted results (no duplicate, missing or partial rows; the same summary)."""
+and get exactly the uninterrupted results (no duplicate, missing or partial rows; the same summary).
+
+The kills are exact, not timed: the child gets ``STEERTAX_TEST_KILL_AT=POINT[:N]`` (steertax._faults), so
+it SIGKILLs itself at a named point (start-up, after the vector, inside or after its N-th cell
+transaction, analysis, report), whatever the machine's speed."""
 from __future__ import annotations
 
 import json
@@ -9,13 +13,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import make_tokenizer, tiny_model
+from steertax._faults import ENV
 
 CONFIG = """\
 model: {tiny}
@@ -84,65 +88,94 @@ def tiny_study(d: Path) -> tuple[Path, Path]:
     return d, cfg
 
 
-def start(cfg: Path, out: Path) -> subprocess.Popen:
+def start(cfg: Path, out: Path, kill_at: str | None = None) -> subprocess.Popen:
+    """`steertax run` in a child; ``kill_at``: the fault-injection point where it SIGKILLs itself."""
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env["TQDM_DISABLE"] = "1"
+    if kill_at is not None:
+        env[ENV] = kill_at
     return subprocess.Popen([sys.executable, "-m", "steertax.cli", "--quiet", "run", str(cfg), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def cells(out: Path) -> list[tuple[str, str, int]]:
+    """The committed cells (task, cell, rows), in commit order."""
+    if not (out / "results.sqlite").exists():
+        return []
+    db = sqlite3.connect(out / "results.sqlite")
+    try:
+        return db.execute("SELECT task, cell, n_rows FROM cells ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+
+
+def resolved(out: Path):
+    return scrub(yaml.safe_load((out / "config.resolved.yaml").read_text().replace(str(out), "OUT")))
+
+
+def kill_plan(seed: int, n_cells: int) -> list[tuple[str, int]]:
+    """The kills, in order: (point, committed cells afterwards). A fresh folder is killed at start-up, then
+    right after the vector is extracted; then, in a seeded order, start-up and vector kills again and kills
+    inside or right after a seeded N-th cell transaction, each leaving cells to do; then analysis (its run
+    first finishes the sweep) and report."""
+    rng = random.Random(seed)
+    rest = ["start", "vector"] + ["cell"] * 4 + ["in-cell"] * 2
+    rng.shuffle(rest)
+    points = ["start", "vector"] + rest
+    plan, done = [], 0
+    for point in points:
+        if point in ("cell", "in-cell"):
+            n = rng.randint(1, min(4, n_cells - done - 1))  # always a cell left: the store stays partial
+            done += n if point == "cell" else n - 1  # in-cell: the N-th transaction dies before its COMMIT
+            point = f"{point}:{n}"
+        plan.append((point, done))
+    return plan + [("analysis", n_cells), ("report", n_cells)]
 
 
 def test_sigkill_steertax_run_resumes_to_the_same_results(setup):
     d, cfg = setup
     ref = d / "ref"
-    t0 = time.time()
     p = start(cfg, ref)
     _, err = p.communicate(timeout=600)
-    wall = time.time() - t0
     assert p.returncode == 0, err[-3000:]
-    want_rows = rows(ref)
-    want_summary = summary(ref)
-    assert len(want_rows) > 0
+    want_rows, want_cells = rows(ref), cells(ref)
+    want_summary, want_resolved = summary(ref), resolved(ref)
+    assert len(want_rows) > 0 and len(want_cells) == 12 + 12 + 2 and sum(n for *_, n in want_cells) == len(want_rows)
 
+    vector = sorted(f.name for f in ref.glob("vector-*"))  # the vector and its metadata
+    assert len(vector) == 2
     out = d / "killed"
-    rng = random.Random(1234)
-    total = len(want_rows)
-
-    def count() -> int:
-        try:
-            return len(rows(out)) if (out / "results.sqlite").exists() else 0
-        except sqlite3.Error:
-            return 0
-
-    kills, partial = 0, 0
-    for k in range(12):
-        now = count()
-        p = start(cfg, out)
-        if k % 3 == 2 or now >= total - 2:  # a kill at a random time: start-up, extraction, analysis, report
-            time.sleep(rng.uniform(0.3, 1.0) * wall)
-        else:  # a kill at a random point of the sweep: once the store holds a seeded number of rows
-            target = rng.randint(now + 1, total - 1)
-            while p.poll() is None and count() < target:
-                time.sleep(0.01)
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-            kills += 1
-        p.communicate()
-        if (out / "results.sqlite").exists():
-            got = rows(out)
-            keys = [r[:5] for r in got]
-            assert len(keys) == len(set(keys)), "duplicate rows after a kill"
-            assert set(got) <= set(want_rows), "a row differs from the uninterrupted run"
-            partial += 0 < len(got) < total
-        for f in ("summary.json", "config.resolved.yaml"):
-            if (out / f).exists():  # atomic writes: never a torn file
-                text = (out / f).read_text()
-                assert isinstance(json.loads(text) if f.endswith(".json") else yaml.safe_load(text), dict)
-        if kills >= 6 and partial >= 3:
-            break
-    assert kills >= 5 and partial >= 3, (kills, partial)  # several kills landed mid-sweep
+    plan = kill_plan(0, len(want_cells))
+    kills, partial, seen = 0, 0, set()
+    for point, n_done in plan:
+        p = start(cfg, out, kill_at=point)
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == -signal.SIGKILL, (point, p.returncode, err[-3000:])  # the kill landed, at that point
+        kills += 1
+        seen.add(point.split(":")[0])
+        got = rows(out) if (out / "results.sqlite").exists() else []
+        keys = [r[:5] for r in got]
+        assert len(keys) == len(set(keys)), f"duplicate rows after a kill at {point}"
+        assert set(got) <= set(want_rows), f"a row differs from the uninterrupted run after a kill at {point}"
+        # exactly the cells committed before the kill, whole (a cell's rows with its mark, never some of them)
+        assert cells(out) == want_cells[:n_done], point
+        assert len(got) == sum(n for *_, n in want_cells[:n_done]), point
+        partial += 0 < len(got) < len(want_rows)
+        if (out / "config.resolved.yaml").exists():  # atomic writes: never a torn file
+            assert resolved(out) == want_resolved, point
+        if (out / "summary.json").exists():
+            assert summary(out) == want_summary, point
+        assert (out / "summary.json").exists() == (point == "report"), point  # written only once analysis is done
+        if kills <= 2:  # the fresh folder: nothing but the vector (extracted and saved before the second kill)
+            assert sorted(f.name for f in out.iterdir()) == ([] if kills == 1 else vector), point
+        assert not (out / "report.html").exists(), point
+        assert not list(out.glob("**/*.tmp")), point  # no kill lands inside an atomic write: no tmp file is left
+    assert seen == {"start", "vector", "cell", "in-cell", "analysis", "report"}
+    assert (kills, partial) == (12, 8), (kills, partial)  # every kill landed; the 8 after the first cells left a partial store
     p = start(cfg, out)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
-    assert rows(out) == want_rows
+    assert rows(out) == want_rows and cells(out) == want_cells
     assert summary(out) == want_summary
     assert (out / "report.html").stat().st_size > 1000
     assert not list(out.glob("**/.*.tmp")) and not list(out.glob("**/*.tmp"))

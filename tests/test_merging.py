@@ -118,19 +118,23 @@ def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adap
     model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     base = _logits(model, tok)
-    with AdapterIntervention(adapter, "dpo", "a").apply(model) as (m, _, _):
+    with AdapterIntervention(adapter, "dpo", "a").apply(model) as applied:
+        m = applied.model
         spec = _logits(m, tok)
     deltas = adapter_deltas(adapter, model)
     for method in ("task_arithmetic", "ties", "tsvm", "rtsvm", "dare"):
         # density 1 (nothing dropped) and, for R-TSVM, energy 1 (every direction kept): then a merge of one is that one
         merged = merge_deltas([deltas], [1.0], method, density=1.0, energy=1.0)
-        with MergedIntervention(merged, 1.0, method, "one").apply(model) as (m, _, _):
+        with MergedIntervention(merged, 1.0, method, "one").apply(model) as applied:
+            m = applied.model
             assert torch.allclose(_logits(m, tok), spec, atol=1e-4), method
-        with MergedIntervention(merged, 0.0, method, "zero").apply(model) as (m, _, _):
+        with MergedIntervention(merged, 0.0, method, "zero").apply(model) as applied:
+            m = applied.model
             assert torch.equal(_logits(m, tok), base)
         # one specialist at weight 0 is the base, bit for bit
         w0 = merge_deltas([deltas], [0.0], method, density=1.0, energy=1.0)
-        with MergedIntervention(w0, 1.0, method, "w0").apply(model) as (m, _, _):
+        with MergedIntervention(w0, 1.0, method, "w0").apply(model) as applied:
+            m = applied.model
             assert torch.equal(_logits(m, tok), base), method
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # restored bit for bit
@@ -146,7 +150,8 @@ def test_a_full_model_specialist():
             if p.ndim == 2 and "embed" not in n:
                 p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
     d = model_deltas(spec, base)
-    with MergedIntervention(d, 1.0, "specialist", "full").apply(base) as (m, _, _):
+    with MergedIntervention(d, 1.0, "specialist", "full").apply(base) as applied:
+        m = applied.model
         assert torch.allclose(_logits(m, tok), _logits(spec, tok), atol=1e-5)
     with pytest.raises(ModelError, match="not the same architecture|architecture"):
         model_deltas(tiny_model("gpt2", n_layers=2), base)
@@ -252,3 +257,19 @@ def test_thin_svd_is_the_svd_for_low_and_full_rank():
         assert torch.allclose(u.T @ u, torch.eye(k, dtype=u.dtype), atol=1e-8)
     assert len(thin_svd(low)[1]) == 64  # the probe's size: the fast path
     assert len(thin_svd(full)[1]) == 200  # full rank: the full SVD
+
+
+def test_the_guides_example_method_is_registered_and_merges():
+    """docs/DESIGN.md's "Adding a merge method" example (steertax/merges/average.py): registered by its file
+    alone, usable by name in merge_deltas and in a merge config, in the store key, and the weighted mean."""
+    from steertax.merging import MERGE_REGISTRY, merge_deltas, merge_from_dict
+
+    assert "average" in MERGE_REGISTRY and MERGE_REGISTRY["average"].version == 1
+    g = torch.Generator().manual_seed(0)
+    a = {"w": torch.randn(4, 3, generator=g)}
+    b = {"w": torch.randn(4, 3, generator=g), "v": torch.randn(2, 2, generator=g)}
+    out = merge_deltas([a, b], [3.0, 1.0], "average")
+    assert torch.allclose(out["w"], (3 * a["w"] + b["w"]) / 4) and torch.allclose(out["v"], b["v"] / 4)
+    cfg = merge_from_dict({"specialists": [{"name": "h", "data": "harmless"}], "merges": [{"method": "average", "scales": [1.0]}],
+                           "tasks": [{"name": "arc_easy"}]})
+    assert cfg.merges[0].name(1.0) == "average λ=1"

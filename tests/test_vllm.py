@@ -82,9 +82,10 @@ def test_vllm_refuses_what_it_cannot_run(smol_vec):
     model, tok, vec = smol_vec
     with pytest.raises(ConfigError, match="positions"):
         generate(model, tok, PROMPTS[:1], vec, 4.0, positions="generated", backend="vllm", max_new_tokens=4)
-    model._steertax_weights_modified = True
-    try:
-        with pytest.raises(ConfigError, match="adapter or a merge"):
-            generate(model, tok, PROMPTS[:1], vec, 4.0, backend="vllm", max_new_tokens=4)
-    finally:
-        del model._steertax_weights_modified
+    from steertax.executors import check_backend
+    from steertax.interventions import Applied
+    from steertax.merging import MergedIntervention
+
+    iv = MergedIntervention({}, 1.0, "ties", "ties λ=1")
+    with pytest.raises(ConfigError, match="reloads the checkpoint"):  # an intervention that changes weights says so
+        check_backend(Applied(model, weights_modified=True), "vllm", iv)

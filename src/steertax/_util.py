@@ -37,19 +37,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def sha256_files(paths: Sequence[str | os.PathLike], chunk: int = 1 << 22) -> str:
-    """sha256 of the concatenation of several files, in order."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            while True:
-                b = f.read(chunk)
-                if not b:
-                    break
-                h.update(b)
-    return h.hexdigest()
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temporary file in the same directory, fsync, then rename."""
     path = Path(path)

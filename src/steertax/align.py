@@ -34,10 +34,13 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing
+from ._faults import checkpoint
+from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing, sha256_file
 from .config import TaskConfig, _build, _needs_finished_answer
 from .errors import ConfigError, DataError
 from .executors import ExecutorConfig
+from .interventions import AdapterIntervention, BaseIntervention, adapter_ready, evaluate_intervention, store_key
+from .interventions.core import description_hash
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,10 @@ __all__ = [
     "run_align",
 ]
 
-METHODS = ("dpo", "dpo_reg", "sft", "selective")
+# The trained interventions: method -> the version of its training code. Bump a method's version when a fix
+# changes what it trains: its adapters and rows then get new keys and are never reused.
+TRAINERS: dict[str, int] = {"dpo": 1, "dpo_reg": 1, "sft": 1, "selective": 1}
+METHODS = tuple(TRAINERS)
 
 
 @dataclass
@@ -126,16 +132,23 @@ class AlignConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def training_hash(self, s: AlignSetting) -> str:
-        """What one adapter depends on: the model, data, LoRA and training settings and the setting."""
+    def training_spec(self, s: AlignSetting) -> dict[str, Any]:
+        """Everything one adapter depends on: the model, dtype, seed, data (and the preference file's content
+        hash), LoRA and training settings, the setting and the trainer's version."""
         spec = {k: self.to_dict()[k] for k in ("model", "dtype", "seed", "data", "lora", "train")}
         spec["setting"] = dataclasses.asdict(s)
         spec["quick"] = self.quick
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        spec["data_hash"] = data_fingerprint(self.data.pairs)
+        spec["trainer_version"] = TRAINERS.get(s.method)
+        return spec
+
+    def training_hash(self, s: AlignSetting) -> str:
+        return description_hash(self.training_spec(s), 12)
 
     def eval_hash(self) -> str:
-        spec = {"tasks": self.to_dict()["tasks"], "seed": self.seed, "model": self.model, "quick": self.quick}
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        """The run's evaluation scope: what every row shares (tasks and their items, seed, model, dtype)."""
+        spec = {"tasks": self.to_dict()["tasks"], "seed": self.seed, "model": self.model, "dtype": self.dtype, "quick": self.quick}
+        return description_hash(spec, 12)
 
     def quick_version(self) -> "AlignConfig":
         """Fewer pairs, steps, settings and items; code and maths budgets are kept (see RunConfig)."""
@@ -242,6 +255,12 @@ def read_preferences(path: str | Path) -> list[dict[str, str]]:
                 what = "is missing" if col not in r else "is empty" if isinstance(v, str) else f"is not text ({v!r})"
                 raise DataError(f"{p} row {n}: column {col!r} {what}; every row needs non-empty prompt, chosen and rejected")
     return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+
+
+def data_fingerprint(source: str) -> str:
+    """What a preference source's rows depend on: the bundled set's name, or a file's content hash."""
+    p = Path(source)
+    return f"file:{sha256_file(p)[:16]}" if source != "refusal" and p.is_file() else f"builtin:{source}"
 
 
 def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[dict[str, str]]:
@@ -456,15 +475,10 @@ def _rows_for(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path
     return mixed
 
 
-def adapter_ready(path: Path) -> bool:
-    return (path / "adapter_config.json").is_file() and (path / "setting.json").is_file()
-
-
 def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train every setting not yet trained, evaluate every (setting, task cell) not yet stored, then
     summarize. Safe to kill and rerun."""
     from .executors import make_executor
-    from .interventions import AdapterIntervention, BaseIntervention, evaluate_intervention
     from .models import load_model
     from .store import ResultStore
     from .sweep import TaskSpec
@@ -479,11 +493,14 @@ def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> di
     specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
     model, tok = load_model(cfg.model, cfg.dtype)
     run_id = f"align-{cfg.eval_hash()}"
-    atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump({"run_id": run_id, "config": cfg.to_dict()}, sort_keys=False))
+    atomic_write_text(
+        out / "align.resolved.yaml", yaml.safe_dump({"run_id": run_id, "config": cfg.to_dict(), "kind": "align"}, sort_keys=False)
+    )
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), now_iso())
         ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
         with ex if ex is not None else contextlib.nullcontext():
+            order = [order_entry(BaseIntervention(), run_id)]
             evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
             for s in cfg.settings:
                 path = out / "adapters" / f"{s.slug()}-{cfg.training_hash(s)}"
@@ -510,11 +527,20 @@ def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> di
                     if path.exists():
                         shutil.rmtree(path)
                     os.replace(tmp, path)
-                evaluate_intervention(
-                    AdapterIntervention(path, s.method, s.name()), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex
-                )
+                    checkpoint("adapter")  # test-only fault injection (steertax._faults)
+                iv = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s))
+                order.append(order_entry(iv, run_id))
+                evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
             if ex is not None:
                 ex.drain()
+    resolved = {"run_id": run_id, "config": cfg.to_dict(), "kind": "align", "order": order}
+    atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     from .compare import summarize_run
 
     return summarize_run(out)
+
+
+def order_entry(iv: Any, run_id: str) -> dict[str, Any]:
+    """One line of a run folder's ``order``: the intervention's method, name, store key (and adapter folder)."""
+    path = getattr(iv, "path", None)
+    return {"method": iv.method, "name": iv.name(), "key": store_key(run_id, iv), "adapter": str(path) if path else None}

@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         "compare",
         help="one frontier across methods (steering runs, align runs): ΔB vs ΔH, utility optima, tax at matched alignment",
         description="Put `steertax run` and `steertax align` output folders of one model on one alignment-vs-helpfulness "
-        "frontier: every setting a point with paired 95%% CIs, each method's sweep a line, each method's utility optimum, "
+        "frontier: every setting a point with paired 95% CIs, each method's sweep a line, each method's utility optimum, "
         "and steering's helpfulness change at the alignment each other setting reached (tax at matched alignment).",
     )
     cp.add_argument("dirs", nargs="+", help="output folders of `steertax run` and/or `steertax align`")
@@ -194,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the alignment tax: a study's table at r* (DIR), or base vs aligned model on benchmarks (--base/--aligned)",
         description="With DIR (a `steertax run` folder): print its tax table at r* after refitting. With --base: score the "
         "base and the aligned model (another model with the same tokenizer, a peft adapter folder, or --vector/--strength "
-        "for the base steered) on each benchmark; tax %% = (base − aligned)/base·100 with a paired-bootstrap 95%% CI, the "
+        "for the base steered) on each benchmark; tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI, the "
         "mean tax, and the helpful (XSTest safe) and harmless (XSTest unsafe) rates judged from generations.",
     )
     tx.add_argument("dir", nargs="?", default=None, help="a `steertax run` output folder")
@@ -487,15 +487,88 @@ def _cmd_merge(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from .compare import compare
+    from .compare import compare, raise_problems
 
-    w = a.helpfulness_weight
-    if not 0 <= w <= 1:
-        raise SteertaxError(f"--helpfulness-weight {w} must be in [0, 1]")
-    compare(a.dirs, a.out, alignment=a.alignment, helpfulness=a.helpfulness, helpfulness_weight=w)
+    raise_problems(_compare_problems(a), "before reading any results")  # every input, before anything is read or written
+    compare(a.dirs, a.out, alignment=a.alignment, helpfulness=a.helpfulness, helpfulness_weight=a.helpfulness_weight)
     print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")
     return 0
+
+
+_RUN_FOLDERS = (("config.resolved.yaml", "run"), ("align.resolved.yaml", "align"), ("merge.resolved.yaml", "merge"))
+
+
+def _compare_problems(a: argparse.Namespace) -> list[SteertaxError]:
+    """What is wrong with `steertax compare`'s inputs: each folder exists and is a run, align or merge
+    output folder with results, names the --alignment and --helpfulness tasks and measures the same model
+    as the others; --out can be written; the weight is in [0, 1]. Reads only the folders' resolved configs."""
+    import math
+
+    from .errors import ConfigError
+
+    problems: list[SteertaxError] = []
+    w = a.helpfulness_weight
+    if not (math.isfinite(w) and 0 <= w <= 1):
+        problems.append(ConfigError(f"--helpfulness-weight {w} must be in [0, 1]"))
+    models: dict[str, list[str]] = {}
+    seen: set[Path] = set()
+    for d in map(Path, a.dirs):
+        if d.resolve() in seen:
+            problems.append(ConfigError(f"{d} is given twice: name each folder once"))
+            continue
+        seen.add(d.resolve())
+        try:
+            model = _run_folder(d, a.alignment, a.helpfulness)
+        except SteertaxError as e:
+            problems.append(e)
+            continue
+        models.setdefault(model, []).append(str(d))
+    if len(models) > 1:
+        which = "; ".join(f"{m!r}: {', '.join(ds)}" for m, ds in sorted(models.items()))
+        problems.append(ConfigError(f"these folders measure different models ({which}): compare runs of one model"))
+    err = _output_problem("--out", a.out, folder=True)
+    if err is not None:
+        problems.append(err)
+    return problems
+
+
+def _run_folder(d: Path, alignment: str, helpfulness: str) -> str:
+    """Check one `steertax compare` folder (without reading its results); returns the model it measures."""
+    import yaml
+
+    from .errors import DataError
+
+    kinds = "`steertax run`, `steertax align` or `steertax merge`"
+    if not d.exists():
+        raise DataError(f"{d} does not exist: give the --out folder of {kinds}")
+    if not d.is_dir():
+        raise DataError(f"{d} is a file, not a run folder: give the --out folder of {kinds}")
+    found = next(((n, k) for n, k in _RUN_FOLDERS if (d / n).is_file()), None)
+    if found is None:
+        raise DataError(
+            f"{d} is not a steertax run, align or merge output folder (no config/align/merge.resolved.yaml): "
+            f"give the --out folder of {kinds}"
+        )
+    name, kind = found
+    try:
+        resolved = yaml.safe_load((d / name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DataError(
+            f"{d / name} is not readable YAML ({e.__class__.__name__}): the folder is damaged; rerun `steertax {kind}` into a new one"
+        ) from None
+    cfg = resolved.get("config") if isinstance(resolved, dict) else None
+    if not isinstance(cfg, dict) or "run_id" not in resolved:
+        raise DataError(f"{d / name} has no run_id and config: the folder is damaged; rerun `steertax {kind}` into a new one")
+    has = (d / "results.sqlite").is_file() or (kind != "run" and (d / "summary.json").is_file())
+    if not has:
+        raise DataError(f"{d} has no results.sqlite: the {kind} has scored nothing yet; rerun the same `steertax {kind}` command")
+    keys = [str(t.get("label") or t.get("name")) for t in cfg.get("tasks") or [] if isinstance(t, dict)]
+    for flag, entry in (("--alignment", alignment), ("--helpfulness", helpfulness)):
+        task = entry.split("[", 1)[0] if entry.endswith("]") else entry
+        if task not in keys:
+            raise DataError(f"{d} ({kind}) has no task {task!r} (its tasks: {keys}): choose one of them with {flag}")
+    return str(cfg.get("model"))
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
@@ -645,7 +718,7 @@ def _cmd_theory(a: argparse.Namespace) -> int:
 
 
 def _cmd_tax(a: argparse.Namespace) -> int:
-    if a.base is not None:
+    if a.base is not None or a.aligned is not None or a.vector is not None or a.strength is not None or a.from_study is not None:
         return _cmd_tax_models(a)
     if a.dir is None:
         raise SteertaxError("steertax tax needs a study folder (steertax tax DIR) or models (steertax tax --base M --aligned A)")
@@ -669,19 +742,14 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
 
     from .compare import measure_alignment_tax, tax_markdown
 
-    if a.dir is not None:
-        raise SteertaxError("give either a study folder or --base/--aligned, not both")
     limit = a.limit if a.limit is not None else (16 if a.quick else None)
-    if limit is not None and limit < 1:
-        raise SteertaxError(f"--limit {limit} must be positive")
     benches = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
-    if a.from_study:
-        a.vector, a.strength = _study_vector_and_r_star(Path(a.from_study))
+    vector, strength = _check_tax_inputs(a, limit, benches)  # every input, before any model loads
     res = measure_alignment_tax(
         a.base,
         a.aligned,
-        vector=a.vector,
-        strength=a.strength,
+        vector=vector,
+        strength=strength,
         benchmarks=benches,
         limit=limit,
         rates_limit=limit if limit is not None else 64,
@@ -701,17 +769,93 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[str]) -> tuple[str | None, float | None]:
+    """Every problem with `steertax tax --base ...`'s inputs in one error, before any model loads; returns
+    the vector and strength to measure (``--from-study``'s vector at its r*, else --vector/--strength)."""
+    from .compare import check_alignment_tax, raise_problems
+    from .errors import ConfigError
+
+    problems: list[SteertaxError] = []
+    if a.dir is not None:
+        problems.append(ConfigError(f"give either a study folder ({a.dir}) or --base/--aligned, not both"))
+    vector, strength = a.vector, a.strength
+    from_study_failed = False
+    if a.from_study is not None:
+        given = [f for f, v in (("--aligned", a.aligned), ("--vector", a.vector), ("--strength", a.strength)) if v is not None]
+        if given:
+            problems.append(ConfigError(f"--from-study gives the aligned model (its vector at its r*): drop {', '.join(given)}"))
+        else:
+            try:
+                vector, strength = _study_vector_and_r_star(Path(a.from_study))
+            except SteertaxError as e:
+                problems.append(e)
+                from_study_failed = True
+    for flag, path in (("--json", a.json), ("--markdown", a.markdown)):
+        if path is not None:
+            err = _output_problem(flag, path, folder=False)
+            if err is not None:
+                problems.append(err)
+    if a.json is not None and a.markdown is not None and Path(a.json).absolute() == Path(a.markdown).absolute():
+        problems.append(ConfigError(f"--json and --markdown are both {a.json}: give two files"))
+    problems += check_alignment_tax(
+        a.base,
+        a.aligned,
+        vector=vector,
+        strength=strength,
+        benchmarks=benches,
+        limit=limit,
+        rates_limit=limit if limit is not None else 64,
+        backend=a.backend,
+        require_aligned=not from_study_failed,
+    )
+    raise_problems(problems)
+    return vector, strength
+
+
 def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
     import json
 
+    from .errors import DataError
+
+    if not d.is_dir():
+        what = "does not exist" if not d.exists() else "is a file"
+        raise DataError(f"--from-study {d} {what}: give a finished `steertax run` output folder")
     summ = d / "summary.json"
     if not summ.is_file():
-        raise SteertaxError(f"{d} has no summary.json: give a finished `steertax run` folder to --from-study")
-    s = json.loads(summ.read_text(encoding="utf-8"))
-    eff = s.get("efficient_strength") or {}
+        raise DataError(f"--from-study {d} has no summary.json: give a finished `steertax run` folder to --from-study")
+    try:
+        s = json.loads(summ.read_text(encoding="utf-8"))
+        eff = s.get("efficient_strength") or {}
+        vector_file = s["vector"]["file"] if eff.get("ok") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DataError(
+            f"--from-study {d}: its summary.json is unreadable ({e.__class__.__name__}): refit it with `steertax fit {d}`"
+        ) from None
     if not eff.get("ok"):
-        raise SteertaxError(f"{d} has no efficient strength r* ({eff.get('reason', 'not computed')}): pass --vector and --strength instead")
-    return str(s["vector"]["file"]), float(eff["r_star"])
+        raise DataError(
+            f"--from-study {d} has no efficient strength r* ({eff.get('reason', 'not computed')}): pass --vector and --strength instead"
+        )
+    return str(vector_file), float(eff["r_star"])
+
+
+def _output_problem(flag: str, path: str | os.PathLike[str], *, folder: bool) -> SteertaxError | None:
+    """Why ``path`` (a file to write, or with ``folder`` a folder to write into) cannot be written; None
+    when it can. Creates nothing."""
+    from .errors import ConfigError
+
+    p = Path(path).expanduser()
+    if folder and p.exists() and not p.is_dir():
+        return ConfigError(f"{flag} {path} is a file: give a folder (a new one, or one to write into)")
+    if not folder and p.is_dir():
+        return ConfigError(f"{flag} {path} is a folder: give a file path, like {p / ('tax.md' if flag == '--markdown' else 'tax.json')}")
+    probe = (p if folder else p.parent).absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return ConfigError(f"{flag} {path} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return ConfigError(f"{flag} {path} cannot be written: {probe} is not writable; choose another {flag}")
+    return None
 
 
 def _cmd_info(a: argparse.Namespace) -> int:

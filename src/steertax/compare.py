@@ -86,25 +86,25 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
         raise DataError(f"{out} has no align.resolved.yaml: is it a `steertax align` (or `steertax merge`) output folder?")
     resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     run_id, cfg = resolved["run_id"], resolved["config"]
+    order = resolved.get("order") or []
+    if not order or not all(isinstance(e, dict) and "key" in e for e in order):
+        raise DataError(
+            f"{out}: its run was written by an older steertax (store keys without the intervention's key) or has not "
+            "finished: rerun the same `steertax align`/`steertax merge` command into it (finished adapters are reused)"
+        )
     with ResultStore(out / "results.sqlite") as store:
-        keys = [k for k in store.runs() if k.startswith(f"{run_id}|")]
-        recs = {k: store.records(k) for k in keys}
-        store.to_parquet_many(out / "results.parquet", keys)
-    base_key = f"{run_id}|base|base"
-    if base_key not in recs or not recs[base_key]:
+        recs = {e["key"]: store.records(e["key"]) for e in order}
+        store.to_parquet_many(out / "results.parquet", [e["key"] for e in order])
+    base_key = order[0]["key"]
+    if order[0]["method"] != "base" or not recs[base_key]:
         raise DataError(f"{out}: the base model's rows are missing; rerun `steertax align` to finish the run")
     entries = _entries(cfg["tasks"], recs[base_key])
-    if "order" in resolved:  # a merge run lists its settings itself
-        order = [f"{run_id}|{m}|{s}" for m, s in resolved["order"]]
-    else:
-        order = [base_key] + [f"{run_id}|{_method(s)}|{_name(s)}" for s in cfg["settings"]]
     settings = []
-    for key in order:
-        rs = recs.get(key) or []
+    for e_ord in order:
+        rs = recs.get(e_ord["key"]) or []
         if not rs:
             continue
-        method, setting = key.split("|", 2)[1:]
-        row: dict[str, Any] = {"method": method, "setting": setting, "tasks": {}}
+        row: dict[str, Any] = {"method": e_ord["method"], "setting": e_ord["name"], "key": e_ord["key"], "tasks": {}}
         for e in entries:
             mine = [r for r in rs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
             base = [r for r in recs[base_key] if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
@@ -114,6 +114,8 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
             if e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS:
                 ch["tax_percent"], ch["tax_ci95"] = None, None
             row["tasks"][e["name"]] = ch
+        if e_ord.get("adapter"):
+            row["adapter"] = e_ord["adapter"]
         settings.append(row)
     _attach_training(out, settings)
     summary = {
@@ -131,32 +133,23 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
     return summary
 
 
-def _name(s: dict[str, Any]) -> str:
-    from .align import AlignSetting
-
-    return AlignSetting(**s).name()
-
-
-def _method(s: dict[str, Any]) -> str:
-    return str(s["method"])
-
-
 def _attach_training(out: Path, settings: list[dict[str, Any]]) -> None:
-    by_name = {}
-    for p in out.glob("adapters/*/setting.json"):
-        info = json.loads(p.read_text(encoding="utf-8"))
+    """Each adapter setting's training log (steps, lr, losses, ||ΔW||²), from its own adapter folder."""
+    for row in settings:
+        path = row.pop("adapter", None)
+        info_path = Path(path) / "setting.json" if path else None
+        if info_path is None or not info_path.is_file():
+            continue
+        info = json.loads(info_path.read_text(encoding="utf-8"))
         hist = info.get("history") or []
-        by_name[info["name"]] = {
-            "adapter": str(p.parent),
+        row["training"] = {
+            "adapter": str(path),
             "steps": info.get("steps"),
             "lr": info.get("lr"),
             "first_loss": hist[0]["loss"] if hist else None,
             "final_loss": hist[-1]["loss"] if hist else None,
             "delta_sq_norm": info.get("delta_sq_norm"),
         }
-    for row in settings:
-        if row["setting"] in by_name:
-            row["training"] = by_name[row["setting"]]
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -227,12 +220,15 @@ def _steering_points(d: Path, alignment: str, n_boot: int, kind: str = "steering
     conditional sweep), paired against its own r = 0; None when the study has no such rows."""
     from .config import from_dict, upgrade_resolved
     from .store import ResultStore
-    from .study import conditional_key
+    from .study import study_keys
 
     resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
     cfg = from_dict(upgrade_resolved(resolved["config"]))
+    key = study_keys(resolved).get(kind)
+    if key is None:
+        return None
     with ResultStore(d / "results.sqlite") as store:
-        recs = store.records(resolved["run_id"] if kind == "steering" else conditional_key(resolved["run_id"], resolved))
+        recs = store.records(key)
     if not recs:
         return None
     entries = {e["name"]: e for e in _entries([t.__dict__ for t in cfg.tasks], recs)}
@@ -467,21 +463,31 @@ def measure_alignment_tax(
     ``aligned`` is another model sharing the base's tokenizer (e.g. base vs instruct), or a peft adapter
     folder of the base (e.g. from ``steertax align``); with ``vector`` and ``strength`` instead, the
     aligned model is the base steered at r_e = ``strength``. ``backend``: where the generations run (hf or
-    vllm; vllm steers through hooks and cannot apply an adapter)."""
+    vllm; vllm steers through hooks and cannot apply an adapter).
+
+    Every input is checked first, before any model loads (:func:`check_alignment_tax`): one typed error
+    names every problem."""
+    raise_problems(
+        check_alignment_tax(
+            base,
+            aligned,
+            vector=vector,
+            strength=strength,
+            benchmarks=benchmarks,
+            limit=limit,
+            rates_limit=rates_limit,
+            seed=seed,
+            batch_size=batch_size,
+            n_boot=n_boot,
+            backend=backend,
+        )
+    )
     from . import tasks as T
-    from .errors import ConfigError, ModelError
+    from .errors import ModelError
+    from .executors import check_backend
     from .interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
     from .models import load_model
 
-    if (aligned is None) == (vector is None):
-        raise ConfigError("give the aligned model as --aligned MODEL_OR_ADAPTER, or as --vector FILE --strength R (the base steered)")
-    if vector is not None and strength is None:
-        raise ConfigError("--vector needs --strength R: the steered model to compare with the base")
-    unknown = [b for b in benchmarks if b not in T.REGISTRY]
-    if unknown:
-        raise ConfigError(f"unknown benchmark {unknown[0]!r}: choose from {T.names()}")
-    if "drift" in benchmarks:
-        raise ConfigError("drift is a distance from the base (0 for the base), so it has no tax %: use it in `steertax align` or a study")
     model, tok = load_model(base)
     other: Any = None
     iv: Intervention
@@ -490,14 +496,14 @@ def measure_alignment_tax(
 
         vec = SteeringVector.load(vector)
         vec.check_compatible(model)
-        iv = SteeringIntervention(vec, [float(strength or 0.0)], setting=f"r={strength:g}")
+        iv = SteeringIntervention(vec, [float(strength or 0.0)], label=f"r={strength:g}")
     elif (Path(str(aligned)) / "adapter_config.json").is_file():
         iv = AdapterIntervention(Path(str(aligned)), "adapter", str(aligned))
     else:
         other, tok2 = load_model(str(aligned))
         if tok2.get_vocab() != tok.get_vocab():
             raise ModelError(f"{aligned} and {base} have different tokenizers: the tax compares models that read the same tokens")
-        iv = BaseIntervention(method="model", setting=str(aligned))
+        iv = BaseIntervention(method="model", label=str(aligned))
     specs: list[tuple[str, Any, int | None]] = [(b, T.get(b), limit) for b in benchmarks]
     specs.append(("rates", T.get("over_refusal", scorers=["generate"]), rates_limit or limit))
     rows: dict[str, Any] = {}
@@ -507,17 +513,18 @@ def measure_alignment_tax(
         if other is not None:
             res_a = T.evaluate(other, tok, task, items=items, batch_size=batch_size, progress=progress, backend=backend)
         else:
-            with iv.apply(model) as (m, vec_, strengths):
+            with iv.apply(model) as a:
+                check_backend(a, backend, iv)
                 res_a = T.evaluate(
-                    m,
+                    a.model,
                     tok,
                     task,
-                    vec_,
-                    strengths,
+                    a.vector,
+                    a.strengths,
                     items=items,
                     batch_size=batch_size,
                     progress=progress,
-                    reference=iv.reference(),
+                    reference=a.reference,
                     backend=backend,
                 )
         if name == "rates":
@@ -543,6 +550,211 @@ def measure_alignment_tax(
         "limit": limit,
         "seed": seed,
     }
+
+
+# --------------------------------------------------------------------------- tax inputs, checked before any model loads
+
+from .errors import SteertaxError  # noqa: E402  (the checks' error type, imported beside them)
+
+
+def raise_problems(problems: Sequence[SteertaxError], when: str = "before loading a model") -> None:
+    """Nothing for no problems; else raise one typed error (the first problem's type) whose one-line
+    message names every problem (found ``when``), with ``.problems`` holding each one."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise problems[0]
+    msg = f"{len(problems)} problems, found {when}: " + "; ".join(f"({k}) {' '.join(str(p).split())}" for k, p in enumerate(problems, 1))
+    err = type(problems[0])(msg)
+    err.problems = list(problems)  # type: ignore[attr-defined]
+    raise err
+
+
+def check_alignment_tax(
+    base: str | None,
+    aligned: str | None = None,
+    *,
+    vector: str | None = None,
+    strength: float | None = None,
+    benchmarks: Sequence[str] = TAX_BENCHMARKS,
+    limit: int | None = None,
+    rates_limit: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    n_boot: int = 1000,
+    backend: str = "hf",
+    require_aligned: bool = True,
+) -> list[SteertaxError]:
+    """Every problem with :func:`measure_alignment_tax`'s inputs, found without loading a model and
+    without the network: the base (and an aligned model) resolve the way ``load_model`` will resolve
+    them; an aligned folder is a model or a peft adapter; the vector loads and fits the base as far as
+    its config.json tells; the strength is finite; the benchmarks are known tasks, each once; the
+    limits, batch size and bootstrap count are in range; the backend exists (vllm: installed, and
+    given what it can run). ``require_aligned=False``: the caller reports a missing aligned model itself
+    (the CLI's ``--from-study``). Reads files only; writes nothing."""
+    from .errors import ConfigError, ModelError, StrengthError, VectorError
+    from .preflight import _Problems, _resolve_model
+    from .steering import check_strength
+
+    P = _Problems()
+    info: dict[str, Any] = {"name": str(base), "label": str(base), "kind": None, "num_layers": None, "hidden_size": None}
+    if base is None or not str(base).strip():
+        P.add(ConfigError("no base model: add --base MODEL (a built-in name, a model folder, a .gguf file or a hub id)"))
+    else:
+        with P.at(f"--base {base}", wrap=ModelError):
+            _missing_path(str(base))
+            _resolve_model(str(base), info)
+    if aligned is not None and vector is not None:
+        P.add(ConfigError("--aligned and --vector both give the aligned model: pass one of them"))
+    elif aligned is None and vector is None and require_aligned:
+        P.add(ConfigError("give the aligned model as --aligned MODEL_OR_ADAPTER, or as --vector FILE --strength R (the base steered)"))
+    if aligned is not None:
+        with P.at(f"--aligned {aligned}", wrap=ModelError):
+            _check_aligned(str(aligned), backend)
+    if vector is not None:
+        if strength is None:
+            P.add(ConfigError("--vector needs --strength R: the steered model to compare with the base"))
+        with P.at(f"--vector {vector}", wrap=VectorError):
+            _check_tax_vector(str(vector), info if info["kind"] is not None else None)
+    elif strength is not None and require_aligned:
+        P.add(ConfigError(f"--strength {strength} steers the base along a vector, but no --vector is given: add --vector FILE"))
+    if strength is not None:
+        with P.at("--strength", wrap=StrengthError):
+            check_strength(strength)
+    _check_benchmarks(benchmarks, P)
+    _check_tax_numbers(limit, rates_limit, batch_size, n_boot, P)
+    _check_tax_backend(backend, base, aligned, P)
+    return P.items
+
+
+def _check_tax_numbers(limit: int | None, rates_limit: int | None, batch_size: int, n_boot: int, P: Any) -> None:
+    from .errors import ConfigError
+
+    for flag, n, low in (("--limit", limit, 1), ("rates_limit", rates_limit, 1), ("batch_size", batch_size, 1), ("n_boot", n_boot, 0)):
+        if (n is None and flag in ("--limit", "rates_limit")) or (flag == "rates_limit" and n == limit):
+            continue
+        if isinstance(n, bool) or not isinstance(n, int) or n < low:
+            what = "must be positive" if low else "must be 0 or more"
+            hint = " (items per benchmark), or leave it out for all" if flag == "--limit" else ""
+            P.add(ConfigError(f"{flag} {n!r} {what}{hint}"))
+
+
+def _check_tax_backend(backend: str, base: str | None, aligned: str | None, P: Any) -> None:
+    from .errors import ConfigError
+
+    if backend not in ("hf", "vllm"):
+        P.add(ConfigError(f"--backend {backend!r} is not hf or vllm"))
+    elif backend == "vllm":
+        from .vllm_backend import require_vllm
+
+        with P.at("--backend vllm", wrap=ConfigError):
+            require_vllm()
+        for flag, name in (("--base", base), ("--aligned", aligned)):
+            if name is not None and _is_hub_id(str(name)):
+                P.add(
+                    ConfigError(
+                        f"{flag} {name}: backend 'vllm' loads the model from its local folder, and a hub id is not one: "
+                        "download it (huggingface-cli download) and pass the folder, or use --backend hf"
+                    )
+                )
+
+
+def _is_hub_id(name: str) -> bool:
+    """What ``load_model`` would fetch from the hub (not a built-in name, a .gguf or an existing path)."""
+    from .models import _ALIASES, BUILTIN_MODELS
+
+    key = _ALIASES.get(name.lower(), name.lower())
+    return key not in BUILTIN_MODELS and not name.lower().endswith(".gguf") and not Path(name).expanduser().exists()
+
+
+def _check_aligned(name: str, backend: str) -> None:
+    """``--aligned``: a peft adapter folder (what measure_alignment_tax applies to the base), else a model
+    that ``load_model`` resolves."""
+    from .errors import ConfigError, ModelError
+    from .preflight import _resolve_model
+
+    p = Path(name).expanduser()
+    if p.is_dir() and (p / "adapter_config.json").exists():
+        try:
+            meta = json.loads((p / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelError(f"its adapter_config.json is not readable JSON ({e.__class__.__name__}): save the adapter again") from None
+        if not isinstance(meta, dict):
+            raise ModelError("its adapter_config.json is not a JSON object: is it a peft adapter folder?")
+        if not any((p / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+            raise ModelError("a peft adapter folder without adapter_model.safetensors: save the adapter's weights there (or retrain it)")
+        if backend == "vllm":
+            raise ConfigError("a peft adapter, which backend 'vllm' cannot apply (it loads the checkpoint's own weights): use --backend hf")
+        return
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise ModelError(
+            "a folder with neither adapter_config.json (a peft adapter) nor config.json (a model): give the adapter "
+            "folder `steertax align` saved, a model folder, a .gguf file, a hub id or a built-in name"
+        )
+    _missing_path(name)
+    _resolve_model(name, {"name": name, "label": name, "kind": None, "num_layers": None, "hidden_size": None})
+
+
+def _missing_path(name: str) -> None:
+    """A name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``) that does not exist: said so, rather
+    than that it is an unknown model."""
+    from .errors import ModelError
+
+    p = Path(name).expanduser()
+    if not p.exists() and (name.startswith(("/", ".", "~")) or name.count("/") > 1):
+        raise ModelError(
+            "does not exist: check the path (a model folder, a peft adapter folder or a .gguf file), "
+            "or give a hub id like 'org/name' or a built-in name"
+        )
+
+
+def _check_tax_vector(path: str, base: dict[str, Any] | None) -> None:
+    """The vector loads, and fits the base as far as it is known without loading it (what
+    ``check_compatible`` will demand of the loaded model)."""
+    from .errors import VectorError
+    from .vectors import SteeringVector
+
+    vec = SteeringVector.load(path)
+    if base is None:
+        return
+    if base["hidden_size"] is not None and base["hidden_size"] != vec.hidden_size:
+        raise VectorError(
+            f"extracted from {vec.model_id!r} with hidden size {vec.hidden_size}, but --base {base['name']} has "
+            f"{base['hidden_size']}: extract a vector from the base model (steertax extract --model BASE)"
+        )
+    if vec.model_id != base["label"] or (base["num_layers"] is not None and base["num_layers"] != vec.num_layers):
+        n = "" if base["num_layers"] is None else f" ({base['num_layers']} layers)"
+        raise VectorError(
+            f"extracted from {vec.model_id!r} ({vec.num_layers} layers), but --base is {base['label']!r}{n}: extract "
+            f"a vector from the base model (steertax extract --model BASE), or pass --base {vec.model_id}"
+        )
+
+
+def _check_benchmarks(benchmarks: Sequence[str], P: Any) -> None:
+    from . import tasks as T
+    from .errors import ConfigError
+
+    if isinstance(benchmarks, str):
+        P.add(ConfigError(f"benchmarks {benchmarks!r} is one string: give a list of task names, e.g. ['mmlu', 'gsm8k']"))
+        return
+    names = [str(b) for b in benchmarks]
+    if not names:
+        P.add(ConfigError(f"--benchmarks names no benchmark: give comma-separated tasks, e.g. mmlu,gsm8k (choose from {T.names()})"))
+    unknown = [b for b in names if b not in T.REGISTRY]
+    if unknown:
+        which = ", ".join(map(repr, unknown))
+        P.add(ConfigError(f"--benchmarks: unknown benchmark{'s' if len(unknown) > 1 else ''} {which}: choose from {T.names()}"))
+    if "drift" in names:
+        P.add(ConfigError("drift is a distance from the base (0 for the base), so it has no tax %: use it in `steertax align` or a study"))
+    twice = sorted({b for b in names if names.count(b) > 1})
+    if twice:
+        P.add(ConfigError(f"--benchmarks names {', '.join(twice)} more than once: name each benchmark once"))
+    for b in names:
+        if b in T.REGISTRY:
+            with P.at(f"--benchmarks {b}", wrap=ConfigError):
+                T.get(b)
+    with P.at("the helpful/harmless rates (over_refusal)", wrap=ConfigError):
+        T.get("over_refusal", scorers=["generate"])
 
 
 def tax_markdown(res: dict[str, Any]) -> str:

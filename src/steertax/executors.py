@@ -62,7 +62,6 @@ class Work:
     cells: list[tuple[str, str, int]]
     method: str = "steering"
     setting: Optional[str] = None
-    condition: Any = None
     backend: str = "hf"
     attempts: int = 0
 
@@ -77,7 +76,6 @@ def plan_work(
     chunk: int,
     method: str,
     setting: Optional[str],
-    condition: Any = None,
     per_chunk: bool,
     backend: str = "hf",
 ) -> list[Work]:
@@ -92,7 +90,7 @@ def plan_work(
     if not todo:
         return []
     groups = [[c] for c in todo] if per_chunk else [todo]
-    return [Work(key, iv, g, method, setting, condition, backend) for g in groups]
+    return [Work(key, iv, g, method, setting, backend) for g in groups]
 
 
 def run_work(model: Any, tokenizer: Any, specs: dict[str, TaskSpec], work: Work, *, seed: int, chunk: int, batch_size: int) -> list[Any]:
@@ -100,25 +98,32 @@ def run_work(model: Any, tokenizer: Any, specs: dict[str, TaskSpec], work: Work,
     from .sweep import eval_cell
 
     out = []
-    with work.iv.apply(model) as (m, vec, strengths):
+    with work.iv.apply(model) as a:
+        check_backend(a, work.backend, work.iv)
         for name, ck, idx in work.cells:
             spec = specs[name]
             items = spec.task.items(spec.limit, seed)[idx * chunk : (idx + 1) * chunk]
             recs = eval_cell(
-                m,
+                a.model,
                 tokenizer,
                 spec,
                 items,
-                vec,
-                strengths,
+                a.vector,
+                a.strengths,
                 seed=seed,
                 batch_size=batch_size,
-                reference=work.iv.reference(),
-                condition=work.condition,
+                reference=a.reference,
+                condition=a.condition,
                 backend=work.backend,
             )
             out.append((name, ck, recs))
     return out
+
+
+def check_backend(applied: Any, backend: str, iv: Any) -> None:
+    """A backend that reloads the checkpoint (vLLM) cannot see weights changed in place: refused in one line."""
+    if applied.weights_modified and backend != "hf":
+        raise ConfigError(f"backend {backend!r} reloads the checkpoint and cannot run {iv.method} {iv.name()!r}: use backend: hf")
 
 
 def _spec_desc(specs: Sequence[TaskSpec]) -> list[tuple[str, dict[str, Any], Optional[int], Optional[str]]]:

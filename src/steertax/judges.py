@@ -52,11 +52,6 @@ def keyword_judge_paper(text: str) -> bool:
 JUDGES: dict[str, Callable[[str], bool]] = {"rules": is_refusal, "paper_keyword": keyword_judge_paper}
 
 
-def refusal_rate(texts: Sequence[str], judge: str | Callable[[str], bool] = "rules") -> float:
-    fn = JUDGES[judge] if isinstance(judge, str) else judge
-    return sum(bool(fn(t)) for t in texts) / max(1, len(texts))
-
-
 # --------------------------------------------------------------------------- agreement
 
 _DISAGREE = re.compile(

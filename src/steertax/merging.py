@@ -57,13 +57,29 @@ import torch
 import yaml
 
 from ._util import atomic_write_bytes, atomic_write_text
-from .align import LoraSettings, TrainSettings
+from .align import AlignSetting, LoraSettings, TrainSettings, order_entry, preference_data, train_setting
 from .config import TaskConfig, _build
 from .errors import ConfigError, DataError, ModelError
 from .executors import ExecutorConfig
+from .interventions import (
+    AdapterIntervention,
+    Applied,
+    BaseIntervention,
+    Intervention,
+    adapter_ready,
+    evaluate_intervention,
+    register_intervention,
+)
+from .merges import MERGE_REGISTRY, energy_rank, merge_methods, outlier_ratio, register_merge_method, rtsvm_merge, thin_svd, tsvm_merge
 
 __all__ = [
     "MERGE_METHODS",
+    "MERGE_REGISTRY",
+    "register_merge_method",
+    "merge_methods",
+    "thin_svd",
+    "outlier_ratio",
+    "energy_rank",
     "adapter_deltas",
     "model_deltas",
     "merge_deltas",
@@ -72,6 +88,8 @@ __all__ = [
     "MergedIntervention",
 ]
 
+
+# the methods of the default sweep (the registry, steertax.merges, holds every registered method)
 MERGE_METHODS = ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm")
 
 
@@ -135,103 +153,6 @@ def _check_fits(deltas: Mapping[str, torch.Tensor], model: Any, what: str) -> No
 # --------------------------------------------------------------------------- methods
 
 
-def thin_svd(d: torch.Tensor, probe: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``torch.linalg.svd(d, full_matrices=False)`` in float64, fast when ``d`` has low rank (a LoRA task vector
-    has rank <= r): the range of ``d`` from a seeded Gaussian probe of ``probe`` columns; when the probe holds
-    all of ``d`` up to ``d``'s own rounding (residual <= 100 eps of its dtype, relative), the SVD of the small
-    projection, else the full SVD. The directions left out are rounding noise far below :func:`numerical_rank`'s
-    cut."""
-    rtol = max(1e-12, 100 * torch.finfo(d.dtype).eps) if d.is_floating_point() else 1e-12
-    d = d.double()
-    m, n = d.shape
-    if min(m, n) <= 2 * probe:
-        return torch.linalg.svd(d, full_matrices=False)
-    g = torch.Generator().manual_seed(0)
-    q, _ = torch.linalg.qr(d @ torch.randn(n, probe, dtype=d.dtype, generator=g).to(d.device))
-    b = q.T @ d
-    nrm = torch.linalg.matrix_norm(d)
-    if nrm == 0 or torch.linalg.matrix_norm(d - q @ b) <= rtol * nrm:
-        ub, s, vh = torch.linalg.svd(b, full_matrices=False)
-        return q @ ub, s, vh
-    return torch.linalg.svd(d, full_matrices=False)
-
-
-def _polar(x: torch.Tensor) -> torch.Tensor:
-    """The orthonormal matrix nearest ``x`` (orthogonal Procrustes): P Qᵀ from x = P Σ Qᵀ."""
-    p, _, qh = torch.linalg.svd(x, full_matrices=False)
-    return p @ qh
-
-
-def _ties_untrimmed(ds: list[torch.Tensor], wt: torch.Tensor) -> torch.Tensor:
-    """TIES without trimming (density 1), the same steps as peft's ``ties`` (which warns and skips at 1)."""
-    from peft.utils import merge_utils as mu
-
-    stacked = torch.stack(ds, dim=0)
-    mask = mu.calculate_majority_sign_mask(stacked, method="total")
-    return mu.disjoint_merge(mu.reshape_weight_task_tensors(stacked, wt) * stacked, mask)
-
-
-def tsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], ranks: Sequence[int] | None = None) -> torch.Tensor:
-    """TSV-M of one matrix: each weighted delta's top-k SVD triplets, concatenated, the U and V blocks
-    replaced by their polar factors, recombined. ``ranks``: k per task (default ⌊min(m, n)/T⌋)."""
-    T = len(deltas)
-    m, n = deltas[0].shape
-    full = min(m, n)
-    ks = list(ranks) if ranks is not None else [max(1, full // T)] * T
-    us, ss, vs = [], [], []
-    for d, w, k in zip(deltas, weights, ks, strict=True):
-        u, s, vh = thin_svd(float(w) * d)
-        # singular values at the level of the delta's own rounding carry no direction (a LoRA delta has rank <= r):
-        # the numerical rank cut, max(m, n)·eps of its dtype relative to the largest, leaves them out
-        cut = max(m, n) * torch.finfo(d.dtype).eps * (float(s[0]) if len(s) else 0.0)
-        k = min(int(k), int((s > cut).sum()))
-        us.append(u[:, :k])
-        ss.append(s[:k])
-        vs.append(vh[:k])
-    U, S, Vh = torch.cat(us, 1), torch.cat(ss), torch.cat(vs, 0)
-    if U.shape[1] == 0:  # no task changes this matrix
-        return torch.zeros_like(deltas[0])
-    if U.shape[1] > full:
-        raise DataError(f"TSV-M keeps {U.shape[1]} directions in a {m}x{n} matrix: the ranks must sum to at most {full}")
-    return (_polar(U) @ torch.diag(S) @ _polar(Vh.T).T).to(deltas[0].dtype)
-
-
-def outlier_ratio(d: torch.Tensor, m: float = 5.0) -> float:
-    """The fraction of entries whose magnitude exceeds ``m`` times the mean magnitude (OWL's layerwise
-    outlier ratio, here on a task vector)."""
-    a = d.abs()
-    return float((a > m * a.mean()).float().mean())
-
-
-def energy_rank(d: torch.Tensor, energy: float = 0.9) -> int:
-    """The smallest rank holding ``energy`` of ``d``'s squared singular values."""
-    s = thin_svd(d)[1]
-    c = torch.cumsum(s**2, 0)
-    if float(c[-1]) == 0:
-        return 1
-    return int(torch.searchsorted(c, energy * c[-1]).item()) + 1
-
-
-def rtsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], *, outlier_m: float = 5.0, energy: float = 0.9) -> torch.Tensor:
-    """R-TSVM as steertax reads it (see the module doc): outlier-aware reweighting of the tasks, a
-    rank per task from its spectrum's energy, then TSV-M."""
-    full = min(deltas[0].shape)
-    live = [i for i, d in enumerate(deltas) if bool(d.any())]  # a specialist that leaves this matrix alone takes no part
-    D = {i: outlier_ratio(deltas[i], outlier_m) for i in live}
-    mean_d = sum(D.values()) / len(live) if live else 0.0
-    # factor 2·D̄/(D_t + D̄) in (0, 2]: 1 for a task with the average outlier ratio, 2 with none, -> 0 with
-    # many; renormalized so the weights keep their sum
-    f = {i: 2 * mean_d / (D[i] + mean_d) if mean_d > 0 else 1.0 for i in live}
-    total = sum(float(weights[i]) for i in live)
-    raw = {i: float(weights[i]) * f[i] for i in live}
-    norm = total / sum(raw.values()) if raw and sum(raw.values()) != 0 else 1.0
-    w = [raw[i] * norm if i in raw else 0.0 for i in range(len(deltas))]
-    ks = [energy_rank(d, energy) if bool(d.any()) else 0 for d in deltas]
-    if sum(ks) > full:  # cap: shrink every task's rank in proportion
-        ks = [max(1, int(k * full / sum(ks))) for k in ks]
-    return tsvm_merge(deltas, w, ks)
-
-
 def merge_deltas(
     task_deltas: Sequence[Mapping[str, torch.Tensor]],
     weights: Sequence[float],
@@ -243,12 +164,11 @@ def merge_deltas(
     outlier_m: float = 5.0,
     energy: float = 0.9,
 ) -> dict[str, torch.Tensor]:
-    """Merge the specialists' deltas matrix by matrix (weights w_t; the merge ``scale`` is applied by
-    :class:`MergedIntervention`). Matrices only some specialists change count as 0 for the others."""
-    from peft.utils import merge_utils as mu
-
-    if method not in MERGE_METHODS:
-        raise DataError(f"merge method {method!r} is not one of {MERGE_METHODS}")
+    """Merge the specialists' deltas matrix by matrix with the registered ``method`` (weights w_t; the merge
+    ``scale`` is applied by :class:`MergedIntervention`). Matrices only some specialists change count as 0
+    for the others."""
+    if method not in MERGE_REGISTRY:
+        raise DataError(f"merge method {method!r} is not one of {merge_methods()}")
     ws = [float(w) for w in weights]
     if len(ws) != len(task_deltas):
         raise DataError(f"{len(ws)} weights for {len(task_deltas)} specialists: give one weight per specialist")
@@ -258,47 +178,49 @@ def merge_deltas(
         raise DataError(f"density {density} must be in (0, 1]: the fraction of each task vector kept")
     if combine not in ("linear", "ties"):
         raise DataError(f"dare's combine must be linear or ties, got {combine!r}")
+    spec = MergeSpec(method=method, density=density, combine=combine, outlier_m=outlier_m, energy=energy)
+    fn = MERGE_REGISTRY[method].fn
     names = sorted(set().union(*(d.keys() for d in task_deltas)))
-    wt = torch.tensor(ws, dtype=torch.float32)
     out: dict[str, torch.Tensor] = {}
     with torch.random.fork_rng(devices=[]):  # DARE's drops (peft draws them from torch's global generator), seeded
         torch.manual_seed(seed)
         for name in names:
             shape = next(d[name].shape for d in task_deltas if name in d)
             ds = [d[name].float() if name in d else torch.zeros(shape) for d in task_deltas]
-            if method == "task_arithmetic":
-                out[name] = mu.task_arithmetic(ds, wt)
-            elif method == "ties":
-                out[name] = mu.ties(ds, wt, density) if density < 1 else _ties_untrimmed(ds, wt)
-            elif method == "dare":
-                if density == 1:  # nothing dropped: DARE is its combination step alone
-                    out[name] = mu.task_arithmetic(ds, wt) if combine == "linear" else _ties_untrimmed(ds, wt)
-                else:
-                    out[name] = (mu.dare_linear if combine == "linear" else mu.dare_ties)(ds, wt, density)
-            elif method == "tsvm":
-                out[name] = tsvm_merge(ds, ws)
-            else:
-                out[name] = rtsvm_merge(ds, ws, outlier_m=outlier_m, energy=energy)
+            out[name] = fn(ds, ws, spec)
     return out
 
 
 # --------------------------------------------------------------------------- the intervention
 
 
-class MergedIntervention:
+@register_intervention("merged", 1)
+class MergedIntervention(Intervention):
     """θ_base + scale · merged delta inside a ``with`` block; the touched weights are restored exactly
-    (copied back) when it ends."""
+    (copied back) when it ends. ``spec``: the resolved description of how the deltas were made (the merge
+    method and its version, its parameters, the specialists' keys, the seed), which the key covers."""
 
-    def __init__(self, deltas: Mapping[str, torch.Tensor], scale: float = 1.0, method: str = "merge", setting: str = "") -> None:
+    def __init__(
+        self,
+        deltas: Mapping[str, torch.Tensor],
+        scale: float = 1.0,
+        method: str = "merge",
+        setting: str = "",
+        spec: Optional[dict[str, Any]] = None,
+    ) -> None:
         if not math.isfinite(float(scale)):
             raise DataError(f"merge scale {scale!r} is not finite")
         self.deltas, self.scale, self.method, self.setting = dict(deltas), float(scale), method, setting
+        self.spec = dict(spec) if spec is not None else {"deltas": _deltas_hash(self.deltas)}
 
-    def reference(self) -> Any:
-        return getattr(self, "_restore", None)
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "scale": self.scale}
+
+    def name(self) -> str:
+        return self.setting or f"{self.method} λ={self.scale:g}"
 
     @contextlib.contextmanager
-    def apply(self, model: Any) -> Iterator[tuple[Any, Any, list[float]]]:
+    def apply(self, model: Any) -> Iterator[Applied]:
         _check_fits(self.deltas, model, f"merge {self.setting!r}")
         params = dict(model.named_parameters())
         saved = {k: params[k].detach().to("cpu", copy=True) for k in self.deltas}  # exact copies, off the accelerator
@@ -320,16 +242,21 @@ class MergedIntervention:
             for k, d in self.deltas.items():
                 p = params[k]
                 p.copy_((p.double() + self.scale * d.to(p.device).double()).to(p.dtype))
-        self._restore: Any = restore
-        model._steertax_weights_modified = True  # a backend that reloads the checkpoint (vllm) must refuse
         try:
-            yield model, None, [0.0]
+            yield Applied(model, reference=restore, weights_modified=True)
         finally:
-            self._restore = None
-            model.__dict__.pop("_steertax_weights_modified", None)
             with torch.no_grad():
                 for k in self.deltas:
                     params[k].copy_(saved[k])
+
+
+def _deltas_hash(deltas: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of a delta set (for a MergedIntervention made without a spec)."""
+    h = hashlib.sha256()
+    for k in sorted(deltas):
+        h.update(k.encode())
+        h.update(deltas[k].detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- `steertax merge`
@@ -462,8 +389,8 @@ def _check_merges(cfg: MergeConfig) -> None:
             if m.name(lam) in seen:
                 raise ConfigError(f"merges[{i}]: {m.name(lam)!r} appears twice; give one a distinct label")
             seen.add(m.name(lam))
-        if m.method not in MERGE_METHODS:
-            raise ConfigError(f"merges[{i}].method: {m.method!r} is not one of {MERGE_METHODS}")
+        if m.method not in MERGE_REGISTRY:
+            raise ConfigError(f"merges[{i}].method: {m.method!r} is not one of {merge_methods()}")
         if m.weights is not None and len(m.weights) != len(cfg.specialists):
             raise ConfigError(f"merges[{i}].weights: {len(m.weights)} weights for {len(cfg.specialists)} specialists: one per specialist")
         if not m.scales:
@@ -508,7 +435,6 @@ def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] |
     - ``helpful``: AlpacaEval instructions -> the reference answer (its first 60 words) chosen, a refusal rejected.
     - ``honest``: TruthfulQA questions the evaluation does not use -> the true MC1 answer chosen, a false one rejected.
     - a ``.jsonl`` path: the user's pairs (prompt, chosen, rejected)."""
-    from .align import preference_data
 
     rng = random.Random(seed + 11)
     if kind == "harmless":
@@ -538,10 +464,6 @@ def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] |
 # -- the run
 
 
-def _adapter_ready(path: Path) -> bool:
-    return (path / "adapter_config.json").is_file() and (path / "setting.json").is_file()
-
-
 def _train_once(
     cfg: MergeConfig,
     name: str,
@@ -555,10 +477,9 @@ def _train_once(
     data_tag: Any,
 ) -> Path:
     """A specialist (or the mixture) trained by ``steertax align``'s trainer, cached under a hash of what shapes it."""
-    from .align import AlignSetting, train_setting
 
     path = out / "adapters" / f"{name}-{cfg.training_hash(name, data_tag)}"
-    if _adapter_ready(path):
+    if adapter_ready(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
@@ -610,7 +531,6 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     and every merge setting into one store, then summarize (table, 3H figure). Safe to kill and rerun."""
     from .compare import summarize_run
     from .executors import make_executor
-    from .interventions import AdapterIntervention, BaseIntervention, evaluate_intervention
     from .models import load_model
     from .store import ResultStore
     from .sweep import TaskSpec
@@ -634,13 +554,21 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
     names = [s.name for s in cfg.specialists]
     deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
-    order: list[list[str]] = [["base", "base"]] + [["specialist", n] for n in names] + ([["mixture", "mixture"]] if mixture else [])
-    plan: list[tuple[str, str, MergeSpec, float]] = []
-    for m in cfg.merges:
-        for lam in m.scales:
-            label = m.name(lam)
-            plan.append((m.method, label, m, lam))
-            order.append([m.method, label])
+    common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
+    ivs: list[Intervention] = [BaseIntervention()]
+    for s in cfg.specialists:
+        if s.name in full:
+            ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, {"model": s.model, "dtype": cfg.dtype}))
+        else:
+            ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
+    if mixture is not None:
+        ivs.append(
+            AdapterIntervention(mixture, "mixture", "mixture", {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists]})
+        )
+    spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
+    plan: list[tuple[MergeSpec, float]] = [(m, lam) for m in cfg.merges for lam in m.scales]
+    merge_ivs = [MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, spec_keys, cfg.seed)) for m, lam in plan]
+    order = [order_entry(iv, run_id) for iv in ivs + merge_ivs]
     resolved = {
         "run_id": run_id,
         "config": cfg.to_dict(),
@@ -654,24 +582,10 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
         store.begin_run(run_id, cfg.to_dict(), now_iso())
         ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
         with ex if ex is not None else contextlib.nullcontext():
-            evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            for n in names:
-                iv: Any = MergedIntervention(full[n], 1.0, "specialist", n) if n in full else AdapterIntervention(paths[n], "specialist", n)
+            for iv in ivs:
                 evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            if mixture is not None:
-                evaluate_intervention(
-                    AdapterIntervention(mixture, "mixture", "mixture"),
-                    model,
-                    tok,
-                    specs,
-                    store,
-                    run_id,
-                    cfg,
-                    progress=progress,
-                    executor=ex,
-                )
             merged_cache: dict[str, dict[str, torch.Tensor]] = {}
-            for method, label, m, lam in plan:
+            for (m, _lam), iv in zip(plan, merge_ivs, strict=True):
                 key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
                 if key not in merged_cache:
                     merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
@@ -685,7 +599,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
                         outlier_m=m.outlier_m,
                         energy=m.energy,
                     )
-                iv = MergedIntervention(merged_cache[key], lam, method, label)
+                iv.deltas = merged_cache[key]
                 evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
             if ex is not None:
                 ex.drain()
@@ -693,6 +607,18 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))
     return summary
+
+
+def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], seed: int) -> dict[str, Any]:
+    """A merge setting's resolved description: the method and its implementation's version, every
+    parameter, the specialists (names and keys) and the seed (DARE's drops)."""
+    return {
+        "method": m.method,
+        "version": MERGE_REGISTRY[m.method].version,
+        "params": {"weights": m.weights, "density": m.density, "combine": m.combine, "outlier_m": m.outlier_m, "energy": m.energy},
+        "specialists": dict(zip(names, spec_keys, strict=True)),
+        "seed": seed,
+    }
 
 
 def _axes_3h(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -723,7 +649,7 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
     axes_ = _axes_3h(summary)
     fig, axs = plt.subplots(1, len(axes_), figsize=(4.6 * len(axes_), 4.2), squeeze=False)
     rows = [r for r in summary["settings"] if r["method"] != "base"]
-    merged = [r for r in rows if r["method"] in MERGE_METHODS]
+    merged = [r for r in rows if r["method"] in MERGE_REGISTRY]
     methods = list(dict.fromkeys(_series(r["setting"]) for r in merged))  # one line per spec (its λ sweep)
     for ax, (name, label) in zip(axs[0], axes_, strict=True):
         for m in methods:

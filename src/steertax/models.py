@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -433,7 +433,3 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     if add and bos is not None and len(ids) >= 2 and ids[0] == ids[1] == tokenizer.bos_token_id:
         ids = ids[1:]
     return list(ids)
-
-
-def encode_many(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    return [encode(tokenizer, t) for t in texts]

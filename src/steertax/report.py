@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._faults import checkpoint
 from ._util import atomic_write_bytes, atomic_write_text
 from .laws import NEGLIGIBLE_SHARE
 
@@ -505,6 +506,7 @@ def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -
         share=NEGLIGIBLE_SHARE,
         config_yaml=yaml.safe_dump(resolved.get("config", {}), sort_keys=False),
     )
+    checkpoint("report")  # test-only fault injection (steertax._faults)
     path = out / "report.html"
     atomic_write_text(path, page)
     return path

@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
 
+from ._faults import checkpoint
 from .errors import DataError
 
 __all__ = ["ResultStore"]
@@ -104,10 +105,12 @@ class ResultStore:
                 "INSERT INTO results (run_id, task, item, strength, scorer, data, method, setting) VALUES (?,?,?,?,?,?,?,?)", rows
             )
             cur.execute("INSERT INTO cells VALUES (?,?,?,?,?)", (run_id, task, cell, len(rows), done_at))
+            checkpoint("in-cell")  # test-only fault injection (steertax._faults)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        checkpoint("cell")
 
     # ------------------------------------------------------------------ reads
     def records(self, run_id: str, task: str | None = None) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ figures/*.png. Rerunning the same config resumes; ``analyze(out)`` redoes only t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,9 +20,12 @@ import numpy as np
 import yaml
 
 from . import __version__, tasks as T
+from ._faults import checkpoint
 from ._util import atomic_write_json, atomic_write_text
 from .config import RunConfig, from_dict, upgrade_resolved
 from .errors import ConfigError, DataError
+from .executors import make_executor
+from .interventions import SteeringIntervention, condition_id, evaluate_intervention, store_key
 from .laws import fit_task, item_matrix
 from .store import ResultStore
 from .tasks.base import summarize
@@ -122,19 +126,16 @@ def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, pr
     return vec.select(v.layers), path
 
 
-def conditional_key(run_id: str, resolved: dict[str, Any] | None = None) -> str:
-    """The store key of a study's conditional sweep (method ``conditional``, setting r_e per row): one per
-    condition (its file's content hash), so another condition never reuses these rows. ``resolved``: a
-    run folder's config.resolved.yaml, whose condition it reads (no condition: a key with no rows)."""
-    cond = ((resolved or {}).get("resolved") or {}).get("condition_id", "")
-    return f"{run_id}|conditional|{cond}"
-
-
-def condition_id(cond: Any) -> str:
-    """A short hash of a condition (direction bytes, layer, threshold, comparator, read, chat)."""
-    h = hashlib.sha256(cond.direction.numpy().tobytes())
-    h.update(json.dumps([cond.layer, cond.threshold, cond.comparator, cond.read, cond.chat]).encode())
-    return h.hexdigest()[:12]
+def study_keys(resolved: dict[str, Any]) -> dict[str, str]:
+    """The store keys of a study folder's sweeps (``steering``, and ``conditional`` with a condition), as
+    its config.resolved.yaml records them (:func:`steertax.interventions.store_key` made them)."""
+    keys = (resolved.get("resolved") or {}).get("store_keys")
+    if not keys:
+        raise DataError(
+            "this run folder was written by an older steertax (its store keys carry no intervention key): "
+            "rerun the same `steertax run` into it to recompute its rows under the new keys"
+        )
+    return dict(keys)
 
 
 def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, out: Path, progress: bool) -> tuple[Any, Path]:
@@ -230,11 +231,8 @@ def _opts(cfg: RunConfig, name: str) -> dict[str, Any]:
 
 
 def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    from .executors import make_executor, plan_work
-    from .interventions import SteeringIntervention
     from .models import load_model
     from .preflight import preflight
-    from .sweep import run_sweep
 
     out = Path(out)
     preflight(cfg, out)  # every input (data, vector/pairs, names, out dir) checked before anything is written or loaded
@@ -243,8 +241,10 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
         stale.unlink(missing_ok=True)  # left by a killed run's unfinished atomic write; never valid
     run_id = cfg.content_hash()
     specs = _task_specs(cfg)  # validates tasks before the model loads
+    checkpoint("start")  # test-only fault injection (steertax._faults)
     model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
     vec, vec_path = _get_vector(cfg, model, tok, out, run_id, progress)
+    checkpoint("vector")
     grid, grid_info = strength_grid(cfg, vec)
     cond, cond_path = _get_condition(cfg, model, tok, vec, out, progress) if cfg.steering.condition is not None else (None, None)
     resolved: dict[str, Any] = {
@@ -261,29 +261,24 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
             "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in specs},
         },
     }
+    steer_iv = SteeringIntervention(vec, grid)
+    keys = {"steering": store_key(run_id, steer_iv)}
     if cond is not None:
         resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata(), condition_id=condition_id(cond))
+        cond_iv = SteeringIntervention(vec, grid, cond)
+        keys["conditional"] = store_key(run_id, cond_iv)
+    resolved["resolved"]["store_keys"] = keys
     resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     with ResultStore(out / "results.sqlite") as store:
         store.begin_run(run_id, cfg.to_dict(), resolved["created"])
-        ckey = conditional_key(run_id, resolved) if cond is not None else ""
-        if cond is not None:
-            store.begin_run(ckey, {"intervention": "conditional", "condition": str(cond_path)}, resolved["created"])
         ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
-        if ex is not None:
-            with ex:
-                common = dict(seed=cfg.seed, chunk=cfg.chunk, setting=None, per_chunk=True, backend=cfg.backend)
-                ex.submit(plan_work(SteeringIntervention(vec, grid), run_id, specs, store, method="steering", **common))  # type: ignore[arg-type]
-                if cond is not None:
-                    iv = SteeringIntervention(vec, grid, method="conditional")
-                    ex.submit(plan_work(iv, ckey, specs, store, method="conditional", condition=cond, **common))  # type: ignore[arg-type]
+        with ex if ex is not None else contextlib.nullcontext():
+            evaluate_intervention(steer_iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
+            if cond is not None:  # the unconditional rows are shared; only the condition's own are computed
+                evaluate_intervention(cond_iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
+            if ex is not None:
                 ex.drain()
-        else:
-            kw = dict(seed=cfg.seed, chunk=cfg.chunk, batch_size=cfg.batch_size, progress=progress, backend=cfg.backend)
-            run_sweep(model, tok, vec, specs, grid, store, run_id, **kw)  # type: ignore[arg-type]
-            if cond is not None:
-                run_sweep(model, tok, vec, specs, grid, store, ckey, method="conditional", condition=cond, **kw)  # type: ignore[arg-type]
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))
@@ -478,8 +473,7 @@ def _conditional(
     unconditional steering at the conditional r* (held-out items where r* was chosen on the task)."""
     from .compare import paired_change
 
-    run_id = resolved["run_id"]
-    recs = store.records(conditional_key(run_id, resolved))
+    recs = store.records(study_keys(resolved)["conditional"])
     if not recs:
         return None
     ents = _entries(cfg, recs)
@@ -561,8 +555,9 @@ def analyze(out: str | Path) -> dict[str, Any]:
     cfg = from_dict(upgrade_resolved(resolved["config"]))
     run_id = resolved["run_id"]
     with ResultStore(out / "results.sqlite") as store:
-        records = store.records(run_id)
-        store.to_parquet_many(out / "results.parquet", [run_id, conditional_key(run_id, resolved)])
+        keys = study_keys(resolved)
+        records = store.records(keys["steering"])
+        store.to_parquet_many(out / "results.parquet", list(keys.values()))
     if not records:
         raise DataError(f"{out}: the results store has no rows for run {run_id}; run `steertax run` first")
     entries = _entries(cfg, records)
@@ -630,6 +625,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
     for w in warns:
         log.warning("warning: %s", w)
     summary = _sanitize(json.loads(json.dumps(summary, default=_json_default)))
+    checkpoint("analysis")
     atomic_write_json(out / "summary.json", summary)
     write_report(out, summary, resolved)
     return summary

@@ -54,7 +54,7 @@ def engine(model: Any, *, max_model_len: int = 2048, seed: int = 0) -> Any:
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model's functions are pickled
     from vllm import LLM
 
-    if getattr(model, "_steertax_weights_modified", False) or any(hasattr(mod, "lora_A") for mod in model.modules()):
+    if any(hasattr(mod, "lora_A") for mod in model.modules()):  # a peft model passed directly (interventions say so themselves)
         raise ConfigError(
             "backend 'vllm' loads the checkpoint's weights: it cannot run an adapter or a merge applied to this model; use backend hf"
         )

@@ -13,7 +13,6 @@ import gzip
 import json
 import math
 import re
-from math import comb
 from typing import Any, Sequence
 
 import numpy as np
@@ -367,10 +366,3 @@ class HumanEval(Task):
                 }
             )
         return out
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k estimator (Chen et al. 2021)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)

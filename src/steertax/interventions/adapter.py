@@ -1,0 +1,93 @@
+"""A peft (LoRA) adapter as an intervention: its layers are injected into the base model's own modules
+for the evaluation and removed afterwards, so the base model object is unchanged when the block ends.
+
+The key covers the adapter's files (config and weights, by content hash) and ``spec``, the resolved
+description of how it was made (method, setting, training data hash, LoRA and training settings, model,
+dtype, the trainer's version) that ``steertax align`` and ``steertax merge`` pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from safetensors import safe_open
+
+from .._util import quiet_renamed_checkpointing, sha256_file
+from ..errors import ModelError
+from .core import Applied, Intervention, register_intervention
+
+__all__ = ["AdapterIntervention", "adapter_ready", "check_adapter", "adapter_files_hash"]
+
+
+def adapter_ready(path: Path) -> bool:
+    """A finished adapter folder of ``steertax align``/``merge`` (written atomically: config and setting.json)."""
+    return (path / "adapter_config.json").is_file() and (path / "setting.json").is_file()
+
+
+def adapter_files_hash(path: Path) -> str:
+    """The content hash of an adapter folder's config and weights."""
+    parts = [
+        sha256_file(p)
+        for p in (path / "adapter_config.json", path / "adapter_model.safetensors", path / "adapter_model.bin")
+        if p.is_file()
+    ]
+    return "-".join(x[:12] for x in parts)
+
+
+@register_intervention("adapter", 1)
+@dataclass
+class AdapterIntervention(Intervention):
+    """A peft (LoRA) adapter on the base model (``method``: dpo, dpo_reg, sft, selective, specialist, mixture ...)."""
+
+    path: Path = Path()
+    method: str = "adapter"
+    label: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": adapter_files_hash(Path(self.path)), "spec": self.spec}
+
+    def name(self) -> str:
+        return self.label or Path(self.path).name
+
+    @contextlib.contextmanager
+    def apply(self, model: Any) -> Iterator[Applied]:
+        from peft import PeftModel
+
+        check_adapter(self.path, model)
+        with quiet_renamed_checkpointing():
+            pm = PeftModel.from_pretrained(model, str(self.path), is_trainable=False)
+        pm.eval()
+        try:  # the injected LoRA layers run inside the model's own forward
+            yield Applied(model, reference=pm.disable_adapter, weights_modified=True)
+        finally:
+            pm.unload()
+
+
+def check_adapter(path: Path, model: Any) -> None:
+    """An adapter trained for another base model is refused in one line, before peft loads it."""
+    cfg_path = Path(path) / "adapter_config.json"
+    if not cfg_path.is_file():
+        raise ModelError(f"{path} is not a peft adapter (no adapter_config.json): give the folder `steertax align` saved")
+    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = meta.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ModelError(f"adapter {path} targets modules {missing} that this model does not have: it was trained for another base model")
+    st_path = Path(path) / "adapter_model.safetensors"
+    if st_path.is_file():
+        shapes = dict(model.named_parameters())
+        with safe_open(str(st_path), "pt") as f:
+            for k in f.keys():
+                if ".lora_A." not in k:
+                    continue
+                base = k.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
+                p = shapes.get(base)
+                if p is None or f.get_slice(k).get_shape()[1] != p.shape[1]:
+                    raise ModelError(f"adapter {path} does not fit this model ({base}): it was trained for another base model")

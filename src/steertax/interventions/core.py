@@ -1,0 +1,178 @@
+"""The intervention protocol, the one store key, the identity intervention and the evaluation of any
+intervention into the results store.
+
+An intervention is applied to the base model inside ``with iv.apply(model) as applied:`` and removed when
+the block ends (the model bit-identical to before). ``applied`` (:class:`Applied`) says what the scorers
+need: the model to run, the steering vector and strengths (the knob, one row per value; ``[0.0]`` for a
+weight intervention), the condition gating the steering (or None), a context manager under which the
+model is the base model again (drift's reference), and whether the weights were modified in place (a
+backend that reloads the checkpoint, vLLM, must refuse).
+
+``iv.key`` is a hash of ``iv.describe()`` (the complete resolved description: method, setting, training
+data and settings, model, dtype ...) together with the method name and the version of its implementation
+(:data:`INTERVENTIONS`), so a changed field or a fixed method never reuses stored rows. The knob (steering's
+r_e) is not in the key: it is the row's ``strength`` column. :func:`store_key` is the only place a store run
+id is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence
+
+from ..executors import check_backend, plan_work
+from ..sweep import TaskSpec, run_sweep
+
+__all__ = [
+    "INTERVENTIONS",
+    "Applied",
+    "Intervention",
+    "BaseIntervention",
+    "register_intervention",
+    "store_key",
+    "evaluate_intervention",
+    "description_hash",
+]
+
+# kind -> the version of its implementation (how it is applied). Bump a kind's version when a fix changes
+# its results: every stored row of the old version then has another key and is recomputed.
+INTERVENTIONS: dict[str, int] = {}
+
+
+def register_intervention(kind: str, version: int) -> Callable[[type], type]:
+    """Class decorator: register an intervention kind with the version of its implementation."""
+
+    def deco(cls: type) -> type:
+        if kind in INTERVENTIONS and INTERVENTIONS[kind] != version:
+            raise ValueError(f"intervention kind {kind!r} registered twice with different versions")
+        INTERVENTIONS[kind] = version
+        cls.kind = kind  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def description_hash(obj: Any, n: int = 16) -> str:
+    """A stable short hash of a JSON-able description (keys sorted; non-JSON values by ``str``)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+@dataclass
+class Applied:
+    """What an applied intervention gives the scorers (see the module docstring)."""
+
+    model: Any
+    vector: Any = None
+    strengths: list[float] = field(default_factory=lambda: [0.0])
+    condition: Any = None
+    reference: Optional[Callable[[], Any]] = None
+    weights_modified: bool = False
+
+
+class Intervention:
+    """One way of changing a model. Subclasses set ``method`` (the store's method column), implement
+    :meth:`describe` (everything that can change a result), :meth:`name` and :meth:`apply`."""
+
+    kind: ClassVar[str] = ""
+    method: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def name(self) -> str:
+        """Human-readable: the store's setting column and the report's label."""
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        return description_hash(
+            {"kind": self.kind, "version": INTERVENTIONS.get(self.kind), "method": self.method, "describe": self.describe()}
+        )
+
+    @contextlib.contextmanager
+    def apply(self, model: Any) -> Iterator[Applied]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+
+def store_key(scope: str, iv: Intervention) -> str:
+    """The results store's run id of ``iv``'s rows within a run: ``scope`` (what every row of the run shares:
+    the run's evaluation id over model, tasks, items and seed), the method, the readable name and the key."""
+    return f"{scope}|{iv.method}|{iv.name()}|{iv.key}"
+
+
+@register_intervention("base", 1)
+@dataclass
+class BaseIntervention(Intervention):
+    """The unmodified model: the identity intervention, every method's reference point."""
+
+    method: str = "base"
+    label: str = "base"
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def name(self) -> str:
+        return self.label
+
+    @contextlib.contextmanager
+    def apply(self, model: Any) -> Iterator[Applied]:
+        yield Applied(model)
+
+
+def evaluate_intervention(
+    iv: Intervention,
+    model: Any,
+    tokenizer: Any,
+    specs: Sequence[TaskSpec],
+    store: Any,
+    scope: str,
+    cfg: Any,
+    *,
+    progress: bool = True,
+    executor: Any = None,
+) -> str:
+    """Every task cell of ``specs`` not yet stored for ``iv``, evaluated under it and committed cell by cell;
+    returns its store key. With an ``executor`` (a :class:`~steertax.executors.RayExecutor`) the work is
+    queued (one piece per chunk for a strength grid, one for a weight intervention) and this returns at
+    once; ``executor.drain()`` waits for it."""
+    key = store_key(scope, iv)
+    grid = isinstance(getattr(iv, "strengths", None), (list, tuple)) and getattr(iv, "vector", None) is not None
+    setting = None if grid else iv.name()
+    backend = getattr(cfg, "backend", "hf")
+    if executor is not None:
+        executor.submit(
+            plan_work(
+                iv, key, specs, store, seed=cfg.seed, chunk=cfg.chunk, method=iv.method, setting=setting, per_chunk=grid, backend=backend
+            )
+        )
+        return key
+    items = {s.name: s.task.items(s.limit, cfg.seed) for s in specs}
+    n_cells = {n: (len(v) + cfg.chunk - 1) // cfg.chunk for n, v in items.items()}
+    if all(len(store.done_cells(key, n)) >= c for n, c in n_cells.items()):
+        return key
+    store.begin_run(key, {"intervention": iv.method, "setting": iv.name(), "describe": iv.describe()}, "")
+    with iv.apply(model) as a:
+        check_backend(a, backend, iv)
+        run_sweep(
+            a.model,
+            tokenizer,
+            a.vector,
+            specs,
+            a.strengths,
+            store,
+            key,
+            seed=cfg.seed,
+            chunk=cfg.chunk,
+            batch_size=cfg.batch_size,
+            progress=progress,
+            method=iv.method,
+            setting=setting,
+            reference=a.reference,
+            condition=a.condition,
+            backend=backend,
+        )
+    return key

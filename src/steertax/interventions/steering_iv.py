@@ -1,0 +1,65 @@
+"""Steering (and conditional steering) as an intervention: a vector over a grid of strengths r_e.
+
+The strengths are the knob: one evaluation scores every strength (batched per row, a shared trunk below
+the steered layers) and each row records its r_e, so the key covers the vector and the condition, not the
+grid. With a ``condition`` the intervention is conditional steering (method ``conditional``): rows whose
+prompt the condition does not fire on are scored unsteered (see :mod:`steertax.condition`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence
+
+from .core import Applied, Intervention, register_intervention
+
+__all__ = ["SteeringIntervention", "vector_id", "condition_id"]
+
+
+def vector_id(vec: Any) -> str:
+    """A short content hash of a steering vector: its directions' bytes per layer (and which layers)."""
+    h = hashlib.sha256()
+    for layer in sorted(vec.directions):
+        h.update(str(layer).encode())
+        h.update(vec.directions[layer].detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def condition_id(cond: Any) -> str:
+    """A short hash of a condition (direction bytes, layer, threshold, comparator, read, chat)."""
+    h = hashlib.sha256(cond.direction.detach().cpu().numpy().tobytes())
+    h.update(json.dumps([cond.layer, cond.threshold, cond.comparator, cond.read, cond.chat]).encode())
+    return h.hexdigest()[:12]
+
+
+@register_intervention("steering", 1)
+@dataclass
+class SteeringIntervention(Intervention):
+    """A steering vector over a grid of strengths (one batched evaluation, one row per strength), gated by
+    ``condition`` when one is given."""
+
+    vector: Any = None
+    strengths: Sequence[float] = (0.0,)
+    condition: Optional[Any] = None
+    label: str = ""
+
+    @property  # type: ignore[override]
+    def method(self) -> str:  # the store's method column
+        return "steering" if self.condition is None else "conditional"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "vector": vector_id(self.vector) if self.vector is not None else None,
+            "layers": sorted(self.vector.directions) if self.vector is not None else [],
+            "condition": condition_id(self.condition) if self.condition is not None else None,
+        }
+
+    def name(self) -> str:
+        return self.label or (f"vector {self.describe()['vector']}" if self.vector is not None else "unsteered")
+
+    @contextlib.contextmanager
+    def apply(self, model: Any) -> Iterator[Applied]:
+        yield Applied(model, self.vector, [float(s) for s in self.strengths], self.condition)
