@@ -48,10 +48,12 @@ test: install browser lint
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# Style and types (configured in pyproject.toml); part of `make test`, hence CI.
+# Style, layering and types (configured in pyproject.toml; import circles by requirements/check_imports.py);
+# part of `make test`, hence CI.
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src
+	$(PY) requirements/check_imports.py src/steertax
 	$(VENV)/bin/mypy src
 
 # Early warning: the fast tests against the newest releases (transformers above all), unlocked, in .venv-latest,

@@ -55,7 +55,7 @@ def test_steering_key_covers_vector_layers_and_condition():
 def test_every_training_field_changes_an_adapters_key(tmp_path):
     d = tmp_path / "ad"
     d.mkdir()
-    (d / "adapter_config.json").write_text('{"r": 4}')
+    (d / "adapter_config.json").write_text('{"r": 4, "target_modules": ["q_proj", "v_proj"]}')
     (d / "adapter_model.safetensors").write_bytes(b"weights")
     cfg = align_from_dict({"settings": [{"method": "dpo", "beta": 0.1}], "tasks": [{"name": "arc_easy", "limit": 4}]})
 
@@ -64,6 +64,8 @@ def test_every_training_field_changes_an_adapters_key(tmp_path):
         return I.AdapterIntervention(d, s.method, s.name(), c.training_spec(s)).key
 
     k0 = key(cfg)
+    (d / "adapter_config.json").write_text('{"target_modules": ["v_proj", "q_proj"], "r": 4}')  # peft's set order varies
+    assert key(cfg) == k0
     edits = {
         "train.lr": lambda c: setattr(c.train, "lr", 1e-3),
         "train.steps": lambda c: setattr(c.train, "steps", 3),

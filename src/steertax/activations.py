@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+import transformers
 from torch import nn
 
 from .errors import DataError
@@ -66,8 +67,6 @@ _CACHE_ARG: dict[type, str] = {}
 
 def _transformers_version() -> tuple[int, int]:
     try:
-        import transformers
-
         major, minor = transformers.__version__.split(".")[:2]
         return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
     except Exception:

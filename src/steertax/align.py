@@ -29,18 +29,33 @@ import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
 import yaml
+from transformers import set_seed
+from transformers.trainer_callback import PrinterCallback
 
+from . import tasks as T
 from ._faults import checkpoint
 from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing, sha256_file
+from .compare import summarize_run
 from .config import TaskConfig, _build, _needs_finished_answer
+from .data import read_jsonl
 from .errors import ConfigError, DataError
-from .executors import ExecutorConfig
+from .executors import ExecutorConfig, check_executor, make_executor
+from .generation import generate
 from .interventions import AdapterIntervention, BaseIntervention, adapter_ready, evaluate_intervention, store_key
 from .interventions.core import description_hash
+from .models import format_chat, load_model
+from .pairs import COMPLIANCE_TEMPLATES, REFUSAL_TEMPLATES, _advbench_rows, _object_of, harmful_instructions, harmless_instructions
+from .preflight import check_run, raise_problems
+from .store import ResultStore
+from .sweep import TaskSpec
+from .tasks import get as get_task
+from .vectors import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +200,6 @@ def _check_setting(i: int, s: AlignSetting) -> None:
 
 
 def align_from_dict(d: dict[str, Any]) -> AlignConfig:
-    from . import tasks as T
 
     if not isinstance(d, dict):
         raise ConfigError(f"an align config must be a YAML mapping, got {type(d).__name__}")
@@ -219,7 +233,6 @@ def align_from_dict(d: dict[str, Any]) -> AlignConfig:
 
 def load_align_config(path_or_name: str | Path | None) -> AlignConfig:
     """A YAML file, or a built-in (``align``, the default)."""
-    from importlib import resources
 
     name = "align" if path_or_name is None else str(path_or_name)
     if name == "align":
@@ -240,7 +253,6 @@ def load_align_config(path_or_name: str | Path | None) -> AlignConfig:
 
 def read_preferences(path: str | Path) -> list[dict[str, str]]:
     """A JSONL of trl's preference columns ``prompt``, ``chosen``, ``rejected`` (all non-empty text)."""
-    from .data import read_jsonl
 
     p = Path(path)
     if not p.is_file():
@@ -267,7 +279,6 @@ def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[di
     """Preference rows (user prompt, chosen answer, rejected answer): ``refusal`` builds them from
     AdvBench (refusal_direction's harmful test split excluded, so held-out evaluation stays clean):
     harmful request -> a refusal chosen, compliance rejected. Any other value is a JSONL path."""
-    from .pairs import COMPLIANCE_TEMPLATES, REFUSAL_TEMPLATES, _advbench_rows, _object_of, harmful_instructions
 
     if source != "refusal":
         rows = read_preferences(source)
@@ -292,8 +303,6 @@ def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[di
 def preservation_data(model: Any, tokenizer: Any, n: int, max_new_tokens: int, seed: int = 0) -> list[dict[str, str]]:
     """Selective alignment's capability-preservation pairs: benign instructions (refusal_direction's
     harmless train split) -> the base model's own greedy answer chosen, a refusal rejected."""
-    from .generation import generate
-    from .pairs import REFUSAL_TEMPLATES, harmless_instructions
 
     rng = random.Random(seed + 1)
     prompts = rng.sample(harmless_instructions("train"), n)
@@ -307,7 +316,6 @@ def preservation_data(model: Any, tokenizer: Any, n: int, max_new_tokens: int, s
 def _chat_rows(tokenizer: Any, rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
     """Prompts rendered with the model's chat template (steertax's own format_chat, as every task
     prompts the model); the trainers end each answer with the end-of-sequence token."""
-    from .models import format_chat
 
     out = []
     for r in rows:
@@ -322,7 +330,6 @@ def _chat_rows(tokenizer: Any, rows: Sequence[dict[str, str]]) -> list[dict[str,
 
 def lora_delta_sq_norm(model: Any) -> Any:
     """sum over LoRA layers of ||scale * B @ A||_F^2, computed as scale^2 * sum((B^T B) * (A A^T)) (r x r)."""
-    import torch
 
     total = None
     for mod in model.modules():
@@ -392,9 +399,7 @@ def train_setting(
 ) -> dict[str, Any]:
     """Train one LoRA adapter on ``model`` (left unchanged) and save it to ``out_dir`` (peft's
     safetensors). Returns the training log (loss per step and the final metrics)."""
-    import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import set_seed
 
     lora = lora or LoraSettings()
     train = train or TrainSettings()
@@ -434,8 +439,6 @@ def train_setting(
         try:
             trainer = _trainer(setting, peft_model, tokenizer, rows, common)
             if not progress:  # quiet: no per-step metric dicts on stdout (the log is kept in setting.json)
-                from transformers.trainer_callback import PrinterCallback
-
                 trainer.remove_callback(PrinterCallback)
             kept = len(trainer.train_dataset)
             if kept == 0:
@@ -475,21 +478,29 @@ def _rows_for(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path
     return mixed
 
 
+def check_align(cfg: AlignConfig, out: str | Path | None = None) -> None:
+    """Every input of ``steertax align`` checked before the model loads (model, tasks and their data, the
+    preference file, the output folder, the executor); all problems raised in one line."""
+
+    def extra(P: Any) -> None:
+        with P.at("data.pairs"):
+            preference_data(cfg.data.pairs, 1, cfg.seed)
+        with P.at("executor", wrap=ConfigError):
+            check_executor(cfg.executor)
+
+    problems, _ = check_run(cfg, out, extra)
+    raise_problems(problems)
+
+
 def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train every setting not yet trained, evaluate every (setting, task cell) not yet stored, then
     summarize. Safe to kill and rerun."""
-    from .executors import make_executor
-    from .models import load_model
-    from .store import ResultStore
-    from .sweep import TaskSpec
-    from .tasks import get as get_task
-    from .vectors import now_iso
 
     out = Path(out)
+    check_align(cfg, out)  # every input, before anything is written or the model loads
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("adapters/.*.tmp*"):
         shutil.rmtree(stale, ignore_errors=True)
-    preference_data(cfg.data.pairs, 1, cfg.seed)  # a bad preference file fails before the model loads
     specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
     model, tok = load_model(cfg.model, cfg.dtype)
     run_id = f"align-{cfg.eval_hash()}"
@@ -535,7 +546,6 @@ def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> di
                 ex.drain()
     resolved = {"run_id": run_id, "config": cfg.to_dict(), "kind": "align", "order": order}
     atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-    from .compare import summarize_run
 
     return summarize_run(out)
 

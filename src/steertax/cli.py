@@ -487,7 +487,8 @@ def _cmd_merge(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from .compare import compare, raise_problems
+    from .compare import compare
+    from .preflight import raise_problems
 
     raise_problems(_compare_problems(a), "before reading any results")  # every input, before anything is read or written
     compare(a.dirs, a.out, alignment=a.alignment, helpfulness=a.helpfulness, helpfulness_weight=a.helpfulness_weight)
@@ -772,8 +773,9 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
 def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[str]) -> tuple[str | None, float | None]:
     """Every problem with `steertax tax --base ...`'s inputs in one error, before any model loads; returns
     the vector and strength to measure (``--from-study``'s vector at its r*, else --vector/--strength)."""
-    from .compare import check_alignment_tax, raise_problems
+    from .compare import check_alignment_tax
     from .errors import ConfigError
+    from .preflight import raise_problems
 
     problems: list[SteertaxError] = []
     if a.dir is not None:

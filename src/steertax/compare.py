@@ -15,40 +15,25 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from . import tasks as T
 from ._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .errors import DataError
+from .config import from_dict, upgrade_resolved
+from .errors import ConfigError, DataError, ModelError, SteertaxError, StrengthError, VectorError
+from .executors import check_backend
+from .interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
+from .models import _ALIASES, BUILTIN_MODELS, load_model
+from .preflight import _Problems, raise_problems, resolve_model
+from .report import _png
+from .stats import paired_change
+from .steering import check_strength
+from .store import ResultStore
+from .study import study_keys
+from .vectors import SteeringVector
+from .vllm_backend import require_vllm
 
-__all__ = ["paired_change", "summarize_run", "markdown_table"]
+__all__ = ["paired_change", "summarize_run", "markdown_table"]  # paired_change lives in steertax.stats
 
 DRIFT_METRICS = ("kl", "ce", "ce_delta")
-
-
-def paired_change(base: dict[str, float], other: dict[str, float], *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Mean of ``other`` − ``base`` over their common items with a paired-bootstrap 95% CI, and the tax
-    % (base − other)/base·100 with its CI from the same resamples."""
-    items = sorted(set(base) & set(other))
-    b = np.asarray([base[i] for i in items], dtype=float)
-    o = np.asarray([other[i] for i in items], dtype=float)
-    ok = np.isfinite(b) & np.isfinite(o)
-    b, o = b[ok], o[ok]
-    n = len(b)
-    if n == 0:
-        return {"n": 0, "base": None, "value": None, "delta": None, "delta_ci95": None, "tax_percent": None, "tax_ci95": None}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n)) if n_boot else np.zeros((0, n), dtype=int)
-    bm, om = b.mean(), o.mean()
-    d_boot = o[idx].mean(axis=1) - b[idx].mean(axis=1)
-    out: dict[str, Any] = {"n": n, "base": float(bm), "value": float(om), "delta": float(om - bm)}
-    out["delta_ci95"] = [float(x) for x in np.percentile(d_boot, [2.5, 97.5])] if n_boot and n > 1 else None
-    if bm != 0:
-        out["tax_percent"] = float((bm - om) / bm * 100)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_boot = (b[idx].mean(axis=1) - o[idx].mean(axis=1)) / b[idx].mean(axis=1) * 100
-        t_boot = t_boot[np.isfinite(t_boot)]
-        out["tax_ci95"] = [float(x) for x in np.percentile(t_boot, [2.5, 97.5])] if len(t_boot) and n > 1 else None
-    else:
-        out["tax_percent"], out["tax_ci95"] = None, None
-    return out
 
 
 def _by_item(records: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:
@@ -62,7 +47,6 @@ def _by_item(records: Sequence[dict[str, Any]], metric: str) -> dict[str, float]
 
 def _entries(task_cfgs: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per (task, scorer), named like the study's (``refusal``, ``refusal[generate]``)."""
-    from . import tasks as T
 
     out = []
     for t in task_cfgs:
@@ -76,7 +60,6 @@ def _entries(task_cfgs: Sequence[dict[str, Any]], records: Sequence[dict[str, An
 
 def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
     """summary.json, table.md and figures/align.png of an align (or merge) run folder; returns the summary."""
-    from .store import ResultStore
 
     out = Path(out)
     cfg_path = out / "align.resolved.yaml"
@@ -185,8 +168,6 @@ def align_figure(summary: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _png
-
     al = [e["name"] for e in summary["entries"] if e["axis"] == "alignment"]
     he = [e["name"] for e in summary["entries"] if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS]
     fig, axes = plt.subplots(1, max(1, len(he)), figsize=(5.2 * max(1, len(he)), 4.4), squeeze=False)
@@ -218,9 +199,6 @@ def align_figure(summary: dict[str, Any]) -> bytes:
 def _steering_points(d: Path, alignment: str, n_boot: int, kind: str = "steering") -> dict[str, Any] | None:
     """One point per strength of a steering study (``kind`` steering, or conditional: the study's
     conditional sweep), paired against its own r = 0; None when the study has no such rows."""
-    from .config import from_dict, upgrade_resolved
-    from .store import ResultStore
-    from .study import study_keys
 
     resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
     cfg = from_dict(upgrade_resolved(resolved["config"]))
@@ -391,8 +369,6 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import _png
-
     al, he = res["alignment"], res["helpfulness"]
     panels = [(he, f"ΔH ({he})")]
     if len(res.get("mean_over") or []) > 1:
@@ -467,6 +443,7 @@ def measure_alignment_tax(
 
     Every input is checked first, before any model loads (:func:`check_alignment_tax`): one typed error
     names every problem."""
+
     raise_problems(
         check_alignment_tax(
             base,
@@ -482,18 +459,11 @@ def measure_alignment_tax(
             backend=backend,
         )
     )
-    from . import tasks as T
-    from .errors import ModelError
-    from .executors import check_backend
-    from .interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
-    from .models import load_model
 
     model, tok = load_model(base)
     other: Any = None
     iv: Intervention
     if vector is not None:
-        from .vectors import SteeringVector
-
         vec = SteeringVector.load(vector)
         vec.check_compatible(model)
         iv = SteeringIntervention(vec, [float(strength or 0.0)], label=f"r={strength:g}")
@@ -554,21 +524,6 @@ def measure_alignment_tax(
 
 # --------------------------------------------------------------------------- tax inputs, checked before any model loads
 
-from .errors import SteertaxError  # noqa: E402  (the checks' error type, imported beside them)
-
-
-def raise_problems(problems: Sequence[SteertaxError], when: str = "before loading a model") -> None:
-    """Nothing for no problems; else raise one typed error (the first problem's type) whose one-line
-    message names every problem (found ``when``), with ``.problems`` holding each one."""
-    if not problems:
-        return
-    if len(problems) == 1:
-        raise problems[0]
-    msg = f"{len(problems)} problems, found {when}: " + "; ".join(f"({k}) {' '.join(str(p).split())}" for k, p in enumerate(problems, 1))
-    err = type(problems[0])(msg)
-    err.problems = list(problems)  # type: ignore[attr-defined]
-    raise err
-
 
 def check_alignment_tax(
     base: str | None,
@@ -592,9 +547,6 @@ def check_alignment_tax(
     limits, batch size and bootstrap count are in range; the backend exists (vllm: installed, and
     given what it can run). ``require_aligned=False``: the caller reports a missing aligned model itself
     (the CLI's ``--from-study``). Reads files only; writes nothing."""
-    from .errors import ConfigError, ModelError, StrengthError, VectorError
-    from .preflight import _Problems, _resolve_model
-    from .steering import check_strength
 
     P = _Problems()
     info: dict[str, Any] = {"name": str(base), "label": str(base), "kind": None, "num_layers": None, "hidden_size": None}
@@ -603,7 +555,7 @@ def check_alignment_tax(
     else:
         with P.at(f"--base {base}", wrap=ModelError):
             _missing_path(str(base))
-            _resolve_model(str(base), info)
+            resolve_model(str(base), info)
     if aligned is not None and vector is not None:
         P.add(ConfigError("--aligned and --vector both give the aligned model: pass one of them"))
     elif aligned is None and vector is None and require_aligned:
@@ -628,7 +580,6 @@ def check_alignment_tax(
 
 
 def _check_tax_numbers(limit: int | None, rates_limit: int | None, batch_size: int, n_boot: int, P: Any) -> None:
-    from .errors import ConfigError
 
     for flag, n, low in (("--limit", limit, 1), ("rates_limit", rates_limit, 1), ("batch_size", batch_size, 1), ("n_boot", n_boot, 0)):
         if (n is None and flag in ("--limit", "rates_limit")) or (flag == "rates_limit" and n == limit):
@@ -640,13 +591,10 @@ def _check_tax_numbers(limit: int | None, rates_limit: int | None, batch_size: i
 
 
 def _check_tax_backend(backend: str, base: str | None, aligned: str | None, P: Any) -> None:
-    from .errors import ConfigError
 
     if backend not in ("hf", "vllm"):
         P.add(ConfigError(f"--backend {backend!r} is not hf or vllm"))
     elif backend == "vllm":
-        from .vllm_backend import require_vllm
-
         with P.at("--backend vllm", wrap=ConfigError):
             require_vllm()
         for flag, name in (("--base", base), ("--aligned", aligned)):
@@ -661,7 +609,6 @@ def _check_tax_backend(backend: str, base: str | None, aligned: str | None, P: A
 
 def _is_hub_id(name: str) -> bool:
     """What ``load_model`` would fetch from the hub (not a built-in name, a .gguf or an existing path)."""
-    from .models import _ALIASES, BUILTIN_MODELS
 
     key = _ALIASES.get(name.lower(), name.lower())
     return key not in BUILTIN_MODELS and not name.lower().endswith(".gguf") and not Path(name).expanduser().exists()
@@ -670,8 +617,6 @@ def _is_hub_id(name: str) -> bool:
 def _check_aligned(name: str, backend: str) -> None:
     """``--aligned``: a peft adapter folder (what measure_alignment_tax applies to the base), else a model
     that ``load_model`` resolves."""
-    from .errors import ConfigError, ModelError
-    from .preflight import _resolve_model
 
     p = Path(name).expanduser()
     if p.is_dir() and (p / "adapter_config.json").exists():
@@ -692,13 +637,12 @@ def _check_aligned(name: str, backend: str) -> None:
             "folder `steertax align` saved, a model folder, a .gguf file, a hub id or a built-in name"
         )
     _missing_path(name)
-    _resolve_model(name, {"name": name, "label": name, "kind": None, "num_layers": None, "hidden_size": None})
+    resolve_model(name, {"name": name, "label": name, "kind": None, "num_layers": None, "hidden_size": None})
 
 
 def _missing_path(name: str) -> None:
     """A name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``) that does not exist: said so, rather
     than that it is an unknown model."""
-    from .errors import ModelError
 
     p = Path(name).expanduser()
     if not p.exists() and (name.startswith(("/", ".", "~")) or name.count("/") > 1):
@@ -711,8 +655,6 @@ def _missing_path(name: str) -> None:
 def _check_tax_vector(path: str, base: dict[str, Any] | None) -> None:
     """The vector loads, and fits the base as far as it is known without loading it (what
     ``check_compatible`` will demand of the loaded model)."""
-    from .errors import VectorError
-    from .vectors import SteeringVector
 
     vec = SteeringVector.load(path)
     if base is None:
@@ -731,8 +673,6 @@ def _check_tax_vector(path: str, base: dict[str, Any] | None) -> None:
 
 
 def _check_benchmarks(benchmarks: Sequence[str], P: Any) -> None:
-    from . import tasks as T
-    from .errors import ConfigError
 
     if isinstance(benchmarks, str):
         P.add(ConfigError(f"benchmarks {benchmarks!r} is one string: give a list of task names, e.g. ['mmlu', 'gsm8k']"))

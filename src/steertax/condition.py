@@ -34,9 +34,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from ._util import atomic_write_bytes, atomic_write_json
+from .activations import capture
+from .data import read_jsonl
 from .errors import DataError, LayerError, VectorError
+from .models import format_chat, hidden_size, model_id, num_layers
+from .pairs import harmful_instructions, harmless_instructions
 
 __all__ = ["Condition", "fit_condition", "fit_threshold", "check_condition_layer", "confusion"]
 
@@ -109,7 +115,6 @@ class Condition:
 
     def texts(self, tokenizer: Any, requests: Sequence[str]) -> list[str]:
         """Requests as this condition reads them (plain, or in the chat template when ``chat``)."""
-        from .models import format_chat
 
         return [format_chat(tokenizer, r) if self.chat else r for r in requests]
 
@@ -121,7 +126,6 @@ class Condition:
         return np.asarray(self.decide(self.scores(model, tokenizer, prompts, batch_size=batch_size)), dtype=bool)
 
     def check_model(self, model: Any) -> None:
-        from .models import hidden_size, num_layers
 
         d = hidden_size(model)
         if d != self.hidden_size:
@@ -149,7 +153,6 @@ class Condition:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (safetensors, metadata embedded) and a readable ``<path>.json``; both atomic."""
-        from safetensors.torch import save
 
         path = Path(path)
         if path.suffix != ".safetensors":
@@ -162,7 +165,6 @@ class Condition:
 
     @classmethod
     def load(cls, path: str | Path) -> "Condition":
-        from safetensors import safe_open
 
         path = Path(path)
         if not path.is_file():
@@ -259,7 +261,6 @@ def _states(
     model: Any, tokenizer: Any, prompts: Sequence[str], layers: Sequence[int], batch_size: int, read: str
 ) -> dict[int, torch.Tensor]:
     """[n, d] float32 states per layer: mean over each prompt's tokens after the first, or its last token."""
-    from .activations import capture
 
     kw: dict[str, Any] = {"position": "last"} if read == "last" else {"position": "answer_mean", "answer_starts": [1] * len(prompts)}
     out: dict[int, torch.Tensor] = {}
@@ -294,7 +295,6 @@ def fit_condition(
     split (seeded) into a fitting part (the direction: difference of the sets' mean states) and a
     validation part (the layer: best validation balanced accuracy at its fitted threshold, ties to the
     lower layer; the threshold: ``objective``). ``layers``: candidates (default: all)."""
-    from .models import model_id, num_layers
 
     if len(positive) < 4 or len(negative) < 4:
         raise DataError(f"fitting a condition needs at least 4 prompts per side, got {len(positive)} positive and {len(negative)} negative")
@@ -375,8 +375,6 @@ def prompt_set(source: str, n: int | None = None, seed: int = 0) -> list[str]:
     its test split is what the refusal task scores), ``harmless`` (its Alpaca train split), or a file:
     ``.txt`` (one prompt a line) or ``.jsonl`` (a ``prompt`` or ``instruction`` field). ``n`` prompts
     are drawn (seeded) when there are more."""
-    from .data import read_jsonl
-    from .pairs import harmful_instructions, harmless_instructions
 
     if source == "harmful":
         rows = harmful_instructions("train") + harmful_instructions("val")
@@ -418,7 +416,6 @@ def fit_from_sources(
 ) -> Condition:
     """:func:`fit_condition` on two :func:`prompt_set` sources (``harmful``, ``harmless`` or files), the
     requests read plain or in the chat template (``chat``); ``kw`` go to :func:`fit_condition`."""
-    from .models import format_chat
 
     def fmt(p: str) -> str:
         return format_chat(tokenizer, p) if chat else p

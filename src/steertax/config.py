@@ -12,11 +12,14 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import yaml
 
+from . import tasks, tasks as T
+from ._util import parse_layers
 from .errors import ConfigError
 from .executors import ExecutorConfig, check_executor
 
@@ -180,7 +183,6 @@ class RunConfig:
 
 
 def _needs_finished_answer(task_name: str) -> bool:
-    from . import tasks
 
     cls = tasks.REGISTRY.get(task_name)
     return bool(cls is not None and cls.needs_finished_answer)
@@ -296,8 +298,6 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
 
 
 def _semantic(cfg: RunConfig) -> None:
-    from . import tasks as T
-    from ._util import parse_layers
 
     if cfg.vector.method not in ("pca", "mean_diff", "probe"):
         raise ConfigError(f"vector.method: {cfg.vector.method!r} is not one of pca, mean_diff, probe")
@@ -345,7 +345,6 @@ def _check_strengths(cfg: RunConfig) -> None:
 
 
 def _check_condition(cfg: RunConfig) -> None:
-    from ._util import parse_layers
 
     c = cfg.steering.condition
     assert c is not None
@@ -377,7 +376,6 @@ BUILTIN_CONFIGS = ("default", "paper-qwen", "conditional")
 
 
 def builtin_config(name: str) -> RunConfig:
-    from importlib import resources
 
     if name not in BUILTIN_CONFIGS:
         raise ConfigError(f"unknown built-in config {name!r}: use one of {BUILTIN_CONFIGS} or a YAML file")

@@ -17,10 +17,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from . import timing
 from .errors import ConfigError
+from .models import load_model
+from .sweep import TaskSpec, cell_plan, eval_cell
+from .tasks import get as get_task
+from .vectors import now_iso
 
 if TYPE_CHECKING:
     from .sweep import TaskSpec
@@ -81,7 +86,6 @@ def plan_work(
 ) -> list[Work]:
     """The work left for ``iv``: the chunks not yet stored under ``key``, one Work per chunk (a study's
     strength grid) or all of them in one (an adapter or merge, applied once per worker)."""
-    from .sweep import cell_plan
 
     todo: list[tuple[str, str, int]] = []
     for spec in specs:
@@ -95,7 +99,6 @@ def plan_work(
 
 def run_work(model: Any, tokenizer: Any, specs: dict[str, TaskSpec], work: Work, *, seed: int, chunk: int, batch_size: int) -> list[Any]:
     """Compute one Work: [(spec name, cell key, records)] in its order."""
-    from .sweep import eval_cell
 
     out = []
     with work.iv.apply(model) as a:
@@ -144,11 +147,6 @@ class _Worker:
         batch_size: int,
         threads: int,
     ) -> None:
-        import torch
-
-        from .models import load_model
-        from .sweep import TaskSpec
-        from .tasks import get as get_task
 
         torch.set_num_threads(max(1, threads))
         self.model, self.tok = load_model(model, dtype, device)
@@ -265,7 +263,6 @@ class RayExecutor:
                 continue
             except self.ray.exceptions.RayTaskError as e:  # the work itself failed: the same error as the local path
                 raise e.as_instanceof_cause() from None
-            from .vectors import now_iso
 
             timing.merge(split)
             for name, ck, recs in out:

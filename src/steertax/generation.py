@@ -16,9 +16,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .activations import _model_device, pad_batch
+from .activations import _accepts_position_ids, _model_device, cache_arg, forward, output_cache, pad_batch
+from .condition import check_condition_layer, gate_items
+from .errors import ConfigError
 from .models import encode, format_chat
-from .steering import Operator, Positions, check_strength, steer
+from .scoring import _accepts_logits_to_keep, index_cache
+from .steering import Operator, Positions, _layer_strengths, _steering_directions, check_strength, shared_trunk, steer, steered_layers
+from .vllm_backend import generate_tokens
 
 __all__ = ["generate", "generate_detailed", "Generation", "Stop", "cut_at_stop"]
 
@@ -146,8 +150,6 @@ def generate_detailed(
         raise ValueError(f"a condition gates the strength, but operator {operator!r} changes rows at strength 0 too: use operator='add'")
     if condition is not None and vector is not None:
         # conditional steering: the condition reads each request once; a prompt it does not fire on gets strength exactly 0
-        from .condition import check_condition_layer, gate_items
-        from .steering import steered_layers
 
         check_condition_layer(condition, steered_layers(model, vector, layers))
         fired, _ = gate_items(condition, model, tokenizer, list(prompts), batch_size=batch_size)
@@ -306,9 +308,6 @@ def greedy_tokens(
     strengths share one pass of the blocks below the first steered layer over the prompt
     (:func:`~steertax.steering.shared_trunk`); a batch holds as many rows as free memory allows
     (:func:`auto_rows`); rows that finished (a ``stop_ids`` token) leave the batch."""
-    from .activations import cache_arg, forward, output_cache
-    from .scoring import _accepts_logits_to_keep, index_cache
-    from .steering import shared_trunk, steered_layers
 
     keep: dict[str, Any] = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
 
@@ -401,7 +400,6 @@ def greedy_tokens(
 
 
 def _accepts_pos(model: Any) -> bool:
-    from .activations import _accepts_position_ids
 
     return _accepts_position_ids(model)
 
@@ -426,9 +424,6 @@ def _generate_vllm(
     seed: int,
 ) -> list[Generation]:
     """The same generation on vLLM (see :mod:`steertax.vllm_backend`): same prompts' token ids, same cut."""
-    from .errors import ConfigError
-    from .steering import _layer_strengths, _steering_directions
-    from .vllm_backend import generate_tokens
 
     if backend != "vllm":
         raise ConfigError(f"unknown backend {backend!r}: use hf or vllm")

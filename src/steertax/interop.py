@@ -30,11 +30,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import torch
 
 from ._util import atomic_write_bytes, format_layers
 from .errors import VectorError
+from .models import find_blocks, hidden_size, model_id, num_layers
+from .steering import check_strength
 from .vectors import SteeringVector, now_iso
 
 log = logging.getLogger("steertax")
@@ -48,7 +51,6 @@ _PROVENANCE_KEY = "steertax.vector"
 def export_gguf(vector: SteeringVector, path: str | Path, *, model_hint: str | None = None) -> tuple[Path, list[int]]:
     """Write ``vector`` as a llama.cpp control-vector GGUF (atomic). Returns the path and the layers
     written; layer 0 is left out (llama.cpp cannot steer it) with a warning."""
-    import gguf
 
     path = Path(path)
     if path.suffix != ".gguf":
@@ -151,7 +153,6 @@ def import_gguf(
 
 def _open_control_vector(path: Path) -> tuple[dict[str, Any], Any]:
     """The GGUF's key-value fields and its reader; VectorError unless it is a readable control vector."""
-    import gguf
 
     if not path.is_file():
         raise VectorError(f"GGUF file {path} does not exist: check the path")
@@ -188,7 +189,6 @@ def _read_directions(reader: Any, path: Path) -> tuple[dict[int, torch.Tensor], 
 
 def _bind_to_model(vec: SteeringVector, model: Any, path: Path, *, rebind: bool) -> None:
     """Check ``vec`` fits ``model`` (hidden size, layers); with ``rebind``, take the model's id and depth."""
-    from .models import hidden_size, model_id, num_layers
 
     if hidden_size(model) != vec.hidden_size:
         raise VectorError(f"{path}: directions have size {vec.hidden_size} but the model's hidden size is {hidden_size(model)}")
@@ -214,7 +214,6 @@ def _field_value(f: Any) -> Any:
 
 def lm_eval_hookpoints(model: Any, layers: list[int]) -> dict[int, str]:
     """Module names, inside ``model.base_model``, of the given decoder blocks (lm-eval's hookpoints)."""
-    from .models import find_blocks
 
     blocks = find_blocks(model)
     names = {id(m): n for n, m in model.base_model.named_modules()}
@@ -244,7 +243,6 @@ def export_lm_eval(
     ``model`` when given, else from ``hookpoint_template`` (Llama, Mistral, Qwen, Gemma, Phi-3:
     ``layers.{}``; GPT-2: ``h.{}``; GPT-NeoX: ``layers.{}``).
     """
-    from .steering import check_strength
 
     r = check_strength(strength)
     if not isinstance(r, float):

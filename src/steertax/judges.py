@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
+from .models import format_chat
+from .scoring import next_token_logprobs
+
 __all__ = ["is_refusal", "is_disagreement", "keyword_judge_paper", "paper_base_agreement_judge", "ModelJudge", "REFUSAL_PATTERNS", "JUDGES"]
 
 # Phrases that open or state a refusal; checked near the start of the answer, where models refuse.
@@ -112,15 +117,12 @@ class ModelJudge:
         self.template = self.TEMPLATES[question]
 
     def __call__(self, answers: Sequence[str], prompts: Sequence[str]) -> list[bool]:
-        from .models import format_chat
-        from .scoring import next_token_logprobs
 
         tok = self.tokenizer
         yes = sorted({i for w in ("Yes", " Yes", "yes") for i in tok(w, add_special_tokens=False)["input_ids"][:1]})
         no = sorted({i for w in ("No", " No", "no") for i in tok(w, add_special_tokens=False)["input_ids"][:1]})
         texts = [format_chat(tok, self.template.format(prompt=p, answer=a[:1500])) for p, a in zip(prompts, answers, strict=True)]
         lp, _ = next_token_logprobs(self.model, tok, texts, [yes, no], batch_size=self.batch_size)
-        import numpy as np
 
         py = np.logaddexp.reduce(lp[:, 0, 0], axis=-1)
         pn = np.logaddexp.reduce(lp[:, 0, 1], axis=-1)

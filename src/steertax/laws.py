@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy.optimize import curve_fit
+from scipy.stats import norm
 
 __all__ = [
     "LAWS",
@@ -577,8 +578,6 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
 def movement(S: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
     """Does the curve move at all? Paired per-item changes from r = 0, each with a 95% CI made
     simultaneous over the strengths (Bonferroni); the curve moves if any CI excludes 0."""
-    from scipy.stats import norm
-
     S = np.asarray(S, dtype=float)
     if not (S == 0).any() or Y.shape[0] < 2:
         return {"moves": None, "test": "paired change from r = 0 (needs r = 0 in the grid and 2+ items)"}

@@ -50,17 +50,22 @@ import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 import yaml
+from safetensors.torch import load_file
 
+from . import tasks as T
 from ._util import atomic_write_bytes, atomic_write_text
 from .align import AlignSetting, LoraSettings, TrainSettings, order_entry, preference_data, train_setting
+from .compare import summarize_run
 from .config import TaskConfig, _build
+from .data import data_path, read_jsonl
 from .errors import ConfigError, DataError, ModelError
-from .executors import ExecutorConfig
+from .executors import ExecutorConfig, check_executor, make_executor
 from .interventions import (
     AdapterIntervention,
     Applied,
@@ -71,6 +76,14 @@ from .interventions import (
     register_intervention,
 )
 from .merges import MERGE_REGISTRY, energy_rank, merge_methods, outlier_ratio, register_merge_method, rtsvm_merge, thin_svd, tsvm_merge
+from .models import load_model
+from .pairs import REFUSAL_TEMPLATES
+from .preflight import check_run, raise_problems, resolve_model
+from .report import _png
+from .store import ResultStore
+from .sweep import TaskSpec
+from .tasks import get as get_task
+from .vectors import now_iso
 
 __all__ = [
     "MERGE_METHODS",
@@ -98,7 +111,6 @@ MERGE_METHODS = ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm")
 
 def adapter_deltas(path: str | Path, model: Any | None = None) -> dict[str, torch.Tensor]:
     """A peft LoRA adapter's weight deltas, by the base model's weight name: ``scale · B @ A`` (float32)."""
-    from safetensors.torch import load_file
 
     path = Path(path)
     cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
@@ -356,7 +368,6 @@ class MergeConfig:
 
 
 def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
-    from . import tasks as T
 
     if not isinstance(d, dict):
         raise ConfigError(f"a merge config must be a YAML mapping, got {type(d).__name__}")
@@ -404,7 +415,6 @@ def _check_merges(cfg: MergeConfig) -> None:
 
 
 def load_merge_config(path_or_name: str | Path | None) -> MergeConfig:
-    from importlib import resources
 
     if path_or_name in (None, "merge"):
         text = resources.files(__package__).joinpath("configs").joinpath("merge.yaml").read_text(encoding="utf-8")
@@ -423,7 +433,6 @@ def load_merge_config(path_or_name: str | Path | None) -> MergeConfig:
 
 
 def _refusal(rng: random.Random) -> str:
-    from .pairs import REFUSAL_TEMPLATES
 
     return rng.choice(REFUSAL_TEMPLATES).format(obj="that")
 
@@ -440,16 +449,12 @@ def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] |
     if kind == "harmless":
         return preference_data("refusal", n, seed)
     if kind == "helpful":
-        from .data import data_path, read_jsonl
-
         rows = read_jsonl(data_path("alpaca_eval", "alpaca_eval.jsonl"))
         pick = rng.sample(range(len(rows)), min(n, len(rows)))
         return [
             {"prompt": rows[i]["instruction"], "chosen": " ".join(rows[i]["output"].split()[:60]), "rejected": _refusal(rng)} for i in pick
         ]
     if kind == "honest":
-        from . import tasks as T
-
         items = [it for it in T.get("truthfulqa").items(None, seed) if it.id not in (exclude_truthfulqa or set())]
         rng.shuffle(items)
         out = []
@@ -497,7 +502,6 @@ def _specialists(
 ) -> tuple[dict[str, Path], dict[str, dict[str, torch.Tensor]], Path | None]:
     """The specialists (adapter folders, trained once and cached; or full models' deltas) and the
     data-mixture adapter (None without trained specialists or with ``mixture: false``)."""
-    from .models import load_model
 
     paths: dict[str, Path] = {}
     union: list[dict[str, str]] = []
@@ -526,23 +530,38 @@ def _specialists(
     return paths, full, mixture
 
 
+def check_merge(cfg: MergeConfig, out: str | Path | None = None) -> None:
+    """Every input of ``steertax merge`` checked before the model loads (model, tasks and their data, the
+    specialists' adapters, models and preference files, the output folder, the executor); one line."""
+
+    def extra(P: Any) -> None:
+        for i, s in enumerate(cfg.specialists):
+            where = f"specialists[{i}] ({s.name})"
+            if s.adapter is not None:
+                with P.at(where):
+                    if not (Path(s.adapter) / "adapter_config.json").is_file():
+                        raise DataError(
+                            f"{s.adapter} is not a peft adapter folder (no adapter_config.json): give a folder `steertax align` saved"
+                        )
+            if s.data is not None and s.data.endswith(".jsonl"):
+                with P.at(where):
+                    specialist_data(s.data, 1, cfg.seed)
+            if s.model is not None:
+                with P.at(f"{where}.model"):
+                    resolve_model(str(s.model), {})
+        with P.at("executor", wrap=ConfigError):
+            check_executor(cfg.executor)
+
+    problems, _ = check_run(cfg, out, extra)
+    raise_problems(problems)
+
+
 def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train (or load) the specialists and the mixture, evaluate the base, each specialist, the mixture
     and every merge setting into one store, then summarize (table, 3H figure). Safe to kill and rerun."""
-    from .compare import summarize_run
-    from .executors import make_executor
-    from .models import load_model
-    from .store import ResultStore
-    from .sweep import TaskSpec
-    from .tasks import get as get_task
-    from .vectors import now_iso
 
     out = Path(out)
-    for s in cfg.specialists:
-        if s.adapter is not None and not (Path(s.adapter) / "adapter_config.json").is_file():
-            raise DataError(f"specialist {s.name}: {s.adapter} is not a peft adapter folder (no adapter_config.json)")
-        if s.data is not None and s.data.endswith(".jsonl"):
-            specialist_data(s.data, 1, cfg.seed)  # a bad file fails before anything is written
+    check_merge(cfg, out)  # every input, before anything is written or the model loads
     specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("adapters/.*.tmp*"):
@@ -643,8 +662,6 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .report import _png
 
     axes_ = _axes_3h(summary)
     fig, axs = plt.subplots(1, len(axes_), figsize=(4.6 * len(axes_), 4.2), squeeze=False)

@@ -3,6 +3,7 @@ decoder blocks, and format prompts with the tokenizer's chat template."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ._util import cache_dir, sha256_file
 from .errors import ModelError
@@ -141,7 +144,6 @@ def builtin_gguf_path(name: str) -> Path:
 def _stamp_path(path: Path) -> Path:
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    import hashlib
 
     return cache_dir() / "hashes" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".txt")
 
@@ -195,8 +197,6 @@ def _default_device(device: Any) -> torch.device:
 def _gguf_to_cache(gguf: Path, digest: str) -> Path:
     """Dequantize a GGUF once with transformers and cache a safetensors copy keyed by its hash (and the
     transformers major version: tokenizer files saved by one major release may not load in another)."""
-    import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     major = transformers.__version__.split(".")[0]
     out = cache_dir() / "converted" / (digest if major == "5" else f"{digest}-tf{major}")
@@ -245,7 +245,6 @@ def load_model(
     checkpoint's dtype on GPU. The model is returned in eval mode; it is never modified afterwards by
     steertax except through removable hooks.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = str(name_or_path)
     dev = _default_device(device)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import data_path, read_csv, read_json, read_jsonl
+from .data.loaders import check_rows, check_text_file
 from .errors import DataError
 from .models import format_chat
 
@@ -211,7 +212,6 @@ def pairs_from_file(path: str | Path, tokenizer: Any = None, *, chat: bool = Tru
     missing = [c for c in ("aligned", "misaligned") if c not in cols]
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}: pairs files need 'aligned' and 'misaligned' (and optionally 'prompt')")
-    from .tasks.loaders import check_rows
 
     check_rows(rows, str(path), ("prompt", "aligned", "misaligned"))
     out = []
@@ -235,7 +235,6 @@ def check_pairs_file(path: str | Path, n: int | None = None, *, position: str | 
     ``aligned``/``misaligned`` texts (and text ``prompt``s where given), no oversized fields or duplicate
     ids, enough pairs for extraction (2, after ``n``), and shared prompts when ``position`` is
     ``answer_mean``. Returns ``{"n_rows", "n_used", "all_prompts"}``; raises DataError."""
-    from .tasks.loaders import check_rows, check_text_file
 
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".jsonl", ".json"):

@@ -27,10 +27,19 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
+import torch
+
+from . import models as M, tasks as T
+from ._util import parse_layers
+from .condition import Condition, prompt_set
 from .config import RunConfig
+from .data.loaders import is_hub_source
 from .errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
+from .pairs import PAIR_BUILDERS, check_pairs_file
+from .tasks.behavior import BehaviorTask
+from .vectors import SteeringVector
 
 __all__ = ["preflight", "check_study"]
 
@@ -126,9 +135,8 @@ def _model_dir(name: str, path: Path, builtin: list[str]) -> tuple[Optional[int]
     return _shape(_config_json(path))
 
 
-def _resolve_model(name: str, info: dict[str, Any]) -> None:
+def resolve_model(name: str, info: dict[str, Any]) -> None:
     """What ``load_model`` will do with ``name`` (same order of cases), without loading or downloading."""
-    from . import models as M
 
     builtin = sorted(M.BUILTIN_MODELS)
     key = M._ALIASES.get(name.lower(), name.lower())
@@ -159,7 +167,6 @@ def _resolve_model(name: str, info: dict[str, Any]) -> None:
 def _device(device: Any) -> None:
     if device is None:
         return
-    import torch
 
     try:
         dev = torch.device(device)
@@ -171,18 +178,17 @@ def _device(device: Any) -> None:
         raise ModelError(f"{device!r} asked for, but there are {torch.cuda.device_count()} CUDA device(s)")
 
 
-def _check_model(cfg: RunConfig, P: _Problems) -> dict[str, Any]:
+def _check_model(cfg: Any, P: _Problems) -> dict[str, Any]:
     """How ``load_model`` will resolve ``cfg.model``, checked without loading it (and without the network)."""
-    from . import models as M
 
     name = str(cfg.model)
     info: dict[str, Any] = {"name": name, "label": name, "kind": None, "num_layers": None, "hidden_size": None}
     with P.at("model"):
-        _resolve_model(name, info)
+        resolve_model(name, info)
     with P.at("dtype", wrap=ModelError):
         M._resolve_dtype(cfg.dtype)
     with P.at("device", wrap=ModelError):
-        _device(cfg.device)
+        _device(getattr(cfg, "device", None))
     return info
 
 
@@ -200,7 +206,6 @@ def _cached_vector_path(cfg: RunConfig, out: Optional[Path]) -> Optional[Path]:
 def _vector_file(cfg: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
     """``vector.path``: loads (header, metadata, directions; no model), has the steered layers, and fits the
     model as far as its config tells (what ``check_compatible(force=False)`` will demand after loading)."""
-    from .vectors import SteeringVector
 
     v = cfg.vector
     vec = SteeringVector.load(v.path)  # type: ignore[arg-type]
@@ -229,7 +234,6 @@ def _vector_file(cfg: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pairs(cfg: RunConfig) -> dict[str, Any]:
-    from .pairs import PAIR_BUILDERS, check_pairs_file
 
     v = cfg.vector
     if v.pairs in PAIR_BUILDERS:
@@ -242,7 +246,6 @@ def _pairs(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P: _Problems) -> dict[str, Any]:
-    from ._util import parse_layers
 
     v = cfg.vector
     info: dict[str, Any] = {}
@@ -279,9 +282,7 @@ def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P:
 # --------------------------------------------------------------------------- tasks, study, numbers
 
 
-def _check_tasks(cfg: RunConfig, P: _Problems) -> dict[str, int]:
-    from . import tasks as T
-    from .tasks.loaders import is_hub_source
+def _check_tasks(cfg: Any, P: _Problems) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     for i, t in enumerate(cfg.tasks):
@@ -299,8 +300,6 @@ def _check_tasks(cfg: RunConfig, P: _Problems) -> dict[str, int]:
 
 
 def _check_study(cfg: RunConfig, P: _Problems) -> None:
-    from . import tasks as T
-    from .tasks.behavior import BehaviorTask
 
     keys = [t.label or t.name for t in cfg.tasks]
     st = cfg.study
@@ -388,7 +387,6 @@ def _check_condition(cfg: RunConfig, P: _Problems) -> None:
     c = cfg.steering.condition
     if c is None:
         return
-    from .condition import Condition, prompt_set
 
     if c.path:
         with P.at("steering.condition.path"):
@@ -414,6 +412,34 @@ def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[Ste
     if outp is not None:
         _check_out(outp, P)
     return P.items, info
+
+
+def check_run(
+    cfg: Any, out: str | Path | None = None, extra: Optional[Callable[[_Problems], None]] = None
+) -> tuple[list[SteertaxError], dict[str, Any]]:
+    """The checks every command shares (model, dtype, device, tasks and their data, output folder) for any
+    run config (``steertax align``, ``steertax merge``), plus the command's own ``extra`` checks (its data
+    files, adapters ...). Reads files only; writes and loads nothing."""
+    P = _Problems()
+    info: dict[str, Any] = {"model": _check_model(cfg, P), "tasks": _check_tasks(cfg, P)}
+    if extra is not None:
+        extra(P)
+    if out is not None:
+        _check_out(Path(out), P)
+    return P.items, info
+
+
+def raise_problems(problems: Sequence[SteertaxError], when: str = "before loading the model") -> None:
+    """Nothing when there are none; else one typed error (the first problem's type) naming every problem in
+    one line, with ``.problems``."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise problems[0]
+    msg = f"{len(problems)} problems, found {when}: " + "; ".join(f"({k}) {_one_line(str(p))}" for k, p in enumerate(problems, 1))
+    err = type(problems[0])(msg)
+    err.problems = problems  # type: ignore[attr-defined]
+    raise err
 
 
 def preflight(cfg: RunConfig, out: str | Path | None = None) -> dict[str, Any]:

@@ -8,11 +8,16 @@ import io
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
+import yaml
 
+from . import __version__
 from ._faults import checkpoint
 from ._util import atomic_write_bytes, atomic_write_text
 from .laws import NEGLIGIBLE_SHARE
+from .tax import law_function
+from .theory import predicted_alignment, predicted_helpfulness
 
 __all__ = ["write_report", "make_figures"]
 
@@ -186,14 +191,12 @@ def _paper(fit: dict[str, Any]) -> str:
 
 
 def _curve(fit: dict[str, Any], r: np.ndarray) -> np.ndarray | None:
-    from .tax import law_function
 
     f = law_function(fit)
     return None if f is None else f(r)
 
 
 def _fn(fit: dict[str, Any]) -> Any:
-    from .tax import law_function
 
     return law_function(fit)
 
@@ -315,7 +318,6 @@ def _plot_laws(ax: Any, fit: dict[str, Any], rr: np.ndarray, color: str) -> None
 
 def _plot_theory_bound(ax: Any, axis: str, rr: np.ndarray, eff: dict[str, Any], th: dict[str, Any]) -> None:
     """The theory's predicted bound for ``axis``, when its constants were measured."""
-    from .theory import predicted_alignment, predicted_helpfulness
 
     if axis == "alignment" and th.get("m") is not None and th.get("B0") is not None:
         ax.plot(
@@ -477,11 +479,6 @@ def _truncated_by_strength(t: dict[str, Any]) -> dict[float, Any]:
 
 
 def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -> Path:
-    import jinja2
-    import yaml
-
-    from . import __version__
-
     figs = make_figures(summary)
     fdir = out / "figures"
     fdir.mkdir(exist_ok=True)

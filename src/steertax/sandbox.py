@@ -16,10 +16,13 @@ says which protections this machine gives.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 
@@ -55,7 +58,6 @@ del _s, _n, _audit
 
 def _read_roots() -> list[str]:
     """Paths the child may read: the interpreter, its libraries, system libraries and devices it needs."""
-    import sysconfig
 
     roots = {
         sys.prefix,
@@ -94,8 +96,6 @@ def landlock_abi() -> int:
     if not sys.platform.startswith("linux"):
         return 0
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall.restype = ctypes.c_long
         v = libc.syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
@@ -107,7 +107,6 @@ def landlock_abi() -> int:
 def _landlock(read_roots: list[str], rw_root: str) -> bool:
     """Restrict this process (and its future children) to reading ``read_roots`` and reading/writing
     ``rw_root``; no TCP where the ABI allows. Called in the child before exec. False if unsupported."""
-    import ctypes
 
     abi = landlock_abi()
     if abi < 1:
@@ -177,7 +176,6 @@ class SandboxResult:
 
 def _limits(mem_bytes: int, cpu_s: int, nproc: int, fsize: int, isolate_net: bool, fs: tuple[list[str], str] | None = None):
     def apply() -> None:
-        import resource
 
         os.setsid()
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
@@ -190,8 +188,6 @@ def _limits(mem_bytes: int, cpu_s: int, nproc: int, fsize: int, isolate_net: boo
             pass
         if isolate_net:
             try:
-                import ctypes
-
                 libc = ctypes.CDLL(None, use_errno=True)
                 libc.unshare(0x40000000)  # CLONE_NEWNET; fails harmlessly without privileges
             except Exception:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .activations import _accepts_position_ids, _model_device, cache_arg, forward, output_cache, pad_batch
+from .activations import _accepts_position_ids, _model_device, _transformers_version, cache_arg, forward, output_cache, pad_batch
 from .models import encode
 from .steering import check_strength, shared_trunk, steer, steered_layers
 
@@ -226,7 +226,6 @@ PACK = True
 def _packable(model: Any, kv_len: int) -> bool:
     """Custom 4D masks: transformers >= 4.53 (masking_utils returns them as given), an attention kernel that takes
     an explicit mask (eager, sdpa), and no sliding window shorter than the rows."""
-    from .activations import _transformers_version
 
     if not PACK or _transformers_version() < (4, 53):
         return False

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from ._util import parse_layers
+from .condition import check_condition_layer
 from .errors import LayerError, ModelError, StrengthError, VectorError
 from .models import find_blocks, hidden_size
+from .vectors import SteeringVector
 
 Positions = Literal["all", "prompt", "generated"]
 Operator = Literal["add", "ablate", "ablate_add"]
@@ -58,12 +60,16 @@ def check_strength(strength: Any) -> float | torch.Tensor:
 _CACHE_NAMES = ("cache", "past_key_values", "cache_params", "past")
 
 
+try:
+    from transformers.cache_utils import Cache as _Cache
+
+    _CACHE_TYPES: tuple[type, ...] = (_Cache,)
+except ImportError:  # pragma: no cover - transformers without cache_utils
+    _CACHE_TYPES = ()
+
+
 def _cache_types() -> tuple[type, ...]:
-    try:
-        from transformers.cache_utils import Cache
-    except Exception:  # pragma: no cover - transformers without cache_utils
-        return ()
-    return (Cache,)
+    return _CACHE_TYPES
 
 
 def _cache_length(cache: Any) -> int | None:
@@ -184,7 +190,6 @@ class SteeringHandle:
 
 
 def _directions(vector: Any, layers: Sequence[int] | None, n_layers: int) -> dict[int, torch.Tensor]:
-    from .vectors import SteeringVector
 
     if isinstance(vector, SteeringVector):
         dirs = dict(vector.directions)
@@ -226,7 +231,6 @@ def _check_modes(positions: str, operator: str) -> None:
 def _steering_directions(model: nn.Module, vector: Any, layers: Any, force: bool) -> tuple[Any, dict[int, torch.Tensor]]:
     """The model's decoder blocks and the direction to add at each steered layer, checked against the
     model (recorded model unless ``force``, hidden size always)."""
-    from .vectors import SteeringVector
 
     blocks = find_blocks(model)
     d_model = hidden_size(model)
@@ -245,7 +249,6 @@ def _steering_directions(model: nn.Module, vector: Any, layers: Any, force: bool
 def _layer_strengths(vector: Any, layers: Sequence[int], s: float | torch.Tensor, relative: bool) -> dict[int, Any]:
     """The absolute r_e per steered layer: ``s``, or ``s`` times the layer's recorded mean residual norm
     when ``relative``."""
-    from .vectors import SteeringVector
 
     if relative:
         if not isinstance(vector, SteeringVector) or not vector.layer_norms:
@@ -437,8 +440,6 @@ def steer(
     prepared = _direction_preparer(dirs, per_layer, normalize)
     gate: _Gate | None = None
     if condition is not None:
-        from .condition import check_condition_layer
-
         condition.check_model(model)
         check_condition_layer(condition, sorted(dirs))
         gate = _Gate()

@@ -11,6 +11,7 @@ Every row names its intervention: ``method`` (``steering``, ``base``, ``dpo``, `
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sqlite3
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._faults import checkpoint
+from ._util import atomic_write_bytes
 from .errors import DataError
 
 __all__ = ["ResultStore"]
@@ -136,13 +138,10 @@ class ResultStore:
         """Export several runs' rows (e.g. every setting of an align run) to one Parquet file."""
         import pandas as pd
 
-        from ._util import atomic_write_bytes
-
         df = pd.DataFrame([r for rid in run_ids for r in self.records(rid)])
         for c in df.columns:
             if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, dict))).any():
                 df[c] = df[c].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
-        import io
 
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)

@@ -17,19 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import transformers
 import yaml
 
 from . import __version__, tasks as T
 from ._faults import checkpoint
-from ._util import atomic_write_json, atomic_write_text
+from ._util import atomic_write_json, atomic_write_text, parse_layers
+from .condition import Condition, check_condition_layer, confusion, fit_from_sources
 from .config import RunConfig, from_dict, upgrade_resolved
 from .errors import ConfigError, DataError
 from .executors import make_executor
+from .extract import extract_vector
 from .interventions import SteeringIntervention, condition_id, evaluate_intervention, store_key
-from .laws import fit_task, item_matrix
+from .laws import fit_law, fit_task, item_matrix
+from .models import load_model
+from .pairs import get_pairs
+from .preflight import preflight
+from .report import write_report
+from .stats import paired_change
 from .store import ResultStore
+from .sweep import TaskSpec
 from .tasks.base import summarize
+from .tasks.behavior import BehaviorTask
+from .tasks.choice import MMLU, ARCEasy, ClozeTask
 from .tax import efficient_strength, interp_mean, law_function, split_items, tax_table
+from .theory import bound_check, estimate_constants, predicted_alignment, predicted_helpfulness
 from .vectors import SteeringVector, now_iso
 
 log = logging.getLogger(__name__)
@@ -69,8 +82,6 @@ def strength_grid(cfg: RunConfig, vec: SteeringVector) -> tuple[list[float], dic
 
 
 def _versions() -> dict[str, str]:
-    import torch
-    import transformers
 
     return {
         "steertax": __version__,
@@ -82,7 +93,6 @@ def _versions() -> dict[str, str]:
 
 
 def _task_specs(cfg: RunConfig):
-    from .sweep import TaskSpec
 
     return [TaskSpec(T.get(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
 
@@ -94,8 +104,6 @@ def _data_hash(task: Any, limit: int | None, seed: int) -> str:
 
 
 def _get_vector(cfg: RunConfig, model: Any, tok: Any, out: Path, run_id: str, progress: bool) -> tuple[SteeringVector, Path]:
-    from .extract import extract_vector
-    from .pairs import get_pairs
 
     v = cfg.vector
     if v.path:
@@ -141,8 +149,6 @@ def study_keys(resolved: dict[str, Any]) -> dict[str, str]:
 def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, out: Path, progress: bool) -> tuple[Any, Path]:
     """The study's condition: loaded from ``steering.condition.path``, or fitted (and cached in the run
     folder under a hash of what shapes it) on layers below the first steered one."""
-    from ._util import parse_layers
-    from .condition import Condition, check_condition_layer, fit_from_sources
 
     c = cfg.steering.condition
     assert c is not None
@@ -180,9 +186,6 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
 
 
 def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, grid: list[float]) -> dict[str, Any]:
-    from .tasks.behavior import BehaviorTask
-    from .tasks.choice import MMLU, ARCEasy, ClozeTask
-    from .theory import estimate_constants
 
     # 'refusal[generate]' names a scorer's entry for r*; the theory step reads the task's log-probabilities
     an, hn = (n.split("[", 1)[0] for n in (cfg.study.alignment_task, cfg.study.helpfulness_task))
@@ -231,8 +234,6 @@ def _opts(cfg: RunConfig, name: str) -> dict[str, Any]:
 
 
 def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    from .models import load_model
-    from .preflight import preflight
 
     out = Path(out)
     preflight(cfg, out)  # every input (data, vector/pairs, names, out dir) checked before anything is written or loaded
@@ -310,7 +311,6 @@ def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None
     recs = e["records"] if items is None else [r for r in e["records"] if str(r["item"]) in items]
     if e["metric"] in ("kl", "ce", "ce_delta"):
         S, _, Y = item_matrix(recs, e["metric"])
-        from .laws import fit_law
 
         f = fit_law("quadratic", S, Y, n_boot=n_boot, seed=seed)
         f["note"] = "drift grows with |r|; fitted with a quadratic"
@@ -356,7 +356,6 @@ def _paired_stderr(records: list[dict[str, Any]], metric: str) -> dict[float, fl
 def _bound_checks(tasks_out: dict[str, Any], theory: dict[str, Any], st: Any) -> dict[str, Any]:
     """Per task: does the measured curve respect the theory's predicted bound (with each task's own
     B0 or p0, and the constants m and σ measured on the study's alignment/helpfulness prompts)?"""
-    from .theory import bound_check, predicted_alignment, predicted_helpfulness
 
     out: dict[str, Any] = {}
     for name, t in tasks_out.items():
@@ -471,7 +470,6 @@ def _conditional(
     """A conditional study's second half: the condition's confusion matrix on the study's items (none of
     them was used to fit it), the conditional sweep's fits, r* and tax, and the comparison with
     unconditional steering at the conditional r* (held-out items where r* was chosen on the task)."""
-    from .compare import paired_change
 
     recs = store.records(study_keys(resolved)["conditional"])
     if not recs:
@@ -494,13 +492,10 @@ def _conditional(
         row: dict[str, Any] = {"n": len(dec), "fired_rate": float(np.mean(list(dec.values()))) if dec else None}
         known = [i for i in dec if truth.get(i) is not None]
         if known:
-            from .condition import confusion
-
             row["confusion"] = confusion([dec[i] for i in known], [bool(truth[i]) for i in known])
             fired_all += [dec[i] for i in known]
             truth_all += [bool(truth[i]) for i in known]
         conf_tasks[key] = row
-    from .condition import confusion
 
     overall = confusion(fired_all, truth_all) if fired_all else None
     # unconditional vs conditional at the conditional r*
@@ -545,7 +540,6 @@ def _conditional(
 
 def analyze(out: str | Path) -> dict[str, Any]:
     """Fit laws, pick r*, compute the tax, write summary.json, results.parquet and the report."""
-    from .report import write_report
 
     out = Path(out)
     cfg_path = out / "config.resolved.yaml"

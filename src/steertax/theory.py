@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy import stats
 
 from .activations import _model_device, forward, pad_batch
 from .models import encode
@@ -79,8 +80,6 @@ def estimate_constants(
     batch_size: int = 16,
 ) -> dict[str, Any]:
     """Estimate c, m = cΔ, Δ and σ from logits on a symmetric grid |r| <= r_max (PAPER.md §3.5)."""
-    from scipy import stats
-
     rs = np.unique(np.concatenate([np.linspace(-r_max, r_max, n_points), [0.0]]))
     z = int(np.argmin(np.abs(rs)))
     # --- alignment prompts: c and the margin slope

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
-from ._util import atomic_write_bytes, atomic_write_json, format_layers
+from ._util import atomic_write_bytes, atomic_write_json, format_layers, parse_layers
 from .errors import VectorError
+from .models import hidden_size, model_id, num_layers
 
 __all__ = ["SteeringVector", "FORMAT_VERSION"]
 
@@ -94,7 +97,6 @@ class SteeringVector:
 
     def select(self, layers: Any) -> "SteeringVector":
         """A copy restricted to some layers (``"8-12"`` or a list)."""
-        from ._util import parse_layers
 
         chosen = parse_layers(layers, self.num_layers)
         missing = [i for i in chosen if i not in self.directions]
@@ -104,7 +106,6 @@ class SteeringVector:
 
     def check_compatible(self, model: Any, *, force: bool = False) -> None:
         """Raise VectorError if this vector was made for a model of another shape (or another model, unless forced)."""
-        from .models import hidden_size, model_id, num_layers
 
         d = hidden_size(model)
         if d != self.hidden_size:
@@ -144,7 +145,6 @@ class SteeringVector:
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (safetensors; metadata embedded) and a human-readable ``<path>.json`` sidecar.
         Both writes are atomic. Returns the safetensors path."""
-        from safetensors.torch import save
 
         path = Path(path)
         if path.suffix != ".safetensors":
@@ -159,7 +159,6 @@ class SteeringVector:
     @classmethod
     def load(cls, path: str | Path) -> "SteeringVector":
         """Read a vector written by :meth:`save` (the sidecar is optional; the embedded metadata suffices)."""
-        from safetensors import safe_open
 
         path = Path(path)
         if not path.is_file():

@@ -18,7 +18,7 @@ from safetensors import safe_open
 
 from .._util import quiet_renamed_checkpointing, sha256_file
 from ..errors import ModelError
-from .core import Applied, Intervention, register_intervention
+from .core import Applied, Intervention, description_hash, register_intervention
 
 __all__ = ["AdapterIntervention", "adapter_ready", "check_adapter", "adapter_files_hash"]
 
@@ -28,14 +28,22 @@ def adapter_ready(path: Path) -> bool:
     return (path / "adapter_config.json").is_file() and (path / "setting.json").is_file()
 
 
+def _canonical(x: Any) -> Any:
+    """JSON with every list sorted (peft writes ``target_modules`` in set order, which varies by process)."""
+    if isinstance(x, dict):
+        return {k: _canonical(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return sorted((_canonical(v) for v in x), key=lambda v: json.dumps(v, sort_keys=True))
+    return x
+
+
 def adapter_files_hash(path: Path) -> str:
-    """The content hash of an adapter folder's config and weights."""
-    parts = [
-        sha256_file(p)
-        for p in (path / "adapter_config.json", path / "adapter_model.safetensors", path / "adapter_model.bin")
-        if p.is_file()
-    ]
-    return "-".join(x[:12] for x in parts)
+    """The content hash of an adapter folder: its config (canonical: key and list order do not count) and
+    its weights' bytes."""
+    cfg_path = path / "adapter_config.json"
+    cfg = _canonical(json.loads(cfg_path.read_text(encoding="utf-8"))) if cfg_path.is_file() else None
+    weights = [sha256_file(p)[:16] for p in (path / "adapter_model.safetensors", path / "adapter_model.bin") if p.is_file()]
+    return description_hash({"config": cfg, "weights": weights})
 
 
 @register_intervention("adapter", 1)

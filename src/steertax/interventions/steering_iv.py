@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
 
 from .core import Applied, Intervention, register_intervention
@@ -46,9 +46,10 @@ class SteeringIntervention(Intervention):
     condition: Optional[Any] = None
     label: str = ""
 
-    @property  # type: ignore[override]
-    def method(self) -> str:  # the store's method column
-        return "steering" if self.condition is None else "conditional"
+    method: str = field(init=False, default="steering")  # the store's method column: steering | conditional
+
+    def __post_init__(self) -> None:
+        self.method = "steering" if self.condition is None else "conditional"
 
     def describe(self) -> dict[str, Any]:
         return {

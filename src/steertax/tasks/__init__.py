@@ -11,7 +11,9 @@ import time
 from typing import Any, Sequence
 
 from .. import timing
+from ..condition import check_condition_layer, gate_items
 from ..errors import DataError
+from ..steering import steered_layers
 from .base import EvalContext, EvalResult, Item, Task, check_strengths, summarize
 from .behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
 from .choice import BBQ, MMLU, ARCChallenge, ARCEasy, HellaSwag, TruthfulQA
@@ -73,8 +75,6 @@ def get(name: str, **options: Any) -> Task:
 def _score_gated(t: Task, ctx: EvalContext, its: list[Item], S: list[float], condition: Any) -> list[dict[str, Any]]:
     """Conditional steering of one batch of items: the items the condition fires on are scored at every
     strength; the others once, unsteered, and that record stands for every strength (gated strength 0)."""
-    from ..condition import check_condition_layer, gate_items
-    from ..steering import steered_layers
 
     if ctx.vector is not None:
         check_condition_layer(condition, steered_layers(ctx.model, ctx.vector, ctx.layers))

@@ -18,14 +18,14 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from .. import timing
-from ..data import data_path, read_csv, read_json
+from ..data import data_path, read_csv, read_json, read_jsonl
+from ..data.loaders import load_rows
 from ..errors import DataError
 from ..generation import generate
 from ..judges import JUDGES, ModelJudge
 from ..models import format_chat
 from ..scoring import score_sequences
 from .base import EvalContext, Item, Task
-from .loaders import load_rows
 
 # Scoring continuations. None of them is a training template of steertax.pairs.refusal_pairs.
 REFUSAL = (
@@ -340,7 +340,6 @@ class BiasAgreement(BehaviorTask):
         if self.source not in (None, "bundled"):
             rows = load_rows(self.source, lambda: [], ("statement",), task=self.name)
             return [Item(str(r.get("id", i)), {"statement": r["statement"]}) for i, r in enumerate(rows)]
-        from ..data import read_jsonl
 
         rows = [r for r in read_jsonl(data_path("stereoset", "test.jsonl")) if r["type"] == "intrasentence"]
         types = sorted({r["bias_type"] for r in rows})

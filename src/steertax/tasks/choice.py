@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import bz2
 import csv
+import gzip
 import io
+import json
 import tarfile
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from ..data import data_path, read_json, read_jsonl
+from ..data.loaders import load_rows
 from ..errors import ConfigError, DataError
 from ..models import format_chat
 from ..scoring import next_token_logprobs, score_sequences
 from .base import EvalContext, Item, Task
-from .loaders import load_rows
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -106,8 +108,6 @@ def _mc_rows(source: Any, bundled, task: str) -> list[dict[str, Any]]:
     for n, r in enumerate(rows, 1):
         ch = r["choices"]
         if isinstance(ch, str):
-            import json
-
             try:
                 ch = json.loads(ch)
             except ValueError:
@@ -296,8 +296,6 @@ class BBQ(ClozeTask):
         return super().validate(limit, seed)
 
     def load_items(self) -> list[Item]:
-        import gzip
-        import json
 
         items = []
         for c in self.categories:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..data import data_path, read_jsonl
+from ..data.loaders import load_rows
 from ..models import format_chat
 from ..scoring import drift
 from .base import EvalContext, Item, Task
-from .loaders import load_rows
 
 
 class Drift(Task):

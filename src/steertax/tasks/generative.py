@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data import data_path, read_jsonl
+from ..data.loaders import load_rows
 from ..generation import Generation, Stop, generate_detailed
 from ..sandbox import run_python
 from .base import EvalContext, Item, Task
-from .loaders import load_rows
 
 _NUM = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _ANSWER = re.compile(r"answer is", re.IGNORECASE)
