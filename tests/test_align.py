@@ -105,7 +105,7 @@ def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
         ids = torch.tensor([pe + ae])
         with torch.no_grad():
             la = torch.log_softmax(m(input_ids=ids).logits[0, len(pe) - 1 : -1].double(), -1)
-            with iv.reference()():
+            with applied.reference():
                 lb = torch.log_softmax(m(input_ids=ids).logits[0, len(pe) - 1 : -1].double(), -1)
     kl = float((la.exp() * (la - lb)).sum(-1).mean())
     r0 = next(r for r in res.records if r["item"] == it.id)

@@ -433,8 +433,16 @@ def test_resume_with_cached_vector_does_not_need_the_pairs(env, loads, tmp_path)
 
 @pytest.fixture
 def no_model(loads, monkeypatch):
-    """`loads`, and transformers' own loader patched too: any model load is recorded (and stops the command)."""
+    """`loads`, with every module's own binding of steertax's load_model patched (modules import it at their
+    top) and transformers' loader too: any model load is recorded (and stops the command)."""
     import transformers
+
+    import steertax.models
+
+    fake = steertax.models.load_model  # `loads` patched it already
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("steertax") and getattr(mod, "load_model", None) is not None and mod.load_model is not fake:
+            monkeypatch.setattr(mod, "load_model", fake)
 
     def fake_from_pretrained(name, *a, **k):
         loads.append(f"transformers:{name}")
@@ -583,8 +591,9 @@ def test_tax_with_good_inputs_gets_to_the_model(env, no_model, tmp_path, capsys)
     for how in (["--aligned", env["tiny"]], ["--vector", env["vec"], "--strength", "2"], ["--from-study", str(study)]):
         no_model.clear()
         assert main(["--quiet", "tax", "--base", env["tiny"], *how, *ok]) == 1  # ModelLoaded: an "internal error" here
-        assert "ModelLoaded" in capsys.readouterr().err
-        assert no_model == [env["tiny"]], how
+        err = capsys.readouterr().err
+        assert "ModelLoaded" in err
+        assert no_model == [env["tiny"]], (how, err)
     assert not (tmp_path / "out").exists()
 
 

@@ -19,7 +19,6 @@ all cells written) are never retrained or re-evaluated; a killed run resumes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,24 +37,20 @@ import yaml
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from . import tasks as T
 from ._faults import checkpoint
 from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing, sha256_file
 from .compare import summarize_run
-from .config import TaskConfig, _build, _needs_finished_answer
+from .config import CommonConfig, _build, quick_tasks
 from .data import read_jsonl
 from .errors import ConfigError, DataError
-from .executors import ExecutorConfig, check_executor, make_executor
+from .executors import check_executor
 from .generation import generate
-from .interventions import AdapterIntervention, BaseIntervention, adapter_ready, evaluate_intervention, store_key
+from .interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
 from .interventions.core import description_hash
-from .models import format_chat, load_model
+from .models import format_chat
 from .pairs import COMPLIANCE_TEMPLATES, REFUSAL_TEMPLATES, _advbench_rows, _object_of, harmful_instructions, harmless_instructions
 from .preflight import check_run, raise_problems
-from .store import ResultStore
-from .sweep import TaskSpec
-from .tasks import get as get_task
-from .vectors import now_iso
+from .runner import session
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +125,11 @@ class DataSettings:
 
 
 @dataclass
-class AlignConfig:
-    model: str = "smollm2"
-    dtype: Optional[str] = None
-    seed: int = 0
-    batch_size: int = 32
-    chunk: int = 16
+class AlignConfig(CommonConfig):
     data: DataSettings = field(default_factory=DataSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     settings: list[AlignSetting] = field(default_factory=list)
-    tasks: list[TaskConfig] = field(default_factory=list)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where settings are evaluated (not in any hash)
-    quick: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def training_spec(self, s: AlignSetting) -> dict[str, Any]:
         """Everything one adapter depends on: the model, dtype, seed, data (and the preference file's content
@@ -168,16 +152,12 @@ class AlignConfig:
     def quick_version(self) -> "AlignConfig":
         """Fewer pairs, steps, settings and items; code and maths budgets are kept (see RunConfig)."""
         d = self.to_dict()
-        d["quick"] = True
+        quick_tasks(d)
         d["data"]["n_pairs"] = min(d["data"]["n_pairs"], 64)
         d["data"]["n_preserve"] = min(d["data"]["n_preserve"], 16)
         d["train"]["steps"] = min(d["train"]["steps"], 4)
         d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
         d["settings"] = d["settings"][:2]
-        for t in d["tasks"]:
-            t["limit"] = min(t["limit"] or 8, 8)
-            if "max_new_tokens" in t["options"] and not _needs_finished_answer(t["name"]):
-                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
         return align_from_dict(d)
 
 
@@ -214,15 +194,7 @@ def align_from_dict(d: dict[str, Any]) -> AlignConfig:
         if s.name() in labels:
             raise ConfigError(f"settings[{i}]: {s.name()!r} appears twice; give one a distinct label")
         labels.add(s.name())
-    if not cfg.tasks:
-        raise ConfigError("tasks: list at least one task to evaluate the adapters on")
-    for i, t in enumerate(cfg.tasks):
-        if t.name not in T.REGISTRY:
-            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
-        try:
-            T.get(t.name, **t.options)
-        except Exception as e:
-            raise ConfigError(f"tasks[{i}].options: {e}") from None
+    cfg.check_common()
     for k, v in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size), ("lora.r", cfg.lora.r)):
         if v < 1:
             raise ConfigError(f"{k}: {v} must be a positive integer")
@@ -492,58 +464,45 @@ def check_align(cfg: AlignConfig, out: str | Path | None = None) -> None:
     raise_problems(problems)
 
 
+def _train_into(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, path: Path, progress: bool) -> None:
+    """Train setting ``s`` into ``path`` atomically (a temporary folder renamed when the adapter and its
+    setting.json are complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+    log.info("training %s", s.name())
+    rows = _rows_for(cfg, s, model, tok, path.parent.parent)
+    info = train_setting(model, tok, s, rows, tmp, lora=cfg.lora, train=cfg.train, seed=cfg.seed, progress=progress)
+    meta = {"setting": dataclasses.asdict(s), "name": s.name(), "config": cfg.to_dict(), **info}
+    (tmp / "setting.json").write_text(json.dumps(meta, indent=1, default=str))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    checkpoint("adapter")  # test-only fault injection (steertax._faults)
+
+
 def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train every setting not yet trained, evaluate every (setting, task cell) not yet stored, then
     summarize. Safe to kill and rerun."""
 
     out = Path(out)
     check_align(cfg, out)  # every input, before anything is written or the model loads
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("adapters/.*.tmp*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
-    model, tok = load_model(cfg.model, cfg.dtype)
     run_id = f"align-{cfg.eval_hash()}"
-    atomic_write_text(
-        out / "align.resolved.yaml", yaml.safe_dump({"run_id": run_id, "config": cfg.to_dict(), "kind": "align"}, sort_keys=False)
-    )
-    with ResultStore(out / "results.sqlite") as store:
-        store.begin_run(run_id, cfg.to_dict(), now_iso())
-        ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
-        with ex if ex is not None else contextlib.nullcontext():
-            order = [order_entry(BaseIntervention(), run_id)]
-            evaluate_intervention(BaseIntervention(), model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            for s in cfg.settings:
-                path = out / "adapters" / f"{s.slug()}-{cfg.training_hash(s)}"
-                if not adapter_ready(path):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-                    log.info("training %s", s.name())
-                    info = train_setting(
-                        model,
-                        tok,
-                        s,
-                        _rows_for(cfg, s, model, tok, out),
-                        tmp,
-                        lora=cfg.lora,
-                        train=cfg.train,
-                        seed=cfg.seed,
-                        progress=progress,
-                    )
-                    (tmp / "setting.json").write_text(
-                        json.dumps(
-                            {"setting": dataclasses.asdict(s), "name": s.name(), "config": cfg.to_dict(), **info}, indent=1, default=str
-                        )
-                    )
-                    if path.exists():
-                        shutil.rmtree(path)
-                    os.replace(tmp, path)
-                    checkpoint("adapter")  # test-only fault injection (steertax._faults)
-                iv = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s))
-                order.append(order_entry(iv, run_id))
-                evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            if ex is not None:
-                ex.drain()
+
+    def prepare(model: Any, tok: Any) -> None:
+        atomic_write_text(
+            out / "align.resolved.yaml", yaml.safe_dump({"run_id": run_id, "config": cfg.to_dict(), "kind": "align"}, sort_keys=False)
+        )
+
+    with session(cfg, out, run_id, stale=("adapters/.*.tmp*",), progress=progress, prepare=prepare) as S:
+        order = [order_entry(BaseIntervention(), run_id)]
+        S.evaluate(BaseIntervention())
+        for s in cfg.settings:
+            path = out / "adapters" / f"{s.slug()}-{cfg.training_hash(s)}"
+            if not adapter_ready(path):
+                _train_into(cfg, s, S.model, S.tokenizer, path, progress)
+            iv = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s))
+            order.append(order_entry(iv, run_id))
+            S.evaluate(iv)
     resolved = {"run_id": run_id, "config": cfg.to_dict(), "kind": "align", "order": order}
     atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
 

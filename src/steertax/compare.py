@@ -28,12 +28,11 @@ from .stats import paired_change
 from .steering import check_strength
 from .store import ResultStore
 from .study import study_keys
+from .tasks.drift import DRIFT_METRICS
 from .vectors import SteeringVector
 from .vllm_backend import require_vllm
 
 __all__ = ["paired_change", "summarize_run", "markdown_table"]  # paired_change lives in steertax.stats
-
-DRIFT_METRICS = ("kl", "ce", "ce_delta")
 
 
 def _by_item(records: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:

@@ -24,6 +24,9 @@ from .errors import ConfigError
 from .executors import ExecutorConfig, check_executor
 
 __all__ = [
+    "CommonConfig",
+    "check_tasks",
+    "quick_tasks",
     "RunConfig",
     "VectorConfig",
     "StrengthConfig",
@@ -117,25 +120,67 @@ class SteeringConfig:
 
 
 @dataclass
-class RunConfig:
+class CommonConfig:
+    """What every run config shares (``steertax run``, ``align``, ``merge``): the model, the seed, the
+    evaluation's batch and cell sizes, the tasks, where cells run, and whether it is a quick version."""
+
     model: str = "smollm2"
     dtype: Optional[str] = None
-    device: Optional[str] = None
     seed: int = 0
     batch_size: int = 32
     chunk: int = 16
-    vector: VectorConfig = field(default_factory=VectorConfig)
-    strengths: StrengthConfig = field(default_factory=StrengthConfig)
     tasks: list[TaskConfig] = field(default_factory=list)
-    study: StudyConfig = field(default_factory=StudyConfig)
-    theory: TheoryConfig = field(default_factory=TheoryConfig)
-    steering: SteeringConfig = field(default_factory=SteeringConfig)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where cells run (never part of the run id)
-    backend: str = "hf"  # steered generation (the generate scorer): hf | vllm (its own environment: make vllm)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where cells run (never part of a run id)
     quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check_common(self) -> None:
+        """The shared fields' semantic checks: the tasks and the executor."""
+        check_tasks(self.tasks)
+        check_executor(self.executor)
+
+
+def check_tasks(task_cfgs: list[TaskConfig]) -> None:
+    """At least one task; every name known, every label distinct, limits positive, options valid."""
+    if not task_cfgs:
+        raise ConfigError("tasks: list at least one task")
+    seen = set()
+    for i, t in enumerate(task_cfgs):
+        if t.name not in T.REGISTRY:
+            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
+        key = t.label or t.name
+        if key in seen:
+            raise ConfigError(f"tasks[{i}]: {key!r} appears twice; give one a distinct label")
+        seen.add(key)
+        if t.limit is not None and t.limit <= 0:
+            raise ConfigError(f"tasks[{i}].limit: must be positive")
+        try:
+            T.get(t.name, **t.options)
+        except Exception as e:
+            raise ConfigError(f"tasks[{i}].options: {e}") from None
+
+
+def quick_tasks(d: dict[str, Any]) -> None:
+    """A quick version's tasks (in a config dict, in place): at most 8 items each, and behavior scorers'
+    answers cut to 12 tokens; code and maths keep their budgets (an answer must finish to be scored)."""
+    d["quick"] = True
+    for t in d["tasks"]:
+        t["limit"] = min(t["limit"] or 8, 8)
+        if "max_new_tokens" in t["options"] and not _needs_finished_answer(t["name"]):
+            t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
+
+
+@dataclass
+class RunConfig(CommonConfig):
+    device: Optional[str] = None
+    vector: VectorConfig = field(default_factory=VectorConfig)
+    strengths: StrengthConfig = field(default_factory=StrengthConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    theory: TheoryConfig = field(default_factory=TheoryConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
+    backend: str = "hf"  # steered generation (the generate scorer): hf | vllm (its own environment: make vllm)
 
     def content_hash(self) -> str:
         """The run id: a hash of what the unconditional sweep's rows depend on (a condition adds a second
@@ -161,7 +206,7 @@ class RunConfig:
     def quick_version(self) -> "RunConfig":
         """A scaled-down copy for smoke runs (CI): fewer pairs, strengths, items and tokens."""
         d = self.to_dict()
-        d["quick"] = True
+        quick_tasks(d)
         d["vector"]["n_pairs"] = min(d["vector"]["n_pairs"] or 48, 48)
         s = d["strengths"]
         if s["values"]:
@@ -173,12 +218,6 @@ class RunConfig:
         d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
         if d["steering"]["condition"]:
             d["steering"]["condition"]["n"] = min(d["steering"]["condition"]["n"], 32)
-        for t in d["tasks"]:
-            t["limit"] = min(t["limit"] or 8, 8)
-            # A quick run cuts items, strengths and pairs, never the tokens an answer needs to finish: code and
-            # maths keep their budgets; behavior scorers judge an answer's opening, which 12 tokens show.
-            if "max_new_tokens" in t["options"] and not _needs_finished_answer(t["name"]):
-                t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
         return from_dict(d)
 
 
@@ -308,22 +347,7 @@ def _semantic(cfg: RunConfig) -> None:
     if cfg.strengths.values is not None and not cfg.strengths.values:
         raise ConfigError("strengths.values: give at least one strength (or remove it for the automatic grid)")
     _check_strengths(cfg)
-    if not cfg.tasks:
-        raise ConfigError("tasks: list at least one task")
-    seen = set()
-    for i, t in enumerate(cfg.tasks):
-        if t.name not in T.REGISTRY:
-            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
-        key = t.label or t.name
-        if key in seen:
-            raise ConfigError(f"tasks[{i}]: {key!r} appears twice; give one a distinct label")
-        seen.add(key)
-        if t.limit is not None and t.limit <= 0:
-            raise ConfigError(f"tasks[{i}].limit: must be positive")
-        try:
-            T.get(t.name, **t.options)
-        except Exception as e:
-            raise ConfigError(f"tasks[{i}].options: {e}") from None
+    check_tasks(cfg.tasks)
     if not 0 <= cfg.study.helpfulness_weight <= 1:
         raise ConfigError("study.helpfulness_weight: must be in [0, 1]")
     if not 0 < cfg.study.validation_fraction < 1:

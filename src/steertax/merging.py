@@ -62,17 +62,16 @@ from . import tasks as T
 from ._util import atomic_write_bytes, atomic_write_text
 from .align import AlignSetting, LoraSettings, TrainSettings, order_entry, preference_data, train_setting
 from .compare import summarize_run
-from .config import TaskConfig, _build
+from .config import CommonConfig, _build, quick_tasks
 from .data import data_path, read_jsonl
 from .errors import ConfigError, DataError, ModelError
-from .executors import ExecutorConfig, check_executor, make_executor
+from .executors import check_executor
 from .interventions import (
     AdapterIntervention,
     Applied,
     BaseIntervention,
     Intervention,
     adapter_ready,
-    evaluate_intervention,
     register_intervention,
 )
 from .merges import MERGE_REGISTRY, energy_rank, merge_methods, outlier_ratio, register_merge_method, rtsvm_merge, thin_svd, tsvm_merge
@@ -80,10 +79,8 @@ from .models import load_model
 from .pairs import REFUSAL_TEMPLATES
 from .preflight import check_run, raise_problems, resolve_model
 from .report import _png
-from .store import ResultStore
-from .sweep import TaskSpec
+from .runner import session
 from .tasks import get as get_task
-from .vectors import now_iso
 
 __all__ = [
     "MERGE_METHODS",
@@ -323,24 +320,13 @@ class MergeSpec:
 
 
 @dataclass
-class MergeConfig:
-    model: str = "smollm2"
-    dtype: Optional[str] = None
-    seed: int = 0
-    batch_size: int = 32
-    chunk: int = 16
+class MergeConfig(CommonConfig):
     n_pairs: int = 96  # preference pairs per specialist (the mixture gets their union)
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     specialists: list[SpecialistConfig] = field(default_factory=list)
     merges: list[MergeSpec] = field(default_factory=list)
     mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
-    tasks: list[TaskConfig] = field(default_factory=list)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where settings are evaluated (not in any hash)
-    quick: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def eval_hash(self) -> str:
         """The run id's hash: everything the rows depend on except the merge specs (each merge setting's
@@ -357,13 +343,11 @@ class MergeConfig:
 
     def quick_version(self) -> "MergeConfig":
         d = self.to_dict()
-        d["quick"] = True
+        quick_tasks(d)
         d["n_pairs"] = min(d["n_pairs"], 16)
         d["train"]["steps"] = min(d["train"]["steps"], 4)
         d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
         d["merges"] = [{**m, "scales": m["scales"][:1]} for m in d["merges"][:3]]
-        for t in d["tasks"]:
-            t["limit"] = min(t["limit"] or 8, 8)
         return merge_from_dict(d)
 
 
@@ -385,11 +369,7 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
         if s.data is not None and s.data not in SPECIALIST_DATA and not str(s.data).endswith(".jsonl"):
             raise ConfigError(f"specialists[{i}].data: {s.data!r} is not one of {SPECIALIST_DATA} or a .jsonl file")
     _check_merges(cfg)
-    if not cfg.tasks:
-        raise ConfigError("tasks: list at least one task")
-    for i, t in enumerate(cfg.tasks):
-        if t.name not in T.REGISTRY:
-            raise ConfigError(f"tasks[{i}].name: unknown task {t.name!r}; choose one of {T.names()}")
+    cfg.check_common()
     return cfg
 
 
@@ -562,66 +542,56 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
 
     out = Path(out)
     check_merge(cfg, out)  # every input, before anything is written or the model loads
-    specs = [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("adapters/.*.tmp*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    model, tok = load_model(cfg.model, cfg.dtype)
     run_id = f"merge-{cfg.eval_hash()}"
-    tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
-    exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
-    paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
-    names = [s.name for s in cfg.specialists]
-    deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
-    common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
-    ivs: list[Intervention] = [BaseIntervention()]
-    for s in cfg.specialists:
-        if s.name in full:
-            ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, {"model": s.model, "dtype": cfg.dtype}))
-        else:
-            ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
-    if mixture is not None:
-        ivs.append(
-            AdapterIntervention(mixture, "mixture", "mixture", {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists]})
-        )
-    spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
-    plan: list[tuple[MergeSpec, float]] = [(m, lam) for m in cfg.merges for lam in m.scales]
-    merge_ivs = [MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, spec_keys, cfg.seed)) for m, lam in plan]
-    order = [order_entry(iv, run_id) for iv in ivs + merge_ivs]
-    resolved = {
-        "run_id": run_id,
-        "config": cfg.to_dict(),
-        "order": order,
-        "kind": "merge",
-        "specialists": {n: str(p) for n, p in paths.items()},
-        "mixture": str(mixture) if mixture else None,
-    }
-    atomic_write_text(out / "merge.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-    with ResultStore(out / "results.sqlite") as store:
-        store.begin_run(run_id, cfg.to_dict(), now_iso())
-        ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
-        with ex if ex is not None else contextlib.nullcontext():
-            for iv in ivs:
-                evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            merged_cache: dict[str, dict[str, torch.Tensor]] = {}
-            for (m, _lam), iv in zip(plan, merge_ivs, strict=True):
-                key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
-                if key not in merged_cache:
-                    merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
-                    merged_cache[key] = merge_deltas(
-                        deltas,
-                        m.weights or [1.0] * len(names),
-                        m.method,
-                        density=m.density,
-                        combine=m.combine,
-                        seed=cfg.seed,
-                        outlier_m=m.outlier_m,
-                        energy=m.energy,
-                    )
-                iv.deltas = merged_cache[key]
-                evaluate_intervention(iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            if ex is not None:
-                ex.drain()
+    with session(cfg, out, run_id, stale=("adapters/.*.tmp*",), progress=progress) as S:
+        model, tok = S.model, S.tokenizer
+        tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
+        exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
+        paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
+        names = [s.name for s in cfg.specialists]
+        deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
+        common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
+        ivs: list[Intervention] = [BaseIntervention()]
+        for s in cfg.specialists:
+            if s.name in full:
+                spec = {"model": s.model, "dtype": cfg.dtype, "deltas": _deltas_hash(full[s.name])}
+                ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, spec))
+            else:
+                ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
+        if mixture is not None:
+            mix_spec = {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists]}
+            ivs.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec))
+        spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
+        plan: list[tuple[MergeSpec, float]] = [(m, lam) for m in cfg.merges for lam in m.scales]
+        merge_ivs = [MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, spec_keys, cfg.seed)) for m, lam in plan]
+        resolved = {
+            "run_id": run_id,
+            "config": cfg.to_dict(),
+            "order": [order_entry(iv, run_id) for iv in ivs + merge_ivs],
+            "kind": "merge",
+            "specialists": {n: str(p) for n, p in paths.items()},
+            "mixture": str(mixture) if mixture else None,
+        }
+        atomic_write_text(out / "merge.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        for iv in ivs:
+            S.evaluate(iv)
+        merged_cache: dict[str, dict[str, torch.Tensor]] = {}
+        for (m, _lam), miv in zip(plan, merge_ivs, strict=True):
+            key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
+            if key not in merged_cache:
+                merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
+                merged_cache[key] = merge_deltas(
+                    deltas,
+                    m.weights or [1.0] * len(names),
+                    m.method,
+                    density=m.density,
+                    combine=m.combine,
+                    seed=cfg.seed,
+                    outlier_m=m.outlier_m,
+                    energy=m.energy,
+                )
+            miv.deltas = merged_cache[key]
+            S.evaluate(miv)
     summary = summarize_run(out)
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))

@@ -1,7 +1,5 @@
-"""Preflight: check every input a study needs *before* the model loads.
-
-``steertax run`` used to load the model and spend minutes extracting a vector before it found that a
-task's data file was missing or lacked a column. :func:`preflight` runs first and checks, without the
+"""Preflight: check every input a command needs *before* the model loads, so that a missing file or column
+costs seconds, not a model load and an extraction. :func:`preflight` (``steertax run``) checks, without the
 model and without going online:
 
 - every task's data: the source file exists, is UTF-8 (else it says what the file looks like: UTF-16,

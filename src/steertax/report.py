@@ -16,6 +16,7 @@ from . import __version__
 from ._faults import checkpoint
 from ._util import atomic_write_bytes, atomic_write_text
 from .laws import NEGLIGIBLE_SHARE
+from .tasks.drift import DRIFT_METRICS
 from .tax import law_function
 from .theory import predicted_alignment, predicted_helpfulness
 
@@ -210,9 +211,6 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-_DRIFT_METRICS = ("kl", "ce", "ce_delta")
-
-
 def make_figures(s: dict[str, Any]) -> dict[str, bytes]:
     """Every figure of the report as PNG bytes, by name (drift and theory only when the study has them)."""
     import matplotlib
@@ -242,7 +240,7 @@ def _axis_figure(
     the paper's law when another was selected, the theory bound and r*."""
     import matplotlib.pyplot as plt
 
-    names = [n for n, t in s["tasks"].items() if t["axis"] == axis and not (exclude_drift and t["metric"] in _DRIFT_METRICS)]
+    names = [n for n, t in s["tasks"].items() if t["axis"] == axis and not (exclude_drift and t["metric"] in DRIFT_METRICS)]
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, n in enumerate(names):  # measured points with 95% CIs first, on top

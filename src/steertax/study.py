@@ -7,7 +7,6 @@ figures/*.png. Rerunning the same config resumes; ``analyze(out)`` redoes only t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,14 +26,13 @@ from ._util import atomic_write_json, atomic_write_text, parse_layers
 from .condition import Condition, check_condition_layer, confusion, fit_from_sources
 from .config import RunConfig, from_dict, upgrade_resolved
 from .errors import ConfigError, DataError
-from .executors import make_executor
 from .extract import extract_vector
-from .interventions import SteeringIntervention, condition_id, evaluate_intervention, store_key
+from .interventions import SteeringIntervention, condition_id, store_key
 from .laws import fit_law, fit_task, item_matrix
-from .models import load_model
 from .pairs import get_pairs
 from .preflight import preflight
 from .report import write_report
+from .runner import session
 from .stats import paired_change
 from .store import ResultStore
 from .sweep import TaskSpec
@@ -49,8 +47,6 @@ log = logging.getLogger(__name__)
 TRUNCATION_WARN = 0.05  # a run warns when more answers than this (at any strength) hit max_new_tokens unfinished
 
 __all__ = ["run_study", "analyze", "strength_grid", "compute_theory"]
-
-CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "mmlu": 0.25}
 
 
 def strength_grid(cfg: RunConfig, vec: SteeringVector) -> tuple[list[float], dict[str, Any]]:
@@ -237,52 +233,48 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
 
     out = Path(out)
     preflight(cfg, out)  # every input (data, vector/pairs, names, out dir) checked before anything is written or loaded
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in list(out.glob(".*.tmp")) + list(out.glob("figures/.*.tmp")):
-        stale.unlink(missing_ok=True)  # left by a killed run's unfinished atomic write; never valid
     run_id = cfg.content_hash()
-    specs = _task_specs(cfg)  # validates tasks before the model loads
-    checkpoint("start")  # test-only fault injection (steertax._faults)
-    model, tok = load_model(cfg.model, cfg.dtype, cfg.device)
-    vec, vec_path = _get_vector(cfg, model, tok, out, run_id, progress)
-    checkpoint("vector")
-    grid, grid_info = strength_grid(cfg, vec)
-    cond, cond_path = _get_condition(cfg, model, tok, vec, out, progress) if cfg.steering.condition is not None else (None, None)
-    resolved: dict[str, Any] = {
-        "run_id": run_id,
-        "created": now_iso(),
-        "config": cfg.to_dict(),
-        "resolved": {
-            "strengths": grid,
-            "strength_grid": grid_info,
-            "vector_file": str(vec_path),
-            "vector": vec.metadata(),
-            "versions": _versions(),
-            "model": {"name": cfg.model, "class": model.__class__.__name__, "hidden_size": vec.hidden_size, "num_layers": vec.num_layers},
-            "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in specs},
-        },
-    }
-    steer_iv = SteeringIntervention(vec, grid)
-    keys = {"steering": store_key(run_id, steer_iv)}
-    if cond is not None:
-        resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata(), condition_id=condition_id(cond))
-        cond_iv = SteeringIntervention(vec, grid, cond)
-        keys["conditional"] = store_key(run_id, cond_iv)
-    resolved["resolved"]["store_keys"] = keys
-    resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
-    atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    with ResultStore(out / "results.sqlite") as store:
-        store.begin_run(run_id, cfg.to_dict(), resolved["created"])
-        ex = make_executor(cfg.executor, model_cfg=cfg, specs=specs, store=store, progress=progress)
-        with ex if ex is not None else contextlib.nullcontext():
-            evaluate_intervention(steer_iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            if cond is not None:  # the unconditional rows are shared; only the condition's own are computed
-                evaluate_intervention(cond_iv, model, tok, specs, store, run_id, cfg, progress=progress, executor=ex)
-            if ex is not None:
-                ex.drain()
+    made: dict[str, Any] = {}
+
+    def prepare(model: Any, tok: Any) -> None:  # the vector (and condition) and the resolved config, before the store
+        vec, vec_path = _get_vector(cfg, model, tok, out, run_id, progress)
+        checkpoint("vector")
+        grid, grid_info = strength_grid(cfg, vec)
+        cond, cond_path = _get_condition(cfg, model, tok, vec, out, progress) if cfg.steering.condition is not None else (None, None)
+        resolved: dict[str, Any] = {
+            "run_id": run_id,
+            "created": now_iso(),
+            "config": cfg.to_dict(),
+            "resolved": {
+                "strengths": grid,
+                "strength_grid": grid_info,
+                "vector_file": str(vec_path),
+                "vector": vec.metadata(),
+                "versions": _versions(),
+                "model": {
+                    "name": cfg.model,
+                    "class": model.__class__.__name__,
+                    "hidden_size": vec.hidden_size,
+                    "num_layers": vec.num_layers,
+                },
+                "data_hashes": {s.name: _data_hash(s.task, s.limit, cfg.seed) for s in _task_specs(cfg)},
+            },
+        }
+        ivs = [SteeringIntervention(vec, grid)]
+        if cond is not None:
+            resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata(), condition_id=condition_id(cond))
+            ivs.append(SteeringIntervention(vec, grid, cond))
+        resolved["resolved"]["store_keys"] = {iv.method: store_key(run_id, iv) for iv in ivs}
+        resolved = _sanitize(json.loads(json.dumps(resolved, default=_json_default)))
+        atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        made.update(vec=vec, grid=grid, ivs=ivs)
+
+    with session(cfg, out, run_id, stale=(".*.tmp", "figures/.*.tmp"), progress=progress, prepare=prepare) as S:
+        for iv in made["ivs"]:  # unconditional, then conditional steering (its own rows only)
+            S.evaluate(iv)
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
-        atomic_write_json(theory_path, compute_theory(cfg, model, tok, vec, grid))
+        atomic_write_json(theory_path, compute_theory(cfg, S.model, S.tokenizer, made["vec"], made["grid"]))
     return analyze(out)
 
 
@@ -309,13 +301,13 @@ def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[st
 
 def _fit_entry(e: dict[str, Any], n_boot: int, seed: int, items: set[str] | None = None, local_fraction: float = 0.25) -> dict[str, Any]:
     recs = e["records"] if items is None else [r for r in e["records"] if str(r["item"]) in items]
-    if e["metric"] in ("kl", "ce", "ce_delta"):
+    if e["metric"] in T.DRIFT_METRICS:
         S, _, Y = item_matrix(recs, e["metric"])
 
         f = fit_law("quadratic", S, Y, n_boot=n_boot, seed=seed)
         f["note"] = "drift grows with |r|; fitted with a quadratic"
         return f
-    chance = CHANCE.get(e["name"]) if e["metric"] in ("p_correct", "p_abcd") else None
+    chance = e["task_obj"].chance if e["metric"] in ("p_correct", "p_abcd") else None
     grid = sorted({float(r["strength"]) for r in recs})
     r_local = local_fraction * max(abs(x) for x in grid) if grid else None
     f = fit_task(recs, e["metric"], e["axis"], n_boot=n_boot, seed=seed, chance=chance, r_local=r_local)
@@ -360,7 +352,7 @@ def _bound_checks(tasks_out: dict[str, Any], theory: dict[str, Any], st: Any) ->
     out: dict[str, Any] = {}
     for name, t in tasks_out.items():
         bs = t["by_strength"]
-        if not bs or t["metric"] in ("kl", "ce", "ce_delta"):
+        if not bs or t["metric"] in T.DRIFT_METRICS:
             continue
         r = np.asarray([b["strength"] for b in bs], dtype=float)
         y0 = next((b["mean"] for b in bs if b["strength"] == 0.0), None)
@@ -404,7 +396,7 @@ def _task_summary(name: str, e: dict[str, Any], cfg: RunConfig) -> tuple[dict[st
             {**{k: s[k] for k in ("strength", "mean", "stderr", "n")}, "delta_stderr": dse.get(float(s["strength"]))} for s in summ
         ],
         "fit": _fit_entry(e, cfg.study.n_boot, cfg.seed, local_fraction=cfg.strengths.local_fraction),
-        "extra": e["task_obj"].aggregate(e["records"]) if e["name"] == "bbq" else {},
+        "extra": e["task_obj"].aggregate(e["records"]),
     }
     trunc = truncation(e["records"])
     if not trunc:
@@ -504,7 +496,7 @@ def _conditional(
     chosen_on = {st.alignment_task, st.helpfulness_task}
     versus: dict[str, Any] = {}
     for name, e in ents.items():
-        if name not in entries or e["metric"] in ("kl", "ce", "ce_delta"):
+        if name not in entries or e["metric"] in T.DRIFT_METRICS:
             continue
         keep = set(test) if name in chosen_on else None
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .laws import item_matrix, law_curve
+from .tasks.drift import DRIFT_METRICS
 
 __all__ = ["law_function", "efficient_strength", "split_items", "interp_mean", "tax_table"]
 
@@ -94,7 +95,7 @@ def tax_table(entries: dict[str, dict[str, Any]], records_by_entry: dict[str, li
         base = interp_mean(recs, metric, 0.0, scorer)
         at = interp_mean(recs, metric, r_star, scorer)
         row = {"task": name, "axis": e["axis"], "metric": metric, "base": base, "at_r_star": at, "r_star": r_star}
-        if e["axis"] == "helpfulness" and metric not in ("kl", "ce", "ce_delta") and base:
+        if e["axis"] == "helpfulness" and metric not in DRIFT_METRICS and base:
             row["tax_percent"] = (base - at) / base * 100
         else:
             row["tax_percent"] = None

@@ -17,7 +17,7 @@ from ..steering import steered_layers
 from .base import EvalContext, EvalResult, Item, Task, check_strengths, summarize
 from .behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
 from .choice import BBQ, MMLU, ARCChallenge, ARCEasy, HellaSwag, TruthfulQA
-from .drift import Drift
+from .drift import DRIFT_METRICS, Drift
 from .generative import GSM8K, HumanEval
 
 REGISTRY: dict[str, type[Task]] = {
@@ -39,7 +39,7 @@ REGISTRY: dict[str, type[Task]] = {
     )
 }
 
-__all__ = ["get", "names", "evaluate", "Task", "Item", "EvalContext", "EvalResult", "REGISTRY"]
+__all__ = ["DRIFT_METRICS", "get", "names", "evaluate", "Task", "Item", "EvalContext", "EvalResult", "REGISTRY"]
 
 
 def _charge(task: str, recs: list[dict[str, Any]], seconds: float, inner: dict[str, tuple[float, int]]) -> None:

@@ -56,6 +56,7 @@ class Task:
     axis: ClassVar[str] = "helpfulness"
     metric: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ()
+    chance: ClassVar[float | None] = None  # the metric's value for a model that guesses (a floor for laws), if any
     description: ClassVar[str] = ""
     needs_finished_answer: ClassVar[bool] = False  # a generation cut at the token budget is a measurement error
 

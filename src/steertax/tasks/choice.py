@@ -126,6 +126,7 @@ def _mc_rows(source: Any, bundled, task: str) -> list[dict[str, Any]]:
 
 
 class ARC(ClozeTask):
+    chance = 0.25  # four choices
     """ARC test split (cloze). Own data: ``query``, ``choices`` (list), ``gold`` (0-based)."""
 
     split: ClassVar[str] = "easy"
@@ -158,6 +159,7 @@ class HellaSwag(ClozeTask):
     """HellaSwag validation (10,042), cloze over the 4 endings."""
 
     name = "hellaswag"
+    chance = 0.25
     description = "HellaSwag, cloze-scored"
 
     def load_items(self) -> list[Item]:
@@ -406,6 +408,7 @@ class MMLU(Task):
     Own data: CSV/JSONL with ``question``, ``A``-``D``, ``answer`` (a letter)."""
 
     name = "mmlu"
+    chance = 0.25
     axis = "helpfulness"
     metric = "p_abcd"
     metrics = ("p_abcd", "p_full", "acc")

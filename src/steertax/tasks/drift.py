@@ -15,12 +15,14 @@ from ..models import format_chat
 from ..scoring import drift
 from .base import EvalContext, Item, Task
 
+DRIFT_METRICS = ("kl", "ce", "ce_delta")  # distances from the base model, not helpfulness scores (no tax %)
+
 
 class Drift(Task):
     name = "drift"
     axis = "helpfulness"
     metric = "kl"
-    metrics = ("kl", "ce", "ce_delta")
+    metrics = DRIFT_METRICS
     description = "KL(steered || unsteered) and cross-entropy on neutral text"
 
     def __init__(self, *, max_answer_tokens: int = 48, chat: bool = True, source: Any = None) -> None:
