@@ -116,9 +116,11 @@ def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
 
 
 def test_lora_delta_norm_is_the_weight_delta(tmp_path):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
-    model = get_peft_model(tiny_model("llama", n_layers=2), LoraConfig(r=3, lora_alpha=6, target_modules=["q_proj"]))
+    from steertax.align import lora_model
+
+    model = lora_model(tiny_model("llama", n_layers=2), LoraConfig(r=3, lora_alpha=6, target_modules=["q_proj"]))
     total = 0.0
     for mod in model.modules():
         if hasattr(mod, "lora_B") and "default" in getattr(mod, "lora_B", {}):

@@ -230,9 +230,11 @@ class ModelLoaded(Exception):
 
 @pytest.fixture
 def loads(monkeypatch):
-    """Patch the model loader (wherever the study finds it) to record the call and stop the run."""
+    """Patch the model loader to record the call and stop the run: in steertax.models and in every steertax
+    module that imported it at its top (the study's, align's and merge's runner, compare, the executors)."""
+    import importlib
+
     import steertax.models
-    import steertax.study
 
     calls: list[str] = []
 
@@ -240,8 +242,14 @@ def loads(monkeypatch):
         calls.append(str(name))
         raise ModelLoaded(str(name))
 
+    real = steertax.models.load_model
+    src = Path(steertax.models.__file__).parent
+    for f in sorted(src.rglob("*.py")):
+        if "load_model" in f.read_text(encoding="utf-8"):
+            mod = importlib.import_module(".".join(("steertax", *f.relative_to(src).with_suffix("").parts)).removesuffix(".__init__"))
+            if getattr(mod, "load_model", None) is real:
+                monkeypatch.setattr(mod, "load_model", fake_load_model)
     monkeypatch.setattr(steertax.models, "load_model", fake_load_model)
-    monkeypatch.setattr(steertax.study, "load_model", fake_load_model, raising=False)
     return calls
 
 
@@ -427,22 +435,14 @@ def test_resume_with_cached_vector_does_not_need_the_pairs(env, loads, tmp_path)
 
 # --------------------------------------------------------------------------- tax, compare, align, merge: before any model loads
 # Each case runs `steertax.cli.main` in-process with the model loaders patched (`no_model`: steertax's
-# load_model and transformers' AutoModelForCausalLM.from_pretrained record the call and stop the command),
+# load_model wherever it is bound, and transformers' AutoModelForCausalLM.from_pretrained, record the call and stop the command),
 # and asserts exit code 2, one stderr line naming the problem, and that no model was loaded.
 
 
 @pytest.fixture
 def no_model(loads, monkeypatch):
-    """`loads`, with every module's own binding of steertax's load_model patched (modules import it at their
-    top) and transformers' loader too: any model load is recorded (and stops the command)."""
+    """`loads`, and transformers' own loader patched too: any model load is recorded (and stops the command)."""
     import transformers
-
-    import steertax.models
-
-    fake = steertax.models.load_model  # `loads` patched it already
-    for name, mod in list(sys.modules.items()):
-        if name.startswith("steertax") and getattr(mod, "load_model", None) is not None and mod.load_model is not fake:
-            monkeypatch.setattr(mod, "load_model", fake)
 
     def fake_from_pretrained(name, *a, **k):
         loads.append(f"transformers:{name}")
@@ -528,38 +528,22 @@ BEFORE_LOAD = [
     ([MG, "{d}/merge_unknown_method.yaml", "--out", "{d}/merge_out"], ["'no_such_merge' is not one of"]),
     ([MG, "{d}/merge_unknown_task.yaml", "--out", "{d}/merge_out"], ["unknown task 'no_such_task'"]),
     ([MG, "{d}/merge_bad_task_option.yaml", "--out", "{d}/merge_out"], ["bad option"]),
+    # align and merge: the model, the tasks' data files, a specialist model, --out (their preflight)
+    ([AL, "{d}/align_unknown_model.yaml", "--out", "{d}/align_out"], ["unknown model 'no-such-model-anywhere'"]),
+    ([AL, "{d}/align_task_missing_source.yaml", "--out", "{d}/align_out"], ["tasks[0] arc_easy", "nosuch.csv", "does not exist"]),
+    ([AL, "{d}/align_task_wrong_columns.yaml", "--out", "{d}/align_out"], ["arc_wrong_columns.csv", "lacks column"]),
+    ([AL, "{d}/align_prefs_missing.yaml", "--out", "{pairs}"], ["is a file"]),
+    ([MG, "{d}/merge_unknown_model.yaml", "--out", "{d}/merge_out"], ["unknown model 'no-such-model-anywhere'"]),
+    ([MG, "{d}/merge_task_missing_source.yaml", "--out", "{d}/merge_out"], ["nosuch.csv", "does not exist"]),
+    ([MG, "{d}/merge_specialist_model_missing.yaml", "--out", "{d}/merge_out"], ["no_such_model"]),
+    # LoRA targets that name no module of the model (matched against its config, without loading it)
+    ([AL, "{d}/align_lora_unknown_layer.yaml", "--out", "{d}/align_out"], ["lora.targets", "match no module"]),
+    ([MG, "{d}/merge_lora_unknown_layer.yaml", "--out", "{d}/merge_out"], ["lora.targets", "match no module"]),
 ]
 
 
-def _xfail(case_id, args, needles, reason):
-    return pytest.param(args, needles, marks=pytest.mark.xfail(strict=True, reason=reason), id=case_id)
 
-
-LOADS_FIRST = "checked only after the model loads: "
-AFTER_LOAD = [  # align/merge inputs whose check still follows the model load (to move into their preflight)
-    _xfail("align-unknown_model", [AL, "{d}/align_unknown_model.yaml", "--out", "{d}/align_out"], ["unknown model"],
-           LOADS_FIRST + "the model name is resolved only by load_model (align.run_align)"),
-    _xfail("align-task_missing_source", [AL, "{d}/align_task_missing_source.yaml", "--out", "{d}/align_out"],
-           ["nosuch.csv", "does not exist"], LOADS_FIRST + "task data is read when the base model is evaluated (align.run_align)"),
-    _xfail("align-task_wrong_columns", [AL, "{d}/align_task_wrong_columns.yaml", "--out", "{d}/align_out"], ["lacks column"],
-           LOADS_FIRST + "task data is read when the base model is evaluated (align.run_align)"),
-    _xfail("align-lora_unknown_layer", [AL, "{d}/align_lora_unknown_layer.yaml", "--out", "{d}/align_out"],
-           ["lora.targets", "match no module"], LOADS_FIRST + "lora.targets are matched against the loaded model (align.train_setting)"),
-    _xfail("align-out_is_a_file", [AL, "{d}/align_prefs_missing.yaml", "--out", "{pairs}"], ["--out", "is a file"],
-           "before the model, but as a bare OSError ('[Errno 17] File exists') naming no fix: align.run_align mkdirs --out first"),
-    _xfail("merge-unknown_model", [MG, "{d}/merge_unknown_model.yaml", "--out", "{d}/merge_out"], ["unknown model"],
-           LOADS_FIRST + "the model name is resolved only by load_model (merging.run_merge)"),
-    _xfail("merge-task_missing_source", [MG, "{d}/merge_task_missing_source.yaml", "--out", "{d}/merge_out"],
-           ["nosuch.csv", "does not exist"], LOADS_FIRST + "task data is read when the base model is evaluated (merging.run_merge)"),
-    _xfail("merge-specialist_model_missing", [MG, "{d}/merge_specialist_model_missing.yaml", "--out", "{d}/merge_out"],
-           ["no_such_model"], LOADS_FIRST + "a specialist model is loaded after the base model (merging._specialists)"),
-    _xfail("merge-lora_unknown_layer", [MG, "{d}/merge_lora_unknown_layer.yaml", "--out", "{d}/merge_out"],
-           ["lora.targets", "match no module"], LOADS_FIRST + "lora.targets are matched against the loaded model (align.train_setting)"),
-]
-
-
-@pytest.mark.parametrize("args,needles", BEFORE_LOAD + AFTER_LOAD,
-                         ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(BEFORE_LOAD)] + [p.id for p in AFTER_LOAD])
+@pytest.mark.parametrize("args,needles", BEFORE_LOAD, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(BEFORE_LOAD)])
 def test_refused_in_one_line_before_any_model_loads(args, needles, env, no_model, capsys):
     argv = [a.format(**env) for a in args]
     before = digest(Path(env["res"]))
@@ -611,10 +595,7 @@ def test_measure_alignment_tax_checks_everything_first(env, no_model):
     assert no_model == []
 
 
-@pytest.mark.parametrize("cmd", [
-    pytest.param("align", marks=pytest.mark.xfail(strict=True, reason="align.run_align makes --out before it checks the preferences")),
-    "merge",
-])
+@pytest.mark.parametrize("cmd", ["align", "merge"])
 def test_bad_preferences_create_no_output_folder(cmd, env, no_model, tmp_path, capsys):
     out = tmp_path / "new"
     assert main(["--quiet", cmd, f"{env['d']}/{cmd}_prefs_wrong_columns.yaml", "--out", str(out)]) == 2

@@ -121,6 +121,53 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def _read(
+    store: dict[int, torch.Tensor],
+    layers: Sequence[int],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    padding_side: str,
+    position: str,
+    answer_starts: Sequence[int] | None,
+    idx: Sequence[int],
+    pool: Any,
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """One batch's reads at each layer (see :func:`capture`)."""
+    B, T = ids.shape
+    lengths = mask.sum(-1)
+    # index of each row's first real token in padded coordinates
+    first = (T - lengths) if padding_side == "left" else torch.zeros_like(lengths)
+    reps: dict[int, torch.Tensor] = {}
+    norms: dict[int, torch.Tensor] = {}
+    if pool is not None:
+        for i in layers:
+            reps[i] = pool(store[i], mask).float().cpu()
+            norms[i] = reps[i].norm(dim=-1)
+    elif position == "last":
+        last = first + lengths - 1
+        if (lengths < 2).any():
+            raise DataError("a text has a single token: the last-token read would be position 0; use longer texts")
+        rows = torch.arange(B, device=ids.device)
+        for i in layers:
+            h = store[i][rows, last].float()
+            reps[i] = h.cpu()
+            norms[i] = h.norm(dim=-1).cpu()
+    else:
+        assert answer_starts is not None  # position == "answer_mean" requires it (checked above)
+        starts = torch.as_tensor([max(1, int(answer_starts[j])) for j in idx], device=ids.device)
+        if (starts >= lengths).any():
+            bad = idx[int(torch.nonzero(starts >= lengths)[0])]
+            raise DataError(f"text {bad} has no answer tokens after its prompt: the answer must be non-empty")
+        rel = torch.arange(T, device=ids.device).unsqueeze(0) - first.unsqueeze(1)  # token index within the row
+        sel = (rel >= starts.unsqueeze(1)) & (rel < lengths.unsqueeze(1))
+        w = sel.float() / sel.sum(-1, keepdim=True).float()
+        for i in layers:
+            h = store[i].float()
+            reps[i] = torch.einsum("bt,btd->bd", w, h).cpu()
+            norms[i] = torch.einsum("bt,bt->b", w, h.norm(dim=-1)).cpu()
+    return reps, norms
+
+
 def capture(
     model: nn.Module,
     tokenizer: Any,
@@ -131,13 +178,16 @@ def capture(
     answer_starts: Sequence[int] | None = None,
     batch_size: int = 16,
     padding_side: str = "right",
+    pool: Any = None,
 ) -> Iterator[tuple[list[int], dict[int, torch.Tensor], dict[int, torch.Tensor]]]:
     """Yield ``(indices, reps, norms)`` per batch: ``reps[layer]`` is [B, d] float32 at the read
     position (``last`` token, or ``answer_mean`` = mean over tokens from ``answer_starts[i]`` to the
     end), ``norms[layer]`` the mean L2 norm of the read token(s) per row. Position 0 is excluded.
 
     The forward pass stops after the deepest requested block (the rest of the model is not run).
-    Texts are length-sorted into batches; ``indices`` map rows back to ``texts``.
+    Texts are length-sorted into batches; ``indices`` map rows back to ``texts``. ``pool(states, mask)``:
+    read each layer's [B, T, d] states with this function instead of ``position`` (norms are then those
+    of the pooled rows).
     """
     if position not in ("last", "answer_mean"):
         raise ValueError(f"position must be 'last' or 'answer_mean', got {position!r}")
@@ -171,34 +221,7 @@ def capture(
                     forward(model, ids, mask, use_cache=False)
                 except _Stop:
                     pass
-            B, T = ids.shape
-            lengths = mask.sum(-1)
-            # index of each row's first real token in padded coordinates
-            first = (T - lengths) if padding_side == "left" else torch.zeros_like(lengths)
-            reps: dict[int, torch.Tensor] = {}
-            norms: dict[int, torch.Tensor] = {}
-            if position == "last":
-                last = first + lengths - 1
-                if (lengths < 2).any():
-                    raise DataError("a text has a single token: the last-token read would be position 0; use longer texts")
-                rows = torch.arange(B, device=ids.device)
-                for i in layers:
-                    h = store[i][rows, last].float()
-                    reps[i] = h.cpu()
-                    norms[i] = h.norm(dim=-1).cpu()
-            else:
-                assert answer_starts is not None  # position == "answer_mean" requires it (checked above)
-                starts = torch.as_tensor([max(1, int(answer_starts[j])) for j in idx], device=ids.device)
-                if (starts >= lengths).any():
-                    bad = idx[int(torch.nonzero(starts >= lengths)[0])]
-                    raise DataError(f"text {bad} has no answer tokens after its prompt: the answer must be non-empty")
-                rel = torch.arange(T, device=ids.device).unsqueeze(0) - first.unsqueeze(1)  # token index within the row
-                sel = (rel >= starts.unsqueeze(1)) & (rel < lengths.unsqueeze(1))
-                w = sel.float() / sel.sum(-1, keepdim=True).float()
-                for i in layers:
-                    h = store[i].float()
-                    reps[i] = torch.einsum("bt,btd->bd", w, h).cpu()
-                    norms[i] = torch.einsum("bt,bt->b", w, h.norm(dim=-1)).cpu()
+            reps, norms = _read(store, layers, ids, mask, padding_side, position, answer_starts, idx, pool)
             yield list(idx), reps, norms
     finally:
         for hk in handles:

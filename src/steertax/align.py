@@ -49,7 +49,7 @@ from .interventions import AdapterIntervention, BaseIntervention, adapter_ready,
 from .interventions.core import description_hash
 from .models import format_chat
 from .pairs import COMPLIANCE_TEMPLATES, REFUSAL_TEMPLATES, _advbench_rows, _object_of, harmful_instructions, harmless_instructions
-from .preflight import check_run, raise_problems
+from .preflight import check_lora_targets, check_run, raise_problems
 from .runner import session
 
 log = logging.getLogger(__name__)
@@ -357,6 +357,16 @@ def _trainer(setting: AlignSetting, peft_model: Any, tokenizer: Any, rows: Seque
     return trainer
 
 
+def lora_model(model: Any, config: Any) -> Any:
+    """peft's ``get_peft_model(model, config)``. peft reads the model's ``is_gradient_checkpointing``, which
+    transformers 5 renamed and warns about (a FutureWarning about peft's call, not the user's): it is
+    made here, where that one warning is muted, so it never reaches a user's terminal."""
+    from peft import get_peft_model
+
+    with quiet_renamed_checkpointing():
+        return get_peft_model(model, config)
+
+
 def train_setting(
     model: Any,
     tokenizer: Any,
@@ -371,7 +381,7 @@ def train_setting(
 ) -> dict[str, Any]:
     """Train one LoRA adapter on ``model`` (left unchanged) and save it to ``out_dir`` (peft's
     safetensors). Returns the training log (loss per step and the final metrics)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     lora = lora or LoraSettings()
     train = train or TrainSettings()
@@ -407,7 +417,7 @@ def train_setting(
         datasets.disable_progress_bars()  # the trainers' dataset preparation bars
     was_training = model.training
     with quiet_renamed_checkpointing():
-        peft_model = get_peft_model(model, pcfg)
+        peft_model = lora_model(model, pcfg)
         try:
             trainer = _trainer(setting, peft_model, tokenizer, rows, common)
             if not progress:  # quiet: no per-step metric dicts on stdout (the log is kept in setting.json)
@@ -457,6 +467,8 @@ def check_align(cfg: AlignConfig, out: str | Path | None = None) -> None:
     def extra(P: Any) -> None:
         with P.at("data.pairs"):
             preference_data(cfg.data.pairs, 1, cfg.seed)
+        with P.at("lora.targets", wrap=ConfigError):
+            check_lora_targets(cfg.model, cfg.lora.targets)
         with P.at("executor", wrap=ConfigError):
             check_executor(cfg.executor)
 

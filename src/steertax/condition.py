@@ -113,6 +113,11 @@ class Condition:
             return np.zeros(0)
         return self.score_states(_states(model, tokenizer, prompts, [self.layer], batch_size, self.read)[self.layer]).numpy()
 
+    def gate(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decision on a batch of block outputs at this condition's layer: (fired [B] bool, scores [B])."""
+        sc = self.score_states(pool_states(h, mask, self.read))
+        return torch.as_tensor(self.decide(sc), dtype=torch.bool, device=h.device), sc
+
     def texts(self, tokenizer: Any, requests: Sequence[str]) -> list[str]:
         """Requests as this condition reads them (plain, or in the chat template when ``chat``)."""
 
@@ -257,14 +262,31 @@ def fit_threshold(pos: Sequence[float], neg: Sequence[float], objective: str = "
     return float((cands[run[0]] + cands[run[-1]]) / 2)
 
 
+def pool_states(h: torch.Tensor, mask: torch.Tensor | None, read: str) -> torch.Tensor:
+    """The one read of a condition: per row of block output ``h`` [B, T, d], the mean of its real tokens
+    after the first (``read="mean"``) or its last real token (``"last"``), from the attention ``mask``
+    (left or right padding), in float32. Used by the pre-pass (:func:`gate_items`, fitting) and by the
+    in-pass hook of ``steer(condition=)`` alike."""
+    B, T = h.shape[0], h.shape[1]
+    m = mask.to(h.device) if mask is not None and mask.shape[0] == B else torch.ones(B, T, device=h.device)
+    real = m > 0
+    pos = torch.arange(T, device=h.device).unsqueeze(0)
+    first = torch.where(real, pos, T).min(-1).values  # each row's first and last real token
+    last = torch.where(real, pos, -1).max(-1).values
+    if read == "last":
+        return h[torch.arange(B, device=h.device), last.clamp_min(0)].float()
+    w = (real & (pos > first.unsqueeze(1))).float()  # its real tokens after the first
+    return torch.einsum("bt,btd->bd", w / w.sum(-1, keepdim=True).clamp_min(1), h.float())
+
+
 def _states(
     model: Any, tokenizer: Any, prompts: Sequence[str], layers: Sequence[int], batch_size: int, read: str
 ) -> dict[int, torch.Tensor]:
-    """[n, d] float32 states per layer: mean over each prompt's tokens after the first, or its last token."""
+    """[n, d] float32 states per layer, read by :func:`pool_states`."""
 
-    kw: dict[str, Any] = {"position": "last"} if read == "last" else {"position": "answer_mean", "answer_starts": [1] * len(prompts)}
     out: dict[int, torch.Tensor] = {}
-    for idx, reps, _ in capture(model, tokenizer, list(prompts), list(layers), batch_size=batch_size, padding_side="left", **kw):
+    pool = lambda h, m: pool_states(h, m, read)  # noqa: E731
+    for idx, reps, _ in capture(model, tokenizer, list(prompts), list(layers), batch_size=batch_size, padding_side="left", pool=pool):
         for i in layers:
             if i not in out:
                 out[i] = torch.zeros(len(prompts), reps[i].shape[1])

@@ -77,7 +77,7 @@ from .interventions import (
 from .merges import MERGE_REGISTRY, energy_rank, merge_methods, outlier_ratio, register_merge_method, rtsvm_merge, thin_svd, tsvm_merge
 from .models import load_model
 from .pairs import REFUSAL_TEMPLATES
-from .preflight import check_run, raise_problems, resolve_model
+from .preflight import check_lora_targets, check_run, raise_problems, resolve_model
 from .report import _png
 from .runner import session
 from .tasks import get as get_task
@@ -529,6 +529,9 @@ def check_merge(cfg: MergeConfig, out: str | Path | None = None) -> None:
             if s.model is not None:
                 with P.at(f"{where}.model"):
                     resolve_model(str(s.model), {})
+        if any(s.data is not None for s in cfg.specialists) or cfg.mixture:
+            with P.at("lora.targets", wrap=ConfigError):
+                check_lora_targets(cfg.model, cfg.lora.targets)
         with P.at("executor", wrap=ConfigError):
             check_executor(cfg.executor)
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
+import transformers
 
 from . import models as M, tasks as T
-from ._util import parse_layers
+from ._util import cache_dir, parse_layers
 from .condition import Condition, prompt_set
 from .config import RunConfig
 from .data.loaders import is_hub_source
@@ -131,6 +132,33 @@ def _model_dir(name: str, path: Path, builtin: list[str]) -> tuple[Optional[int]
             "tokenizer beside the model (tokenizer.save_pretrained(dir))"
         )
     return _shape(_config_json(path))
+
+
+def module_names(name: str) -> Optional[set[str]]:
+    """The last name component of every module of model ``name`` (``q_proj``, ``down_proj`` ...), from its
+    config alone (instantiated on the meta device: no weights read); None when no config is at hand without
+    loading the model (a hub id, or a built-in GGUF not yet converted)."""
+    key = M._ALIASES.get(name.lower(), name.lower())
+    path = Path(name).expanduser()
+    if key in M.BUILTIN_MODELS:
+        path = cache_dir() / "converted" / M.BUILTIN_MODELS[key].sha256
+    if not (path / "config.json").is_file():
+        return None
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path))
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+    except Exception:  # an unusual config: the check happens when the model loads
+        return None
+    return {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
+
+
+def check_lora_targets(model: str, targets: Sequence[str]) -> None:
+    """``lora.targets`` must match some module of the model (the rule of the trainer, checked before loading)."""
+    names = module_names(model)
+    if names is not None and not any(t in names for t in targets):
+        linear = sorted(n for n in names if n.endswith("proj") or n in ("c_attn", "c_proj", "c_fc", "fc1", "fc2"))
+        raise ConfigError(f"lora.targets {list(targets)} match no module of this model: name its linear layers, e.g. {linear[:7]}")
 
 
 def resolve_model(name: str, info: dict[str, Any]) -> None:

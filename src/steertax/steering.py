@@ -301,28 +301,16 @@ class _Gate:
 
 
 def _condition_hook(cond: Any, gate: _Gate, state: _PositionState, handle: "SteeringHandle") -> Callable[[nn.Module, Any, Any], None]:
-    """The forward hook on the condition's block: at the first call of each prompt, read every row (the
-    mean of its real tokens after the first, or its last real token, from the call's attention mask)
-    and decide which rows are steered."""
+    """The forward hook on the condition's block: at the first call of each prompt, the condition's gate
+    (:meth:`Condition.gate`, the same read and decision as the pre-pass) decides which rows are steered."""
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if gate.serial == state.serial and gate.rows is not None:
             return
         h = output[0] if isinstance(output, tuple) else output
-        B, T = h.shape[0], h.shape[1]
-        m = state.mask.to(h.device) if state.mask is not None and state.mask.shape[0] == B else torch.ones(B, T, device=h.device)
-        real = m > 0
-        pos = torch.arange(T, device=h.device).unsqueeze(0)
-        first = torch.where(real, pos, T).min(-1).values  # each row's first and last real token (left or right padding)
-        last = torch.where(real, pos, -1).max(-1).values
-        if cond.read == "last":
-            x = h[torch.arange(B, device=h.device), last.clamp_min(0)]
-        else:
-            w = (real & (pos > first.unsqueeze(1))).float()  # its real tokens after the first
-            x = torch.einsum("bt,btd->bd", w / w.sum(-1, keepdim=True).clamp_min(1), h.float())
-        sc = cond.score_states(x)
+        fired, sc = cond.gate(h, state.mask)
         gate.scores = sc.detach().cpu()
-        gate.rows = cond.decide(sc).to(h.dtype)
+        gate.rows = fired.to(h.dtype)
         gate.serial = state.serial
         handle.fired = gate.rows.detach().bool().cpu()
 
