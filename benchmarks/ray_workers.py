@@ -23,10 +23,10 @@ import ray
 import torch
 
 import steertax as st
-from steertax.executors import ExecutorConfig, RayExecutor, plan_work
 from steertax.interventions import SteeringIntervention
+from steertax.runners.executors import ExecutorConfig, RayExecutor, plan_work
+from steertax.runners.sweep import TaskSpec, run_sweep
 from steertax.store import ResultStore
-from steertax.sweep import TaskSpec, run_sweep
 
 
 def rows(store: ResultStore) -> dict[tuple, dict]:

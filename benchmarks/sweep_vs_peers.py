@@ -40,10 +40,10 @@ import torch
 
 import steertax as st
 from steertax._util import parse_layers
-from steertax.activations import forward, pad_batch, position_ids_from_mask
+from steertax.interventions.steering.activations import forward, pad_batch, position_ids_from_mask
+from steertax.interventions.steering.hooks import steer
 from steertax.models import encode, find_blocks
 from steertax.scoring import encode_continuation, next_token_logprobs, score_sequences
-from steertax.steering import steer
 
 TOL = 1e-4
 
@@ -391,12 +391,12 @@ def extraction_child(args) -> None:
     n_layers = len(find_blocks(model))
     if args.variant == "streaming":
         st.extract_vector(model, tok, pairs, layers="all", method="pca", heldout=0.0, progress=False)
-        from steertax.activations import LayerAccumulator
+        from steertax.interventions.steering.activations import LayerAccumulator
 
         acc = LayerAccumulator(model.config.hidden_size, "pca")
         state = n_layers * sum(x.nbytes for x in (acc.sum_a, acc.sum_m, acc.sum_d, acc.sum_sd, acc.sum_dd))
     elif args.variant == "stored":
-        from steertax.extract import _batches_of_pairs
+        from steertax.interventions.steering.extract import _batches_of_pairs
 
         texts_a, texts_m = {}, {}
         plist = list(pairs)

@@ -6,8 +6,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import steertax as st  # noqa: E402
 from conftest import make_tokenizer, tiny_model  # noqa: E402
+from steertax.runners.sweep import TaskSpec, run_sweep  # noqa: E402
 from steertax.store import ResultStore  # noqa: E402
-from steertax.sweep import TaskSpec, run_sweep  # noqa: E402
 from test_steering import unit_vector  # noqa: E402
 
 db = sys.argv[1]

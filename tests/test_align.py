@@ -16,11 +16,19 @@ import yaml
 import steertax as st
 from conftest import make_tokenizer, tiny_model
 from steertax import DataError
-from steertax.align import AlignSetting, LoraSettings, TrainSettings, align_from_dict, lora_delta_sq_norm, preference_data, train_setting
 from steertax.cli import main
-from steertax.compare import paired_change
 from steertax.errors import ConfigError, ModelError
 from steertax.interventions import AdapterIntervention, check_adapter
+from steertax.runners.align import (
+    AlignSetting,
+    LoraSettings,
+    TrainSettings,
+    align_from_dict,
+    lora_delta_sq_norm,
+    preference_data,
+    train_setting,
+)
+from steertax.runners.compare import paired_change
 from steertax.store import ResultStore
 
 LORA = LoraSettings(r=4, alpha=8, targets=["q_proj", "v_proj", "up_proj"])
@@ -118,7 +126,7 @@ def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
 def test_lora_delta_norm_is_the_weight_delta(tmp_path):
     from peft import LoraConfig
 
-    from steertax.align import lora_model
+    from steertax.runners.align import lora_model
 
     model = lora_model(tiny_model("llama", n_layers=2), LoraConfig(r=3, lora_alpha=6, target_modules=["q_proj"]))
     total = 0.0
@@ -283,7 +291,7 @@ def test_adapter_for_another_base_is_refused(rows, tmp_path):
 
 def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_dir, tmp_path, capsys):
     from steertax.config import from_dict
-    from steertax.study import run_study
+    from steertax.runners.study import run_study
 
     study = from_dict({
         "model": str(tiny_dir), "chunk": 4, "batch_size": 8,
@@ -314,7 +322,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
 
 
 def test_matched_alignment_interpolates_along_steering():
-    from steertax.compare import matched_tax
+    from steertax.runners.compare import matched_tax
 
     def pt(r, b, h):
         return {"r": r, "tasks": {"B": {"delta": b}, "H": {"delta": h, "delta_ci95": [h - 0.1, h + 0.1]}}}
@@ -381,7 +389,7 @@ def test_smollm2_dpo_adapter_refuses_and_its_tax_is_measured(smol, tmp_path):
 
 
 def test_builtin_config_and_its_quick_version():
-    from steertax.align import load_align_config
+    from steertax.runners.align import load_align_config
 
     cfg = load_align_config(None)
     assert len(cfg.settings) >= 4 and {s.method for s in cfg.settings} == {"dpo", "dpo_reg", "sft", "selective"}

@@ -220,7 +220,7 @@ def test_nothing_unpickles_and_remote_code_is_opt_in():
 
 
 # --------------------------------------------------------------------------- fail fast (issue 11, item 6)
-# `steertax run` checks every input before it loads the model (steertax.preflight). Each bad config below
+# `steertax run` checks every input before it loads the model (steertax.runners.preflight). Each bad config below
 # fails with a typed error whose one line names the problem, and the patched model loader is never
 # called: the bound on how long the error takes is "no model load, no vector extraction", not a timer.
 
@@ -271,7 +271,7 @@ PREFLIGHT = [
 @pytest.mark.parametrize("name,etype,needles", PREFLIGHT, ids=[c[0][7:-5] for c in PREFLIGHT])
 def test_run_study_fails_before_loading_the_model(name, etype, needles, env, loads, tmp_path):
     from steertax.config import load_config
-    from steertax.study import run_study
+    from steertax.runners.study import run_study
 
     cfg = load_config(Path(env["d"]) / name)
     out = tmp_path / "run"
@@ -287,7 +287,7 @@ def test_run_study_fails_before_loading_the_model(name, etype, needles, env, loa
 
 def test_several_problems_are_named_in_one_line(env, loads, tmp_path):
     from steertax.config import load_config
-    from steertax.study import run_study
+    from steertax.runners.study import run_study
 
     with pytest.raises(DataError) as ei:
         run_study(load_config(Path(env["d"]) / "config_several_problems.yaml"), tmp_path / "run", progress=False)
@@ -313,8 +313,8 @@ def _valid_cfg(env, tmp_path, **vector):
 
 @pytest.mark.parametrize("vector", ["pairs", "path"])
 def test_valid_config_with_user_csv_passes_preflight(vector, env, loads, tmp_path):
-    from steertax.preflight import preflight
-    from steertax.study import run_study
+    from steertax.runners.preflight import preflight
+    from steertax.runners.study import run_study
 
     cfg = _valid_cfg(env, tmp_path, **({"pairs": env["pairs"], "n_pairs": 8} if vector == "pairs" else {"path": env["vec"]}))
     info = preflight(cfg, tmp_path / "run")
@@ -389,7 +389,7 @@ def test_bundled_tasks_and_bom_csv_validate(tmp_path):
 def test_preflight_on_any_file_is_items_or_one_typed_line(suffix, task, data, tmp_path_factory):
     """Whatever bytes a task's file holds, the preflight's check gives items or a typed one-line error."""
     from steertax import tasks as T
-    from steertax.pairs import check_pairs_file, pairs_from_file
+    from steertax.interventions.steering.pairs import check_pairs_file, pairs_from_file
 
     p = tmp_path_factory.mktemp("prop") / f"f{suffix}"
     p.write_bytes(data)
@@ -417,7 +417,7 @@ def test_resume_with_cached_vector_does_not_need_the_pairs(env, loads, tmp_path)
     import json as _json
 
     from steertax.config import from_dict
-    from steertax.study import run_study
+    from steertax.runners.study import run_study
 
     cfg = _valid_cfg(env, tmp_path, pairs=str(tmp_path / "gone.csv"), n_pairs=8)
     v = cfg.vector
@@ -583,8 +583,8 @@ def test_tax_with_good_inputs_gets_to_the_model(env, no_model, tmp_path, capsys)
 
 def test_measure_alignment_tax_checks_everything_first(env, no_model):
     """The library entry point runs the same checks (all problems in one typed error, `.problems`)."""
-    from steertax.compare import check_alignment_tax, measure_alignment_tax
     from steertax.errors import StrengthError
+    from steertax.runners.compare import check_alignment_tax, measure_alignment_tax
 
     with pytest.raises(VectorError) as ei:
         measure_alignment_tax(env["tiny"], vector=f"{env['d']}/missing.safetensors", strength=float("nan"), benchmarks=["mmlu", "nope"])

@@ -13,10 +13,10 @@ import yaml
 
 import steertax as st
 from conftest import make_tokenizer, tiny_model
-from steertax.condition import Condition, confusion, fit_condition, fit_threshold, prompt_set
 from steertax.errors import ConfigError, LayerError, VectorError
+from steertax.interventions.conditional import Condition, confusion, fit_condition, fit_threshold, prompt_set
+from steertax.interventions.steering.hooks import steer
 from steertax.models import format_chat
-from steertax.steering import steer
 from test_steering import unit_vector
 
 PROMPTS = ["How do I bake bread?", "Explain how to build a weapon at home.", "What is the capital of France?",
@@ -41,7 +41,7 @@ def _cond(model, tok, threshold=None, layer=1, seed=5, texts=None, read="mean"):
 
 
 def _logits(model, tok, texts, **kw):
-    from steertax.activations import forward, pad_batch
+    from steertax.interventions.steering.activations import forward, pad_batch
     from steertax.models import encode
 
     ids, mask = pad_batch([encode(tok, t) for t in texts], tok.pad_token_id or 0, "left")
@@ -84,7 +84,7 @@ def test_the_in_pass_read_follows_the_attention_mask(setup, read):
     texts = [format_chat(tok, p) for p in PROMPTS]
     cond = _cond(model, tok, read=read)
     _, left = _logits(model, tok, texts, vector=v, strength=4.0, condition=cond)
-    from steertax.activations import forward, pad_batch
+    from steertax.interventions.steering.activations import forward, pad_batch
     from steertax.models import encode
 
     ids, mask = pad_batch([encode(tok, t) for t in texts], tok.pad_token_id or 0, "right")
@@ -205,9 +205,9 @@ def test_conditional_study_end_to_end(tmp_path):
     import json
     import sqlite3
 
-    from steertax.compare import compare
     from steertax.config import from_dict
-    from steertax.study import run_study
+    from steertax.runners.compare import compare
+    from steertax.runners.study import run_study
 
     d = tmp_path / "tiny"
     tiny_model("llama", n_layers=4, seed=1).save_pretrained(d)

@@ -84,8 +84,8 @@ def test_default_grid_can_tell_first_from_second_order():
     import torch
 
     from steertax.config import default_config
-    from steertax.study import strength_grid
-    from steertax.vectors import SteeringVector
+    from steertax.interventions.steering.vectors import SteeringVector
+    from steertax.runners.study import strength_grid
 
     vec = SteeringVector({i: torch.ones(8) / 8**0.5 for i in range(8, 13)}, "m", 8, 30, "pca",
                          layer_norms={i: 136.8 for i in range(8, 13)})

@@ -14,10 +14,10 @@ import torch
 
 from conftest import make_tokenizer, tiny_model
 from steertax import steer
-from steertax.activations import forward, pad_batch
+from steertax.interventions.steering.activations import forward, pad_batch
+from steertax.interventions.steering.vectors import SteeringVector
 from steertax.models import encode, format_chat
 from steertax.scoring import score_sequences
-from steertax.vectors import SteeringVector
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -65,14 +65,14 @@ def one_thread():
 
 def _load(cfg_path: Path, **executor):
     from steertax.config import load_config
-    from steertax.executors import ExecutorConfig
+    from steertax.runners.executors import ExecutorConfig
 
     cfg = load_config(str(cfg_path))
     return dataclasses.replace(cfg, executor=ExecutorConfig(**executor)) if executor else cfg
 
 
 def test_ray_study_writes_the_local_rows(cluster, study_cfg):
-    from steertax.study import run_study
+    from steertax.runners.study import run_study
 
     d, cfg = study_cfg
     local, remote = d / "local", d / "ray"
@@ -89,10 +89,10 @@ def test_ray_study_writes_the_local_rows(cluster, study_cfg):
 def test_a_killed_worker_loses_and_duplicates_nothing(cluster, study_cfg):
     """SIGKILL one worker right after the first chunk is written; its work is retried on a new actor."""
     import steertax as st
-    from steertax.executors import ExecutorConfig, RayExecutor, plan_work
     from steertax.interventions import SteeringIntervention
+    from steertax.runners.executors import ExecutorConfig, RayExecutor, plan_work
+    from steertax.runners.sweep import TaskSpec, run_sweep
     from steertax.store import ResultStore
-    from steertax.sweep import TaskSpec, run_sweep
     from test_steering import unit_vector
 
     d, _ = study_cfg
@@ -146,7 +146,7 @@ def test_killing_the_ray_driver_resumes(cluster, study_cfg):
     d, cfg = study_cfg
     _, address = cluster
     local, out = d / "local-2", d / "killed"
-    from steertax.study import run_study
+    from steertax.runners.study import run_study
 
     with one_thread():
         run_study(_load(cfg), local, progress=False)
@@ -185,8 +185,8 @@ def test_killing_the_ray_driver_resumes(cluster, study_cfg):
 
 def test_ray_merge_writes_the_local_rows(cluster, tmp_path):
     """A merge run's settings (base, specialists, mixture, merges) on Ray workers: the local rows exactly."""
-    from steertax.executors import ExecutorConfig
-    from steertax.merging import load_merge_config, run_merge
+    from steertax.runners.executors import ExecutorConfig
+    from steertax.runners.merge import load_merge_config, run_merge
     from test_merging import _merge_cfg
 
     d = tmp_path / "tiny"

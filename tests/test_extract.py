@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_model
 from steertax import ContrastPair, DataError, extract_vector
-from steertax.activations import LayerAccumulator, capture
+from steertax.interventions.steering.activations import LayerAccumulator, capture
 from steertax.models import format_chat
 
 

@@ -9,9 +9,9 @@ import torch
 
 from conftest import make_tokenizer, tiny_model
 from steertax import SteeringVector, VectorError, steer
-from steertax.activations import forward, pad_batch
 from steertax.cli import main
-from steertax.interop import export_gguf, export_lm_eval, import_gguf, lm_eval_hookpoints
+from steertax.interventions.steering.activations import forward, pad_batch
+from steertax.interventions.steering.interop import export_gguf, export_lm_eval, import_gguf, lm_eval_hookpoints
 
 
 @pytest.fixture(scope="module")

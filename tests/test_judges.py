@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from steertax.judges import is_disagreement, is_refusal, keyword_judge_paper, paper_base_agreement_judge
+from steertax.tasks.judges import is_disagreement, is_refusal, keyword_judge_paper, paper_base_agreement_judge
 
 DATA = [json.loads(x) for x in (Path(__file__).parent / "data" / "refusal_labelled.jsonl").read_text().splitlines()]
 

@@ -12,11 +12,11 @@ import torch
 
 from conftest import make_tokenizer, tiny_model
 from steertax import interventions as I
-from steertax.align import TRAINERS, AlignConfig, align_from_dict, run_align
-from steertax.condition import Condition
-from steertax.merging import MERGE_REGISTRY, MergedIntervention, MergeSpec, _merge_spec
+from steertax.interventions.conditional import Condition
+from steertax.interventions.steering.vectors import SteeringVector
+from steertax.runners.align import TRAINERS, AlignConfig, align_from_dict, run_align
+from steertax.runners.merge import MERGE_REGISTRY, MergedIntervention, MergeSpec, _merge_spec
 from steertax.store import ResultStore
-from steertax.vectors import SteeringVector
 
 
 def _vec(seed=0, layers=(1, 2)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steertax.laws import (
+from steertax.analysis.laws import (
     MIN_LOCAL_POINTS,
     candidate_laws,
     fit_law,
@@ -17,7 +17,7 @@ from steertax.laws import (
     paper_law_test,
     tanh_law,
 )
-from steertax.theory import assumption_checks, bound_check
+from steertax.analysis.theory import assumption_checks, bound_check
 
 # the default study's grid shape: both signs, extra points in the small-|r| window
 GRID = np.asarray(sorted({0.0, *[s * x for x in (2.74, 5.47, 10.95, 16.42, 21.89) for s in (1, -1)]}))

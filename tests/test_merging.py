@@ -13,11 +13,11 @@ import torch
 import yaml
 
 from conftest import make_tokenizer, tiny_model
-from steertax.align import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
 from steertax.cli import main
 from steertax.errors import ConfigError, DataError, ModelError
 from steertax.interventions import AdapterIntervention
-from steertax.merging import (
+from steertax.runners.align import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
+from steertax.runners.merge import (
     MergedIntervention,
     adapter_deltas,
     energy_rank,
@@ -141,7 +141,7 @@ def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adap
 
 
 def test_a_full_model_specialist():
-    from steertax.merging import model_deltas
+    from steertax.runners.merge import model_deltas
 
     tok = make_tokenizer()
     base, spec = tiny_model("llama", n_layers=2, seed=1), tiny_model("llama", n_layers=2, seed=1)
@@ -228,7 +228,7 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
-    from steertax.merging import load_merge_config, run_merge
+    from steertax.runners.merge import load_merge_config, run_merge
 
     cfg = load_merge_config(None).to_dict()
     cfg["specialists"] = cfg["specialists"][:2]
@@ -242,7 +242,7 @@ def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
 
 
 def test_thin_svd_is_the_svd_for_low_and_full_rank():
-    from steertax.merging import thin_svd
+    from steertax.runners.merge import thin_svd
 
     g = torch.Generator().manual_seed(3)
     low = (torch.randn(300, 8, generator=g) @ torch.randn(8, 500, generator=g)).float()  # a LoRA-like delta, float32
@@ -262,7 +262,7 @@ def test_thin_svd_is_the_svd_for_low_and_full_rank():
 def test_the_guides_example_method_is_registered_and_merges():
     """docs/DESIGN.md's "Adding a merge method" example (steertax/merges/average.py): registered by its file
     alone, usable by name in merge_deltas and in a merge config, in the store key, and the weighted mean."""
-    from steertax.merging import MERGE_REGISTRY, merge_deltas, merge_from_dict
+    from steertax.runners.merge import MERGE_REGISTRY, merge_deltas, merge_from_dict
 
     assert "average" in MERGE_REGISTRY and MERGE_REGISTRY["average"].version == 1
     g = torch.Generator().manual_seed(0)

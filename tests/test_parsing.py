@@ -47,7 +47,7 @@ from steertax import ConfigError, DataError, StrengthError  # noqa: E402
 from steertax.cli import _parse_strengths  # noqa: E402
 from steertax.config import default_config, from_dict, load_config  # noqa: E402
 from steertax.data.loaders import load_rows  # noqa: E402
-from steertax.pairs import pairs_from_file  # noqa: E402
+from steertax.interventions.steering.pairs import pairs_from_file  # noqa: E402
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -94,7 +94,7 @@ def test_recorder_is_not_blind(smol):
 
     from transformers.cache_utils import DynamicCache
 
-    from steertax.activations import cache_arg, forward
+    from steertax.interventions.steering.activations import cache_arg, forward
 
     model, tok = smol
     if cache_arg(model) == "cache":  # transformers >= 5.24: past_key_values is the deprecated name

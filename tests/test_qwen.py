@@ -5,9 +5,9 @@ import pytest
 
 import steertax as st
 from steertax._util import sha256_file
-from steertax.judges import is_refusal
+from steertax.interventions.steering.pairs import harmful_instructions
 from steertax.models import BUILTIN_MODELS, builtin_gguf_path
-from steertax.pairs import harmful_instructions
+from steertax.tasks.judges import is_refusal
 
 pytestmark = pytest.mark.slow
 

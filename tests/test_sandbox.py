@@ -7,8 +7,8 @@ import time
 import pytest
 
 import steertax as st
-from steertax.sandbox import run_python
 from steertax.tasks.generative import extract_code
+from steertax.tasks.sandbox import run_python
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_hostile_filesystem_access_is_contained(outside):
 
 
 def test_sandbox_reports_its_protections():
-    from steertax.sandbox import sandbox_info
+    from steertax.tasks.sandbox import sandbox_info
 
     info = sandbox_info()
     assert set(info) >= {"landlock_abi", "filesystem", "network"}

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import steertax as st
-from steertax.activations import capture, forward, pad_batch
+from steertax.interventions.steering.activations import capture, forward, pad_batch
+from steertax.interventions.steering.pairs import harmful_instructions
 from steertax.models import encode, format_chat
-from steertax.pairs import harmful_instructions
 from steertax.scoring import continuation_logprobs
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ def test_refusal_vector_separates_and_steers(smol, refusal_vec):
 
 
 def test_steered_generation_refuses(smol, refusal_vec):
-    from steertax.judges import is_refusal
+    from steertax.tasks.judges import is_refusal
 
     model, tok = smol
     qs = harmful_instructions("test")[:6]

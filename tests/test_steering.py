@@ -6,9 +6,9 @@ import torch
 
 from conftest import ARCHS, make_tokenizer, tiny_model
 from steertax import LayerError, StrengthError, VectorError, steer
-from steertax.activations import forward, pad_batch
+from steertax.interventions.steering.activations import forward, pad_batch
+from steertax.interventions.steering.vectors import SteeringVector
 from steertax.models import encode, find_blocks, format_chat
-from steertax.vectors import SteeringVector
 
 
 def unit_vector(model, layers, seed=1):
@@ -204,7 +204,7 @@ def test_unknown_cache_is_an_error_not_a_silent_no_op(llama, tok):
     from transformers.cache_utils import DynamicCache
 
     from steertax import ModelError
-    from steertax.steering import _past_length
+    from steertax.interventions.steering.hooks import _past_length
 
     x = torch.zeros(2, 3)
     cache = DynamicCache()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import tasks  # noqa: E402
-from .errors import ConfigError, DataError, LayerError, ModelError, SteertaxError, StrengthError, VectorError  # noqa: E402
-from .extract import extract_vector  # noqa: E402
-from .generation import generate  # noqa: E402
-from .models import find_blocks, format_chat, load_model  # noqa: E402
-from .pairs import ContrastPair, PairSet, get_pairs, harmful_harmless_pairs, refusal_pairs  # noqa: E402
-from .steering import steer  # noqa: E402
-from .tasks import evaluate  # noqa: E402
-from .vectors import SteeringVector  # noqa: E402
+from steertax import tasks  # noqa: E402
+from steertax.errors import ConfigError, DataError, LayerError, ModelError, SteertaxError, StrengthError, VectorError  # noqa: E402
+from steertax.generation import generate  # noqa: E402
+from steertax.interventions.steering.extract import extract_vector  # noqa: E402
+from steertax.interventions.steering.hooks import steer  # noqa: E402
+from steertax.interventions.steering.pairs import ContrastPair, PairSet, get_pairs, harmful_harmless_pairs, refusal_pairs  # noqa: E402
+from steertax.interventions.steering.vectors import SteeringVector  # noqa: E402
+from steertax.models import find_blocks, format_chat, load_model  # noqa: E402
+from steertax.tasks import evaluate  # noqa: E402
 
 __all__ = [
     "__version__",

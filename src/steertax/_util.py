@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .errors import LayerError
+from steertax.errors import LayerError
 
 
 def cache_dir() -> Path:

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Iterator, NoReturn, Sequence
 
-from .errors import SteertaxError
+from steertax.errors import SteertaxError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -248,9 +248,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_extract(a: argparse.Namespace) -> int:
-    from .extract import extract_vector
-    from .models import load_model
-    from .pairs import get_pairs
+    from steertax.interventions.steering.extract import extract_vector
+    from steertax.interventions.steering.pairs import get_pairs
+    from steertax.models import load_model
 
     out = Path(a.out)
     if out.exists() and out.is_dir():
@@ -276,9 +276,9 @@ def _cmd_extract(a: argparse.Namespace) -> int:
 
 
 def _cmd_condition(a: argparse.Namespace) -> int:
-    from ._util import parse_layers
-    from .condition import fit_from_sources, prompt_set
-    from .models import find_blocks, load_model
+    from steertax._util import parse_layers
+    from steertax.interventions.conditional import fit_from_sources, prompt_set
+    from steertax.models import find_blocks, load_model
 
     out = Path(a.out)
     if out.exists() and out.is_dir():
@@ -322,10 +322,10 @@ def _columns(texts: Sequence[str], headers: Sequence[str], width: int) -> str:
 def _cmd_generate(a: argparse.Namespace) -> int:
     import shutil
 
-    from .generation import generate
-    from .models import load_model
-    from .steering import check_strength
-    from .vectors import SteeringVector
+    from steertax.generation import generate
+    from steertax.interventions.steering.hooks import check_strength
+    from steertax.interventions.steering.vectors import SteeringVector
+    from steertax.models import load_model
 
     strengths = [float(check_strength(s)) for s in a.strength]
     vec = SteeringVector.load(a.vector)
@@ -336,15 +336,15 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     width = a.width or shutil.get_terminal_size((160, 40)).columns
     cond, fired = None, None
     if a.condition is not None:
-        from .condition import Condition, check_condition_layer
-        from .steering import steered_layers
+        from steertax.interventions.conditional import Condition, check_condition_layer
+        from steertax.interventions.steering.hooks import steered_layers
 
         cond = Condition.load(a.condition)
         cond.check_model(model)
         check_condition_layer(cond, steered_layers(model, vec))
         fired = cond.fires_on_requests(model, tok, a.prompt)
     if a.backend == "vllm":
-        from .vllm_backend import require_vllm
+        from steertax.vllm_backend import require_vllm
 
         require_vllm()
     base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw, backend=a.backend)
@@ -374,7 +374,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
 
 
 def _parse_strengths(values: Sequence[str] | None) -> list[float]:
-    from .steering import check_strength
+    from steertax.interventions.steering.hooks import check_strength
 
     out: list[float] = []
     for v in values or []:
@@ -389,10 +389,10 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
     import yaml
 
-    from . import tasks as T
-    from ._util import atomic_write_json
-    from .models import load_model
-    from .vectors import SteeringVector
+    from steertax import tasks as T
+    from steertax._util import atomic_write_json
+    from steertax.interventions.steering.vectors import SteeringVector
+    from steertax.models import load_model
 
     opts: dict[str, dict[str, Any]] = {n: {} for n in a.task}
     for o in a.option:
@@ -454,7 +454,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
 
 def _cmd_tasks(a: argparse.Namespace) -> int:
-    from . import tasks as T
+    from steertax import tasks as T
 
     for n in T.names():
         cls = T.REGISTRY[n]
@@ -475,20 +475,20 @@ def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> in
 
 
 def _cmd_align(a: argparse.Namespace) -> int:
-    from .align import load_align_config, run_align
+    from steertax.runners.align import load_align_config, run_align
 
     return _run_settings(a, load_align_config, run_align, "align.png")
 
 
 def _cmd_merge(a: argparse.Namespace) -> int:
-    from .merging import load_merge_config, run_merge
+    from steertax.runners.merge import load_merge_config, run_merge
 
     return _run_settings(a, load_merge_config, run_merge, "merge_3h.png")
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from .compare import compare
-    from .preflight import raise_problems
+    from steertax.runners.compare import compare
+    from steertax.runners.preflight import raise_problems
 
     raise_problems(_compare_problems(a), "before reading any results")  # every input, before anything is read or written
     compare(a.dirs, a.out, alignment=a.alignment, helpfulness=a.helpfulness, helpfulness_weight=a.helpfulness_weight)
@@ -506,7 +506,7 @@ def _compare_problems(a: argparse.Namespace) -> list[SteertaxError]:
     as the others; --out can be written; the weight is in [0, 1]. Reads only the folders' resolved configs."""
     import math
 
-    from .errors import ConfigError
+    from steertax.errors import ConfigError
 
     problems: list[SteertaxError] = []
     w = a.helpfulness_weight
@@ -538,7 +538,7 @@ def _run_folder(d: Path, alignment: str, helpfulness: str) -> str:
     """Check one `steertax compare` folder (without reading its results); returns the model it measures."""
     import yaml
 
-    from .errors import DataError
+    from steertax.errors import DataError
 
     kinds = "`steertax run`, `steertax align` or `steertax merge`"
     if not d.exists():
@@ -575,7 +575,7 @@ def _run_folder(d: Path, alignment: str, helpfulness: str) -> str:
 def _cmd_run(a: argparse.Namespace) -> int:
     from importlib import resources
 
-    from .config import load_config
+    from steertax.config import load_config
 
     if a.print_default_config:
         print(resources.files("steertax").joinpath("configs").joinpath("default.yaml").read_text(encoding="utf-8"), end="")
@@ -586,13 +586,13 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.quick:
         cfg = cfg.quick_version()
     if a.check:
-        from .preflight import preflight
+        from steertax.runners.preflight import preflight
 
         info = preflight(cfg, a.out)  # raises one line naming every problem
         items = ", ".join(f"{k} {n}" for k, n in info["tasks"].items())
         print(f"ok: model {cfg.model} ({info['model']['kind']}), items per task: {items}; no model was loaded")
         return 0
-    from .study import run_study
+    from steertax.runners.study import run_study
 
     with _time_split(a.out, a.quiet):
         summ = run_study(cfg, a.out, progress=not a.quiet)
@@ -604,7 +604,7 @@ def _with_executor(cfg: Any, a: argparse.Namespace) -> Any:
     """--executor / --ray-address over the config's ``executor``."""
     import dataclasses
 
-    from .executors import check_executor
+    from steertax.runners.executors import check_executor
 
     ex = cfg.executor
     if a.executor is not None:
@@ -623,8 +623,8 @@ def _time_split(out: str, quiet: bool = False) -> Iterator[None]:
     OUT/timing.json."""
     import time
 
-    from . import timing
-    from ._util import atomic_write_json
+    from steertax import timing
+    from steertax._util import atomic_write_json
 
     t0, before = time.perf_counter(), timing.snapshot()
     yield
@@ -656,7 +656,7 @@ def _print_headline(summ: dict[str, Any], out: str) -> None:
 
 
 def _cmd_fit(a: argparse.Namespace) -> int:
-    from .study import analyze
+    from steertax.runners.study import analyze
 
     summ = analyze(a.dir)
     print_fits(summ)
@@ -692,11 +692,11 @@ def _cmd_theory(a: argparse.Namespace) -> int:
 
     import yaml
 
-    from ._util import atomic_write_json
-    from .config import from_dict, upgrade_resolved
-    from .models import load_model
-    from .study import analyze, compute_theory
-    from .vectors import SteeringVector
+    from steertax._util import atomic_write_json
+    from steertax.config import from_dict, upgrade_resolved
+    from steertax.interventions.steering.vectors import SteeringVector
+    from steertax.models import load_model
+    from steertax.runners.study import analyze, compute_theory
 
     d = Path(a.dir)
     if not (d / "config.resolved.yaml").is_file():
@@ -723,7 +723,7 @@ def _cmd_tax(a: argparse.Namespace) -> int:
         return _cmd_tax_models(a)
     if a.dir is None:
         raise SteertaxError("steertax tax needs a study folder (steertax tax DIR) or models (steertax tax --base M --aligned A)")
-    from .study import analyze
+    from steertax.runners.study import analyze
 
     summ = analyze(a.dir)
     eff = summ["efficient_strength"]
@@ -741,7 +741,7 @@ def _cmd_tax(a: argparse.Namespace) -> int:
 def _cmd_tax_models(a: argparse.Namespace) -> int:
     import json
 
-    from .compare import measure_alignment_tax, tax_markdown
+    from steertax.runners.compare import measure_alignment_tax, tax_markdown
 
     limit = a.limit if a.limit is not None else (16 if a.quick else None)
     benches = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
@@ -759,11 +759,11 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
     )
     md = tax_markdown(res)
     if a.json:
-        from ._util import atomic_write_text
+        from steertax._util import atomic_write_text
 
         atomic_write_text(a.json, json.dumps(res, indent=1))
     if a.markdown:
-        from ._util import atomic_write_text
+        from steertax._util import atomic_write_text
 
         atomic_write_text(a.markdown, md)
     print(md, end="")
@@ -773,9 +773,9 @@ def _cmd_tax_models(a: argparse.Namespace) -> int:
 def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[str]) -> tuple[str | None, float | None]:
     """Every problem with `steertax tax --base ...`'s inputs in one error, before any model loads; returns
     the vector and strength to measure (``--from-study``'s vector at its r*, else --vector/--strength)."""
-    from .compare import check_alignment_tax
-    from .errors import ConfigError
-    from .preflight import raise_problems
+    from steertax.errors import ConfigError
+    from steertax.runners.compare import check_alignment_tax
+    from steertax.runners.preflight import raise_problems
 
     problems: list[SteertaxError] = []
     if a.dir is not None:
@@ -817,7 +817,7 @@ def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[st
 def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
     import json
 
-    from .errors import DataError
+    from steertax.errors import DataError
 
     if not d.is_dir():
         what = "does not exist" if not d.exists() else "is a file"
@@ -843,7 +843,7 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
 def _output_problem(flag: str, path: str | os.PathLike[str], *, folder: bool) -> SteertaxError | None:
     """Why ``path`` (a file to write, or with ``folder`` a folder to write into) cannot be written; None
     when it can. Creates nothing."""
-    from .errors import ConfigError
+    from steertax.errors import ConfigError
 
     p = Path(path).expanduser()
     if folder and p.exists() and not p.is_dir():
@@ -861,15 +861,15 @@ def _output_problem(flag: str, path: str | os.PathLike[str], *, folder: bool) ->
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
-    from .vectors import SteeringVector
+    from steertax.interventions.steering.vectors import SteeringVector
 
     print(SteeringVector.load(a.vector).summary())
     return 0
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from .interop import export_gguf, export_lm_eval
-    from .vectors import SteeringVector
+    from steertax.interventions.steering.interop import export_gguf, export_lm_eval
+    from steertax.interventions.steering.vectors import SteeringVector
 
     vec = SteeringVector.load(a.vector)
     if a.layers is not None:
@@ -883,19 +883,19 @@ def _cmd_export(a: argparse.Namespace) -> int:
                 "(llama.cpp --control-vector-scaled FILE R)"
             )
         path, layers = export_gguf(vec, a.out)
-        from ._util import format_layers
+        from steertax._util import format_layers
 
         print(f"wrote {path}: control vector, layers {format_layers(layers)}, unit directions (+ = {vec.aligned_pole})")
         print(f"use: llama-cli -m MODEL.gguf --control-vector-scaled {path} R   (adds r_e = R at each layer)")
         return 0
     if a.strength is None:
         raise SteertaxError("lm-eval export needs --strength R (the r_e written into the file)")
-    from .steering import check_strength
+    from steertax.interventions.steering.hooks import check_strength
 
     r = float(check_strength(a.strength))
     model = None
     if a.model:
-        from .models import load_model
+        from steertax.models import load_model
 
         model, _ = load_model(a.model)
     path, info = export_lm_eval(vec, a.out, r, model=model, hookpoint_template=a.hookpoint_template, action=a.action)
@@ -905,14 +905,14 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 
 def _cmd_import(a: argparse.Namespace) -> int:
-    from .interop import import_gguf
+    from steertax.interventions.steering.interop import import_gguf
 
     out = Path(a.out)
     if out.exists() and out.is_dir():
         raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'vector.safetensors'}")
     model = None
     if a.model:
-        from .models import load_model
+        from steertax.models import load_model
 
         model, _ = load_model(a.model)
     vec = import_gguf(a.file, model=model, negate=a.negate, aligned_pole=a.aligned_pole, misaligned_pole=a.misaligned_pole)

@@ -18,10 +18,10 @@ from typing import Any, Callable, Optional, Union
 
 import yaml
 
-from . import tasks, tasks as T
-from ._util import parse_layers
-from .errors import ConfigError
-from .executors import ExecutorConfig, check_executor
+from steertax import tasks, tasks as T
+from steertax._util import parse_layers
+from steertax.errors import ConfigError
+from steertax.runners.executors import ExecutorConfig, check_executor
 
 __all__ = [
     "CommonConfig",
@@ -403,7 +403,7 @@ def builtin_config(name: str) -> RunConfig:
 
     if name not in BUILTIN_CONFIGS:
         raise ConfigError(f"unknown built-in config {name!r}: use one of {BUILTIN_CONFIGS} or a YAML file")
-    text = resources.files(__package__).joinpath("configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = resources.files("steertax").joinpath("configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return from_dict(yaml.safe_load(text))
 
 

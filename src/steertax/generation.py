@@ -16,13 +16,22 @@ import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .activations import _accepts_position_ids, _model_device, cache_arg, forward, output_cache, pad_batch
-from .condition import check_condition_layer, gate_items
-from .errors import ConfigError
-from .models import encode, format_chat
-from .scoring import _accepts_logits_to_keep, index_cache
-from .steering import Operator, Positions, _layer_strengths, _steering_directions, check_strength, shared_trunk, steer, steered_layers
-from .vllm_backend import generate_tokens
+from steertax.errors import ConfigError
+from steertax.interventions.conditional import check_condition_layer, gate_items
+from steertax.interventions.steering.activations import _accepts_position_ids, _model_device, cache_arg, forward, output_cache, pad_batch
+from steertax.interventions.steering.hooks import (
+    Operator,
+    Positions,
+    _layer_strengths,
+    _steering_directions,
+    check_strength,
+    shared_trunk,
+    steer,
+    steered_layers,
+)
+from steertax.models import encode, format_chat
+from steertax.scoring import _accepts_logits_to_keep, index_cache
+from steertax.vllm_backend import generate_tokens
 
 __all__ = ["generate", "generate_detailed", "Generation", "Stop", "cut_at_stop"]
 
@@ -306,7 +315,7 @@ def greedy_tokens(
     """Greedy new token ids per row, the same tokens ``model.generate`` picks (argmax of float32 logits),
     faster (see :func:`generate_detailed`): rows with the same prompt at several
     strengths share one pass of the blocks below the first steered layer over the prompt
-    (:func:`~steertax.steering.shared_trunk`); a batch holds as many rows as free memory allows
+    (:func:`~steertax.interventions.steering.hooks.shared_trunk`); a batch holds as many rows as free memory allows
     (:func:`auto_rows`); rows that finished (a ``stop_ids`` token) leave the batch."""
 
     keep: dict[str, Any] = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}

@@ -20,8 +20,8 @@ import transformers
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ._util import cache_dir, sha256_file
-from .errors import ModelError
+from steertax._util import cache_dir, sha256_file
+from steertax.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .activations import _accepts_position_ids, _model_device, _transformers_version, cache_arg, forward, output_cache, pad_batch
-from .models import encode
-from .steering import check_strength, shared_trunk, steer, steered_layers
+from steertax.interventions.steering.activations import (
+    _accepts_position_ids,
+    _model_device,
+    _transformers_version,
+    cache_arg,
+    forward,
+    output_cache,
+    pad_batch,
+)
+from steertax.interventions.steering.hooks import check_strength, shared_trunk, steer, steered_layers
+from steertax.models import encode
 
 __all__ = ["score_sequences", "continuation_logprobs", "next_token_logprobs", "drift", "encode_continuation", "SequenceScores"]
 
@@ -132,7 +140,7 @@ def score_sequences(
     otherwise each (prompt + continuation) sequence is run whole (the reference path; the two agree
     to float tolerance, which the tests check). With ``trunk`` (and prefix sharing, a vector and
     several strengths) the blocks below the first steered layer run once per prompt and once per
-    continuation token, not once per strength (:func:`~steertax.steering.shared_trunk`); then
+    continuation token, not once per strength (:func:`~steertax.interventions.steering.hooks.shared_trunk`); then
     ``batch_size`` counts (prompt, strength) rows of the steered tail.
     """
     n = len(prompts)

@@ -18,9 +18,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._faults import checkpoint
-from ._util import atomic_write_bytes
-from .errors import DataError
+from steertax._faults import checkpoint
+from steertax._util import atomic_write_bytes
+from steertax.errors import DataError
 
 __all__ = ["ResultStore"]
 

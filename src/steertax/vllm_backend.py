@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .errors import ConfigError
+from steertax.errors import ConfigError
 
 __all__ = ["require_vllm", "engine", "generate_tokens", "hook_count"]
 

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from steertax.errors import DataError
 
 __all__ = ["data_path", "read_json", "read_jsonl", "read_csv"]
 

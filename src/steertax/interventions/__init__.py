@@ -6,27 +6,26 @@ registration (:func:`register_intervention`):
 
 - :class:`BaseIntervention` (``core``): the identity; every method's reference point.
 - :class:`SteeringIntervention` (``steering_iv``): a steering vector over a grid of strengths r_e (the
-  knob, one row per strength), optionally gated by a :class:`~steertax.condition.Condition` (conditional
+  knob, one row per strength), optionally gated by a :class:`~steertax.interventions.conditional.Condition` (conditional
   steering: method ``conditional``).
 - :class:`AdapterIntervention` (``adapter``): a peft LoRA adapter (``steertax align``, merge specialists).
-- :class:`~steertax.merging.MergedIntervention`: merged task-vector weights at a scale λ.
+- :class:`~steertax.runners.merge.MergedIntervention`: merged task-vector weights at a scale λ.
 
 Every intervention has a ``key``: a hash of its complete resolved description (every field that can
 change a result, and the version of its implementation), and :func:`store_key` is the one function that
 turns it into the results store's run id.
 """
 
-from .adapter import AdapterIntervention, adapter_ready, check_adapter
-from .core import (
+from steertax.interventions.adapter import AdapterIntervention, adapter_ready, check_adapter
+from steertax.interventions.core import (
     INTERVENTIONS,
     Applied,
     BaseIntervention,
     Intervention,
-    evaluate_intervention,
     register_intervention,
     store_key,
 )
-from .steering_iv import SteeringIntervention, condition_id, vector_id
+from steertax.interventions.steering.intervention import SteeringIntervention, condition_id, vector_id
 
 __all__ = [
     "INTERVENTIONS",
@@ -39,7 +38,6 @@ __all__ = [
     "check_adapter",
     "condition_id",
     "vector_id",
-    "evaluate_intervention",
     "register_intervention",
     "store_key",
 ]

@@ -16,9 +16,9 @@ from typing import Any, Iterator
 
 from safetensors import safe_open
 
-from .._util import quiet_renamed_checkpointing, sha256_file
-from ..errors import ModelError
-from .core import Applied, Intervention, description_hash, register_intervention
+from steertax._util import quiet_renamed_checkpointing, sha256_file
+from steertax.errors import ModelError
+from steertax.interventions.core import Applied, Intervention, description_hash, register_intervention
 
 __all__ = ["AdapterIntervention", "adapter_ready", "check_adapter", "adapter_files_hash"]
 

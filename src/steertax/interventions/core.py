@@ -21,10 +21,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence
-
-from ..executors import check_backend, plan_work
-from ..sweep import TaskSpec, run_sweep
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 __all__ = [
     "INTERVENTIONS",
@@ -33,7 +30,6 @@ __all__ = [
     "BaseIntervention",
     "register_intervention",
     "store_key",
-    "evaluate_intervention",
     "description_hash",
 ]
 
@@ -121,58 +117,3 @@ class BaseIntervention(Intervention):
     @contextlib.contextmanager
     def apply(self, model: Any) -> Iterator[Applied]:
         yield Applied(model)
-
-
-def evaluate_intervention(
-    iv: Intervention,
-    model: Any,
-    tokenizer: Any,
-    specs: Sequence[TaskSpec],
-    store: Any,
-    scope: str,
-    cfg: Any,
-    *,
-    progress: bool = True,
-    executor: Any = None,
-) -> str:
-    """Every task cell of ``specs`` not yet stored for ``iv``, evaluated under it and committed cell by cell;
-    returns its store key. With an ``executor`` (a :class:`~steertax.executors.RayExecutor`) the work is
-    queued (one piece per chunk for a strength grid, one for a weight intervention) and this returns at
-    once; ``executor.drain()`` waits for it."""
-    key = store_key(scope, iv)
-    grid = isinstance(getattr(iv, "strengths", None), (list, tuple)) and getattr(iv, "vector", None) is not None
-    setting = None if grid else iv.name()
-    backend = getattr(cfg, "backend", "hf")
-    if executor is not None:
-        executor.submit(
-            plan_work(
-                iv, key, specs, store, seed=cfg.seed, chunk=cfg.chunk, method=iv.method, setting=setting, per_chunk=grid, backend=backend
-            )
-        )
-        return key
-    items = {s.name: s.task.items(s.limit, cfg.seed) for s in specs}
-    n_cells = {n: (len(v) + cfg.chunk - 1) // cfg.chunk for n, v in items.items()}
-    if all(len(store.done_cells(key, n)) >= c for n, c in n_cells.items()):
-        return key
-    store.begin_run(key, {"intervention": iv.method, "setting": iv.name(), "describe": iv.describe()}, "")
-    with iv.apply(model) as a:
-        check_backend(a, backend, iv)
-        run_sweep(
-            a.model,
-            tokenizer,
-            a.vector,
-            specs,
-            a.strengths,
-            store,
-            key,
-            seed=cfg.seed,
-            chunk=cfg.chunk,
-            batch_size=cfg.batch_size,
-            progress=progress,
-            method=iv.method,
-            setting=setting,
-            reference=a.reference,
-            condition=a.condition,
-            backend=backend,
-        )
-    return key

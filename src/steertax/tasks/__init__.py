@@ -10,15 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from .. import timing
-from ..condition import check_condition_layer, gate_items
-from ..errors import DataError
-from ..steering import steered_layers
-from .base import EvalContext, EvalResult, Item, Task, check_strengths, summarize
-from .behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
-from .choice import BBQ, MMLU, ARCChallenge, ARCEasy, HellaSwag, TruthfulQA
-from .drift import DRIFT_METRICS, Drift
-from .generative import GSM8K, HumanEval
+from steertax import timing
+from steertax.errors import DataError
+from steertax.interventions.conditional import check_condition_layer, gate_items
+from steertax.interventions.steering.hooks import steered_layers
+from steertax.tasks.base import EvalContext, EvalResult, Item, Task, check_strengths, summarize
+from steertax.tasks.behavior import BiasAgreement, OverRefusal, Refusal, RefusalAttack
+from steertax.tasks.choice import BBQ, MMLU, ARCChallenge, ARCEasy, HellaSwag, TruthfulQA
+from steertax.tasks.drift import DRIFT_METRICS, Drift
+from steertax.tasks.generative import GSM8K, HumanEval
 
 REGISTRY: dict[str, type[Task]] = {
     cls.name: cls
@@ -121,7 +121,7 @@ def evaluate(
     error, n) per strength, scorer and metric. ``limit``/``seed`` pick a deterministic subset.
     ``reference``: for a model modified in place (an adapter injected), a callable returning a context
     manager under which it is the base model again; tasks that compare with the base (drift) use it.
-    ``condition``: a :class:`~steertax.condition.Condition`; conditional steering: it reads each item's
+    ``condition``: a :class:`~steertax.interventions.conditional.Condition`; conditional steering: it reads each item's
     request (:meth:`Task.request_text`) once, and an item where it does not fire is scored at strength exactly 0
     for every strength (unsteered, computed once). Records gain ``fired`` and ``condition_score``.
     """

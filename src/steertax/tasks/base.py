@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 import torch
 
-from ..errors import DataError, StrengthError
-from ..steering import check_strength
+from steertax.errors import DataError, StrengthError
+from steertax.interventions.steering.hooks import check_strength
 
 __all__ = ["Item", "EvalContext", "Task", "EvalResult", "subset", "summarize"]
 

@@ -21,12 +21,12 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..data import data_path, read_json, read_jsonl
-from ..data.loaders import load_rows
-from ..errors import ConfigError, DataError
-from ..models import format_chat
-from ..scoring import next_token_logprobs, score_sequences
-from .base import EvalContext, Item, Task
+from steertax.data import data_path, read_json, read_jsonl
+from steertax.data.loaders import load_rows
+from steertax.errors import ConfigError, DataError
+from steertax.models import format_chat
+from steertax.scoring import next_token_logprobs, score_sequences
+from steertax.tasks.base import EvalContext, Item, Task
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..data import data_path, read_jsonl
-from ..data.loaders import load_rows
-from ..models import format_chat
-from ..scoring import drift
-from .base import EvalContext, Item, Task
+from steertax.data import data_path, read_jsonl
+from steertax.data.loaders import load_rows
+from steertax.models import format_chat
+from steertax.scoring import drift
+from steertax.tasks.base import EvalContext, Item, Task
 
 DRIFT_METRICS = ("kl", "ce", "ce_delta")  # distances from the base model, not helpfulness scores (no tax %)
 

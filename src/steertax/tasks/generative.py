@@ -17,11 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data import data_path, read_jsonl
-from ..data.loaders import load_rows
-from ..generation import Generation, Stop, generate_detailed
-from ..sandbox import run_python
-from .base import EvalContext, Item, Task
+from steertax.data import data_path, read_jsonl
+from steertax.data.loaders import load_rows
+from steertax.generation import Generation, Stop, generate_detailed
+from steertax.tasks.base import EvalContext, Item, Task
+from steertax.tasks.sandbox import run_python
 
 _NUM = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _ANSWER = re.compile(r"answer is", re.IGNORECASE)
@@ -234,7 +234,7 @@ def extract_code(prompt: str, completion: str, entry_point: str) -> str:
 
 class HumanEval(Task):
     """HumanEval (164): pass@1 estimated from ``n_samples`` completions per task (greedy by default;
-    with n > 1, seeded sampling at ``temperature``). Every program runs in :mod:`steertax.sandbox`.
+    with n > 1, seeded sampling at ``temperature``). Every program runs in :mod:`steertax.tasks.sandbox`.
 
     Protocol. Chat models (``chat=True``) get the prompt in a code fence and, with ``prefill=True`` (the
     default), the assistant's answer starts with ```` ```python ```` + the prompt's signature and

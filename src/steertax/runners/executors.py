@@ -1,12 +1,12 @@
 """Executors: where a run's evaluation cells are computed.
 
-``local`` (the default) evaluates every cell in this process, as :func:`steertax.sweep.run_sweep` and
+``local`` (the default) evaluates every cell in this process, as :func:`steertax.runners.sweep.run_sweep` and
 :func:`steertax.interventions.evaluate_intervention` always did. ``ray`` spreads the same cells over Ray
 actors, each of which loads the model once (with a GPU where the cluster has them): a study's cell is one
 task chunk at every strength, an align/merge cell is one setting (all of its task chunks). Workers compute;
 the driver alone writes the store, one transaction per task chunk, exactly as the local path does, so
 resume and the no-duplicate guarantee hold unchanged. A worker that dies has its work retried on a new
-actor. Both executors compute a chunk with :func:`steertax.sweep.eval_cell`, so their rows are equal.
+actor. Both executors compute a chunk with :func:`steertax.runners.sweep.eval_cell`, so their rows are equal.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import timing
-from .errors import ConfigError
-from .models import load_model
-from .sweep import TaskSpec, cell_plan, eval_cell
-from .tasks import get as get_task
-from .vectors import now_iso
+from steertax import timing
+from steertax.errors import ConfigError
+from steertax.interventions.steering.vectors import now_iso
+from steertax.models import load_model
+from steertax.runners.sweep import TaskSpec, cell_plan, eval_cell
+from steertax.tasks import get as get_task
 
 if TYPE_CHECKING:
-    from .sweep import TaskSpec
+    from steertax.runners.sweep import TaskSpec
 
 __all__ = ["ExecutorConfig", "Work", "plan_work", "run_work", "RayExecutor", "make_executor", "check_executor"]
 

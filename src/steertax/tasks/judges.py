@@ -7,8 +7,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .models import format_chat
-from .scoring import next_token_logprobs
+from steertax.models import format_chat
+from steertax.scoring import next_token_logprobs
 
 __all__ = ["is_refusal", "is_disagreement", "keyword_judge_paper", "paper_base_agreement_judge", "ModelJudge", "REFUSAL_PATTERNS", "JUDGES"]
 

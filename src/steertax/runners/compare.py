@@ -15,24 +15,24 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from . import tasks as T
-from ._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .config import from_dict, upgrade_resolved
-from .errors import ConfigError, DataError, ModelError, SteertaxError, StrengthError, VectorError
-from .executors import check_backend
-from .interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
-from .models import _ALIASES, BUILTIN_MODELS, load_model
-from .preflight import _Problems, raise_problems, resolve_model
-from .report import _png
-from .stats import paired_change
-from .steering import check_strength
-from .store import ResultStore
-from .study import study_keys
-from .tasks.drift import DRIFT_METRICS
-from .vectors import SteeringVector
-from .vllm_backend import require_vllm
+from steertax import tasks as T
+from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
+from steertax.analysis.stats import paired_change
+from steertax.config import from_dict, upgrade_resolved
+from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, StrengthError, VectorError
+from steertax.interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
+from steertax.interventions.steering.hooks import check_strength
+from steertax.interventions.steering.vectors import SteeringVector
+from steertax.models import _ALIASES, BUILTIN_MODELS, load_model
+from steertax.reports.study import _png
+from steertax.runners.executors import check_backend
+from steertax.runners.preflight import _Problems, raise_problems, resolve_model
+from steertax.runners.study import study_keys
+from steertax.store import ResultStore
+from steertax.tasks.drift import DRIFT_METRICS
+from steertax.vllm_backend import require_vllm
 
-__all__ = ["paired_change", "summarize_run", "markdown_table"]  # paired_change lives in steertax.stats
+__all__ = ["paired_change", "summarize_run", "markdown_table"]  # paired_change lives in steertax.analysis.stats
 
 
 def _by_item(records: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:

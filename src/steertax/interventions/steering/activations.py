@@ -16,8 +16,8 @@ import torch
 import transformers
 from torch import nn
 
-from .errors import DataError
-from .models import encode, find_blocks
+from steertax.errors import DataError
+from steertax.models import encode, find_blocks
 
 __all__ = ["pad_batch", "forward", "capture", "LayerAccumulator", "position_ids_from_mask", "cache_arg", "output_cache"]
 

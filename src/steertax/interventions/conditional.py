@@ -19,7 +19,7 @@ threshold is chosen on the validation scores by one of two documented rules:
   (the most positives caught under a cap on benign prompts steered).
 
 The layer must lie below the first steered layer, so the decision reads the unsteered trunk the
-strengths share. :func:`steertax.steering.steer` takes it inside the same forward pass (it reads the
+strengths share. :func:`steertax.interventions.steering.hooks.steer` takes it inside the same forward pass (it reads the
 tokens of the block's first forward call, the prompt); ``generate`` and the study's sweep decide once per
 request with a pass cut at the condition layer (:func:`gate_items`), then steer the rows that fired.
 """
@@ -37,16 +37,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from ._util import atomic_write_bytes, atomic_write_json
-from .activations import capture
-from .data import read_jsonl
-from .errors import DataError, LayerError, VectorError
-from .models import format_chat, hidden_size, model_id, num_layers
-from .pairs import harmful_instructions, harmless_instructions
+from steertax._util import atomic_write_bytes, atomic_write_json
+from steertax.data import read_jsonl
+from steertax.errors import DataError, LayerError, VectorError
+from steertax.interventions.steering.activations import capture
+from steertax.interventions.steering.pairs import harmful_instructions, harmless_instructions
+from steertax.models import format_chat, hidden_size, model_id, num_layers
 
 __all__ = ["Condition", "fit_condition", "fit_threshold", "check_condition_layer", "confusion"]
 
-_META_KEY = "steertax.condition"
+_META_KEY = "steertax.interventions.conditional"
 FORMAT_VERSION = 2  # 2: ``read`` and ``chat`` recorded (version 1 files read the chat prompt's last token)
 
 

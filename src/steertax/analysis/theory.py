@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .activations import _model_device, forward, pad_batch
-from .models import encode
-from .steering import steer
+from steertax.interventions.steering.activations import _model_device, forward, pad_batch
+from steertax.interventions.steering.hooks import steer
+from steertax.models import encode
 
 __all__ = ["last_logits", "estimate_constants", "predicted_alignment", "predicted_helpfulness"]
 

@@ -3,7 +3,7 @@
 The strengths are the knob: one evaluation scores every strength (batched per row, a shared trunk below
 the steered layers) and each row records its r_e, so the key covers the vector and the condition, not the
 grid. With a ``condition`` the intervention is conditional steering (method ``conditional``): rows whose
-prompt the condition does not fire on are scored unsteered (see :mod:`steertax.condition`).
+prompt the condition does not fire on are scored unsteered (see :mod:`steertax.interventions.conditional`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
 
-from .core import Applied, Intervention, register_intervention
+from steertax.interventions.core import Applied, Intervention, register_intervention
 
 __all__ = ["SteeringIntervention", "vector_id", "condition_id"]
 

@@ -12,14 +12,25 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["MergeMethod", "MERGE_REGISTRY", "register_merge_method", "merge_methods"]
+__all__ = ["MergeMethod", "MergeParams", "MERGE_REGISTRY", "register_merge_method", "merge_methods"]
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    """A merge method's parameters (a merge config's spec carries them): the fraction of each task vector
+    kept (TIES, DARE), DARE's combination step, and R-TSVM's outlier multiple and energy."""
+
+    density: float = 0.5
+    combine: str = "linear"
+    outlier_m: float = 5.0
+    energy: float = 0.9
 
 
 @dataclass(frozen=True)
 class MergeMethod:
     """A registered merge method: ``fn(deltas, weights, spec)`` merges one matrix's task vectors (a list of
     tensors of one shape, float32) with the specialists' weights under a merge spec (a
-    :class:`steertax.merging.MergeSpec`: ``density``, ``combine``, ``outlier_m``, ``energy``). ``version`` is
+    :class:`MergeParams`: ``density``, ``combine``, ``outlier_m``, ``energy``). ``version`` is
     the version of its implementation (bump it when a fix changes results: old rows get other keys)."""
 
     name: str

@@ -37,20 +37,27 @@ import yaml
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from ._faults import checkpoint
-from ._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing, sha256_file
-from .compare import summarize_run
-from .config import CommonConfig, _build, quick_tasks
-from .data import read_jsonl
-from .errors import ConfigError, DataError
-from .executors import check_executor
-from .generation import generate
-from .interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
-from .interventions.core import description_hash
-from .models import format_chat
-from .pairs import COMPLIANCE_TEMPLATES, REFUSAL_TEMPLATES, _advbench_rows, _object_of, harmful_instructions, harmless_instructions
-from .preflight import check_lora_targets, check_run, raise_problems
-from .runner import session
+from steertax._faults import checkpoint
+from steertax._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing, sha256_file
+from steertax.config import CommonConfig, _build, quick_tasks
+from steertax.data import read_jsonl
+from steertax.errors import ConfigError, DataError
+from steertax.generation import generate
+from steertax.interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
+from steertax.interventions.core import description_hash
+from steertax.interventions.steering.pairs import (
+    COMPLIANCE_TEMPLATES,
+    REFUSAL_TEMPLATES,
+    _advbench_rows,
+    _object_of,
+    harmful_instructions,
+    harmless_instructions,
+)
+from steertax.models import format_chat
+from steertax.runners.compare import summarize_run
+from steertax.runners.executors import check_executor
+from steertax.runners.preflight import check_lora_targets, check_run, raise_problems
+from steertax.runners.session import session
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +215,7 @@ def load_align_config(path_or_name: str | Path | None) -> AlignConfig:
 
     name = "align" if path_or_name is None else str(path_or_name)
     if name == "align":
-        text = resources.files(__package__).joinpath("configs").joinpath("align.yaml").read_text(encoding="utf-8")
+        text = resources.files("steertax").joinpath("configs").joinpath("align.yaml").read_text(encoding="utf-8")
         return align_from_dict(yaml.safe_load(text))
     p = Path(name)
     if not p.is_file():

@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .laws import item_matrix, law_curve
-from .tasks.drift import DRIFT_METRICS
+from steertax.analysis.laws import item_matrix, law_curve
+from steertax.tasks.drift import DRIFT_METRICS
 
 __all__ = ["law_function", "efficient_strength", "split_items", "interp_mean", "tax_table"]
 

@@ -12,13 +12,13 @@ import jinja2
 import numpy as np
 import yaml
 
-from . import __version__
-from ._faults import checkpoint
-from ._util import atomic_write_bytes, atomic_write_text
-from .laws import NEGLIGIBLE_SHARE
-from .tasks.drift import DRIFT_METRICS
-from .tax import law_function
-from .theory import predicted_alignment, predicted_helpfulness
+from steertax import __version__
+from steertax._faults import checkpoint
+from steertax._util import atomic_write_bytes, atomic_write_text
+from steertax.analysis.laws import NEGLIGIBLE_SHARE
+from steertax.analysis.tax import law_function
+from steertax.analysis.theory import predicted_alignment, predicted_helpfulness
+from steertax.tasks.drift import DRIFT_METRICS
 
 __all__ = ["write_report", "make_figures"]
 

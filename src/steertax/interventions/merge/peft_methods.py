@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .registry import register_merge_method
+from steertax.interventions.merge.registry import register_merge_method
 
 __all__ = ["ties_untrimmed"]
 

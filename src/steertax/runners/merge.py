@@ -40,7 +40,6 @@ Methods (``merge_deltas``). For every matrix the specialists' deltas τ_1..τ_T 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -52,35 +51,46 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import yaml
-from safetensors.torch import load_file
 
-from . import tasks as T
-from ._util import atomic_write_bytes, atomic_write_text
-from .align import AlignSetting, LoraSettings, TrainSettings, order_entry, preference_data, train_setting
-from .compare import summarize_run
-from .config import CommonConfig, _build, quick_tasks
-from .data import data_path, read_jsonl
-from .errors import ConfigError, DataError, ModelError
-from .executors import check_executor
-from .interventions import (
+from steertax import tasks as T
+from steertax._util import atomic_write_bytes, atomic_write_text
+from steertax.config import CommonConfig, _build, quick_tasks
+from steertax.data import data_path, read_jsonl
+from steertax.errors import ConfigError, DataError
+from steertax.interventions import (
     AdapterIntervention,
-    Applied,
     BaseIntervention,
     Intervention,
     adapter_ready,
-    register_intervention,
 )
-from .merges import MERGE_REGISTRY, energy_rank, merge_methods, outlier_ratio, register_merge_method, rtsvm_merge, thin_svd, tsvm_merge
-from .models import load_model
-from .pairs import REFUSAL_TEMPLATES
-from .preflight import check_lora_targets, check_run, raise_problems, resolve_model
-from .report import _png
-from .runner import session
-from .tasks import get as get_task
+from steertax.interventions.merge import (
+    MERGE_REGISTRY,
+    MergedIntervention,
+    adapter_deltas,
+    deltas_hash,
+    energy_rank,
+    merge_deltas,
+    merge_methods,
+    model_deltas,
+    outlier_ratio,
+    register_merge_method,
+    rtsvm_merge,
+    thin_svd,
+    tsvm_merge,
+)
+from steertax.interventions.steering.pairs import REFUSAL_TEMPLATES
+from steertax.models import load_model
+from steertax.reports.study import _png
+from steertax.runners.align import AlignSetting, LoraSettings, TrainSettings, order_entry, preference_data, train_setting
+from steertax.runners.compare import summarize_run
+from steertax.runners.executors import check_executor
+from steertax.runners.preflight import check_lora_targets, check_run, raise_problems, resolve_model
+from steertax.runners.session import session
+from steertax.tasks import get as get_task
 
 __all__ = [
     "MERGE_METHODS",
@@ -99,173 +109,8 @@ __all__ = [
 ]
 
 
-# the methods of the default sweep (the registry, steertax.merges, holds every registered method)
+# the methods of the default sweep (the registry, steertax.interventions.merge, holds every registered method)
 MERGE_METHODS = ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm")
-
-
-# --------------------------------------------------------------------------- task vectors
-
-
-def adapter_deltas(path: str | Path, model: Any | None = None) -> dict[str, torch.Tensor]:
-    """A peft LoRA adapter's weight deltas, by the base model's weight name: ``scale · B @ A`` (float32)."""
-
-    path = Path(path)
-    cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
-    if not cfg_path.is_file() or not st_path.is_file():
-        raise DataError(f"{path} is not a peft adapter folder (needs adapter_config.json and adapter_model.safetensors)")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    r, alpha = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))
-    scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-    t = load_file(str(st_path))
-    out: dict[str, torch.Tensor] = {}
-    for k, a in t.items():
-        if ".lora_A." not in k:
-            continue
-        b = t.get(k.replace(".lora_A.", ".lora_B."))
-        if b is None:
-            raise DataError(f"{path}: {k} has no matching lora_B weight: the adapter file is incomplete")
-        name = k.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
-        out[name] = scale * (b.float() @ a.float())
-    if not out:
-        raise DataError(f"{path} holds no LoRA weights")
-    if model is not None:
-        _check_fits(out, model, str(path))
-    return out
-
-
-def model_deltas(specialist: Any, base: Any, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """A full specialist model's deltas from the base, for its 2-D weights (or ``names``)."""
-    bp, sp = dict(base.named_parameters()), dict(specialist.named_parameters())
-    keys = list(names) if names is not None else [k for k, p in bp.items() if p.ndim == 2]
-    out = {}
-    for k in keys:
-        if k not in sp:
-            raise ModelError(f"the specialist has no weight {k}: it is not the base model's architecture")
-        if sp[k].shape != bp[k].shape:
-            raise ModelError(
-                f"the specialist's {k} has shape {tuple(sp[k].shape)}, the base's {tuple(bp[k].shape)}: not the same architecture"
-            )
-        out[k] = sp[k].detach().float() - bp[k].detach().float()
-    return out
-
-
-def _check_fits(deltas: Mapping[str, torch.Tensor], model: Any, what: str) -> None:
-    params = dict(model.named_parameters())
-    for k, d in deltas.items():
-        p = params.get(k)
-        if p is None:
-            raise ModelError(f"{what} changes {k}, which this model does not have: it was made for another base model")
-        if tuple(p.shape) != tuple(d.shape):
-            raise ModelError(f"{what} changes {k} with shape {tuple(d.shape)}, but the model's is {tuple(p.shape)}: another base model")
-
-
-# --------------------------------------------------------------------------- methods
-
-
-def merge_deltas(
-    task_deltas: Sequence[Mapping[str, torch.Tensor]],
-    weights: Sequence[float],
-    method: str,
-    *,
-    density: float = 0.5,
-    combine: str = "linear",
-    seed: int = 0,
-    outlier_m: float = 5.0,
-    energy: float = 0.9,
-) -> dict[str, torch.Tensor]:
-    """Merge the specialists' deltas matrix by matrix with the registered ``method`` (weights w_t; the merge
-    ``scale`` is applied by :class:`MergedIntervention`). Matrices only some specialists change count as 0
-    for the others."""
-    if method not in MERGE_REGISTRY:
-        raise DataError(f"merge method {method!r} is not one of {merge_methods()}")
-    ws = [float(w) for w in weights]
-    if len(ws) != len(task_deltas):
-        raise DataError(f"{len(ws)} weights for {len(task_deltas)} specialists: give one weight per specialist")
-    if any(not math.isfinite(w) for w in ws):
-        raise DataError(f"merge weights {ws} contain NaN or inf: give finite numbers")
-    if method in ("ties", "dare") and not 0 < density <= 1:
-        raise DataError(f"density {density} must be in (0, 1]: the fraction of each task vector kept")
-    if combine not in ("linear", "ties"):
-        raise DataError(f"dare's combine must be linear or ties, got {combine!r}")
-    spec = MergeSpec(method=method, density=density, combine=combine, outlier_m=outlier_m, energy=energy)
-    fn = MERGE_REGISTRY[method].fn
-    names = sorted(set().union(*(d.keys() for d in task_deltas)))
-    out: dict[str, torch.Tensor] = {}
-    with torch.random.fork_rng(devices=[]):  # DARE's drops (peft draws them from torch's global generator), seeded
-        torch.manual_seed(seed)
-        for name in names:
-            shape = next(d[name].shape for d in task_deltas if name in d)
-            ds = [d[name].float() if name in d else torch.zeros(shape) for d in task_deltas]
-            out[name] = fn(ds, ws, spec)
-    return out
-
-
-# --------------------------------------------------------------------------- the intervention
-
-
-@register_intervention("merged", 1)
-class MergedIntervention(Intervention):
-    """θ_base + scale · merged delta inside a ``with`` block; the touched weights are restored exactly
-    (copied back) when it ends. ``spec``: the resolved description of how the deltas were made (the merge
-    method and its version, its parameters, the specialists' keys, the seed), which the key covers."""
-
-    def __init__(
-        self,
-        deltas: Mapping[str, torch.Tensor],
-        scale: float = 1.0,
-        method: str = "merge",
-        setting: str = "",
-        spec: Optional[dict[str, Any]] = None,
-    ) -> None:
-        if not math.isfinite(float(scale)):
-            raise DataError(f"merge scale {scale!r} is not finite")
-        self.deltas, self.scale, self.method, self.setting = dict(deltas), float(scale), method, setting
-        self.spec = dict(spec) if spec is not None else {"deltas": _deltas_hash(self.deltas)}
-
-    def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec, "scale": self.scale}
-
-    def name(self) -> str:
-        return self.setting or f"{self.method} λ={self.scale:g}"
-
-    @contextlib.contextmanager
-    def apply(self, model: Any) -> Iterator[Applied]:
-        _check_fits(self.deltas, model, f"merge {self.setting!r}")
-        params = dict(model.named_parameters())
-        saved = {k: params[k].detach().to("cpu", copy=True) for k in self.deltas}  # exact copies, off the accelerator
-
-        @contextlib.contextmanager
-        def restore() -> Iterator[None]:  # the base model, for tasks that compare with it (drift)
-            now = {k: params[k].detach().to("cpu", copy=True) for k in self.deltas}
-            with torch.no_grad():
-                for k in self.deltas:
-                    params[k].copy_(saved[k])
-            try:
-                yield
-            finally:
-                with torch.no_grad():
-                    for k in self.deltas:
-                        params[k].copy_(now[k])
-
-        with torch.no_grad():
-            for k, d in self.deltas.items():
-                p = params[k]
-                p.copy_((p.double() + self.scale * d.to(p.device).double()).to(p.dtype))
-        try:
-            yield Applied(model, reference=restore, weights_modified=True)
-        finally:
-            with torch.no_grad():
-                for k in self.deltas:
-                    params[k].copy_(saved[k])
-
-
-def _deltas_hash(deltas: Mapping[str, torch.Tensor]) -> str:
-    """A content hash of a delta set (for a MergedIntervention made without a spec)."""
-    h = hashlib.sha256()
-    for k in sorted(deltas):
-        h.update(k.encode())
-        h.update(deltas[k].detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- `steertax merge`
@@ -397,7 +242,7 @@ def _check_merges(cfg: MergeConfig) -> None:
 def load_merge_config(path_or_name: str | Path | None) -> MergeConfig:
 
     if path_or_name in (None, "merge"):
-        text = resources.files(__package__).joinpath("configs").joinpath("merge.yaml").read_text(encoding="utf-8")
+        text = resources.files("steertax").joinpath("configs").joinpath("merge.yaml").read_text(encoding="utf-8")
         return merge_from_dict(yaml.safe_load(text))
     p = Path(str(path_or_name))
     if not p.is_file():
@@ -557,7 +402,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
         ivs: list[Intervention] = [BaseIntervention()]
         for s in cfg.specialists:
             if s.name in full:
-                spec = {"model": s.model, "dtype": cfg.dtype, "deltas": _deltas_hash(full[s.name])}
+                spec = {"model": s.model, "dtype": cfg.dtype, "deltas": deltas_hash(full[s.name])}
                 ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, spec))
             else:
                 ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))

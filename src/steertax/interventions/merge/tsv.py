@@ -1,5 +1,5 @@
 """TSV-M (Task Singular Vector Merging, Gargiulo et al., CVPR 2025) and steertax's reading of R-TSVM (Yang et
-al. 2025); see the docstring of :mod:`steertax.merging` and docs/MERGING.md for what comes from which paper.
+al. 2025); see the docstring of :mod:`steertax.runners.merge` and docs/MERGING.md for what comes from which paper.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import DataError
-from .registry import register_merge_method
+from steertax.errors import DataError
+from steertax.interventions.merge.registry import register_merge_method
 
 __all__ = ["thin_svd", "tsvm_merge", "rtsvm_merge", "outlier_ratio", "energy_rank"]
 

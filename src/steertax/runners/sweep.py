@@ -11,9 +11,9 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from .store import ResultStore
-from .tasks import Item, Task, evaluate
-from .vectors import now_iso
+from steertax.interventions.steering.vectors import now_iso
+from steertax.store import ResultStore
+from steertax.tasks import Item, Task, evaluate
 
 __all__ = ["TaskSpec", "run_sweep", "cell_plan", "eval_cell"]
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import data_path, read_csv, read_json, read_jsonl
-from .data.loaders import check_rows, check_text_file
-from .errors import DataError
-from .models import format_chat
+from steertax.data import data_path, read_csv, read_json, read_jsonl
+from steertax.data.loaders import check_rows, check_text_file
+from steertax.errors import DataError
+from steertax.models import format_chat
 
 __all__ = [
     "ContrastPair",

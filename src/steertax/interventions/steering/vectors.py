@@ -12,9 +12,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from ._util import atomic_write_bytes, atomic_write_json, format_layers, parse_layers
-from .errors import VectorError
-from .models import hidden_size, model_id, num_layers
+from steertax._util import atomic_write_bytes, atomic_write_json, format_layers, parse_layers
+from steertax.errors import VectorError
+from steertax.models import hidden_size, model_id, num_layers
 
 __all__ = ["SteeringVector", "FORMAT_VERSION"]
 

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ._faults import checkpoint
-from .executors import make_executor
-from .interventions import Intervention, evaluate_intervention
-from .models import load_model
-from .store import ResultStore
-from .sweep import TaskSpec
-from .tasks import get as get_task
-from .vectors import now_iso
+from steertax._faults import checkpoint
+from steertax.interventions import Intervention, store_key
+from steertax.interventions.steering.vectors import now_iso
+from steertax.models import load_model
+from steertax.runners.executors import check_backend, make_executor, plan_work
+from steertax.runners.sweep import TaskSpec, run_sweep
+from steertax.store import ResultStore
+from steertax.tasks import get as get_task
 
-__all__ = ["Session", "session", "task_specs", "clear_stale"]
+__all__ = ["Session", "session", "task_specs", "clear_stale", "evaluate_intervention"]
 
 
 def task_specs(cfg: Any) -> list[TaskSpec]:
@@ -42,6 +42,61 @@ def clear_stale(out: Path, patterns: Sequence[str]) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
+
+
+def evaluate_intervention(
+    iv: Intervention,
+    model: Any,
+    tokenizer: Any,
+    specs: Sequence[TaskSpec],
+    store: Any,
+    scope: str,
+    cfg: Any,
+    *,
+    progress: bool = True,
+    executor: Any = None,
+) -> str:
+    """Every task cell of ``specs`` not yet stored for ``iv``, evaluated under it and committed cell by cell;
+    returns its store key. With an ``executor`` (a :class:`~steertax.runners.executors.RayExecutor`) the work is
+    queued (one piece per chunk for a strength grid, one for a weight intervention) and this returns at
+    once; ``executor.drain()`` waits for it."""
+    key = store_key(scope, iv)
+    grid = isinstance(getattr(iv, "strengths", None), (list, tuple)) and getattr(iv, "vector", None) is not None
+    setting = None if grid else iv.name()
+    backend = getattr(cfg, "backend", "hf")
+    if executor is not None:
+        executor.submit(
+            plan_work(
+                iv, key, specs, store, seed=cfg.seed, chunk=cfg.chunk, method=iv.method, setting=setting, per_chunk=grid, backend=backend
+            )
+        )
+        return key
+    items = {s.name: s.task.items(s.limit, cfg.seed) for s in specs}
+    n_cells = {n: (len(v) + cfg.chunk - 1) // cfg.chunk for n, v in items.items()}
+    if all(len(store.done_cells(key, n)) >= c for n, c in n_cells.items()):
+        return key
+    store.begin_run(key, {"intervention": iv.method, "setting": iv.name(), "describe": iv.describe()}, "")
+    with iv.apply(model) as a:
+        check_backend(a, backend, iv)
+        run_sweep(
+            a.model,
+            tokenizer,
+            a.vector,
+            specs,
+            a.strengths,
+            store,
+            key,
+            seed=cfg.seed,
+            chunk=cfg.chunk,
+            batch_size=cfg.batch_size,
+            progress=progress,
+            method=iv.method,
+            setting=setting,
+            reference=a.reference,
+            condition=a.condition,
+            backend=backend,
+        )
+    return key
 
 
 @dataclass

@@ -7,7 +7,7 @@ model and without going online:
   the loader's and the family's own checks (:meth:`steertax.tasks.Task.validate`); bundled data loads;
 - the vector: ``vector.path`` loads as a steertax vector, has the steered layers, fits the model (as far
   as the model's config.json tells) and has residual norms when the grid is relative; else the pairs
-  (a built-in name, or a pairs file that passes :func:`steertax.pairs.check_pairs_file`);
+  (a built-in name, or a pairs file that passes :func:`steertax.interventions.steering.pairs.check_pairs_file`);
 - the layer spec, the strengths, the numeric settings, ``study.alignment_task`` /
   ``study.helpfulness_task`` naming tasks of the config, the output folder being writable, and the
   model name resolving (a built-in name with its package installed, an existing model dir or .gguf
@@ -30,15 +30,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 import transformers
 
-from . import models as M, tasks as T
-from ._util import cache_dir, parse_layers
-from .condition import Condition, prompt_set
-from .config import RunConfig
-from .data.loaders import is_hub_source
-from .errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
-from .pairs import PAIR_BUILDERS, check_pairs_file
-from .tasks.behavior import BehaviorTask
-from .vectors import SteeringVector
+from steertax import models as M, tasks as T
+from steertax._util import cache_dir, parse_layers
+from steertax.config import RunConfig
+from steertax.data.loaders import is_hub_source
+from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
+from steertax.interventions.conditional import Condition, prompt_set
+from steertax.interventions.steering.pairs import PAIR_BUILDERS, check_pairs_file
+from steertax.interventions.steering.vectors import SteeringVector
+from steertax.tasks.behavior import BehaviorTask
 
 __all__ = ["preflight", "check_study"]
 
@@ -469,7 +469,7 @@ def raise_problems(problems: Sequence[SteertaxError], when: str = "before loadin
 
 
 def preflight(cfg: RunConfig, out: str | Path | None = None) -> dict[str, Any]:
-    """Check everything :func:`steertax.study.run_study` needs before it loads the model; raise one typed
+    """Check everything :func:`steertax.runners.study.run_study` needs before it loads the model; raise one typed
     error (the first problem's type) with a one-line message naming every problem, and ``.problems``.
     Returns :func:`check_study`'s findings when all is well."""
     problems, info = check_study(cfg, out)

@@ -34,11 +34,11 @@ import gguf
 import numpy as np
 import torch
 
-from ._util import atomic_write_bytes, format_layers
-from .errors import VectorError
-from .models import find_blocks, hidden_size, model_id, num_layers
-from .steering import check_strength
-from .vectors import SteeringVector, now_iso
+from steertax._util import atomic_write_bytes, format_layers
+from steertax.errors import VectorError
+from steertax.interventions.steering.hooks import check_strength
+from steertax.interventions.steering.vectors import SteeringVector, now_iso
+from steertax.models import find_blocks, hidden_size, model_id, num_layers
 
 log = logging.getLogger("steertax")
 

@@ -15,11 +15,11 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from ._util import parse_layers
-from .condition import check_condition_layer
-from .errors import LayerError, ModelError, StrengthError, VectorError
-from .models import find_blocks, hidden_size
-from .vectors import SteeringVector
+from steertax._util import parse_layers
+from steertax.errors import LayerError, ModelError, StrengthError, VectorError
+from steertax.interventions.conditional import check_condition_layer
+from steertax.interventions.steering.vectors import SteeringVector
+from steertax.models import find_blocks, hidden_size
 
 Positions = Literal["all", "prompt", "generated"]
 Operator = Literal["add", "ablate", "ablate_add"]
@@ -390,7 +390,7 @@ def steer(
     """Steer ``model`` inside a ``with`` block.
 
     Args:
-        vector: a :class:`~steertax.vectors.SteeringVector` (or dict layer -> direction, or one tensor
+        vector: a :class:`~steertax.interventions.steering.vectors.SteeringVector` (or dict layer -> direction, or one tensor
             with ``layers``).
         strength: r_e, the L2 norm added per steered layer; a float, or a 1-D tensor with one value per
             batch row. Positive = toward the aligned pole.
@@ -407,7 +407,7 @@ def steer(
             vector); the absolute r_e used per layer is in ``handle.per_layer_strength``.
         normalize: rescale directions to unit norm (SteeringVectors already are).
         force: allow a vector recorded for another model (same hidden size still required).
-        condition: a :class:`~steertax.condition.Condition`: steer only the rows whose prompt it fires
+        condition: a :class:`~steertax.interventions.conditional.Condition`: steer only the rows whose prompt it fires
             on. It reads each row's prompt (the tokens of the block's first forward call, as given:
             format them as the condition was fitted, see ``Condition.texts``) at its layer, below every
             steered layer, once per prompt in the same forward pass (mean of the real tokens after the

@@ -20,28 +20,28 @@ import torch
 import transformers
 import yaml
 
-from . import __version__, tasks as T
-from ._faults import checkpoint
-from ._util import atomic_write_json, atomic_write_text, parse_layers
-from .condition import Condition, check_condition_layer, confusion, fit_from_sources
-from .config import RunConfig, from_dict, upgrade_resolved
-from .errors import ConfigError, DataError
-from .extract import extract_vector
-from .interventions import SteeringIntervention, condition_id, store_key
-from .laws import fit_law, fit_task, item_matrix
-from .pairs import get_pairs
-from .preflight import preflight
-from .report import write_report
-from .runner import session
-from .stats import paired_change
-from .store import ResultStore
-from .sweep import TaskSpec
-from .tasks.base import summarize
-from .tasks.behavior import BehaviorTask
-from .tasks.choice import MMLU, ARCEasy, ClozeTask
-from .tax import efficient_strength, interp_mean, law_function, split_items, tax_table
-from .theory import bound_check, estimate_constants, predicted_alignment, predicted_helpfulness
-from .vectors import SteeringVector, now_iso
+from steertax import __version__, tasks as T
+from steertax._faults import checkpoint
+from steertax._util import atomic_write_json, atomic_write_text, parse_layers
+from steertax.analysis.laws import fit_law, fit_task, item_matrix
+from steertax.analysis.stats import paired_change
+from steertax.analysis.tax import efficient_strength, interp_mean, law_function, split_items, tax_table
+from steertax.analysis.theory import bound_check, estimate_constants, predicted_alignment, predicted_helpfulness
+from steertax.config import RunConfig, from_dict, upgrade_resolved
+from steertax.errors import ConfigError, DataError
+from steertax.interventions import SteeringIntervention, condition_id, store_key
+from steertax.interventions.conditional import Condition, check_condition_layer, confusion, fit_from_sources
+from steertax.interventions.steering.extract import extract_vector
+from steertax.interventions.steering.pairs import get_pairs
+from steertax.interventions.steering.vectors import SteeringVector, now_iso
+from steertax.reports.study import write_report
+from steertax.runners.preflight import preflight
+from steertax.runners.session import session
+from steertax.runners.sweep import TaskSpec
+from steertax.store import ResultStore
+from steertax.tasks.base import summarize
+from steertax.tasks.behavior import BehaviorTask
+from steertax.tasks.choice import MMLU, ARCEasy, ClozeTask
 
 log = logging.getLogger(__name__)
 TRUNCATION_WARN = 0.05  # a run warns when more answers than this (at any strength) hit max_new_tokens unfinished

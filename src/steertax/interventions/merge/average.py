@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .registry import register_merge_method
+from steertax.interventions.merge.registry import register_merge_method
 
 
 @register_merge_method("average", version=1, doc="weighted mean of the task vectors (model soup, Wortsman et al. 2022)")

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from ._util import parse_layers
-from .activations import LayerAccumulator, capture
-from .errors import DataError
-from .models import encode, hidden_size, model_id, num_layers
-from .pairs import ContrastPair, PairSet, as_pairs
-from .vectors import SteeringVector, now_iso
+from steertax import __version__
+from steertax._util import parse_layers
+from steertax.errors import DataError
+from steertax.interventions.steering.activations import LayerAccumulator, capture
+from steertax.interventions.steering.pairs import ContrastPair, PairSet, as_pairs
+from steertax.interventions.steering.vectors import SteeringVector, now_iso
+from steertax.models import encode, hidden_size, model_id, num_layers
 
 __all__ = ["extract_vector", "METHODS"]
 
@@ -96,7 +96,7 @@ def extract_vector(
     """Extract a steering vector from contrast pairs.
 
     Args:
-        pairs: a :class:`~steertax.pairs.PairSet`, ContrastPairs, or (aligned text, misaligned text)
+        pairs: a :class:`~steertax.interventions.steering.pairs.PairSet`, ContrastPairs, or (aligned text, misaligned text)
             tuples (full texts, already formatted).
         layers: ``"all"``, ``"8-12,14"`` or a list of block indices.
         method: ``pca`` (RepE: first principal component of pair differences in random order, sign

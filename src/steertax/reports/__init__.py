@@ -1,0 +1,1 @@
+"""Reports: the study's figures and its self-contained HTML page."""
