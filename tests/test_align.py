@@ -396,3 +396,12 @@ def test_builtin_config_and_its_quick_version():
     q = cfg.quick_version()
     assert q.quick and len(q.settings) == 2 and q.train.steps <= 4 and all(t.limit <= 8 for t in q.tasks)
     assert q.training_hash(q.settings[0]) != cfg.training_hash(cfg.settings[0])
+
+
+def test_every_method_on_the_frontier_is_drawn_alike_by_no_other():
+    """13 methods (the frontier of all methods) get 13 distinct colour and marker pairs, and 40 get 40."""
+    from steertax.runners.compare import method_style
+
+    styles = [tuple(sorted(method_style(k).items())) for k in range(40)]
+    assert len(set(styles[:13])) == 13 and len(set(styles)) == 40
+    assert len({s[0] for s in styles[:13]}) == 13  # the first 13 differ in colour alone

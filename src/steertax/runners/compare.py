@@ -374,8 +374,8 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
         panels.append(("__mean__", f"mean ΔH ({', '.join(res['mean_over'])})"))
     fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 5.2), squeeze=False)
     for ax, (key, ylabel) in zip(axes[0], panels, strict=True):
-        for m in res["methods"]:
-            _draw_method(ax, m, al, key)
+        for k, m in enumerate(res["methods"]):
+            _draw_method(ax, m, al, key, method_style(k))
         ax.axhline(0, color="#999", lw=0.8)
         ax.axvline(0, color="#999", lw=0.8)
         ax.set_xlabel(f"ΔB ({al}): alignment bought")
@@ -388,7 +388,28 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def _draw_method(ax: Any, m: dict[str, Any], al: str, key: str) -> None:
+# 20 colours (matplotlib's 10, then tab20's light halves) and 8 markers: lcm(20, 8) = 40 methods, no two alike
+_COLORS = [f"C{k}" for k in range(10)] + [
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
+
+
+def method_style(k: int) -> dict[str, str]:
+    """The k-th method's colour and marker in a frontier figure: distinct for every pair of the first 40."""
+    return {"color": _COLORS[k % len(_COLORS)], "marker": _MARKERS[k % len(_MARKERS)]}
+
+
+def _draw_method(ax: Any, m: dict[str, Any], al: str, key: str, style: dict[str, str] | None = None) -> None:
     xs: list[float] = []
     ys: list[float] = []
     xe: list[list[float]] = [[], []]
@@ -403,7 +424,8 @@ def _draw_method(ax: Any, m: dict[str, Any], al: str, key: str) -> None:
             lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
             err[0].append(c["delta"] - lo)
             err[1].append(hi - c["delta"])
-    line = ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="o-", capsize=2, lw=1, ms=4, label=m["kind"])
+    st = style or method_style(0)
+    line = ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="-", marker=st["marker"], color=st["color"], capsize=2, lw=1, ms=4, label=m["kind"])
     opt = next(p for p in m["points"] if p["setting"] == m["optimum"]["setting"])
     oy = opt.get("dH_mean") if key == "__mean__" else opt["tasks"][key]["delta"]
     if opt["tasks"][al]["delta"] is not None and oy is not None:
