@@ -14,7 +14,15 @@ from conftest import make_tokenizer, tiny_model
 from steertax import interventions as I
 from steertax.interventions.conditional import Condition
 from steertax.interventions.steering.vectors import SteeringVector
-from steertax.runners.align import TRAINERS, AlignConfig, align_from_dict, run_align
+from steertax.runners.align import (
+    TRAINED_METHODS,
+    AlignConfig,
+    LoraSettings,
+    TrainSettings,
+    align_from_dict,
+    register_trained_method,
+    run_align,
+)
 from steertax.runners.merge import MERGE_REGISTRY, MergedIntervention, MergeSpec, _merge_spec
 from steertax.store import ResultStore
 
@@ -109,11 +117,12 @@ def test_every_training_field_changes_an_adapters_key(tmp_path):
     assert key(cfg) != k0
     seen.add(key(cfg))
     # the version of the trainer's code and of the adapter intervention's
-    TRAINERS["dpo"] += 1
+    old = TRAINED_METHODS["dpo"]
+    TRAINED_METHODS["dpo"] = dataclasses.replace(old, version=old.version + 1)
     try:
         assert key(cfg) not in seen
     finally:
-        TRAINERS["dpo"] -= 1
+        TRAINED_METHODS["dpo"] = old
     I.INTERVENTIONS["adapter"] += 1
     try:
         assert key(cfg) not in seen
@@ -199,3 +208,24 @@ def test_a_changed_training_setting_rerun_into_the_same_folder_is_evaluated(tmp_
     assert dpo["training"]["lr"] == pytest.approx(0.2)
     assert dpo["tasks"]["arc_easy"]["value"] == next(r for r in ref["settings"] if r["method"] == "dpo")["tasks"]["arc_easy"]["value"]
     assert json.loads((out / "summary.json").read_text())["settings"][1]["key"] == dpo["key"]
+
+
+def test_a_trained_method_is_one_function_and_its_registration(tmp_path):
+    """A new trained method registered by name is accepted by the config and trains through the same path
+    (here: DPO at twice the setting's beta, a real variant), with its own version in every adapter's key."""
+    from steertax.runners.align import AlignSetting, _dpo, preference_data, train_setting
+
+    @register_trained_method("dpo_2beta", version=3)
+    def _build(setting, peft_model, tokenizer, ds, common):
+        return _dpo(dataclasses.replace(setting, beta=2 * setting.beta), peft_model, tokenizer, ds, common, 0.0)
+
+    try:
+        cfg = align_from_dict({"settings": [{"method": "dpo_2beta", "beta": 0.1}], "tasks": [{"name": "arc_easy", "limit": 4}]})
+        assert cfg.training_spec(cfg.settings[0])["trainer_version"] == 3
+        model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
+        info = train_setting(model, tok, AlignSetting("dpo_2beta", beta=0.25), preference_data("refusal", 4), tmp_path / "a",
+                             lora=LoraSettings(r=2, alpha=4, targets=["q_proj"]),
+                             train=TrainSettings(steps=2, lr=1e-2, batch_size=2, max_length=96, warmup_steps=0), progress=False)
+        assert len(info["history"]) == 2 and (tmp_path / "a" / "adapter_model.safetensors").is_file()
+    finally:
+        del TRAINED_METHODS["dpo_2beta"]

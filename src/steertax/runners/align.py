@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import yaml
@@ -73,10 +73,36 @@ __all__ = [
     "run_align",
 ]
 
-# The trained interventions: method -> the version of its training code. Bump a method's version when a fix
-# changes what it trains: its adapters and rows then get new keys and are never reused.
-TRAINERS: dict[str, int] = {"dpo": 1, "dpo_reg": 1, "sft": 1, "selective": 1}
-METHODS = tuple(TRAINERS)
+
+@dataclass(frozen=True)
+class TrainedMethod:
+    """A registered way of training an adapter: ``rows(cfg, setting, model, tokenizer, out)`` makes its
+    training rows, ``build(setting, peft_model, tokenizer, dataset, args)`` its trl trainer (``args``: the
+    common TrainingArguments fields); ``version`` enters every adapter's key (bump it when a fix changes
+    what it trains: old adapters and rows are then never reused)."""
+
+    name: str
+    version: int
+    build: Callable[..., Any]
+    rows: Callable[..., list[dict[str, str]]]
+
+
+TRAINED_METHODS: dict[str, TrainedMethod] = {}
+
+
+def register_trained_method(
+    name: str, *, version: int = 1, rows: Optional[Callable[..., list[dict[str, str]]]] = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator on ``build``: register a trained method (usable as ``settings: [{method: name}]``). ``rows``
+    defaults to the preference pairs of ``data.pairs``. See docs/DESIGN.md, "Adding a method or a task"."""
+
+    def deco(build: Callable[..., Any]) -> Callable[..., Any]:
+        if name in TRAINED_METHODS:
+            raise ValueError(f"trained method {name!r} is registered twice")
+        TRAINED_METHODS[name] = TrainedMethod(name, version, build, rows or _preference_rows)
+        return build
+
+    return deco
 
 
 @dataclass
@@ -145,7 +171,7 @@ class AlignConfig(CommonConfig):
         spec["setting"] = dataclasses.asdict(s)
         spec["quick"] = self.quick
         spec["data_hash"] = data_fingerprint(self.data.pairs)
-        spec["trainer_version"] = TRAINERS.get(s.method)
+        spec["trainer_version"] = TRAINED_METHODS[s.method].version if s.method in TRAINED_METHODS else None
         return spec
 
     def training_hash(self, s: AlignSetting) -> str:
@@ -174,8 +200,8 @@ def _rename_lambda(s: Any) -> Any:
 
 
 def _check_setting(i: int, s: AlignSetting) -> None:
-    if s.method not in METHODS:
-        raise ConfigError(f"settings[{i}].method: {s.method!r} is not one of {', '.join(METHODS)}")
+    if s.method not in TRAINED_METHODS:
+        raise ConfigError(f"settings[{i}].method: {s.method!r} is not one of {', '.join(TRAINED_METHODS)}")
     if not s.beta > 0:
         raise ConfigError(f"settings[{i}].beta: {s.beta!r} must be positive (DPO's temperature, e.g. 0.1)")
     if s.lam < 0:
@@ -350,18 +376,66 @@ def _trainer(setting: AlignSetting, peft_model: Any, tokenizer: Any, rows: Seque
     import datasets
 
     ds = datasets.Dataset.from_list(_chat_rows(tokenizer, rows))
-    if setting.method == "sft":
-        from trl import SFTConfig, SFTTrainer
+    return TRAINED_METHODS[setting.method].build(setting, peft_model, tokenizer, ds, common)
 
-        args = SFTConfig(**common, completion_only_loss=True)
-        return SFTTrainer(model=peft_model, args=args, train_dataset=ds, processing_class=tokenizer)
+
+def _dpo(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any], lam: float) -> Any:
     from trl import DPOConfig
 
     trainer = _regularized_dpo_trainer()(
         model=peft_model, args=DPOConfig(**common, beta=setting.beta), train_dataset=ds, processing_class=tokenizer
     )
-    trainer.reg_lambda = float(setting.lam) if setting.method == "dpo_reg" else 0.0
+    trainer.reg_lambda = float(lam)
     return trainer
+
+
+def _preference_rows(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
+    return preference_data(cfg.data.pairs, cfg.data.n_pairs, cfg.seed)
+
+
+def _sft_rows(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
+    return [{"prompt": r["prompt"], "completion": r["chosen"]} for r in _preference_rows(cfg, s, model, tok, out)]
+
+
+def _selective_rows(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
+    pref = _preference_rows(cfg, s, model, tok, out)
+    tag = hashlib.sha256(json.dumps([cfg.model, cfg.seed, dataclasses.asdict(cfg.data)]).encode()).hexdigest()[:12]
+    cache = out / f"preserve-{tag}.json"
+    if cache.is_file():
+        keep = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        keep = preservation_data(model, tok, cfg.data.n_preserve, cfg.data.preserve_tokens, cfg.seed)
+        atomic_write_json(cache, keep)
+    mixed = pref + keep
+    random.Random(cfg.seed).shuffle(mixed)
+    return mixed
+
+
+@register_trained_method("dpo")
+def _build_dpo(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any]) -> Any:
+    """DPO on preference pairs at ``beta``."""
+    return _dpo(setting, peft_model, tokenizer, ds, common, 0.0)
+
+
+@register_trained_method("dpo_reg")
+def _build_dpo_reg(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any]) -> Any:
+    """DPO + lam * ||dW||_F^2 (the adapter's weight delta)."""
+    return _dpo(setting, peft_model, tokenizer, ds, common, setting.lam)
+
+
+@register_trained_method("selective", rows=_selective_rows)
+def _build_selective(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any]) -> Any:
+    """DPO on the harmful pairs plus capability-preservation pairs."""
+    return _dpo(setting, peft_model, tokenizer, ds, common, 0.0)
+
+
+@register_trained_method("sft", rows=_sft_rows)
+def _build_sft(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any]) -> Any:
+    """Supervised fine-tuning on the refusals (loss on the answer only)."""
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(**common, completion_only_loss=True)
+    return SFTTrainer(model=peft_model, args=args, train_dataset=ds, processing_class=tokenizer)
 
 
 def lora_model(model: Any, config: Any) -> Any:
@@ -450,21 +524,7 @@ def train_setting(
 
 
 def _rows_for(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
-    pref = preference_data(cfg.data.pairs, cfg.data.n_pairs, cfg.seed)
-    if s.method == "sft":
-        return [{"prompt": r["prompt"], "completion": r["chosen"]} for r in pref]
-    if s.method != "selective":
-        return pref
-    tag = hashlib.sha256(json.dumps([cfg.model, cfg.seed, dataclasses.asdict(cfg.data)]).encode()).hexdigest()[:12]
-    cache = out / f"preserve-{tag}.json"
-    if cache.is_file():
-        keep = json.loads(cache.read_text(encoding="utf-8"))
-    else:
-        keep = preservation_data(model, tok, cfg.data.n_preserve, cfg.data.preserve_tokens, cfg.seed)
-        atomic_write_json(cache, keep)
-    mixed = pref + keep
-    random.Random(cfg.seed).shuffle(mixed)
-    return mixed
+    return TRAINED_METHODS[s.method].rows(cfg, s, model, tok, out)
 
 
 def check_align(cfg: AlignConfig, out: str | Path | None = None) -> None:
