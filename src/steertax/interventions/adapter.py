@@ -20,7 +20,14 @@ from steertax._util import quiet_renamed_checkpointing, sha256_file
 from steertax.errors import ModelError
 from steertax.interventions.core import Applied, Intervention, description_hash, register_intervention
 
-__all__ = ["AdapterIntervention", "adapter_ready", "check_adapter", "adapter_files_hash"]
+__all__ = ["AdapterIntervention", "adapter_ready", "lora_targets_in", "check_adapter", "adapter_files_hash"]
+
+
+def lora_targets_in(module_names: Any, targets: Any) -> list[str]:
+    """The LoRA ``targets`` that name some module of a model (full dotted ``module_names``): the trainer
+    adapts these, and a preflight refuses a config where none matches."""
+    names = list(module_names)
+    return [t for t in targets if any(n.endswith(t) for n in names)]
 
 
 def adapter_ready(path: Path) -> bool:

@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
 
 __all__ = [
     "INTERVENTIONS",
@@ -31,6 +31,7 @@ __all__ = [
     "register_intervention",
     "store_key",
     "description_hash",
+    "tensors_hash",
 ]
 
 # kind -> the version of its implementation (how it is applied). Bump a kind's version when a fix changes
@@ -49,6 +50,15 @@ def register_intervention(kind: str, version: int) -> Callable[[type], type]:
         return cls
 
     return deco
+
+
+def tensors_hash(tensors: Mapping[Any, Any], n: int = 16) -> str:
+    """A short content hash of named tensors (names sorted; each tensor's float32 bytes)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(str(k).encode())
+        h.update(tensors[k].detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()[:n]
 
 
 def description_hash(obj: Any, n: int = 16) -> str:
@@ -73,6 +83,7 @@ class Intervention:
     :meth:`describe` (everything that can change a result), :meth:`name` and :meth:`apply`."""
 
     kind: ClassVar[str] = ""
+    batched: ClassVar[bool] = False  # its knob is a grid scored in one pass, one row per value (steering's r)
     method: str = ""
 
     def describe(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from steertax.data import read_jsonl
 from steertax.errors import ConfigError, DataError
 from steertax.generation import generate
 from steertax.interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
+from steertax.interventions.adapter import lora_targets_in
 from steertax.interventions.core import description_hash
 from steertax.interventions.steering.pairs import (
     COMPLIANCE_TEMPLATES,
@@ -468,7 +469,7 @@ def train_setting(
     train = train or TrainSettings()
     set_seed(seed, deterministic=False)
     torch.manual_seed(seed)
-    targets = [t for t in lora.targets if any(n.endswith(t) for n, _ in model.named_modules())]
+    targets = lora_targets_in((n for n, _ in model.named_modules()), lora.targets)
     if not targets:
         raise ConfigError(f"lora.targets {lora.targets} match no module of this model: name its linear layers (e.g. q_proj, c_attn)")
     pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM")

@@ -35,6 +35,7 @@ from steertax._util import cache_dir, parse_layers
 from steertax.config import RunConfig
 from steertax.data.loaders import is_hub_source
 from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
+from steertax.interventions.adapter import lora_targets_in
 from steertax.interventions.conditional import Condition, prompt_set
 from steertax.interventions.steering.pairs import PAIR_BUILDERS, check_pairs_file
 from steertax.interventions.steering.vectors import SteeringVector
@@ -134,8 +135,8 @@ def _model_dir(name: str, path: Path, builtin: list[str]) -> tuple[Optional[int]
     return _shape(_config_json(path))
 
 
-def module_names(name: str) -> Optional[set[str]]:
-    """The last name component of every module of model ``name`` (``q_proj``, ``down_proj`` ...), from its
+def module_names(name: str) -> Optional[list[str]]:
+    """The dotted name of every module of model ``name`` (``model.layers.0.self_attn.q_proj`` ...), from its
     config alone (instantiated on the meta device: no weights read); None when no config is at hand without
     loading the model (a hub id, or a built-in GGUF not yet converted)."""
     key = M._ALIASES.get(name.lower(), name.lower())
@@ -150,14 +151,15 @@ def module_names(name: str) -> Optional[set[str]]:
             model = transformers.AutoModelForCausalLM.from_config(config)
     except Exception:  # an unusual config: the check happens when the model loads
         return None
-    return {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
+    return [n for n, _ in model.named_modules() if n]
 
 
 def check_lora_targets(model: str, targets: Sequence[str]) -> None:
     """``lora.targets`` must match some module of the model (the rule of the trainer, checked before loading)."""
     names = module_names(model)
-    if names is not None and not any(t in names for t in targets):
-        linear = sorted(n for n in names if n.endswith("proj") or n in ("c_attn", "c_proj", "c_fc", "fc1", "fc2"))
+    if names is not None and not lora_targets_in(names, targets):
+        leaves = {n.rsplit(".", 1)[-1] for n in names}
+        linear = sorted(n for n in leaves if n.endswith("proj") or n in ("c_attn", "c_proj", "c_fc", "fc1", "fc2"))
         raise ConfigError(f"lora.targets {list(targets)} match no module of this model: name its linear layers, e.g. {linear[:7]}")
 
 

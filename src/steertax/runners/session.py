@@ -61,8 +61,8 @@ def evaluate_intervention(
     queued (one piece per chunk for a strength grid, one for a weight intervention) and this returns at
     once; ``executor.drain()`` waits for it."""
     key = store_key(scope, iv)
-    grid = isinstance(getattr(iv, "strengths", None), (list, tuple)) and getattr(iv, "vector", None) is not None
-    setting = None if grid else iv.name()
+    grid = iv.batched
+    setting = None if grid else iv.name()  # a grid's rows carry their own setting (the strength)
     backend = getattr(cfg, "backend", "hf")
     if executor is not None:
         executor.submit(

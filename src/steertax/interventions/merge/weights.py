@@ -10,7 +10,6 @@ the base model inside a ``with`` block, restoring the touched weights exactly wh
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from steertax.errors import DataError, ModelError
-from steertax.interventions.core import Applied, Intervention, register_intervention
+from steertax.interventions.core import Applied, Intervention, register_intervention, tensors_hash
 from steertax.interventions.merge.registry import MERGE_REGISTRY, MergeParams, merge_methods
 
 __all__ = ["adapter_deltas", "model_deltas", "merge_deltas", "MergedIntervention", "deltas_hash"]
@@ -184,8 +183,4 @@ class MergedIntervention(Intervention):
 
 def deltas_hash(deltas: Mapping[str, torch.Tensor]) -> str:
     """A content hash of a delta set (for a MergedIntervention made without a spec)."""
-    h = hashlib.sha256()
-    for k in sorted(deltas):
-        h.update(k.encode())
-        h.update(deltas[k].detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return tensors_hash(deltas)

@@ -12,20 +12,16 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, ClassVar, Iterator, Optional, Sequence
 
-from steertax.interventions.core import Applied, Intervention, register_intervention
+from steertax.interventions.core import Applied, Intervention, register_intervention, tensors_hash
 
 __all__ = ["SteeringIntervention", "vector_id", "condition_id"]
 
 
 def vector_id(vec: Any) -> str:
     """A short content hash of a steering vector: its directions' bytes per layer (and which layers)."""
-    h = hashlib.sha256()
-    for layer in sorted(vec.directions):
-        h.update(str(layer).encode())
-        h.update(vec.directions[layer].detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:12]
+    return tensors_hash(vec.directions, 12)
 
 
 def condition_id(cond: Any) -> str:
@@ -45,6 +41,7 @@ class SteeringIntervention(Intervention):
     strengths: Sequence[float] = (0.0,)
     condition: Optional[Any] = None
     label: str = ""
+    batched: ClassVar[bool] = True
 
     method: str = field(init=False, default="steering")  # the store's method column: steering | conditional
 
