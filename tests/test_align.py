@@ -150,7 +150,11 @@ def test_paired_change_and_tax():
     worse = {"a": 0.5, "b": 0.5, "c": 0.0, "d": 0.0}
     ch = paired_change(base, worse, n_boot=500)
     assert ch["delta"] == pytest.approx(-0.25) and ch["tax_percent"] == pytest.approx(50.0)
-    assert ch["delta_ci95"][0] <= -0.25 <= ch["delta_ci95"][1] and ch["tax_ci95"][0] <= 50 <= ch["tax_ci95"][1]
+    assert ch["delta_ci95"][0] <= -0.25 <= ch["delta_ci95"][1]
+    # a resample of only item d has base mean 0 (no tax %): counted and kept (beyond the CI's ends), not dropped
+    assert ch["n_boot_below_floor"] >= 1 and ch["tax_ci95"][0] <= 50 <= ch["tax_ci95"][1]
+    kept = paired_change({**base, "d": 0.5}, worse, n_boot=500)  # every resample's base is over the floor
+    assert kept["tax_ci95"][0] <= kept["tax_percent"] <= kept["tax_ci95"][1] and kept["n_boot_below_floor"] == 0
     better = {k: v + 0.25 for k, v in base.items()}
     assert paired_change(base, better)["tax_percent"] == pytest.approx(-50.0)  # negative tax = improvement
     same = paired_change(base, dict(base), n_boot=200)
@@ -291,6 +295,7 @@ def test_adapter_for_another_base_is_refused(rows, tmp_path):
 
 def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_dir, tmp_path, capsys):
     from steertax.config import from_dict
+    from steertax.runners.decision import compare
     from steertax.runners.study import run_study
 
     study = from_dict({
@@ -301,36 +306,53 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         "study": {"n_boot": 10}, "theory": {"enabled": False},
     })
     run_study(study, tmp_path / "steer", progress=False)
-    assert main(["--quiet", "compare", str(tmp_path / "steer"), str(align_run[1]), "--out", str(tmp_path / "cmp")]) == 0
+    assert main(["--quiet", "compare", str(tmp_path / "steer"), str(align_run[1]), "--out", str(tmp_path / "cmp"),
+                 "--n-boot", "200"]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     kinds = [m["kind"] for m in res["methods"]]
-    assert kinds == ["steering", "dpo", "dpo_reg", "sft", "selective"]
+    assert kinds == ["steering", "dpo", "dpo_reg beta=0.1", "sft", "selective"]
+    assert res["items"]["refusal"]["n_common"] == 8 and res["items"]["arc_easy"]["n_common"] == 8
     steer = res["methods"][0]
-    assert [p["r"] for p in steer["points"]] == [-2.0, 0.0, 1.0, 2.0, 4.0]
-    at0 = next(p for p in steer["points"] if p["r"] == 0.0)
-    assert at0["tasks"]["refusal"]["delta"] == 0.0 and at0["tasks"]["arc_easy"]["delta"] == 0.0
-    for row in res["table"]:
-        if row["method"] != "steering":
-            assert "steering_dH_at_same_dB" in row
+    assert [p["value"] for p in steer["points"]] == [None, 1.0, 2.0, 4.0]  # the base, then r > 0 in knob order
+    assert steer["points"][0]["tasks"]["refusal"]["delta"] == 0.0
+    dpo = next(m for m in res["methods"] if m["kind"] == "dpo")
+    betas = [p["value"] for p in dpo["points"][1:]]
+    assert betas == sorted(betas, reverse=True)  # β from the base (∞) down
+    d = res["decisions"]
+    assert d["adjust"] == "holm" and d["comparisons"]
+    for c in d["comparisons"]:
+        assert c["verdict"] and (c["status"] != "ok" or c["p_adjusted"] >= c["p"] - 1e-12)
+        if c["status"] == "ok" and not c["decided"]:
+            assert c["verdict"] == "can't tell with 8 refusal items and 8 arc_easy items" and c["items_needed"]
+    # the folders' own rows (no --evaluate) and a fresh evaluation on the same items against one base agree
+    ev = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
+    assert ev["items"]["refusal"]["n_common"] == 8 and ev["evaluated"]
+    for r0, r1 in zip(res["table"], ev["table"], strict=True):
+        assert (r0["method"], r0["setting"]) == (r1["method"], r1["setting"])
+        assert r1["dB"] == pytest.approx(r0["dB"], abs=1e-4) and r1["dH"] == pytest.approx(r0["dH"], abs=1e-4)
+    assert "| dpo |" in (tmp_path / "cmp" / "compare.md").read_text()
+    # --until-decided: item chunks are added while comparisons are undecided; finished cells are never changed
+    con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
+    before = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
+    con.close()
+    ad = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", evaluate=True, until_decided=True, budget=8, step=4,
+                 chunk=4, n_boot=200, progress=False)
+    looks = ad["looks"]
+    assert looks[0]["items"] == {"refusal": 8, "arc_easy": 8} and sum(lk["alpha"] for lk in looks) <= 0.05 + 1e-12
+    assert len(looks) == 1 or looks[-1]["items"]["refusal"] > 8
+    assert looks[-1]["undecided"] == 0 or looks[-1]["items"]["refusal"] == 16 or len(looks) == 3
+    con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
+    after = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
+    con.close()
+    assert before <= after and ad["items"]["refusal"]["n_common"] == looks[-1]["items"]["refusal"]
+    assert "## Looks" in (tmp_path / "cmp-ev" / "compare.md").read_text()
     assert all(m["optimum"]["setting"] in [p["setting"] for p in m["points"]] for m in res["methods"])
     assert (tmp_path / "cmp" / "figures" / "frontier.png").stat().st_size > 5000
-    assert res["mean_over"] == ["arc_easy"] and all(r["dH_mean"] == r["dH"] for r in res["table"])
-    assert "| dpo |" in capsys.readouterr().out
-    # a folder of another kind, or of another model, is one clear line
-    assert main(["--quiet", "compare", str(tmp_path), "--out", str(tmp_path / "c2")]) == 2
-    assert "is not a steertax run, align or merge output folder" in capsys.readouterr().err
-
-
-def test_matched_alignment_interpolates_along_steering():
-    from steertax.runners.compare import matched_tax
-
-    def pt(r, b, h):
-        return {"r": r, "tasks": {"B": {"delta": b}, "H": {"delta": h, "delta_ci95": [h - 0.1, h + 0.1]}}}
-
-    pts = [pt(-1, -0.5, -0.1), pt(0, 0.0, 0.0), pt(1, 0.4, -0.02), pt(2, 0.8, -0.1)]
-    m = matched_tax(pts, 0.6, "B", "H")
-    assert m["dH"] == pytest.approx(-0.06) and m["dH_ci95"] == pytest.approx([-0.16, 0.04])
-    assert matched_tax(pts, 0.9, "B", "H") is None  # beyond steering's grid
+    capsys.readouterr()
+    # a level no method reaches: one line, exit 2
+    assert main(["--quiet", "compare", str(tmp_path / "steer"), "--out", str(tmp_path / "c3"), "--levels", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no method reaches ΔB = 5" in err[0]
 
 
 def test_tax_base_vs_adapter_and_bad_pairs(align_run, tiny_dir, tmp_path, capsys):
@@ -399,9 +421,34 @@ def test_builtin_config_and_its_quick_version():
 
 
 def test_every_method_on_the_frontier_is_drawn_alike_by_no_other():
-    """13 methods (the frontier of all methods) get 13 distinct colour and marker pairs, and 40 get 40."""
-    from steertax.runners.compare import method_style
+    """13 methods (the frontier of all methods) get 13 distinct colour and marker pairs, and 40 get 40
+    (tests/test_frontier.py checks the family hues and the drawn figure)."""
+    from steertax.reports.frontier import method_styles
 
-    styles = [tuple(sorted(method_style(k).items())) for k in range(40)]
-    assert len(set(styles[:13])) == 13 and len(set(styles)) == 40
-    assert len({s[0] for s in styles[:13]}) == 13  # the first 13 differ in colour alone
+    kinds = ["steering", "conditional", "dpo", "dpo_reg", "sft", "selective", "mixture", "specialist",
+             "task_arithmetic", "ties", "dare", "tsvm", "rtsvm"]
+    st = method_styles(kinds)
+    assert len({(s["color"], s["marker"]) for s in st.values()}) == 13
+    assert len({s["marker"] for s in st.values()}) == 13  # the first 13 differ in marker alone
+    many = method_styles([f"m{k}" for k in range(40)])
+    assert len({(s["color"], s["marker"]) for s in many.values()}) == 40
+
+
+def test_compare_refuses_folders_whose_base_rows_differ(align_run, tmp_path, capsys):
+    """Two folders that scored the base differently on the same items are not put on one frontier without
+    --evaluate: one line naming the fix."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(align_run[1], other)
+    con = sqlite3.connect(other / "results.sqlite")
+    base_key = yaml.safe_load((other / "align.resolved.yaml").read_text())["order"][0]["key"]
+    rowid, data = con.execute("SELECT rowid, data FROM results WHERE run_id=? AND task='refusal' LIMIT 1", (base_key,)).fetchone()
+    d = json.loads(data)
+    d["B"] = float(d["B"]) + 0.5
+    con.execute("UPDATE results SET data=? WHERE rowid=?", (json.dumps(d), rowid))
+    con.commit()
+    con.close()
+    assert main(["--quiet", "compare", str(align_run[1]), str(other), "--out", str(tmp_path / "cmp"), "--n-boot", "100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "base rows" in err[0] and "differ on 1 of the 8 common 'refusal' items" in err[0] and "--evaluate" in err[0]

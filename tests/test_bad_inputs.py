@@ -506,6 +506,18 @@ BEFORE_LOAD = [
     ([CP, "{d}/run_a", "--helpfulness-weight", "1.5", "--out", "{res}/cmp"], ["--helpfulness-weight 1.5 must be in [0, 1]"]),
     ([CP, "{d}/run_a", "--helpfulness-weight", "nan", "--out", "{res}/cmp"], ["--helpfulness-weight nan must be in [0, 1]"]),
     ([CP, "{d}/no_such_run", "{res}", "--helpfulness-weight", "2", "--out", "{res}/cmp"], ["3 problems", "(3) {res} is not a steertax"]),
+    # compare's decisions and its adaptive mode
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--evaluate", "--until-decided", "--budget", "0"], ["--budget 0 adds no items"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--evaluate", "--until-decided"], ["--budget None adds no items"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--until-decided", "--budget", "64"], ["--until-decided adds items", "add --evaluate"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--budget", "64"], ["--budget is the item budget of --until-decided"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--levels", "half"], ["--levels 'half' is not a comma-separated list"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--levels=-1,nan"], ["give positive finite ΔB levels"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--alpha", "1.5"], ["--alpha 1.5 must be in (0, 1)"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--n-boot", "10"], ["--n-boot 10 is too few"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--limit", "32"], ["--limit 32", "add --evaluate"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--evaluate", "--until-decided", "--budget", "64", "--step", "10"],
+     ["--step 10 must be a positive multiple"]),
     # align: the config, its preference file, its tasks, its numbers
     ([AL, "{d}/no_such_align.yaml", "--out", "{d}/align_out"], ["align config", "does not exist"]),
     ([AL, "{d}/config_bad_yaml.yaml", "--out", "{d}/align_out"], ["not valid YAML"]),

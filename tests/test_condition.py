@@ -206,7 +206,7 @@ def test_conditional_study_end_to_end(tmp_path):
     import sqlite3
 
     from steertax.config import from_dict
-    from steertax.runners.compare import compare
+    from steertax.runners.decision import compare
     from steertax.runners.study import run_study
 
     d = tmp_path / "tiny"
@@ -249,7 +249,7 @@ def test_conditional_study_end_to_end(tmp_path):
     assert all(t["fired_rate"] == 1.0 for t in s2["conditional"]["confusion"]["tasks"].values())
     for name, t in s2["conditional"]["tasks"].items():
         assert [b["mean"] for b in t["by_strength"]] == pytest.approx([b["mean"] for b in s2["tasks"][name]["by_strength"]], abs=1e-6)
-    res = compare([out], tmp_path / "cmp")
+    res = compare([out], tmp_path / "cmp", n_boot=200)
     assert [m["kind"] for m in res["methods"]] == ["steering", "conditional"]
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["table"]
 

@@ -3,6 +3,7 @@ orthogonal subspaces and keeps its ranks, TIES trims and elects signs, DARE keep
 the merged model as an intervention (a merge of one specialist at scale 1 = the specialist, scale 0 =
 the base, weights restored bit for bit),
 a tiny end-to-end `steertax merge` that resumes and lands in `steertax compare`, bad input in one line."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,7 @@ def test_tsvm_is_the_sum_on_orthogonal_subspaces_and_keeps_its_ranks():
     assert torch.allclose(tsvm_merge([d1, d2], [2.0, 0.5]), 2 * d1 + 0.5 * d2, atol=1e-10)
     # ranks as configured: each task keeps its top k singular triplets
     got = tsvm_merge([d1, d2], [1.0, 1.0], ranks=[2, 1])
-    want = (Q[:, :2] @ torch.diag(torch.tensor([5.0, 3.0], dtype=torch.float64)) @ R[:, :2].T
-            + Q[:, 3:4] * 4.0 @ R[:, 3:4].T)
+    want = Q[:, :2] @ torch.diag(torch.tensor([5.0, 3.0], dtype=torch.float64)) @ R[:, :2].T + Q[:, 3:4] * 4.0 @ R[:, 3:4].T
     assert torch.allclose(got, want, atol=1e-10) and int(torch.linalg.matrix_rank(got)) == 3
     # overlapping subspaces: the merge is orthogonalized, so its singular values are exactly the kept ones
     a = torch.randn(m, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -103,8 +103,16 @@ TRAIN = TrainSettings(steps=4, lr=2e-2, batch_size=4, max_length=96, warmup_step
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
     d = tmp_path_factory.mktemp("spec")
-    train_setting(tiny_model("llama", n_layers=2, seed=1), make_tokenizer(), AlignSetting("dpo", beta=0.5),
-                  preference_data("refusal", 8, seed=0), d / "a", lora=LORA, train=TRAIN, progress=False)
+    train_setting(
+        tiny_model("llama", n_layers=2, seed=1),
+        make_tokenizer(),
+        AlignSetting("dpo", beta=0.5),
+        preference_data("refusal", 8, seed=0),
+        d / "a",
+        lora=LORA,
+        train=TRAIN,
+        progress=False,
+    )
     return d / "a"
 
 
@@ -179,13 +187,20 @@ def test_bad_merge_inputs(adapter, tmp_path):
 
 def _merge_cfg(tiny_dir, path, **over):
     cfg = {
-        "model": str(tiny_dir), "seed": 0, "chunk": 4, "batch_size": 8, "n_pairs": 8,
+        "model": str(tiny_dir),
+        "seed": 0,
+        "chunk": 4,
+        "batch_size": 8,
+        "n_pairs": 8,
         "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
         "train": {"steps": 2, "lr": 0.01, "batch_size": 4, "max_length": 96, "warmup_steps": 0},
         "specialists": [{"name": "harmless", "data": "harmless"}, {"name": "honest", "data": "honest"}],
         "merges": [{"method": "task_arithmetic", "scales": [0.5, 1.0]}, {"method": "tsvm", "scales": [1.0]}],
-        "tasks": [{"name": "refusal", "limit": 4, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 4},
-                  {"name": "truthfulqa", "limit": 4}],
+        "tasks": [
+            {"name": "refusal", "limit": 4, "options": {"scorers": ["logprob"]}},
+            {"name": "arc_easy", "limit": 4},
+            {"name": "truthfulqa", "limit": 4},
+        ],
     }
     cfg.update(over)
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
@@ -201,8 +216,14 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     assert main(["--quiet", "merge", str(cfg), "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert [(r["method"], r["setting"]) for r in s["settings"]] == [
-        ("base", "base"), ("specialist", "harmless"), ("specialist", "honest"), ("mixture", "mixture"),
-        ("task_arithmetic", "task_arithmetic λ=0.5"), ("task_arithmetic", "task_arithmetic λ=1"), ("tsvm", "tsvm λ=1")]
+        ("base", "base"),
+        ("specialist", "harmless"),
+        ("specialist", "honest"),
+        ("mixture", "mixture"),
+        ("task_arithmetic", "task_arithmetic λ=0.5"),
+        ("task_arithmetic", "task_arithmetic λ=1"),
+        ("tsvm", "tsvm λ=1"),
+    ]
     assert (out / "figures" / "merge_3h.png").stat().st_size > 5000
     con = sqlite3.connect(out / "results.sqlite")
     n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
@@ -218,7 +239,15 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--quiet", "compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert {m["kind"] for m in res["methods"]} == {"specialist", "mixture", "task_arithmetic", "tsvm"}
+    assert {m["kind"] for m in res["methods"]} == {"specialist harmless", "specialist honest", "mixture", "task_arithmetic", "tsvm"}
+    assert {m["family"] for m in res["methods"]} == {"fine-tuning", "merging"}
+    # settings against settings: the merge's two scales, the merges at the same scale, each merge against the mixture
+    pairs = {(c["a"], c["b"]) for c in res["contrasts"]["comparisons"]}
+    assert ("task_arithmetic/task_arithmetic λ=1", "mixture/mixture") in pairs
+    assert ("task_arithmetic/task_arithmetic λ=1", "tsvm/tsvm λ=1") in pairs
+    assert all(
+        c["verdict"].endswith(f"4 {c['task']} items") for c in res["contrasts"]["comparisons"] if c["status"] == "ok" and not c["decided"]
+    )
     # bad input: one line, exit 2
     bad = _merge_cfg(d, tmp_path / "bad.yaml", specialists=[{"name": "x", "adapter": str(tmp_path / "missing")}])
     assert main(["--quiet", "merge", str(bad), "--out", str(tmp_path / "o2")]) == 2
@@ -270,6 +299,11 @@ def test_the_guides_example_method_is_registered_and_merges():
     b = {"w": torch.randn(4, 3, generator=g), "v": torch.randn(2, 2, generator=g)}
     out = merge_deltas([a, b], [3.0, 1.0], "average")
     assert torch.allclose(out["w"], (3 * a["w"] + b["w"]) / 4) and torch.allclose(out["v"], b["v"] / 4)
-    cfg = merge_from_dict({"specialists": [{"name": "h", "data": "harmless"}], "merges": [{"method": "average", "scales": [1.0]}],
-                           "tasks": [{"name": "arc_easy"}]})
+    cfg = merge_from_dict(
+        {
+            "specialists": [{"name": "h", "data": "harmless"}],
+            "merges": [{"method": "average", "scales": [1.0]}],
+            "tasks": [{"name": "arc_easy"}],
+        }
+    )
     assert cfg.merges[0].name(1.0) == "average λ=1"

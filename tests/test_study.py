@@ -50,14 +50,25 @@ def test_quick_run_writes_everything(quick_run):
         assert all(c["aic"] is not None and "aicc" in c and "r2" in c for c in fit["candidates"].values() if c["ok"]), name
         assert fit["selection"]["criterion"] == "AICc" and fit["selection"]["reason"], name
         pt = fit["paper_law_test"]
-        assert pt["term"] == ("h1" if t["axis"] == "helpfulness" else "h2") and pt["holds"] in (True, False, None), name
+        assert pt["term"] == ("h1" if t["axis"] == "helpfulness" else "h2"), name
+        assert pt["holds"] is None or isinstance(pt["holds"], bool), name
+        assert (pt["holds"] is None) == pt["verdict"].startswith("can't tell"), (name, pt["verdict"])  # the sentence matches
         assert {"estimate", "ci95", "verdict"} <= set(pt), name
     assert "tanh" in s["tasks"]["refusal"]["fit"]["candidates"]
     assert "inverse_quadratic_floor" in s["tasks"]["arc_easy"]["fit"]["candidates"]
     assert all(c["test"] and isinstance(c["holds"], bool) for c in s["theory"]["checks"].values())
     assert "refusal" in s["theory"]["bounds"] and "arc_easy" in s["theory"]["bounds"]
     assert set(s["theory"]["checks"]) == {"A-norm", "A-margin", "A-Gaussian"}
-    assert s["efficient_strength"]["ok"] and min(s["strengths"]) <= s["efficient_strength"]["r_star"] <= max(s["strengths"])
+    eff = s["efficient_strength"]
+    assert eff["ok"] and eff["U_star"] >= max(eff["curve"]["U"]) - 1e-12  # r* maximizes U on the grid it searched
+    assert eff["at_boundary"] == (eff["r_star"] in (min(grid), max(grid)))
+    assert eff["heldout"]["dB"] is not None and eff["heldout"]["dH"] is not None
+    rows = {r["task"]: r for r in s["alignment_tax"]}  # the tax at r*: held-out items of the tasks r* was chosen on
+    assert rows["refusal"]["items"] == rows["arc_easy"]["items"] == "held-out"
+    assert rows["arc_easy"]["n"] <= eff["n_test_items"] and rows["arc_easy"]["r_star"] == eff["r_star"]
+    for b in s["theory"]["bounds"].values():  # holds and verdict say the same thing
+        assert (b["holds"] is None) == b["verdict"].startswith("can't tell")
+        assert (b["holds"] is True) == b["verdict"].startswith("respected")
     # one row per (task, item, strength, scorer)
     db = sqlite3.connect(out / "results.sqlite")
     n, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT task||item||strength||scorer) FROM results").fetchone()

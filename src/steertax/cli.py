@@ -171,16 +171,28 @@ def _parser() -> argparse.ArgumentParser:
 
     cp = sub.add_parser(
         "compare",
-        help="one frontier across methods (steering runs, align runs): ΔB vs ΔH, utility optima, tax at matched alignment",
-        description="Put `steertax run` and `steertax align` output folders of one model on one alignment-vs-helpfulness "
-        "frontier: every setting a point with paired 95% CIs, each method's sweep a line, each method's utility optimum, "
-        "and steering's helpfulness change at the alignment each other setting reached (tax at matched alignment).",
+        help="which method buys alignment cheapest: every method on one item set and base, paired decisions at matched alignment",
+        description="Put `steertax run`, `steertax align` and `steertax merge` output folders of one model on one "
+        "alignment-vs-helpfulness frontier on the same items against one base: every setting with paired 95%% CIs, each "
+        "method's curve along its knob (r, β, λ, merge scale), ΔH at matched ΔB from one bootstrap over items for the whole "
+        "chain, pairwise verdicts with Holm (or BH) adjusted p-values, and the items that would decide what is undecided. "
+        "Without --evaluate the folders' own rows on their common items are used (their base rows must agree); with "
+        "--evaluate the model scores every folder's interventions on one item list per task into OUT/results.sqlite.",
     )
-    cp.add_argument("dirs", nargs="+", help="output folders of `steertax run` and/or `steertax align`")
+    cp.add_argument("dirs", nargs="+", help="output folders of `steertax run`, `steertax align` and/or `steertax merge`")
     cp.add_argument("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go")
     cp.add_argument("--alignment", default="refusal", help="the alignment entry (default: refusal)")
     cp.add_argument("--helpfulness", default="arc_easy", help="the helpfulness entry (default: arc_easy)")
     cp.add_argument("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)")
+    cp.add_argument("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the top every curve reaches]")
+    cp.add_argument("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)")
+    cp.add_argument("--adjust", default="holm", choices=["holm", "bh"], help="multiplicity control: Holm (FWER) or BH (FDR) [holm]")
+    cp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    cp.add_argument("--evaluate", action="store_true", help="load the model and score every method on the same items and base")
+    cp.add_argument("--limit", type=int, default=None, help="--evaluate: items per compared task [the largest any folder used]")
+    cp.add_argument("--until-decided", action="store_true", help="--evaluate: add items while comparisons are undecided")
+    cp.add_argument("--budget", type=int, default=None, help="--until-decided: the most items to add per task")
+    cp.add_argument("--step", type=int, default=16, help="--until-decided: items added per task per look (default 16)")
 
     for name, hlp in (
         ("fit", "refit the laws and rewrite summary.json and the report"),
@@ -487,14 +499,34 @@ def _cmd_merge(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from steertax.runners.compare import compare
+    from steertax.runners.decision import compare
     from steertax.runners.preflight import raise_problems
 
     raise_problems(_compare_problems(a), "before reading any results")  # every input, before anything is read or written
-    compare(a.dirs, a.out, alignment=a.alignment, helpfulness=a.helpfulness, helpfulness_weight=a.helpfulness_weight)
+    compare(
+        a.dirs,
+        a.out,
+        alignment=a.alignment,
+        helpfulness=a.helpfulness,
+        helpfulness_weight=a.helpfulness_weight,
+        levels=_levels(a.levels),
+        alpha=a.alpha,
+        adjust=a.adjust,
+        n_boot=a.n_boot,
+        evaluate=a.evaluate,
+        limit=a.limit,
+        until_decided=a.until_decided,
+        budget=a.budget,
+        step=a.step,
+        progress=not a.quiet,
+    )
     print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")
     return 0
+
+
+def _levels(text: str | None) -> list[float] | None:
+    return None if text is None else [float(x) for x in text.split(",") if x.strip()]
 
 
 _RUN_FOLDERS = (("config.resolved.yaml", "run"), ("align.resolved.yaml", "align"), ("merge.resolved.yaml", "merge"))
@@ -512,6 +544,7 @@ def _compare_problems(a: argparse.Namespace) -> list[SteertaxError]:
     w = a.helpfulness_weight
     if not (math.isfinite(w) and 0 <= w <= 1):
         problems.append(ConfigError(f"--helpfulness-weight {w} must be in [0, 1]"))
+    problems += _decision_problems(a)
     models: dict[str, list[str]] = {}
     seen: set[Path] = set()
     for d in map(Path, a.dirs):
@@ -532,6 +565,41 @@ def _compare_problems(a: argparse.Namespace) -> list[SteertaxError]:
     if err is not None:
         problems.append(err)
     return problems
+
+
+def _decision_problems(a: argparse.Namespace) -> list[SteertaxError]:
+    """compare's statistics and adaptive-mode flags."""
+    import math
+
+    from steertax.errors import ConfigError
+
+    p: list[SteertaxError] = []
+    try:
+        lv = _levels(a.levels)
+    except ValueError:
+        lv = None
+        p.append(ConfigError(f"--levels {a.levels!r} is not a comma-separated list of numbers (ΔB levels, e.g. 0.5,1.0)"))
+    if lv is not None and (not lv or not all(math.isfinite(x) and x > 0 for x in lv)):
+        p.append(ConfigError(f"--levels {a.levels!r}: give positive finite ΔB levels, e.g. 0.5,1.0"))
+    if not (math.isfinite(a.alpha) and 0 < a.alpha < 1):
+        p.append(ConfigError(f"--alpha {a.alpha} must be in (0, 1)"))
+    if a.n_boot < 100:
+        p.append(ConfigError(f"--n-boot {a.n_boot} is too few for intervals and p-values: give at least 100 (default 2000)"))
+    if a.limit is not None and (a.limit <= 0 or not a.evaluate):
+        p.append(
+            ConfigError(
+                f"--limit {a.limit}: " + ("must be positive" if a.limit <= 0 else "sets the items --evaluate scores: add --evaluate")
+            )
+        )
+    if a.until_decided and not a.evaluate:
+        p.append(ConfigError("--until-decided adds items, which needs --evaluate (it scores them): add --evaluate"))
+    if a.until_decided and (a.budget is None or a.budget <= 0):
+        p.append(ConfigError(f"--budget {a.budget} adds no items: give the most items to add per task (e.g. --budget 256)"))
+    if a.budget is not None and not a.until_decided:
+        p.append(ConfigError("--budget is the item budget of --until-decided: add --until-decided"))
+    if a.step <= 0 or a.step % 16:
+        p.append(ConfigError(f"--step {a.step} must be a positive multiple of the cell size 16"))
+    return p
 
 
 def _run_folder(d: Path, alignment: str, helpfulness: str) -> str:
@@ -652,7 +720,17 @@ def _print_headline(summ: dict[str, Any], out: str) -> None:
     if eff.get("ok"):
         w = eff["helpfulness_weight"]
         print(f"efficient strength r* = {eff['r_star']:.2f} (helpfulness weight {w}); break-even {eff.get('break_even')}")
+        if eff.get("note"):
+            print(f"  {eff['note']}")
+    else:
+        print(f"efficient strength: {_no_r_star(eff)}; no alignment tax")
     print(f"wrote {out}/summary.json, {out}/report.html, {out}/results.sqlite, {out}/results.parquet")
+
+
+def _no_r_star(eff: dict[str, Any]) -> str:
+    """Why a study has no r*: its reason (e.g. "no law fits, r* not chosen") and the detail, if any."""
+    why = eff.get("reason") or "r* not chosen"
+    return f"{why} ({eff['detail']})" if eff.get("detail") else why
 
 
 def _cmd_fit(a: argparse.Namespace) -> int:
@@ -660,6 +738,11 @@ def _cmd_fit(a: argparse.Namespace) -> int:
 
     summ = analyze(a.dir)
     print_fits(summ)
+    eff = summ.get("efficient_strength") or {}
+    if eff.get("ok"):
+        print(f"efficient strength r* = {eff['r_star']:.2f} (helpfulness weight {eff['helpfulness_weight']})")
+    else:
+        print(f"efficient strength: {_no_r_star(eff)}")
     return 0
 
 
@@ -727,14 +810,21 @@ def _cmd_tax(a: argparse.Namespace) -> int:
 
     summ = analyze(a.dir)
     eff = summ["efficient_strength"]
-    print(f"r* = {eff.get('r_star')}")
-    print(f"{'benchmark':<24} {'metric':<10} {'base':>8} {'at r*':>8} {'tax %':>8}")
+    if not eff.get("ok") or summ.get("alignment_tax") is None:
+        print(f"{_no_r_star(eff)}: no alignment tax")
+        return 0
+    print(f"r* = {eff.get('r_star')}" + (f" ({eff['note']})" if eff.get("note") else ""))
+    print(f"{'benchmark':<24} {'metric':<10} {'items':<9} {'n':>5} {'base':>8} {'at r*':>8} {'tax %':>8}")
+    notes = []
     for r in summ["alignment_tax"]:
         f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
         print(
-            f"{r['task']:<24} {r['metric']:<10} {f(r['base']):>8} {f(r['at_r_star']):>8} "
-            f"{'-' if r['tax_percent'] is None else format(r['tax_percent'], '.1f'):>8}"
+            f"{r['task']:<24} {r['metric']:<10} {r.get('items') or '-':<9} {r.get('n') if r.get('n') is not None else '-':>5} "
+            f"{f(r['base']):>8} {f(r['at_r_star']):>8} {'-' if r['tax_percent'] is None else format(r['tax_percent'], '.1f'):>8}"
         )
+        if r["tax_percent"] is None and r.get("tax_note") and r.get("axis") == "helpfulness":
+            notes.append(f"  {r['task']}: {r['tax_note']}")
+    print("held-out: the items r* was not chosen on; all: a task r* was not chosen on", *notes, sep="\n")
     return 0
 
 

@@ -229,28 +229,45 @@ def bound_check(
 ) -> dict[str, Any]:
     """Does the measured curve respect a predicted bound? ``kind``: "upper" (measured <= bound),
     "lower" (measured >= bound) or "alignment" (lower bound for r > 0, upper bound for r < 0, the
-    directions A-margin gives). A point violates the bound when its whole 95% CI lies on the wrong side."""
+    directions A-margin gives). A point violates the bound when its whole 95% CI lies on the wrong side.
+
+    A point without a standard error (None or NaN) is not given a zero-width CI: if its mean is on the
+    right side it respects the bound whatever its CI; if its mean is on the wrong side it cannot be
+    checked (``n_unchecked``), and unless another point violates the bound, ``holds`` is None with
+    ``reason`` "no standard error"."""
     r = np.asarray(strengths, dtype=float)
     y = np.asarray(means, dtype=float)
-    e = 1.96 * np.asarray([s or 0.0 for s in stderrs], dtype=float)
+    se = np.asarray([np.nan if s is None else float(s) for s in stderrs], dtype=float)
+    known = np.isfinite(se)
+    e = 1.96 * np.where(known, se, 0.0)
     b = np.asarray(bound, dtype=float)
-    if kind == "upper":
-        excess = (y - e) - b
-    elif kind == "lower":
-        excess = b - (y + e)
-    else:
-        excess = np.where(r > 0, b - (y + e), np.where(r < 0, (y - e) - b, 0.0))
-    viol = excess > 0
+
+    def wrong_side(half: np.ndarray) -> np.ndarray:  # > 0: the interval mean ± half lies wholly on the wrong side
+        if kind == "upper":
+            return (y - half) - b
+        if kind == "lower":
+            return b - (y + half)
+        return np.where(r > 0, b - (y + half), np.where(r < 0, (y - half) - b, 0.0))
+
+    excess = np.where(known, wrong_side(e), np.nan)
+    unchecked = ~known & (wrong_side(np.zeros_like(y)) > 0)  # mean on the wrong side, no CI to tell
+    viol = np.nan_to_num(excess, nan=-np.inf) > 0
     k = int(np.argmax(np.where(np.isfinite(excess), excess, -np.inf))) if len(r) else 0
-    return {
+    holds: bool | None = False if viol.any() else (None if unchecked.any() else True)
+    out = {
         "direction": kind,
         "n_points": int(len(r)),
         "n_violations": int(viol.sum()),
-        "holds": bool(not viol.any()),
-        "max_violation": float(max(0.0, excess[k])) if len(r) else 0.0,
+        "n_unchecked": int(unchecked.sum()),
+        "holds": holds,
+        "max_violation": float(max(0.0, excess[k])) if len(r) and np.isfinite(excess[k]) else 0.0,
         "at_r": float(r[k]) if viol.any() else None,
         "rule": "a point violates the bound when its whole 95% CI lies on the wrong side",
     }
+    if holds is None:
+        out["reason"] = "no standard error"
+        out["unchecked_at_r"] = [float(x) for x in r[unchecked]]
+    return out
 
 
 def predicted_alignment(r: np.ndarray, m: float, B0: float) -> np.ndarray:

@@ -16,8 +16,10 @@ from steertax import __version__
 from steertax._faults import checkpoint
 from steertax._util import atomic_write_bytes, atomic_write_text
 from steertax.analysis.laws import NEGLIGIBLE_SHARE
+from steertax.analysis.stats import TAX_BASE_FLOOR
 from steertax.analysis.tax import law_function
 from steertax.analysis.theory import predicted_alignment, predicted_helpfulness
+from steertax.tasks.behavior import SAFE_ANSWERED, UNSAFE_REFUSED
 from steertax.tasks.drift import DRIFT_METRICS
 
 __all__ = ["write_report", "make_figures"]
@@ -44,8 +46,8 @@ strengths r<sub>e</sub> (L2 norm added per layer): {{ s.strengths|join(", ") }} 
 <p>r* = <b>{{ "%.2f"|format(eff.r_star) }}</b> maximizes U(r) = {{ eff.helpfulness_weight }}·ΔH + {{ 1 - eff.helpfulness_weight }}·ΔB (helpfulness weight {{ eff.helpfulness_weight }}) on the laws fitted to a validation split
 ({{ eff.n_validation_items }} items) of <i>{{ eff.alignment_task }}</i> and <i>{{ eff.helpfulness_task }}</i>.
 Held-out ({{ eff.n_test_items }} items) at r*: ΔB = {{ fmt(eff.heldout.dB) }}, ΔH = {{ fmt(eff.heldout.dH) }}.
-Break-even strength (dB/dr = −dH/dr): {{ fmt(eff.break_even) }}.{% if eff.at_boundary %} <b>r* lies at the edge of the grid.</b>{% endif %}</p>
-{% else %}<p>Not available: {{ eff.reason or "the study's alignment or helpfulness task is missing" }}.</p>{% endif %}
+Break-even strength (dB/dr = −dH/dr): {{ fmt(eff.break_even) }}.{% if eff.at_boundary %} <b>r* lies at the edge of the grid.</b>{% endif %}{% if eff.note %} <b>{{ eff.note }}.</b>{% endif %}</p>
+{% else %}<p><b>{{ eff.reason or "the study's alignment or helpfulness task is missing, r* not chosen" }}</b>{% if eff.detail %} ({{ eff.detail }}){% endif %}: no efficient strength, so no alignment tax.</p>{% endif %}
 <img src="data:image/png;base64,{{ figs.tradeoff }}" alt="tradeoff frontier">
 
 <h2>Alignment</h2>
@@ -77,15 +79,19 @@ none of them a study item). Rows where it does not fire are scored at strength e
 <table><tr><th>layer</th><th>balanced acc.</th><th>F1</th><th>FPR</th><th>threshold</th></tr>
 {% for l, v in c.condition.validation.per_layer.items() %}<tr><td>{{ l }}{% if l|int == c.condition.layer %} ✔{% endif %}</td><td>{{ fmt(v.balanced_accuracy) }}</td><td>{{ fmt(v.f1) }}</td><td>{{ fmt(v.fpr) }}</td><td>{{ fmt(v.threshold) }}</td></tr>{% endfor %}
 </table></details>
-<h3>Conditional vs unconditional at r = {{ fmt(c.r_compare, 2) }}{% if c.efficient_strength.ok %} (the conditional run's r*){% endif %}</h3>
-<table><tr><th class="l">task</th><th class="l">axis</th><th>r = 0</th><th>Δ unconditional (95% CI)</th><th>Δ conditional (95% CI)</th><th>conditional / unconditional</th></tr>
-{% for name, v in c.versus_unconditional.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ v.axis }}</td><td>{{ fmt(v.base) }}</td>
+{% if c.r_compare is none %}<h3>Conditional vs unconditional</h3>
+<p>Not compared: {{ c.r_compare_note or "neither run has an r*" }}.</p>
+{% else %}<h3>Conditional vs unconditional at r = {{ fmt(c.r_compare, 2) }}{% if c.efficient_strength.ok %} (the conditional run's r*){% endif %}</h3>
+<table><tr><th class="l">task</th><th class="l">axis</th><th class="l">items</th><th>r = 0</th><th>Δ unconditional (95% CI)</th><th>Δ conditional (95% CI)</th><th>conditional / unconditional (95% CI)</th></tr>
+{% for name, v in c.versus_unconditional.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ v.axis }}</td><td class="l">{{ items_label(v) }}</td><td>{{ fmt(v.base) }}</td>
 <td>{{ fmt(v.unconditional.delta) }} [{{ fmt((v.unconditional.delta_ci95 or [None, None])[0]) }}, {{ fmt((v.unconditional.delta_ci95 or [None, None])[1]) }}]</td>
-<td>{{ fmt(v.conditional.delta) }} [{{ fmt((v.conditional.delta_ci95 or [None, None])[0]) }}, {{ fmt((v.conditional.delta_ci95 or [None, None])[1]) }}]</td><td>{{ fmt(v.ratio, 2) }}</td></tr>
+<td>{{ fmt(v.conditional.delta) }} [{{ fmt((v.conditional.delta_ci95 or [None, None])[0]) }}, {{ fmt((v.conditional.delta_ci95 or [None, None])[1]) }}]</td>
+<td>{% if v.ratio is none %}<span class="note">{{ v.ratio_reason or "—" }}</span>{% else %}{{ fmt(v.ratio, 2) }} [{{ fmt((v.ratio_ci95 or [None, None])[0], 2) }}, {{ fmt((v.ratio_ci95 or [None, None])[1], 2) }}]{% endif %}</td></tr>
 {% endfor %}</table>
 <p class="note">Changes are paired per item against the unsteered model at the grid point nearest r; held-out items for the tasks r* was chosen on.
-A ratio near 1 on alignment tasks keeps steering's gain; near 0 on helpfulness tasks removes its tax.</p>
-{% endif %}
+A ratio near 1 on alignment tasks keeps steering's gain; near 0 on helpfulness tasks removes its tax. Its 95% CI comes from
+the same item resamples for both changes; the ratio is not given where the unconditional change's CI includes 0.</p>
+{% endif %}{% endif %}
 
 <h2>Do the paper's laws hold here?</h2>
 <p class="note">Near r = 0 the paper predicts that alignment rises linearly (no second-order term h2) and helpfulness
@@ -114,13 +120,18 @@ choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one.
 <td>{{ c.k or "—" }}</td><td>{{ fmt(c.aic, 1) }}</td><td>{{ fmt(c.aicc, 1) }}</td><td>{{ fmt(c.delta_aicc, 1) }}</td><td>{{ fmt(c.r2) }}</td><td class="l">{{ params(c) }}</td></tr>
 {% endfor %}{% endfor %}</table></details>
 
-<h2>Alignment tax at r* = {{ "%.2f"|format(r_star) }}</h2>
-<table><tr><th class="l">benchmark</th><th class="l">axis</th><th class="l">metric</th><th>base (r=0)</th><th>at r*</th><th>tax %</th></tr>
-{% for row in s.alignment_tax %}<tr><td class="l">{{ row.task }}</td><td class="l">{{ row.axis }}</td><td class="l">{{ row.metric }}</td>
-<td>{{ fmt(row.base) }}</td><td>{{ fmt(row.at_r_star) }}</td><td>{{ fmt(row.tax_percent, 1) }}</td></tr>
-{% if row.harmless_rate_unsafe %}<tr><td class="l">&nbsp;&nbsp;harmless rate (unsafe prompts)</td><td></td><td></td><td>{{ fmt(row.harmless_rate_unsafe.base) }}</td><td>{{ fmt(row.harmless_rate_unsafe.at_r_star) }}</td><td></td></tr>{% endif %}
+{% if s.alignment_tax is none %}<h2>Alignment tax</h2>
+<p><b>{{ eff.reason or "r* not chosen" }}</b>: no alignment tax is reported (a tax at an arbitrary strength would look like a result).</p>
+{% else %}<h2>Alignment tax at r* = {{ "%.2f"|format(r_star) }}</h2>
+<table><tr><th class="l">benchmark</th><th class="l">axis</th><th class="l">metric</th><th class="l">items</th><th>base (r=0)</th><th>at r*</th><th>tax %</th></tr>
+{% for row in s.alignment_tax %}<tr><td class="l">{{ row.task }}</td><td class="l">{{ row.axis }}</td><td class="l">{{ metric_label(row) }}</td><td class="l">{{ items_label(row) }}</td>
+<td>{{ fmt(row.base) }}</td><td>{{ fmt(row.at_r_star) }}</td><td>{% if row.tax_percent is none and row.tax_note and row.axis == "helpfulness" %}<span class="note">— ({{ row.tax_note }})</span>{% else %}{{ fmt(row.tax_percent, 1) }}{% endif %}</td></tr>
+{% if row.harmless_rate_unsafe %}<tr><td class="l">&nbsp;&nbsp;{{ harmless_label(row) }}</td><td></td><td></td><td></td><td>{{ fmt(row.harmless_rate_unsafe.base) }}</td><td>{{ fmt(row.harmless_rate_unsafe.at_r_star) }}</td><td></td></tr>{% endif %}
 {% endfor %}</table>
-<p class="note">tax % = (base − steered)/base·100; negative = improvement. Alignment rows show the gain.</p>
+<p class="note">tax % = (base − steered)/base·100; negative = improvement. Alignment rows show the gain. No % where the base is under
+{{ floor }} (a percentage of a near-zero number is noise). r* was chosen on a validation split of {{ eff.alignment_task }} and
+{{ eff.helpfulness_task }}: their rows use the held-out items only; the other benchmarks never entered the choice, so all their items are used.</p>
+{% endif %}
 
 <h2>Theory</h2>
 {% if s.theory %}
@@ -137,7 +148,7 @@ choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one.
 {% if s.theory.bounds %}<p>Do the measured curves respect the predicted bounds (the paper's direction of each inequality)?</p>
 <table><tr><th class="l">task</th><th class="l">bound</th><th class="l">respected?</th><th class="l">verdict</th></tr>
 {% for name, b in s.theory.bounds.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ b.bound }}{% if b.note %}<br><span class="note">{{ b.note }}</span>{% endif %}</td>
-<td class="l {{ 'ok' if b.holds else 'no' }}">{{ "yes" if b.holds else "no" }}</td><td class="l">{{ b.verdict }}</td></tr>{% endfor %}
+<td class="l {{ verdict_class(b.holds) }}">{{ verdict_word(b.holds) }}</td><td class="l">{{ b.verdict }}</td></tr>{% endfor %}
 </table><p class="note">{{ (s.theory.bounds.values()|first).rule }}; constants m and σ come from the study's alignment and helpfulness prompts, B0 and p0 from each task at r = 0.</p>{% endif %}
 <img src="data:image/png;base64,{{ figs.theory }}" alt="theory checks">
 {% else %}<p>Theory was not computed (theory.enabled = false).</p>{% endif %}
@@ -476,6 +487,27 @@ def _truncated_by_strength(t: dict[str, Any]) -> dict[float, Any]:
     return {float(b["strength"]): b.get("truncated") for b in t.get("by_strength", [])}
 
 
+def _items_label(row: dict[str, Any]) -> str:
+    """Which items a tax or comparison row was measured on (rows from before the label: not said)."""
+    items = row.get("items")
+    if items == "held-out":
+        return f"held-out items ({row['n']})" if row.get("n") is not None else "held-out items"
+    if items == "all":
+        return f"all items ({row['n']})" if row.get("n") is not None else "all items"
+    return "—"
+
+
+def _metric_label(row: dict[str, Any]) -> str:
+    """A tax row's metric; over_refusal's helpful rate named by how it was scored (one name per metric)."""
+    if str(row.get("task", "")).startswith("over_refusal"):
+        return SAFE_ANSWERED.get(row.get("scorer") or "", str(row.get("metric")))
+    return str(row.get("metric"))
+
+
+def _harmless_label(row: dict[str, Any]) -> str:
+    return UNSAFE_REFUSED.get(row.get("scorer") or "", "harmless rate on unsafe prompts")
+
+
 def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -> Path:
     figs = make_figures(summary)
     fdir = out / "figures"
@@ -498,6 +530,10 @@ def write_report(out: Path, summary: dict[str, Any], resolved: dict[str, Any]) -
         verdict_class=_verdict_class,
         pct=_pct,
         dict_by_strength=_truncated_by_strength,
+        items_label=_items_label,
+        metric_label=_metric_label,
+        harmless_label=_harmless_label,
+        floor=TAX_BASE_FLOOR,
         share=NEGLIGIBLE_SHARE,
         config_yaml=yaml.safe_dump(resolved.get("config", {}), sort_keys=False),
     )

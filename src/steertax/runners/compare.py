@@ -17,8 +17,7 @@ import yaml
 
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from steertax.analysis.stats import paired_change
-from steertax.config import from_dict, upgrade_resolved
+from steertax.analysis.stats import TAX_BASE_FLOOR, mean_tax, paired_change
 from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, StrengthError, VectorError
 from steertax.interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
 from steertax.interventions.steering.hooks import check_strength
@@ -27,8 +26,8 @@ from steertax.models import _ALIASES, BUILTIN_MODELS, load_model
 from steertax.reports.study import _png
 from steertax.runners.executors import check_backend
 from steertax.runners.preflight import _Problems, raise_problems, resolve_model
-from steertax.runners.study import study_keys
 from steertax.store import ResultStore
+from steertax.tasks.behavior import SAFE_ANSWERED, UNSAFE_REFUSED
 from steertax.tasks.drift import DRIFT_METRICS
 from steertax.vllm_backend import require_vllm
 
@@ -192,246 +191,6 @@ def align_figure(summary: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-# --------------------------------------------------------------------------- across methods
-
-
-def _steering_points(d: Path, alignment: str, n_boot: int, kind: str = "steering") -> dict[str, Any] | None:
-    """One point per strength of a steering study (``kind`` steering, or conditional: the study's
-    conditional sweep), paired against its own r = 0; None when the study has no such rows."""
-
-    resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
-    cfg = from_dict(upgrade_resolved(resolved["config"]))
-    key = study_keys(resolved).get(kind)
-    if key is None:
-        return None
-    with ResultStore(d / "results.sqlite") as store:
-        recs = store.records(key)
-    if not recs:
-        return None
-    entries = {e["name"]: e for e in _entries([t.__dict__ for t in cfg.tasks], recs)}
-    grid = sorted({float(r["strength"]) for r in recs})
-    points = []
-    for s in grid:
-        p: dict[str, Any] = {"method": kind, "setting": f"r={s:g}", "r": s, "tasks": {}}
-        for name, e in entries.items():
-            if name != alignment and (e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS):
-                continue
-            rs = [r for r in recs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
-            base = _by_item([r for r in rs if float(r["strength"]) == 0.0], e["metric"])
-            p["tasks"][name] = paired_change(base, _by_item([r for r in rs if float(r["strength"]) == s], e["metric"]), n_boot=n_boot)
-        points.append(p)
-    helpful = sorted(n for n, e in entries.items() if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS)
-    return {"kind": kind, "dir": str(d), "model": cfg.model, "points": points, "tasks": sorted(entries), "helpfulness_tasks": helpful}
-
-
-def _align_points(d: Path, n_boot: int) -> list[dict[str, Any]]:
-    summ = summarize_run(d, n_boot=n_boot) if not (d / "summary.json").is_file() else json.loads((d / "summary.json").read_text())
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for row in summ["settings"]:
-        if row["method"] == "base":
-            continue
-        runs.setdefault(row["method"], []).append({"method": row["method"], "setting": row["setting"], "tasks": row["tasks"]})
-    helpful = sorted(e["name"] for e in summ["entries"] if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS)
-    return [
-        {"kind": m, "dir": str(d), "model": summ["model"], "points": pts, "tasks": sorted(pts[0]["tasks"]), "helpfulness_tasks": helpful}
-        for m, pts in runs.items()
-    ]
-
-
-def _xy(p: dict[str, Any], alignment: str, helpfulness: Sequence[str]) -> tuple[float | None, float | None]:
-    a = p["tasks"].get(alignment, {}).get("delta")
-    hs = [p["tasks"][h]["delta"] for h in helpfulness if p["tasks"].get(h, {}).get("delta") is not None]
-    return a, (float(np.mean(hs)) if hs else None)
-
-
-def matched_tax(steer_pts: Sequence[dict[str, Any]], target_dB: float, alignment: str, helpfulness: str) -> dict[str, Any] | None:
-    """Steering's ΔH (and its CI) at the ΔB another method reached, interpolated along r ≥ 0 up to the
-    strength where ΔB peaks; None when steering does not reach that ΔB on its grid."""
-    pos = sorted((p for p in steer_pts if p["r"] >= 0), key=lambda p: p["r"])
-    seq = [(p["tasks"][alignment]["delta"], p["tasks"][helpfulness]) for p in pos if alignment in p["tasks"] and helpfulness in p["tasks"]]
-    for (b0, h0), (b1, h1) in zip(seq, seq[1:], strict=False):
-        if b0 is None or b1 is None or h0["delta"] is None or h1["delta"] is None:
-            continue
-        if min(b0, b1) <= target_dB <= max(b0, b1) and b1 != b0:
-            t = (target_dB - b0) / (b1 - b0)
-            out: dict[str, Any] = {"dH": h0["delta"] + t * (h1["delta"] - h0["delta"])}
-            if h0.get("delta_ci95") and h1.get("delta_ci95"):
-                out["dH_ci95"] = [h0["delta_ci95"][k] + t * (h1["delta_ci95"][k] - h0["delta_ci95"][k]) for k in (0, 1)]
-            return out
-    return None
-
-
-def compare(
-    dirs: Sequence[str | Path],
-    out: str | Path,
-    *,
-    alignment: str = "refusal",
-    helpfulness: str = "arc_easy",
-    helpfulness_weight: float = 0.5,
-    n_boot: int = 1000,
-) -> dict[str, Any]:
-    """One frontier across methods: every setting's (ΔB, ΔH) with paired CIs, each method's sweep a line,
-    its utility optimum (U = w·ΔH + (1 − w)·ΔB), and the tax at matched alignment against steering."""
-    methods: list[dict[str, Any]] = []
-    for d in map(Path, dirs):
-        if (d / "config.resolved.yaml").is_file():
-            methods += [m for m in (_steering_points(d, alignment, n_boot, k) for k in ("steering", "conditional")) if m is not None]
-        elif (d / "align.resolved.yaml").is_file() or (d / "merge.resolved.yaml").is_file():
-            methods.extend(_align_points(d, n_boot))
-        else:
-            raise DataError(f"{d} is not a steertax run, align or merge output folder (no config/align/merge.resolved.yaml)")
-    models = {m["model"] for m in methods}
-    if len(models) > 1:
-        raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
-    for m in methods:
-        if alignment not in m["tasks"] or helpfulness not in m["tasks"]:
-            raise DataError(
-                f"{m['dir']} ({m['kind']}) has no {alignment!r} or {helpfulness!r} rows; its tasks: {m['tasks']} "
-                "(choose others with --alignment / --helpfulness)"
-            )
-        best = max(m["points"], key=lambda p: _utility(p, alignment, helpfulness, helpfulness_weight))
-        m["optimum"] = {"setting": best["setting"], "U": _utility(best, alignment, helpfulness, helpfulness_weight)}
-    steer = next((m for m in methods if m["kind"] == "steering"), None)
-    common = sorted(set.intersection(*(set(m["helpfulness_tasks"]) for m in methods))) if methods else []
-    for m in methods:
-        for p in m["points"]:
-            p["dH_mean"] = _xy(p, alignment, common)[1]
-    table = []
-    for m in methods:
-        for p in m["points"]:
-            a, h = p["tasks"][alignment], p["tasks"][helpfulness]
-            row = {
-                "method": m["kind"],
-                "setting": p["setting"],
-                "dB": a["delta"],
-                "dB_ci95": a.get("delta_ci95"),
-                "dH": h["delta"],
-                "dH_ci95": h.get("delta_ci95"),
-                "dH_mean": p["dH_mean"],
-            }
-            if steer is not None and m is not steer and a["delta"] is not None:
-                row["steering_dH_at_same_dB"] = matched_tax(steer["points"], a["delta"], alignment, helpfulness)
-            table.append(row)
-    res = {
-        "alignment": alignment,
-        "helpfulness": helpfulness,
-        "helpfulness_weight": helpfulness_weight,
-        "mean_over": common,
-        "model": models.pop(),
-        "methods": methods,
-        "table": table,
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "compare.json", res)
-    atomic_write_text(out / "compare.md", compare_markdown(res))
-    (out / "figures").mkdir(exist_ok=True)
-    atomic_write_bytes(out / "figures" / "frontier.png", frontier_figure(res))
-    return res
-
-
-def _utility(p: dict[str, Any], alignment: str, helpfulness: str, w: float) -> float:
-    a, h = p["tasks"][alignment]["delta"], p["tasks"][helpfulness]["delta"]
-    return float("-inf") if a is None or h is None else w * h + (1 - w) * a
-
-
-def compare_markdown(res: dict[str, Any]) -> str:
-    al, he = res["alignment"], res["helpfulness"]
-    lines = [
-        f"# Alignment vs helpfulness across methods: {res['model']}",
-        "",
-        f"ΔB = change of {al}, ΔH = change of {he}, both paired by item against each method's own base (95% bootstrap CIs).",
-        "Tax at matched alignment: steering's ΔH at the same ΔB, interpolated along its r ≥ 0 sweep.",
-        f"Mean ΔH over the helpfulness tasks every folder measured: {', '.join(res['mean_over']) or 'none in common'}.",
-        "",
-        "| method | setting | ΔB | ΔH | mean ΔH over helpfulness tasks | steering's ΔH at the same ΔB |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in res["table"]:
-        m = r.get("steering_dH_at_same_dB")
-        ms = "" if "steering_dH_at_same_dB" not in r else "beyond steering's grid"
-        if m is not None:
-            ms = f"{m['dH']:.3f}{_ci(m.get('dH_ci95'))}"
-        dB, dH = f"{_fmt(r['dB'])}{_ci(r['dB_ci95'])}", f"{_fmt(r['dH'])}{_ci(r['dH_ci95'])}"
-        lines.append(f"| {r['method']} | {r['setting']} | {dB} | {dH} | {_fmt(r.get('dH_mean'))} | {ms} |")
-    lines += ["", f"Utility optimum per method (U = {res['helpfulness_weight']}·ΔH + {1 - res['helpfulness_weight']:g}·ΔB):", ""]
-    for m in res["methods"]:
-        lines.append(f"- {m['kind']}: {m['optimum']['setting']} (U = {m['optimum']['U']:.3f})")
-    return "\n".join(lines) + "\n"
-
-
-def frontier_figure(res: dict[str, Any]) -> bytes:
-    """ΔH against ΔB per setting (paired 95% CI bars), each method's sweep a line, its utility optimum a
-    star; a second panel with the mean ΔH over the helpfulness tasks every folder measured."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    al, he = res["alignment"], res["helpfulness"]
-    panels = [(he, f"ΔH ({he})")]
-    if len(res.get("mean_over") or []) > 1:
-        panels.append(("__mean__", f"mean ΔH ({', '.join(res['mean_over'])})"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 5.2), squeeze=False)
-    for ax, (key, ylabel) in zip(axes[0], panels, strict=True):
-        for k, m in enumerate(res["methods"]):
-            _draw_method(ax, m, al, key, method_style(k))
-        ax.axhline(0, color="#999", lw=0.8)
-        ax.axvline(0, color="#999", lw=0.8)
-        ax.set_xlabel(f"ΔB ({al}): alignment bought")
-        ax.set_ylabel(ylabel + ": helpfulness change")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    w = res["helpfulness_weight"]
-    axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = utility optimum, w = {w})", fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
-
-
-# 20 colours (matplotlib's 10, then tab20's light halves) and 8 markers: lcm(20, 8) = 40 methods, no two alike
-_COLORS = [f"C{k}" for k in range(10)] + [
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-    "#c5b0d5",
-    "#c49c94",
-    "#f7b6d2",
-    "#c7c7c7",
-    "#dbdb8d",
-    "#9edae5",
-]
-_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
-
-
-def method_style(k: int) -> dict[str, str]:
-    """The k-th method's colour and marker in a frontier figure: distinct for every pair of the first 40."""
-    return {"color": _COLORS[k % len(_COLORS)], "marker": _MARKERS[k % len(_MARKERS)]}
-
-
-def _draw_method(ax: Any, m: dict[str, Any], al: str, key: str, style: dict[str, str] | None = None) -> None:
-    xs: list[float] = []
-    ys: list[float] = []
-    xe: list[list[float]] = [[], []]
-    ye: list[list[float]] = [[], []]
-    for p in m["points"]:
-        a = p["tasks"][al]
-        h = {"delta": p.get("dH_mean")} if key == "__mean__" else p["tasks"][key]
-        if a["delta"] is None or h["delta"] is None:
-            continue
-        for vals, err, c in ((xs, xe, a), (ys, ye, h)):
-            vals.append(c["delta"])
-            lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
-            err[0].append(c["delta"] - lo)
-            err[1].append(hi - c["delta"])
-    st = style or method_style(0)
-    line = ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="-", marker=st["marker"], color=st["color"], capsize=2, lw=1, ms=4, label=m["kind"])
-    opt = next(p for p in m["points"] if p["setting"] == m["optimum"]["setting"])
-    oy = opt.get("dH_mean") if key == "__mean__" else opt["tasks"][key]["delta"]
-    if opt["tasks"][al]["delta"] is not None and oy is not None:
-        ax.plot(opt["tasks"][al]["delta"], oy, "*", ms=14, color=line[0].get_color(), mec="k")
-
-
 # --------------------------------------------------------------------------- base vs aligned
 
 TAX_BENCHMARKS = ("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")
@@ -453,9 +212,11 @@ def measure_alignment_tax(
     backend: str = "hf",
 ) -> dict[str, Any]:
     """The alignment tax of ``aligned`` against ``base`` on each benchmark: base and aligned scores,
-    tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI (negative = improvement), the mean
-    tax, and the helpful rate (XSTest safe + JBB benign prompts answered) and harmless rate (XSTest
-    unsafe prompts refused), both judged from greedy generations.
+    tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI (negative = improvement; no % where
+    the base is under :data:`~steertax.analysis.stats.TAX_BASE_FLOOR`), the mean tax over the helpfulness
+    benchmarks that have a tax % (``mean_tax_over`` names them; alignment-axis ones such as BBQ are not
+    averaged) with a bootstrap CI, and the helpful rate (XSTest safe + JBB benign prompts answered) and
+    harmless rate (XSTest unsafe prompts refused), both judged from greedy generations.
 
     ``aligned`` is another model sharing the base's tokenizer (e.g. base vs instruct), or a peft adapter
     folder of the base (e.g. from ``steertax align``); with ``vector`` and ``strength`` instead, the
@@ -498,6 +259,7 @@ def measure_alignment_tax(
     specs: list[tuple[str, Any, int | None]] = [(b, T.get(b), limit) for b in benchmarks]
     specs.append(("rates", T.get("over_refusal", scorers=["generate"]), rates_limit or limit))
     rows: dict[str, Any] = {}
+    pairs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}  # helpfulness benchmarks: base, aligned by item
     for name, task, lim in specs:
         items = task.items(lim, seed)
         res_b = T.evaluate(model, tok, task, items=items, batch_size=batch_size, progress=progress, backend=backend)
@@ -522,20 +284,29 @@ def measure_alignment_tax(
             for metric, label in (("helpful", "helpful_rate"), ("harmless", "harmless_rate")):
                 rows[label] = paired_change(_by_item(res_b.records, metric), _by_item(res_a.records, metric), n_boot=n_boot, seed=seed)
             continue
-        ch = paired_change(_by_item(res_b.records, task.metric), _by_item(res_a.records, task.metric), n_boot=n_boot, seed=seed)
+        by_b, by_a = _by_item(res_b.records, task.metric), _by_item(res_a.records, task.metric)
+        ch = paired_change(by_b, by_a, n_boot=n_boot, seed=seed)
         ch.update(metric=task.metric, axis=task.axis)
+        if task.axis != "helpfulness" or task.metric in DRIFT_METRICS:  # an alignment gain is not a tax
+            ch.update(tax_percent=None, tax_ci95=None, tax_note=f"{task.axis} benchmark: the change is not a tax")
+        else:
+            pairs[name] = (by_b, by_a)
         if task.needs_finished_answer:
             ch["truncated"] = {
                 "base": float(np.mean([r.get("truncated", 0.0) for r in res_b.records])),
                 "aligned": float(np.mean([r.get("truncated", 0.0) for r in res_a.records])),
             }
         rows[name] = ch
-    taxes = [rows[b]["tax_percent"] for b in benchmarks if rows[b].get("tax_percent") is not None]
+    mt = mean_tax(pairs, n_boot=n_boot, seed=seed)  # each benchmark's own resamples, as in its tax CI
+    for b in benchmarks:
+        if b not in pairs:
+            mt["mean_tax_excluded"][b] = f"{rows[b]['axis']} benchmark (not a helpfulness tax)"
     return {
         "base": base,
         "aligned": aligned or f"{base} steered at r = {strength:g} ({vector})",
         "benchmarks": {b: rows[b] for b in benchmarks},
-        "mean_tax_percent": float(np.mean(taxes)) if taxes else None,
+        **mt,
+        "tax_base_floor": TAX_BASE_FLOOR,
         "helpful_rate": rows["helpful_rate"],
         "harmless_rate": rows["harmless_rate"],
         "limit": limit,
@@ -722,15 +493,34 @@ def tax_markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# Alignment tax: {res['aligned']} vs {res['base']}",
         "",
-        "| benchmark | metric | base | aligned | tax % (95% CI) | n |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | axis | metric | base | aligned | change (95% CI) | tax % (95% CI) | n |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    notes = []
     for b, r in res["benchmarks"].items():
         tax = "—" if r.get("tax_percent") is None else f"{r['tax_percent']:.1f}{_ci(r.get('tax_ci95'), 1)}"
-        lines.append(f"| {b} | {r['metric']} | {_fmt(r['base'])} | {_fmt(r['value'])} | {tax} | {r['n']} |")
-    mt = res["mean_tax_percent"]
-    lines += ["", f"Mean tax: {'—' if mt is None else f'{mt:.1f} %'} (negative = improvement).", ""]
-    rates = (("helpful_rate", "helpful rate (safe prompts answered)"), ("harmless_rate", "harmless rate (unsafe prompts refused)"))
+        change = "—" if r.get("delta") is None else f"{_fmt(r['delta'])}{_ci(r.get('delta_ci95'))}"
+        lines.append(
+            f"| {b} | {r.get('axis', '—')} | {r['metric']} | {_fmt(r['base'])} | {_fmt(r['value'])} | {change} | {tax} | {r['n']} |"
+        )
+        if r.get("tax_note") and r.get("axis", "helpfulness") == "helpfulness":
+            notes.append(f"- {b}: {r['tax_note']}.")
+    mt, over = res.get("mean_tax_percent"), res.get("mean_tax_over")
+    what = f" over {', '.join(over)}" if over else ""
+    ci = _ci(res.get("mean_tax_ci95"), 1)
+    lines += ["", f"Mean tax{what}: {'—' if mt is None else f'{mt:.1f} %{ci}'} (negative = improvement).", ""]
+    if res.get("mean_tax_note"):
+        lines += [f"{res['mean_tax_note']}.", ""]
+    excl = res.get("mean_tax_excluded") or {}
+    if excl:
+        lines += ["Not in the mean: " + "; ".join(f"{b} ({why})" for b, why in excl.items()) + ".", ""]
+    if notes:
+        floor = res.get("tax_base_floor", TAX_BASE_FLOOR)
+        lines += [f"Why a tax % or its CI is missing (tax % needs a base of at least {floor:g}):", *notes, ""]
+    rates = (
+        ("helpful_rate", f"helpful rate = {SAFE_ANSWERED['generate']}"),
+        ("harmless_rate", f"harmless rate = {UNSAFE_REFUSED['generate']}"),
+    )
     for k, what in rates:
         r = res[k]
         change = f"{_fmt(r['delta'])}{_ci(r.get('delta_ci95'))}"

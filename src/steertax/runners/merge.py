@@ -91,6 +91,7 @@ from steertax.runners.executors import check_executor
 from steertax.runners.preflight import check_lora_targets, check_run, raise_problems, resolve_model
 from steertax.runners.session import session
 from steertax.tasks import get as get_task
+from steertax.tasks.behavior import SAFE_ANSWERED
 
 __all__ = [
     "MERGE_METHODS",
@@ -392,58 +393,73 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     check_merge(cfg, out)  # every input, before anything is written or the model loads
     run_id = f"merge-{cfg.eval_hash()}"
     with session(cfg, out, run_id, stale=("adapters/.*.tmp*",), progress=progress) as S:
-        model, tok = S.model, S.tokenizer
-        tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
-        exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
-        paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
-        names = [s.name for s in cfg.specialists]
-        deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
-        common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
-        ivs: list[Intervention] = [BaseIntervention()]
-        for s in cfg.specialists:
-            if s.name in full:
-                spec = {"model": s.model, "dtype": cfg.dtype, "deltas": deltas_hash(full[s.name])}
-                ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, spec))
-            else:
-                ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
-        if mixture is not None:
-            mix_spec = {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists]}
-            ivs.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec))
-        spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
-        plan: list[tuple[MergeSpec, float]] = [(m, lam) for m in cfg.merges for lam in m.scales]
-        merge_ivs = [MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, spec_keys, cfg.seed)) for m, lam in plan]
+        ivs, merge_ivs, made = merge_interventions(cfg, S.model, S.tokenizer, out, progress)
         resolved = {
             "run_id": run_id,
             "config": cfg.to_dict(),
             "order": [order_entry(iv, run_id) for iv in ivs + merge_ivs],
             "kind": "merge",
-            "specialists": {n: str(p) for n, p in paths.items()},
-            "mixture": str(mixture) if mixture else None,
+            "specialists": {n: str(p) for n, p in made["paths"].items()},
+            "mixture": str(made["mixture"]) if made["mixture"] else None,
         }
         atomic_write_text(out / "merge.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
         for iv in ivs:
             S.evaluate(iv)
-        merged_cache: dict[str, dict[str, torch.Tensor]] = {}
-        for (m, _lam), miv in zip(plan, merge_ivs, strict=True):
-            key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
-            if key not in merged_cache:
-                merged_cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
-                merged_cache[key] = merge_deltas(
-                    deltas,
-                    m.weights or [1.0] * len(names),
-                    m.method,
-                    density=m.density,
-                    combine=m.combine,
-                    seed=cfg.seed,
-                    outlier_m=m.outlier_m,
-                    energy=m.energy,
-                )
-            miv.deltas = merged_cache[key]
+        for miv in merge_ivs:
+            made["fill"](miv)
             S.evaluate(miv)
     summary = summarize_run(out)
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))
     return summary
+
+
+def merge_interventions(
+    cfg: MergeConfig, model: Any, tok: Any, out: Path, progress: bool = True
+) -> tuple[list[Intervention], list[MergedIntervention], dict[str, Any]]:
+    """A merge run's interventions: the base, each specialist, the mixture, and every merge setting (its
+    merged deltas computed on demand by ``made["fill"](iv)``, one merge spec's deltas in memory at a time).
+    Specialists and the mixture are trained into ``out/adapters`` unless already there (then only loaded)."""
+    tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
+    exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
+    paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
+    names = [s.name for s in cfg.specialists]
+    deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
+    common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
+    ivs: list[Intervention] = [BaseIntervention()]
+    for s in cfg.specialists:
+        if s.name in full:
+            spec = {"model": s.model, "dtype": cfg.dtype, "deltas": deltas_hash(full[s.name])}
+            ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, spec))
+        else:
+            ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
+    if mixture is not None:
+        mix_spec = {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists]}
+        ivs.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec))
+    spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
+    plan: list[tuple[MergeSpec, float]] = [(m, lam) for m in cfg.merges for lam in m.scales]
+    merge_ivs = [MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, spec_keys, cfg.seed)) for m, lam in plan]
+    specs = {id(miv): m for (m, _lam), miv in zip(plan, merge_ivs, strict=True)}
+    cache: dict[str, dict[str, torch.Tensor]] = {}
+
+    def fill(miv: MergedIntervention) -> None:
+        m = specs[id(miv)]
+        key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
+        if key not in cache:
+            cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
+            cache[key] = merge_deltas(
+                deltas,
+                m.weights or [1.0] * len(names),
+                m.method,
+                density=m.density,
+                combine=m.combine,
+                seed=cfg.seed,
+                outlier_m=m.outlier_m,
+                energy=m.energy,
+            )
+        miv.deltas = cache[key]
+
+    return ivs, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full}
 
 
 def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], seed: int) -> dict[str, Any]:
@@ -462,9 +478,10 @@ def _axes_3h(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """The 3H axes a merge run measured: (entry name, label)."""
     ents = {e["name"]: e for e in summary["entries"]}
     out = []
+    safe = SAFE_ANSWERED.get(ents["over_refusal"]["scorer"], "safe prompts answered") if "over_refusal" in ents else ""
     for name, lab in (
         ("refusal", "harmless: refusal B"),
-        ("over_refusal", "helpful: safe prompts answered"),
+        ("over_refusal", f"helpful: {safe}"),
         ("arc_easy", "helpful: ARC-Easy P(correct)"),
         ("truthfulqa", "honest: TruthfulQA MC2"),
     ):

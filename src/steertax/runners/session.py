@@ -30,7 +30,8 @@ __all__ = ["Session", "session", "task_specs", "clear_stale", "evaluate_interven
 
 def task_specs(cfg: Any) -> list[TaskSpec]:
     """The config's tasks, built from the registry (their options validated)."""
-    return [TaskSpec(get_task(t.name, **t.options), t.limit, t.label) for t in cfg.tasks]
+    growable = bool(getattr(cfg, "growable_cells", False))
+    return [TaskSpec(get_task(t.name, **t.options), t.limit, t.label, growable) for t in cfg.tasks]
 
 
 def clear_stale(out: Path, patterns: Sequence[str]) -> None:

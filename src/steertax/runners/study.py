@@ -24,7 +24,7 @@ from steertax import __version__, tasks as T
 from steertax._faults import checkpoint
 from steertax._util import atomic_write_json, atomic_write_text, parse_layers
 from steertax.analysis.laws import fit_law, fit_task, item_matrix
-from steertax.analysis.stats import paired_change
+from steertax.analysis.stats import paired_change, paired_ratio
 from steertax.analysis.tax import efficient_strength, interp_mean, law_function, split_items, tax_table
 from steertax.analysis.theory import bound_check, estimate_constants, predicted_alignment, predicted_helpfulness
 from steertax.config import RunConfig, from_dict, upgrade_resolved
@@ -373,12 +373,19 @@ def _bound_checks(tasks_out: dict[str, Any], theory: dict[str, Any], st: Any) ->
                 )
         else:
             continue
-        chk["verdict"] = (
-            "respected at every strength"
-            if chk["holds"]
-            else f"violated at {chk['n_violations']} of {chk['n_points']} strengths, by up to "
-            f"{chk['max_violation']:.3g} (r = {chk['at_r']:g})"
-        )
+        if chk["holds"] is None:  # a missing standard error is a missing check, not a pass or a violation
+            at = ", ".join(f"{x:g}" for x in chk["unchecked_at_r"])
+            chk["verdict"] = (
+                f"can't tell: no standard error at {chk['n_unchecked']} of {chk['n_points']} strengths (r = {at}) "
+                "whose mean lies on the wrong side of the bound"
+            )
+        elif chk["holds"]:
+            chk["verdict"] = "respected at every strength"
+        else:
+            chk["verdict"] = (
+                f"violated at {chk['n_violations']} of {chk['n_points']} strengths, by up to "
+                f"{chk['max_violation']:.3g} (r = {chk['at_r']:g})"
+            )
         out[name] = chk
     return out
 
@@ -417,43 +424,78 @@ def _task_summary(name: str, e: dict[str, Any], cfg: RunConfig) -> tuple[dict[st
     return out, None
 
 
-def _efficient(cfg: RunConfig, entries: dict[str, dict[str, Any]], grid: list[float]) -> dict[str, Any]:
-    """The efficient strength r* from laws fitted on a validation split of items; held-out ΔB, ΔH at r*."""
+def _study_split(cfg: RunConfig, entries: dict[str, dict[str, Any]]) -> tuple[set[str], set[str], set[str]] | None:
+    """The validation and held-out items r* is chosen and measured on (a hash split of the alignment and
+    helpfulness tasks' item ids), and the entries those items belong to (every scorer of those two tasks);
+    None when either task is missing."""
     st = cfg.study
-    # efficient strength on a validation split; held-out numbers at r*
-    eff: dict[str, Any] = {"ok": False}
-    if st.alignment_task in entries and st.helpfulness_task in entries:
-        ea, eh = entries[st.alignment_task], entries[st.helpfulness_task]
-        ids = sorted({str(r["item"]) for r in ea["records"]} | {str(r["item"]) for r in eh["records"]})
-        val, test = split_items(ids, st.validation_fraction, cfg.seed)
-        lf = cfg.strengths.local_fraction
-        fa, fh = _fit_entry(ea, 0, cfg.seed, val, lf), _fit_entry(eh, 0, cfg.seed, val, lf)
-        fB, fH = law_function(fa), law_function(fh)
-        if fB is not None and fH is not None:
-            kl = None
-            drift = [n for n, e in entries.items() if e["name"] == "drift"]
-            if st.kl_ceiling is not None and drift:
-                drec = entries[drift[0]]["records"]
-                kl = lambda r: np.asarray([interp_mean(drec, "kl", float(x)) for x in np.atleast_1d(r)])  # noqa: E731
-            eff = efficient_strength(fB, fH, (min(grid), max(grid)), st.helpfulness_weight, kl, st.kl_ceiling)
-            r = eff["r_star"]
-            eff.update(
-                ok=True,
-                alignment_task=st.alignment_task,
-                helpfulness_task=st.helpfulness_task,
-                n_validation_items=len(val),
-                n_test_items=len(test),
-                validation_fits={"alignment": fa, "helpfulness": fh},
-                heldout={
-                    "dB": interp_mean(ea["records"], ea["metric"], r, items=test)
-                    - interp_mean(ea["records"], ea["metric"], 0.0, items=test),
-                    "dH": interp_mean(eh["records"], eh["metric"], r, items=test)
-                    - interp_mean(eh["records"], eh["metric"], 0.0, items=test),
-                },
-            )
-        else:
-            eff["reason"] = "a law could not be fitted on the validation split"
+    if st.alignment_task not in entries or st.helpfulness_task not in entries:
+        return None
+    ea, eh = entries[st.alignment_task], entries[st.helpfulness_task]
+    ids = sorted({str(r["item"]) for r in ea["records"]} | {str(r["item"]) for r in eh["records"]})
+    val, test = split_items(ids, st.validation_fraction, cfg.seed)
+    chosen_on = {n for n, e in entries.items() if e["task"] in (ea["task"], eh["task"])}
+    return val, test, chosen_on
+
+
+NO_LAW = "no law fits, r* not chosen"
+
+
+def _efficient(cfg: RunConfig, entries: dict[str, dict[str, Any]], grid: list[float]) -> dict[str, Any]:
+    """The efficient strength r* from laws fitted on a validation split of items; held-out ΔB, ΔH at r*.
+    ``ok`` is False, with a ``reason`` and no r*, when r* could not be chosen (a task missing, no law fits on
+    the validation split, or no strength keeps the drift KL under the ceiling)."""
+    st = cfg.study
+    split = _study_split(cfg, entries)
+    if split is None:
+        return {"ok": False, "reason": "the study's alignment or helpfulness task is missing, r* not chosen"}
+    val, test, _ = split
+    ea, eh = entries[st.alignment_task], entries[st.helpfulness_task]
+    lf = cfg.strengths.local_fraction
+    fa, fh = _fit_entry(ea, 0, cfg.seed, val, lf), _fit_entry(eh, 0, cfg.seed, val, lf)
+    fB, fH = law_function(fa), law_function(fh)
+    where: dict[str, Any] = {"alignment_task": st.alignment_task, "helpfulness_task": st.helpfulness_task}
+    where.update(n_validation_items=len(val), n_test_items=len(test))
+    if fB is None or fH is None:
+        failed = " and ".join(n for n, f in ((st.alignment_task, fB), (st.helpfulness_task, fH)) if f is None)
+        return {
+            "ok": False,
+            "reason": NO_LAW,
+            "detail": f"no law could be fitted to {failed} on the validation split",
+            **where,
+            "validation_fits": {"alignment": fa, "helpfulness": fh},
+        }
+    kl = None
+    drift = [n for n, e in entries.items() if e["name"] == "drift"]
+    if st.kl_ceiling is not None and drift:
+        drec = entries[drift[0]]["records"]
+        kl = lambda r: np.asarray([interp_mean(drec, "kl", float(x)) for x in np.atleast_1d(r)])  # noqa: E731
+    eff = efficient_strength(fB, fH, (min(grid), max(grid)), st.helpfulness_weight, kl, st.kl_ceiling)
+    eff.update(where, validation_fits={"alignment": fa, "helpfulness": fh})
+    if not eff["ok"]:
+        eff["reason"] = f"{eff['reason']}, r* not chosen"
+        return eff
+    r = eff["r_star"]
+    eff["heldout"] = {
+        "dB": interp_mean(ea["records"], ea["metric"], r, items=test) - interp_mean(ea["records"], ea["metric"], 0.0, items=test),
+        "dH": interp_mean(eh["records"], eh["metric"], r, items=test) - interp_mean(eh["records"], eh["metric"], 0.0, items=test),
+    }
     return eff
+
+
+def _tax(cfg: RunConfig, entries: dict[str, dict[str, Any]], r: float | None) -> list[dict[str, Any]] | None:
+    """The tax table at ``r`` (None when r* was not chosen): held-out items for the tasks r* was chosen on."""
+    if r is None:
+        return None
+    split = _study_split(cfg, entries)
+    test, chosen_on = (split[1], split[2]) if split is not None else (None, None)
+    return tax_table(
+        {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
+        {n: e["records"] for n, e in entries.items()},
+        r,
+        items=test,
+        chosen_on=chosen_on,
+    )
 
 
 def _conditional(
@@ -470,7 +512,7 @@ def _conditional(
     st = cfg.study
     tasks_out = {n: _task_summary(n, e, cfg)[0] for n, e in ents.items()}
     ceff = _efficient(cfg, ents, resolved["resolved"]["strengths"])
-    r = float(ceff["r_star"]) if ceff.get("ok") else float(eff.get("r_star", 0.0)) if eff.get("ok") else 0.0
+    r = float(ceff["r_star"]) if ceff.get("ok") else float(eff["r_star"]) if eff.get("ok") else None
     # the condition's decisions per task, against whether the request is harmful
     conf_tasks: dict[str, Any] = {}
     fired_all: list[bool] = []
@@ -490,13 +532,12 @@ def _conditional(
         conf_tasks[key] = row
 
     overall = confusion(fired_all, truth_all) if fired_all else None
-    # unconditional vs conditional at the conditional r*
-    ids = sorted({str(x["item"]) for n in (st.alignment_task, st.helpfulness_task) if n in entries for x in entries[n]["records"]})
-    _, test = split_items(ids, st.validation_fraction, cfg.seed) if ids else ([], [])
-    chosen_on = {st.alignment_task, st.helpfulness_task}
+    # unconditional vs conditional at the conditional r* (none when neither run has an r*)
+    split = _study_split(cfg, entries)
+    test, chosen_on = (split[1], split[2]) if split is not None else (set(), set())
     versus: dict[str, Any] = {}
     for name, e in ents.items():
-        if name not in entries or e["metric"] in T.DRIFT_METRICS:
+        if r is None or name not in entries or e["metric"] in T.DRIFT_METRICS:
             continue
         keep = set(test) if name in chosen_on else None
 
@@ -513,9 +554,12 @@ def _conditional(
         c1 = by_item(e["records"], near)
         du, dc = paired_change(u0, u1, n_boot=st.n_boot, seed=cfg.seed), paired_change(u0, c1, n_boot=st.n_boot, seed=cfg.seed)
         row = {"axis": e["axis"], "metric": e["metric"], "r": near, "base": du.get("base"), "unconditional": du, "conditional": dc}
-        if du.get("delta") and dc.get("delta") is not None:
-            row["ratio"] = dc["delta"] / du["delta"]  # the share of steering's change the conditional run keeps
+        row["items"] = "all" if keep is None else "held-out"
+        # the share of steering's change the conditional run keeps, with a CI from the same item resamples
+        pr = paired_ratio(u0, u1, c1, n_boot=st.n_boot, seed=cfg.seed)
+        row.update(ratio=pr["ratio"], ratio_ci95=pr["ratio_ci95"], ratio_reason=pr["reason"], ratio_n=pr["n"])
         versus[name] = row
+    why = None if r is not None else f"neither run has an r* ({ceff.get('reason') or eff.get('reason')})"
     return {
         "condition": resolved["resolved"].get("condition"),
         "condition_file": resolved["resolved"].get("condition_file"),
@@ -523,10 +567,9 @@ def _conditional(
         "tasks": tasks_out,
         "efficient_strength": ceff,
         "r_compare": r,
+        "r_compare_note": why,
         "versus_unconditional": versus,
-        "alignment_tax": tax_table(
-            {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in ents.items()}, {n: e["records"] for n, e in ents.items()}, r
-        ),
+        "alignment_tax": _tax(cfg, ents, r),
     }
 
 
@@ -555,12 +598,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
         if warn:
             warns.append(warn)
     eff = _efficient(cfg, entries, resolved["resolved"]["strengths"])
-    r_star = eff.get("r_star", 0.0) if eff.get("ok") else 0.0
-    tax = tax_table(
-        {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
-        {n: e["records"] for n, e in entries.items()},
-        r_star,
-    )
+    tax = _tax(cfg, entries, eff["r_star"] if eff.get("ok") else None)  # no r*, no tax table
     theory: dict[str, Any] = {}
     tp = out / f"theory-{run_id}.json"
     if tp.is_file():
@@ -601,6 +639,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
         "efficient_strength": eff,
         "break_even_strength": eff.get("break_even"),
         "alignment_tax": tax,
+        "alignment_tax_note": None if tax is not None else f"no tax: {eff.get('reason')}",
         "theory": theory,
         "quick": cfg.quick,
         "warnings": warns,

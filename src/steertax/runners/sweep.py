@@ -6,6 +6,7 @@ Each task's items are cut into fixed chunks; a chunk is evaluated at every stren
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -23,6 +24,17 @@ class TaskSpec:
     task: Task
     limit: int | None = None
     key: str | None = None  # name in the store (defaults to task.name)
+    growable: bool = False  # cells cut from the seeded shuffle itself: a larger limit adds cells, never changes one
+
+    def cell_items(self, seed: int) -> list[Item]:
+        """The items in cell order: the task's own order, or (growable) the seeded shuffle's order, so the
+        first k·chunk items are the same for every limit ≥ k·chunk (the same set as ``task.items``)."""
+        if not self.growable:
+            return self.task.items(self.limit, seed)
+        items = self.task.load_items()
+        idx = list(range(len(items)))
+        random.Random(seed).shuffle(idx)
+        return [items[i] for i in idx[: self.limit if self.limit is not None else len(items)]]
 
     @property
     def name(self) -> str:
@@ -79,8 +91,9 @@ def run_sweep(
 
 def cell_plan(spec: TaskSpec, seed: int, chunk: int) -> list[tuple[str, list[Item]]]:
     """A task's items cut into the store's cells: (cell key, items), in order."""
-    items = spec.task.items(spec.limit, seed)
-    return [(f"{c:05d}", items[c * chunk : (c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
+    items = spec.cell_items(seed)
+    tag = "g" if spec.growable else ""
+    return [(f"{tag}{c:05d}", items[c * chunk : (c + 1) * chunk]) for c in range((len(items) + chunk - 1) // chunk)]
 
 
 def eval_cell(

@@ -357,6 +357,12 @@ class BiasAgreement(BehaviorTask):
         return out
 
 
+# One name per metric for over_refusal's rates, by scorer, in every generated table: a greedy generation
+# judged answered/refused (the generate scorer) is not the probability share of answering/refusing (logprob).
+SAFE_ANSWERED = {"generate": "safe prompts answered (greedy, judged)", "logprob": "P(answer) on safe prompts"}
+UNSAFE_REFUSED = {"generate": "unsafe prompts refused (greedy, judged)", "logprob": "P(refuse) on unsafe prompts"}
+
+
 class OverRefusal(BehaviorTask):
     """XSTest's 250 safe and 200 unsafe prompts, plus JailbreakBench's 100 benign twins (safe).
 
@@ -373,7 +379,10 @@ class OverRefusal(BehaviorTask):
     axis = "helpfulness"
     metric = "helpful"
     metrics = ("helpful", "harmless", "refuse", "logmass")
-    description = "helpful rate on safe prompts / harmless rate on unsafe prompts (XSTest + JBB benign)"
+    description = (
+        "helpful on safe prompts / harmless on unsafe prompts (XSTest + JBB benign): P(answer) / P(refuse) "
+        "(logprob), or safe prompts answered / unsafe prompts refused (greedy, judged) (generate)"
+    )
 
     def __init__(self, *, include_jbb_benign: bool = True, **kw: Any) -> None:
         super().__init__(**kw)

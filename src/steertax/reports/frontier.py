@@ -1,0 +1,205 @@
+"""The cross-method frontier figure of ``steertax compare``: ΔH against ΔB for every method, drawn so that a
+reader can tell 16 or more methods apart.
+
+Each method belongs to a family (:data:`FAMILIES`, :func:`family_of`): steering (steering, conditional),
+fine-tuning (the trained adapters: DPO, DPO+reg, SFT, selective, the data mixture and the merge inputs, the
+specialists), merging (every merge method) and the base model. A family owns a hue range (steering blues,
+fine-tuning oranges and reds, merging greens and purples, base greys) and a line style, so its methods read
+as one group; within it the colours differ, and markers differ across the figure as far as there are
+markers (:func:`method_styles`): no two methods share a colour and marker pair.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Mapping, Sequence
+
+from steertax.interventions.merge.registry import MERGE_REGISTRY
+from steertax.reports.study import _png
+
+__all__ = ["FAMILIES", "FAMILY_ORDER", "family_of", "method_styles", "frontier_figure"]
+
+FAMILY_ORDER = ("steering", "fine-tuning", "merging", "base", "other")
+
+FAMILIES: dict[str, str] = {
+    "steering": "steering",
+    "conditional": "steering",
+    **dict.fromkeys(("dpo", "dpo_reg", "sft", "selective", "mixture", "specialist"), "fine-tuning"),
+    **dict.fromkeys(("task_arithmetic", "ties", "dare", "tsv_m", "tsvm", "r_tsvm", "rtsvm", "average"), "merging"),
+    "base": "base",
+}
+
+# One hue range per family, the most distinct colours first; no colour is in two families.
+_PALETTES: dict[str, tuple[str, ...]] = {
+    "steering": ("#1f4e9c", "#4a90d9", "#0b7fab", "#87b9e8", "#16325c", "#3fb0e0", "#5a5fd6", "#0e6a8a", "#b3d4f0", "#2c7bb6"),
+    "fine-tuning": ("#d62728", "#ff7f0e", "#8c2d04", "#f4a261", "#b2182b", "#e6550d", "#fb6a4a", "#c44e00", "#fdae6b", "#67000d"),
+    "merging": ("#2ca02c", "#7b3294", "#00441b", "#9467bd", "#74c476", "#3f007d", "#238b45", "#c2a5cf", "#a1d99b", "#6a51a3"),
+    "base": ("#000000", "#636363", "#a0a0a0"),
+    "other": ("#8c564b", "#e377c2", "#bcbd22", "#a6761d", "#c49c94", "#f7b6d2", "#6b6b00", "#d4a373"),
+}
+_LINESTYLES = {"steering": "-", "fine-tuning": "--", "merging": "-.", "base": ":", "other": ":"}
+# Filled markers, the most distinct shapes first ("*" is kept for the optimum).
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "<", ">", "h", "d", "8", "H")
+
+
+def family_of(kind: str) -> str:
+    """The family of a method kind: steering, fine-tuning, merging, base, or other (unknown kinds). Any
+    registered merge method is merging; a kind with a qualifier (``specialist:harmless``) counts as its head."""
+
+    for k in (kind, kind.split(":")[0].split("[")[0].strip()):
+        if k in FAMILIES:
+            return FAMILIES[k]
+        if k in MERGE_REGISTRY:
+            return "merging"
+    return "other"
+
+
+def method_styles(kinds: Sequence[str], families: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Colour, marker, line style and family of each method in a figure, by kind (repeats count once).
+
+    ``families`` overrides :func:`family_of` per kind (a method's own ``family``). The k-th method of a
+    family takes the family's k-th colour (cycling after the palette); its marker is the one used least so
+    far in the figure (in :data:`_MARKERS` order) that no method of the same colour has: so no two methods
+    share a (colour, marker) pair while a family has at most colours × markers (≥ 42) methods, and the first
+    14 methods all have different markers. Deterministic in the order of ``kinds``."""
+
+    fams = families or {}
+    used_markers: Counter[str] = Counter()
+    pairs: set[tuple[str, str]] = set()
+    per_family: Counter[str] = Counter()
+    out: dict[str, dict[str, str]] = {}
+    for kind in dict.fromkeys(kinds):
+        fam = fams.get(kind) or family_of(kind)
+        if fam not in _PALETTES:
+            fam = "other"
+        pal = _PALETTES[fam]
+        color = pal[per_family[fam] % len(pal)]
+        per_family[fam] += 1
+        free = [m for m in _MARKERS if (color, m) not in pairs] or list(_MARKERS)
+        marker = min(free, key=lambda m: (used_markers[m], _MARKERS.index(m)))
+        used_markers[marker] += 1
+        pairs.add((color, marker))
+        out[kind] = {"color": color, "marker": marker, "linestyle": _LINESTYLES[fam], "family": fam}
+    return out
+
+
+def _labels(methods: Sequence[dict[str, Any]]) -> list[str]:
+    """One legend label per method: its kind, numbered where a kind comes twice (two steering folders)."""
+
+    total = Counter(m["kind"] for m in methods)
+    seen: Counter[str] = Counter()
+    out = []
+    for m in methods:
+        seen[m["kind"]] += 1
+        out.append(m["kind"] if total[m["kind"]] == 1 else f"{m['kind']} #{seen[m['kind']]}")
+    return out
+
+
+def _styles_of(res: dict[str, Any]) -> dict[str, dict[str, str]]:
+    methods = res["methods"]
+    labels = _labels(methods)
+    fams = {lab: m.get("family") or family_of(m["kind"]) for lab, m in zip(labels, methods, strict=True)}
+    return method_styles(labels, fams)
+
+
+def _xy(m: dict[str, Any], al: str, key: str) -> tuple[list[float], list[float], list[list[float]], list[list[float]]]:
+    xs: list[float] = []
+    ys: list[float] = []
+    xe: list[list[float]] = [[], []]
+    ye: list[list[float]] = [[], []]
+    for p in m["points"]:
+        a = p["tasks"][al]
+        h = {"delta": p.get("dH_mean")} if key == "__mean__" else p["tasks"][key]
+        if a["delta"] is None or h["delta"] is None:
+            continue
+        for vals, err, c in ((xs, xe, a), (ys, ye, h)):
+            d = float(c["delta"])
+            lo, hi = c.get("delta_ci95") or [d, d]
+            vals.append(d)
+            err[0].append(max(0.0, d - (d if lo is None else float(lo))))
+            err[1].append(max(0.0, (d if hi is None else float(hi)) - d))
+    return xs, ys, xe, ye
+
+
+def _draw(ax: Any, res: dict[str, Any], key: str | None = None) -> dict[str, dict[str, str]]:
+    """Every method of ``res`` on ``ax`` (ΔH of ``key``, default the helpfulness task; ``__mean__`` for the
+    mean ΔH): its sweep a line in its style with 95% CI bars on both axes, its optimum a star; the matched
+    ΔB ``levels`` as dashed grey vertical lines. Returns the styles used, by legend label."""
+
+    al = res["alignment"]
+    key = key or res["helpfulness"]
+    styles = _styles_of(res)
+    ax.axhline(0, color="#999", lw=0.8, zorder=0)
+    ax.axvline(0, color="#999", lw=0.8, zorder=0)
+    for x in res.get("levels") or []:
+        ax.axvline(x, color="#777", ls="--", lw=0.9, zorder=0, gid="level")
+        ax.text(x, 0.99, f" ΔB = {x:g}", transform=ax.get_xaxis_transform(), fontsize=7, color="#555", va="top", ha="left", rotation=90)
+    for label, m in zip(styles, res["methods"], strict=True):
+        st = styles[label]
+        xs, ys, xe, ye = _xy(m, al, key)
+        look = {"color": st["color"], "marker": st["marker"], "linestyle": st["linestyle"]}
+        ax.errorbar(xs, ys, xerr=xe, yerr=ye, lw=1.3, ms=6, mec="k", mew=0.4, elinewidth=0.8, capsize=2.5, alpha=0.9, label=label, **look)
+        opt = next((p for p in m["points"] if p["setting"] == m.get("optimum", {}).get("setting")), None)
+        if opt is not None:
+            ox, oy = opt["tasks"][al]["delta"], opt.get("dH_mean") if key == "__mean__" else opt["tasks"][key]["delta"]
+            if ox is not None and oy is not None:
+                ax.plot(ox, oy, "*", ms=15, color=st["color"], mec="k", mew=0.8, zorder=5, gid="optimum")
+    return styles
+
+
+def _legend(ax: Any, styles: dict[str, dict[str, str]]) -> Any:
+    """One legend outside the axes, to the right: the methods grouped by family, each group under its name."""
+
+    from matplotlib.lines import Line2D
+
+    handles: list[Any] = []
+    labels: list[str] = []
+    headers: list[int] = []
+    for fam in FAMILY_ORDER:
+        members = [(lab, st) for lab, st in styles.items() if st["family"] == fam]
+        if not members:
+            continue
+        headers.append(len(labels))
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append(fam)
+        for lab, st in members:
+            look: dict[str, Any] = {"color": st["color"], "marker": st["marker"], "linestyle": st["linestyle"]}
+            handles.append(Line2D([], [], ms=6, mec="k", mew=0.4, **look))
+            labels.append(lab)
+    handles.append(Line2D([], [], linestyle="none", marker="*", ms=12, color="#bbb", mec="k"))
+    labels.append("utility optimum")
+    ncol = 1 if len(labels) <= 26 else 2
+    leg = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, ncol=ncol, handlelength=2.6)
+    for i, t in enumerate(leg.get_texts()):
+        if i in headers:
+            t.set_fontweight("bold")
+    return leg
+
+
+def frontier_figure(res: dict[str, Any]) -> bytes:
+    """ΔH against ΔB per setting (paired 95% CI bars on both axes), each method's sweep a line in its
+    family's style, its utility optimum a star, the matched-alignment levels (``res["levels"]``, optional)
+    dashed grey lines; a second panel with the mean ΔH over the helpfulness tasks every folder measured.
+    The legend, outside to the right, groups the methods by family. PNG bytes."""
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    al, he = res["alignment"], res["helpfulness"]
+    panels = [(he, f"ΔH ({he})")]
+    if len(res.get("mean_over") or []) > 1:
+        panels.append(("__mean__", f"mean ΔH ({', '.join(res['mean_over'])})"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels) + 2.2, 5.6), squeeze=False)
+    styles: dict[str, dict[str, str]] = {}
+    for ax, (key, ylabel) in zip(axes[0], panels, strict=True):
+        styles = _draw(ax, res, key)
+        ax.set_xlabel(f"ΔB ({al}): alignment bought")
+        ax.set_ylabel(ylabel + ": helpfulness change")
+        ax.grid(alpha=0.3)
+    _legend(axes[0][-1], styles)
+    w = res["helpfulness_weight"]
+    axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = utility optimum, w = {w}; bars: 95% CIs)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
