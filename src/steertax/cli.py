@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         "compare",
         help="which method buys alignment cheapest: every method on one item set and base, paired decisions at matched alignment",
         description="Put `steertax run`, `steertax align` and `steertax merge` output folders of one model on one "
-        "alignment-vs-helpfulness frontier on the same items against one base: every setting with paired 95%% CIs, each "
+        "alignment-vs-helpfulness frontier on the same items against one base: every setting with paired 95% CIs, each "
         "method's curve along its knob (r, β, λ, merge scale), ΔH at matched ΔB from one bootstrap over items for the whole "
         "chain, pairwise verdicts with Holm (or BH) adjusted p-values, and the items that would decide what is undecided. "
         "Without --evaluate the folders' own rows on their common items are used (their base rows must agree); with "

@@ -233,12 +233,31 @@ def _task_conf(src: Source, key: str) -> dict[str, Any]:
     return next(t for t in src.tasks if (t.get("label") or t.get("name")) == key)
 
 
-def _check_same_tasks(sources: Sequence[Source], keys: Sequence[str]) -> None:
-    for key in keys:
+GENERATION_OPTIONS = ("scorers", "max_new_tokens", "judge")  # what only a generate scorer's rows depend on
+
+
+def _scorer_of(conf: dict[str, Any], scorer: str | None) -> str:
+    """The scorer an entry reads: the one it names, else logprob when the task runs it, else its first."""
+    if scorer is not None:
+        return scorer
+    listed = list((conf.get("options") or {}).get("scorers") or [])
+    return "logprob" if not listed or "logprob" in listed else str(listed[0])
+
+
+def _scoring(conf: dict[str, Any], scorer: str | None) -> dict[str, Any]:
+    """What an entry's rows depend on: the task and its options (the scorer list and generation options
+    only when the entry reads generations)."""
+    used = _scorer_of(conf, scorer)
+    opts = {k: v for k, v in (conf.get("options") or {}).items() if used == "generate" or k not in GENERATION_OPTIONS}
+    return {"name": conf["name"], "scorer": used, "options": opts}
+
+
+def _check_same_tasks(sources: Sequence[Source], entries: dict[str, tuple[str, str | None, str, str]]) -> None:
+    for key, scorer, _m, _a in entries.values():
         confs = {}
         for s in sources:
             t = _task_conf(s, key)
-            confs[str(s.folder)] = json.dumps({"name": t["name"], "options": t.get("options") or {}}, sort_keys=True)
+            confs[str(s.folder)] = json.dumps(_scoring(t, scorer), sort_keys=True)
         if len(set(confs.values())) > 1:
             a, b = list(confs)[:2]
             raise DataError(
@@ -371,7 +390,7 @@ def _evaluate_all(sources: list[Source], out: Path, cfg: CompareConfig, progress
                     st.strength = None
 
 
-def _compare_config(sources: Sequence[Source], keys: Sequence[str], limit: int | None, chunk: int) -> CompareConfig:
+def _compare_config(sources: Sequence[Source], keys: Sequence[tuple[str, str | None]], limit: int | None, chunk: int) -> CompareConfig:
     models = {s.model for s in sources}
     if len(models) > 1:
         raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
@@ -379,14 +398,17 @@ def _compare_config(sources: Sequence[Source], keys: Sequence[str], limit: int |
     if len(dtypes) > 1:
         raise DataError(f"these folders load the model in different dtypes ({sorted(map(str, dtypes))}): compare runs of one dtype")
     tasks = []
-    for key in keys:
+    for key, scorer in keys:
         confs = [_task_conf(s, key) for s in sources]
         lims = [c.get("limit") for c in confs]
         lim = limit if limit is not None else (None if any(x is None for x in lims) else max(int(x) for x in lims if x is not None))
         if lim is not None:
             lim = int(math.ceil(lim / chunk) * chunk)
         c = confs[0]
-        tasks.append(TaskConfig(name=c["name"], limit=lim, options=dict(c.get("options") or {}), label=c.get("label")))
+        opts = dict(c.get("options") or {})
+        if "scorers" in opts:  # score only what the comparison reads
+            opts["scorers"] = [_scorer_of(c, scorer)]
+        tasks.append(TaskConfig(name=c["name"], limit=lim, options=opts, label=c.get("label")))
     cfg = CompareConfig(model=sources[0].model, dtype=sources[0].dtype, seed=sources[0].seed, chunk=chunk, tasks=tasks)
     cfg.check_common()
     return cfg
@@ -459,6 +481,7 @@ def _analyze(
     n_boot: int,
     seed: int,
     helpfulness_weight: float,
+    other_tasks: bool = True,
 ) -> dict[str, Any]:
     tasks0 = sources[0].tasks
     ent = {alignment: _entry(tasks0, alignment), helpfulness: _entry(tasks0, helpfulness)}
@@ -469,14 +492,14 @@ def _analyze(
     others = []
     for t in tasks0:
         k = str(t.get("label") or t.get("name"))
-        if k in ent or not all(any((x.get("label") or x.get("name")) == k for x in s.tasks) for s in sources):
+        if not other_tasks or k in ent or not all(any((x.get("label") or x.get("name")) == k for x in s.tasks) for s in sources):
             continue
         e = _entry(tasks0, k)
         if e[3] == "helpfulness" and e[2] not in DRIFT_METRICS:
             others.append(k)
     for k in others:
         ent[k] = _entry(tasks0, k)
-    _check_same_tasks(sources, sorted({e[0] for e in ent.values()}))
+    _check_same_tasks(sources, ent)
     rows = _Rows()
     common = _common(sources, rows, ent)
     fams = _families(sources, common, list(ent))
@@ -574,7 +597,7 @@ def compare(
         res = _analyze(sources, alignment, helpfulness, **kw)  # type: ignore[arg-type]
         res["evaluated"] = False
     else:
-        keys = [alignment.split("[", 1)[0], helpfulness.split("[", 1)[0]]
+        keys = [_entry(sources[0].tasks, e)[:2] for e in (alignment, helpfulness)]
         cfg = _compare_config(sources, keys, limit, chunk)
         n0 = {t.label or t.name: len(T.get(t.name, **t.options).items(t.limit, cfg.seed)) for t in cfg.tasks}
         n_max = {k: n + (budget or 0) for k, n in n0.items()}
@@ -584,7 +607,7 @@ def compare(
             used = {t.label or t.name: len(T.get(t.name, **t.options).items(t.limit, cfg.seed)) for t in cfg.tasks}
             frac = [max(used[k] / n_max[k] for k in used)] if until_decided else [1.0]
             a_k = sequential_levels([*(lk["fraction"] for lk in looks), frac[0]], alpha)[-1] if until_decided else alpha
-            res = _analyze(sources, alignment, helpfulness, **{**kw, "alpha": a_k})  # type: ignore[arg-type]
+            res = _analyze(sources, alignment, helpfulness, **{**kw, "alpha": a_k}, other_tasks=False)  # type: ignore[arg-type]
             undecided = [c for c in res["decisions"]["comparisons"] if c["status"] == "ok" and not c["decided"]]
             looks.append({"look": len(looks) + 1, "items": used, "fraction": frac[0], "alpha": a_k, "undecided": len(undecided)})
             grown = False
