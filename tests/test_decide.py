@@ -61,8 +61,8 @@ def test_sequential_levels_spend_at_most_alpha():
         sequential_levels([0.5, 0.25])
 
 
-def test_default_levels_below_every_curves_top():
-    assert default_levels({"a": 1.2, "b": 0.8}) == pytest.approx([0.2, 0.4, 0.6])
+def test_default_levels_spread_below_the_highest_top():
+    assert default_levels({"a": 1.2, "b": 0.8}) == pytest.approx([0.3, 0.6, 0.9])
     assert default_levels({"a": -0.1}) == []
 
 

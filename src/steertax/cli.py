@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--alignment", default="refusal", help="the alignment entry (default: refusal)")
     cp.add_argument("--helpfulness", default="arc_easy", help="the helpfulness entry (default: arc_easy)")
     cp.add_argument("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)")
-    cp.add_argument("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the top every curve reaches]")
+    cp.add_argument("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the highest ΔB any curve reaches]")
     cp.add_argument("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)")
     cp.add_argument("--adjust", default="holm", choices=["holm", "bh"], help="multiplicity control: Holm (FWER) or BH (FDR) [holm]")
     cp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")

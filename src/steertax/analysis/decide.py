@@ -199,10 +199,10 @@ def sequential_levels(fractions: Sequence[float], alpha: float = 0.05) -> list[f
 
 
 def default_levels(reach: dict[str, float], k: int = 3) -> list[float]:
-    """k levels spread over (0, the smallest maximum ΔB every curve reaches]: 25%, 50%, 75% of it by default."""
-    if not reach:
-        return []
-    top = min(reach.values())
+    """k levels spread over (0, the highest ΔB any curve reaches]: 25%, 50%, 75% of it by default. A pair of
+    methods is compared at the levels both reach; a method that does not reach one says "not reached"."""
+    tops = [v for v in reach.values() if math.isfinite(v)]
+    top = max(tops) if tops else float("nan")
     if not math.isfinite(top) or top <= 0:
         return []
     return [round(top * (j + 1) / (k + 1), 4) for j in range(k)]
@@ -285,7 +285,7 @@ def decide(
 
     ΔH larger is better (less helpfulness lost), so "A cheaper" means A keeps more helpfulness at the same
     alignment. ``levels``: the matched ΔB levels of the curve comparisons (default: 25/50/75% of the
-    smallest top every curve reaches)."""
+    highest ΔB any curve reaches; a pair is compared where both reach)."""
     if adjust not in ("holm", "bh", "fdr_bh"):
         raise ValueError(f"unknown multiplicity adjustment {adjust!r}: use 'holm' or 'bh'")
     boot = ChainBootstrap({t: np.asarray(base[t], dtype=float) for t in (alignment, helpfulness)}, n_boot, seed)

@@ -693,12 +693,18 @@ def compare_markdown(res: dict[str, Any]) -> str:
         "| A | B | at ΔB | ΔH_A − ΔH_B (95% CI) | p | adjusted p | verdict | items to decide (80% power) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for c in d["comparisons"]:
+    for c in (c for c in d["comparisons"] if c["status"] == "ok"):
         lv = c["level"] if isinstance(c["level"], str) else f"{c['level']:g}"
-        diff = f"{_f(c.get('diff'))}{_c(c.get('ci95'))}" if c["status"] == "ok" else "—"
+        diff = f"{_f(c.get('diff'))}{_c(c.get('ci95'))}"
         lines.append(
             f"| {c['a']} | {c['b']} | {lv} | {diff} | {_p(c.get('p'))} | {_p(c.get('p_adjusted'))} | {c['verdict']} | {_need(c)} |"
         )
+    rest = [c for c in d["comparisons"] if c["status"] != "ok"]
+    if rest:
+        lines += ["", f"Not formed ({len(rest)}, not counted in the adjustment): a method does not reach the level or is flat there.", ""]
+        for c in rest:
+            lv = c["level"] if isinstance(c["level"], str) else f"ΔB {c['level']:g}"
+            lines.append(f"- {c['a']} vs {c['b']} at {lv}: {c['status']}")
     con = res["contrasts"]
     if con["comparisons"]:
         lines += [
