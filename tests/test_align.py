@@ -452,3 +452,13 @@ def test_compare_refuses_folders_whose_base_rows_differ(align_run, tmp_path, cap
     assert main(["--quiet", "compare", str(align_run[1]), str(other), "--out", str(tmp_path / "cmp"), "--n-boot", "100"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "base rows" in err[0] and "differ on 1 of the 8 common 'refusal' items" in err[0] and "--evaluate" in err[0]
+
+
+def test_compare_leaves_out_excluded_methods(align_run, tmp_path):
+    from steertax.errors import ConfigError
+    from steertax.runners.decision import compare
+
+    res = compare([align_run[1]], tmp_path / "cmp", exclude=["sft", "selective"], n_boot=100, progress=False)
+    assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo_reg beta=0.1"]
+    with pytest.raises(ConfigError, match="--exclude 'nope' names no method here"):
+        compare([align_run[1]], tmp_path / "cmp2", exclude=["nope"], n_boot=100, progress=False)

@@ -241,6 +241,14 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert {m["kind"] for m in res["methods"]} == {"specialist harmless", "specialist honest", "mixture", "task_arithmetic", "tsvm"}
     assert {m["family"] for m in res["methods"]} == {"fine-tuning", "merging"}
+    # --evaluate rebuilds every setting (specialists, mixture, merges over the cached specialists) and scores
+    # them on one item list against one base: the same numbers as the folder's own rows
+    from steertax.runners.decision import compare
+
+    ev = compare([out], tmp_path / "cmp-ev", evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
+    assert [(r["method"], r["setting"]) for r in ev["table"]] == [(r["method"], r["setting"]) for r in res["table"]]
+    for r0, r1 in zip(res["table"], ev["table"], strict=True):
+        assert r1["dB"] == pytest.approx(r0["dB"], abs=1e-4) and r1["dH"] == pytest.approx(r0["dH"], abs=1e-4)
     # settings against settings: the merge's two scales, the merges at the same scale, each merge against the mixture
     pairs = {(c["a"], c["b"]) for c in res["contrasts"]["comparisons"]}
     assert ("task_arithmetic/task_arithmetic λ=1", "mixture/mixture") in pairs

@@ -188,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)")
     cp.add_argument("--adjust", default="holm", choices=["holm", "bh"], help="multiplicity control: Holm (FWER) or BH (FDR) [holm]")
     cp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    cp.add_argument("--exclude", default="", help="methods to leave out, comma-separated, by their names in compare.md")
     cp.add_argument("--evaluate", action="store_true", help="load the model and score every method on the same items and base")
     cp.add_argument("--limit", type=int, default=None, help="--evaluate: items per compared task [the largest any folder used]")
     cp.add_argument("--until-decided", action="store_true", help="--evaluate: add items while comparisons are undecided")
@@ -519,6 +520,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
         budget=a.budget,
         step=a.step,
         progress=not a.quiet,
+        exclude=[x.strip() for x in a.exclude.split(",") if x.strip()],
     )
     print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")

@@ -199,13 +199,13 @@ def sequential_levels(fractions: Sequence[float], alpha: float = 0.05) -> list[f
 
 
 def default_levels(reach: dict[str, float], k: int = 3) -> list[float]:
-    """k levels spread over (0, the highest ΔB any curve reaches]: 25%, 50%, 75% of it by default. A pair of
+    """k levels spread over (0, the highest ΔB any curve reaches]: 25%, 50%, 75% of it (2 decimals). A pair of
     methods is compared at the levels both reach; a method that does not reach one says "not reached"."""
     tops = [v for v in reach.values() if math.isfinite(v)]
     top = max(tops) if tops else float("nan")
     if not math.isfinite(top) or top <= 0:
         return []
-    return [round(top * (j + 1) / (k + 1), 4) for j in range(k)]
+    return [round(top * (j + 1) / (k + 1), 2) for j in range(k)]
 
 
 def _verdict(a: str, b: str, d: float, p_adj: float, alpha: float, n_items: dict[str, int]) -> str:

@@ -300,12 +300,30 @@ def _common(sources: Sequence[Source], rows: _Rows, entries: dict[str, tuple[str
     return per
 
 
+def _label(sources: Sequence[Source], s: Source, f: FamilySource) -> str:
+    """A family's name in the comparison: its own, or with its folder's name where two folders share it."""
+    names = [g.name for x in sources for g in x.families]
+    return f.name if names.count(f.name) == 1 else f"{f.name} ({s.folder.name})"
+
+
+def drop_families(sources: Sequence[Source], exclude: Sequence[str]) -> None:
+    """Leave out the named families (``--exclude``), before anything is read or scored."""
+    labels = {_label(sources, s, f): (s, f) for s in sources for f in s.families}
+    unknown = [x for x in exclude if x not in labels]
+    if unknown:
+        raise ConfigError(f"--exclude {unknown[0]!r} names no method here: choose from {sorted(labels)}")
+    for x in exclude:
+        s, f = labels[x]
+        s.families.remove(f)
+    if not any(s.families for s in sources):
+        raise ConfigError("--exclude leaves no method to compare: exclude fewer")
+
+
 def _families(sources: Sequence[Source], common: dict[str, Any], entries: Sequence[str]) -> list[Family]:
     fams: list[Family] = []
-    names = [f.name for s in sources for f in s.families]
     for s in sources:
         for f in s.families:
-            label = f.name if names.count(f.name) == 1 else f"{f.name} ({s.folder.name})"
+            label = _label(sources, s, f)
             scores = {
                 e: np.stack(
                     [np.asarray([common[e]["maps"][(f.name, str(s.folder), st.name)][i] for i in common[e]["items"]]) for st in f.settings]
@@ -418,10 +436,12 @@ def _compare_config(sources: Sequence[Source], keys: Sequence[tuple[str, str | N
 
 
 def _default_pairs(fams: Sequence[Family]) -> list[tuple[str, str]]:
-    """Settings against settings: within a family (β against β, λ against λ), merge methods against each
+    """Settings against settings: within a trained or merged family (β against β, λ against λ), merge methods against each
     other at the same scale, and each merge setting at the largest scale against the mixture."""
     pairs: list[tuple[str, str]] = []
     for f in fams:
+        if f.group == "steering":  # strengths against strengths are the curve itself, not a question
+            continue
         for i, a in enumerate(f.settings):
             pairs += [(f"{f.name}/{a}", f"{f.name}/{b}") for b in f.settings[i + 1 :]]
     merges = [f for f in fams if f.group == "merging"]
@@ -573,6 +593,7 @@ def compare(
     chunk: int = 16,
     progress: bool = True,
     seed: int = 0,
+    exclude: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every folder's methods on one frontier and one item set, decided (see the module docstring). Writes
     ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result."""
@@ -588,6 +609,7 @@ def compare(
         raise ConfigError(f"--alpha {alpha} must be in (0, 1)")
     out = Path(out)
     sources = [read_folder(d) for d in dirs]
+    drop_families(sources, exclude)
     models = {s.model for s in sources}
     if len(models) > 1:
         raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
