@@ -197,3 +197,390 @@ def test_point_family_is_compared_at_its_own_alignment():
     assert c["a"] == "dpo" and c["level"] == "ΔB of dpo"
     # steering at ΔB 0.75: halfway between -0.05 and -0.20 -> -0.125; dpo 0.0 -> dpo cheaper by ~0.125
     assert c["diff"] == pytest.approx(0.125, abs=0.01) and c["verdict"] == "dpo cheaper"
+
+
+# ----------------------------------------------------------------------------------------------- known answers, pinned
+# (added to kill the mutants of a mutation run that changed a reported number and no test above noticed)
+
+
+def _two_task_data(n: int = 40, seed: int = 0):
+    """A non-constant base on both tasks, two curves and a point: small, exact inputs for recomputation."""
+    rng = np.random.default_rng(seed)
+    base = {ALIGN: rng.normal(0.0, 0.3, n), HELP: rng.uniform(0.3, 0.7, n)}
+    fams = []
+    for name, tb, th in (("A", [0.4, 0.8, 1.2], [-0.01, -0.04, -0.09]), ("B", [0.6, 1.2], [-0.02, -0.07])):
+        ya = np.stack([base[ALIGN] + b + rng.normal(0, 0.3, n) for b in tb])
+        yh = np.stack([base[HELP] + h + rng.normal(0, 0.05, n) for h in th])
+        fams.append(Family(name, "k", [f"{name}{j}" for j in range(len(tb))], list(range(1, len(tb) + 1)), {ALIGN: ya, HELP: yh}))
+    return base, fams
+
+
+def test_chain_bootstrap_weights_and_deltas():
+    from steertax.analysis.decide import ChainBootstrap
+
+    base = {"t": np.array([0.1, 0.2, 0.4]), "u": np.array([1.0])}  # one item is enough
+    cb = ChainBootstrap(base, n_boot=6, seed=3)
+    w = cb.weights["t"]
+    assert w.shape == (7, 3) and w[0] == pytest.approx([1 / 3] * 3)  # replicate 0: every item once
+    assert w.sum(axis=1) == pytest.approx(np.ones(7)) and np.allclose(w * 3, np.round(w * 3))  # counts / n
+    assert cb.weights["u"] == pytest.approx(np.ones((7, 1)))
+    s = np.array([[0.3, 0.2, 0.7], [0.0, 0.5, 0.4]])
+    d = cb.deltas(Family("F", "k", ["s1", "s2"], [1, 2], {"t": s}), "t")
+    assert d.shape == (7, 3) and np.all(d[:, 0] == 0)  # the base's 0 first
+    assert d[0, 1:] == pytest.approx((s - base["t"]).mean(axis=1))  # the change from a non-constant base
+    assert d[1:, 1:] == pytest.approx(w[1:] @ (s - base["t"]).T)
+    with pytest.raises(ValueError, match="'v' has no items in common"):
+        ChainBootstrap({"v": np.array([])}, n_boot=3)
+
+
+def test_setting_summaries_are_the_bootstrap_se_and_normal_interval():
+    from steertax.analysis.decide import ChainBootstrap
+
+    base, fams = _two_task_data()
+    res = decide(base, fams, ALIGN, HELP, levels=[], n_boot=60, seed=5)
+    cb = ChainBootstrap({ALIGN: base[ALIGN], HELP: base[HELP]}, 60, 5)
+    z = 1.959963984540054
+    for f in fams:
+        for j, row in enumerate(res["settings"][f.name]):
+            assert row["setting"] == f.settings[j] and row["value"] == f.values[j]
+            for key, task in (("dB", ALIGN), ("dH", HELP)):
+                v = cb.deltas(f, task)[:, j + 1]
+                s = row[key]
+                assert s["estimate"] == pytest.approx(f.scores[task][j].mean() - base[task].mean())
+                assert s["se"] == pytest.approx(np.std(v[1:], ddof=1)) and s["n_boot_used"] == 60
+                assert s["ci95"] == pytest.approx([s["estimate"] - z * s["se"], s["estimate"] + z * s["se"]])
+    # one replicate has no SE (and no interval); two have one
+    one = decide(base, fams, ALIGN, HELP, levels=[], n_boot=1)["settings"]["A"][0]["dH"]
+    assert math.isnan(one["se"]) and one["ci95"] is None and one["n_boot_used"] == 1
+    two = decide(base, fams, ALIGN, HELP, levels=[], n_boot=2)["settings"]["A"][0]["dH"]
+    assert math.isfinite(two["se"]) and two["se"] > 0 and two["ci95"] is not None
+
+
+def test_matched_rows_and_differences_are_recomputed_from_the_replicates():
+    from scipy import stats as sps
+
+    from steertax.analysis.decide import ChainBootstrap
+
+    base, fams = _two_task_data()
+    L = 0.7
+    res = decide(base, fams, ALIGN, HELP, levels=[L], n_boot=80, seed=9)
+    cb = ChainBootstrap({ALIGN: base[ALIGN], HELP: base[HELP]}, 80, 9)
+    h = {}
+    for f in fams:
+        hf, seg = interpolate_at(cb.deltas(f, ALIGN), cb.deltas(f, HELP), L)
+        h[f.name] = hf
+        m = next(r for r in res["matched"] if r["family"] == f.name)
+        assert m["status"] == "ok" and m["level"] == L and "values" not in m
+        assert m["estimate"] == pytest.approx(hf[0]) and m["se"] == pytest.approx(np.std(hf[1:], ddof=1))
+        k0 = int(seg[0])
+        assert m["segment"] == [f.settings[k0 - 1] if k0 else "base", f.settings[k0]]
+    assert [r["family"] for r in res["matched"]] == ["A", "B"]
+    (c,) = res["comparisons"]
+    d = h["A"] - h["B"]
+    se = np.std(d[1:], ddof=1)
+    assert (c["a"], c["b"], c["level"], c["status"]) == ("A", "B", L, "ok")
+    assert c["diff"] == pytest.approx(d[0]) and c["se"] == pytest.approx(se) and c["n_boot_used"] == 80
+    assert c["ci95"] == pytest.approx([d[0] - 1.959963984540054 * se, d[0] + 1.959963984540054 * se])
+    assert c["p"] == pytest.approx(2 * sps.norm.sf(abs(d[0] / se)))
+    assert c["p_adjusted"] == pytest.approx(c["p"]) and res["n_tests"] == 1  # one test: nothing to adjust
+    assert res["levels"] == [L] and res["reach"] == {f.name: pytest.approx(cb.deltas(f, ALIGN)[0].max()) for f in fams}
+    assert res["n_items"] == {ALIGN: 40, HELP: 40} and res["alpha"] == 0.05 and res["adjust"] == "holm"
+    assert res["power"] == 0.8 and res["n_boot"] == 80
+
+
+def test_decide_default_levels_and_its_arguments():
+    base, fams = _two_task_data()
+    res = decide(base, fams, ALIGN, HELP, n_boot=30)
+    assert res["levels"] == default_levels(res["reach"]) and len(res["levels"]) == 3
+    assert len(res["comparisons"]) == 3 and res["n_tests"] == sum(c["status"] == "ok" for c in res["comparisons"])
+    with pytest.raises(ValueError, match="unknown multiplicity adjustment"):
+        decide(base, fams, ALIGN, HELP, adjust="bonferroni", n_boot=10)
+    bh = decide(base, fams, ALIGN, HELP, levels=[0.3, 0.6], adjust="fdr_bh", n_boot=30)
+    assert bh["adjust"] == "fdr_bh"
+    ok = [c for c in bh["comparisons"] if c["status"] == "ok"]
+    assert [c["p_adjusted"] for c in ok] == pytest.approx(adjust_pvalues([c["p"] for c in ok], "bh"))
+
+
+def test_a_level_too_many_replicates_miss_is_ill_conditioned():
+    rng = np.random.default_rng(2)
+    n = 100
+    base = {ALIGN: np.zeros(n), HELP: np.full(n, 0.5)}
+    ya = np.stack([0.5 + rng.normal(0, 0.3, n), 1.0 + rng.normal(0, 0.5, n)])
+    yh = np.stack([0.45 + rng.normal(0, 0.02, n), 0.40 + rng.normal(0, 0.02, n)])
+    fam = Family("S", "r", ["r1", "r2"], [1, 2], {ALIGN: ya, HELP: yh})
+    other = Family("T", "r", ["t1", "t2"], [1, 2], {ALIGN: np.stack([np.full(n, 0.5), np.full(n, 2.0)]), HELP: yh})
+    L = float(ya[1].mean()) - 0.01  # reached at the estimate, missed by about 40 % of the replicates
+    res = decide(base, [fam, other], ALIGN, HELP, levels=[L], n_boot=300)
+    m = next(r for r in res["matched"] if r["family"] == "S")
+    assert m["status"] == "ill-conditioned" and "of replicates do not reach it" in m["why"] and math.isfinite(m["estimate"])
+    (c,) = res["comparisons"]
+    assert c["decided"] is False and c["verdict"].startswith("not comparable: S: ill-conditioned (")
+
+
+def test_a_flat_segment_is_reported_ill_conditioned():
+    rng = np.random.default_rng(0)
+    n = 150
+    base = {ALIGN: np.zeros(n), HELP: np.full(n, 0.5)}
+    r1 = 1.0 + rng.normal(0, 0.3, n)
+    r2 = rng.normal(0, 0.3, n)
+    r2 += r1.mean() + 0.02 - r2.mean()  # rises to 1, then only 0.02 more: a rise whose CI includes 0
+    help_ = np.stack([0.45 + rng.normal(0, 0.01, n), 0.40 + rng.normal(0, 0.01, n)])
+    fam = Family("S", "r", ["r1", "r2"], [1, 2], {ALIGN: np.stack([r1, r2]), HELP: help_})
+    other = Family("T", "r", ["t1", "t2"], [1, 2], {ALIGN: np.stack([np.full(n, 0.5), np.full(n, 2.0)]), HELP: help_})
+    L = float(r1.mean()) + 0.01  # on the flat second segment
+    res = decide(base, [fam, other], ALIGN, HELP, levels=[L], n_boot=300)
+    m = next(r for r in res["matched"] if r["family"] == "S")
+    assert m["status"] == "ill-conditioned" and "flat" in m["why"] and math.isfinite(m["estimate"])
+    t = next(r for r in res["matched"] if r["family"] == "T")
+    assert t["status"] == "ok" and t["segment"] == ["t1", "t2"]
+
+
+def test_interpolate_at_a_level_met_from_above_and_a_single_segment():
+    h, seg = interpolate_at(np.array([[0.0, -0.5]]), np.array([[0.0, 0.2]]), -0.5)  # reached exactly, from above
+    assert h[0] == pytest.approx(0.2) and seg[0] == 0
+    h, seg = interpolate_at(np.array([[0.0, 0.3]]), np.array([[0.0, -0.1]]), 0.6)  # one segment, not reached
+    assert math.isnan(h[0]) and seg[0] == -1
+
+
+def test_adjust_pvalues_default_caps_and_aliases():
+    p = [0.6, 0.7, 0.01]
+    assert adjust_pvalues(p) == pytest.approx(adjust_pvalues(p, "holm"))  # Holm by default
+    assert adjust_pvalues(p, "holm") == pytest.approx([1.0, 1.0, 0.03])  # 3·0.01, then 2·0.6 = 1.2 capped at 1
+    assert adjust_pvalues(p, "bh") == pytest.approx([0.7, 0.7, 0.03])  # 3·0.01, 1.5·0.6 = 0.9, 0.7: step-up
+    assert adjust_pvalues(p, "fdr_bh") == pytest.approx([0.7, 0.7, 0.03])
+    assert adjust_pvalues([0.3]) == pytest.approx([0.3]) and adjust_pvalues([0.3], "bh") == pytest.approx([0.3])
+    empty = adjust_pvalues([float("nan")] * 2)
+    assert len(empty) == 2 and all(math.isnan(x) for x in empty)
+    with pytest.raises(ValueError, match="unknown multiplicity adjustment 'x'"):
+        adjust_pvalues(p, "x")
+
+
+def test_items_needed_and_detectable_difference_edges_and_multiplicity():
+    zs = 2.5758293035489 + 0.8416212335729  # z_{1 − 0.05/(2·5)} + z_{0.8}
+    assert items_needed(0.01, 100, 0.02, m=5) == math.ceil(100 * (zs * 0.01 / 0.02) ** 2)  # 292
+    assert items_needed(0.01, 100, 0.02, m=0) == 197  # m < 1 counts as one test
+    assert detectable_difference(0.01, m=5) == pytest.approx(zs * 0.01)
+    assert detectable_difference(0.01, m=0) == pytest.approx(0.0280158, abs=1e-6)
+    assert detectable_difference(float("nan")) is None
+    assert items_needed(0.01, 100, 0.02, alpha=0.01, power=0.9) == math.ceil(100 * ((2.5758293 + 1.2815516) * 0.5) ** 2)
+    assert detectable_difference(0.01, alpha=0.01, power=0.9) == pytest.approx((2.5758293 + 1.2815516) * 0.01)
+    assert items_needed(0.01, 1, 0.02) == 2  # one item: 1.962 -> 2
+    assert items_needed(0.01, 0, 0.02) is None and items_needed(0.01, -3, 0.02) is None
+    assert items_needed(float("nan"), 100, 0.02) is None and items_needed(float("inf"), 100, 0.02) is None
+    assert items_needed(0.01, 100, float("inf")) is None and items_needed(0.01, 100, float("nan")) is None
+
+
+def test_sequential_levels_default_clamp_and_ties():
+    a = 0.05
+    assert sequential_levels([0.5, 1.0]) == pytest.approx([a / 4, 3 * a / 4])  # α = 0.05 by default
+    assert sequential_levels([0.5, 1.5], a) == pytest.approx([a / 4, 3 * a / 4])  # a share past the budget is 1
+    assert sequential_levels([-0.2, 1.0], a) == pytest.approx([0.0, a])
+    assert sequential_levels([0.5, 0.5, 1.0], a) == pytest.approx([a / 4, 0.0, 3 * a / 4])  # a repeated look: nothing
+    with pytest.raises(ValueError, match="non-decreasing"):
+        sequential_levels([1.0, 0.5])
+
+
+def test_default_levels_edges_and_rounding():
+    assert default_levels({}) == [] and default_levels({"a": 0.0}) == [] and default_levels({"a": float("nan")}) == []
+    assert default_levels({"a": 0.12345}) == [0.03, 0.06, 0.09]  # rounded to 2 decimals
+    assert default_levels({"a": 1.0}, k=1) == [0.5]
+
+
+def _row(a, b, diff, p, se=0.01, **kw):
+    return {"a": a, "b": b, "level": 0.5, "status": "ok", "diff": diff, "se": se, "p": p, **kw}
+
+
+def test_finish_verdicts_known_verdicts_and_plans():
+    from steertax.analysis.decide import finish_verdicts
+
+    n = {ALIGN: 100, HELP: 50}
+    rows = [_row("A", "B", 0.02, 0.001), _row("A", "B", -0.02, 0.002), _row("A", "B", 0.02, 0.5)]
+    rows.append({"a": "A", "b": "C", "status": "C: not reached"})
+    assert finish_verdicts(rows, n) == 3
+    assert rows[0]["verdict"] == "A cheaper" and rows[0]["decided"] is True and rows[0]["p_adjusted"] == pytest.approx(0.003)
+    assert rows[1]["verdict"] == "B cheaper" and rows[1]["decided"] is True and rows[1]["p_adjusted"] == pytest.approx(0.004)
+    assert "items_needed" not in rows[0] and "detectable_difference" not in rows[0]
+    und = rows[2]
+    assert und["decided"] is False and und["verdict"] == "can't tell with 100 refusal items and 50 arc items"
+    assert und["items_needed"] == {ALIGN: items_needed(0.01, 100, 0.02, m=3), HELP: items_needed(0.01, 50, 0.02, m=3)}
+    assert und["detectable_difference"] == pytest.approx(detectable_difference(0.01, m=3))
+    assert rows[3]["verdict"] == "not comparable: C: not reached" and rows[3]["decided"] is False
+    # exactly at α is not below it; a one-task contrast names only its task
+    at = [_row("A", "B", 0.02, 0.05, task=HELP)]
+    assert finish_verdicts(at, n, alpha=0.05) == 1
+    assert at[0]["decided"] is False and at[0]["verdict"] == "can't tell with 50 arc items" and list(at[0]["items_needed"]) == [HELP]
+    nan = [_row("A", "B", 0.02, float("nan"))]
+    finish_verdicts(nan, n)
+    assert nan[0]["decided"] is False and nan[0]["verdict"].startswith("can't tell")
+    bh = [_row("A", "B", 0.02, 0.02), _row("A", "B", 0.02, 0.03)]
+    finish_verdicts(bh, n, adjust="bh", power=0.9)
+    assert [r["p_adjusted"] for r in bh] == pytest.approx([0.03, 0.03]) and all(r["decided"] for r in bh)
+    hi = [_row("A", "B", 0.02, 0.5)]
+    finish_verdicts(hi, n, power=0.9)
+    assert hi[0]["items_needed"][ALIGN] == items_needed(0.01, 100, 0.02, power=0.9)
+
+
+def test_setting_contrasts_known_values_and_verdicts():
+    from scipy import stats as sps
+
+    from steertax.analysis.decide import ChainBootstrap, setting_contrasts
+
+    base, fams = _two_task_data()
+    pairs = [("A/A0", "B/B0"), ("A/A2", "A/A0"), ("A/A0", "Z/z"), ("Q/q", "B/B1")]
+    res = setting_contrasts(base, fams, [ALIGN, HELP], pairs, n_boot=80, seed=4)
+    assert res["tasks"] == [ALIGN, HELP] and res["n_items"] == {ALIGN: 40, HELP: 40} and res["n_tests"] == 4
+    assert res["alpha"] == 0.05 and res["adjust"] == "holm"
+    rows = {(r["a"], r["b"], r["task"]): r for r in res["comparisons"]}
+    assert len(res["comparisons"]) == 8 and [(r["a"], r["task"]) for r in res["comparisons"][:2]] == [("A/A0", ALIGN), ("A/A0", HELP)]
+    for t in (ALIGN, HELP):
+        q = rows[("Q/q", "B/B1", t)]
+        assert q["status"] == "unknown setting 'Q/q'" and q["level"] == t and q["verdict"] == "not comparable: unknown setting 'Q/q'"
+    cb = ChainBootstrap({t: base[t] for t in (ALIGN, HELP)}, 80, 4)
+    r = rows[("A/A0", "B/B0", HELP)]
+    d = cb.deltas(fams[0], HELP)[:, 1] - cb.deltas(fams[1], HELP)[:, 1]
+    se = np.std(d[1:], ddof=1)
+    assert r["level"] == HELP and r["diff"] == pytest.approx(fams[0].scores[HELP][0].mean() - fams[1].scores[HELP][0].mean())
+    assert r["se"] == pytest.approx(se) and r["p"] == pytest.approx(2 * sps.norm.sf(abs(d[0] / se)))
+    up = rows[("A/A2", "A/A0", ALIGN)]  # +0.8 on the alignment task: decided, the larger change wins
+    assert up["decided"] is True and up["verdict"] == f"A/A2 higher on {ALIGN}"
+    down = rows[("A/A2", "A/A0", HELP)]  # −0.08 on helpfulness
+    assert down["decided"] is True and down["verdict"] == f"A/A0 higher on {HELP}"
+    bad = rows[("A/A0", "Z/z", ALIGN)]
+    assert bad["status"] == "unknown setting 'Z/z'" and bad["decided"] is False and bad["verdict"].startswith("not comparable")
+    und = [c for c in res["comparisons"] if c["status"] == "ok" and not c["decided"]]
+    for c in und:
+        assert c["verdict"] == f"can't tell with 40 {c['task']} items" and list(c["items_needed"]) == [c["task"]]
+
+
+def _rising(n, rng, top_sd=0.5):
+    base = {ALIGN: np.zeros(n), HELP: np.full(n, 0.5)}
+    ya = np.stack([0.5 + rng.normal(0, 0.3, n), 1.0 + rng.normal(0, top_sd, n)])
+    yh = np.stack([0.45 + rng.normal(0, 0.02, n), 0.40 + rng.normal(0, 0.02, n)])
+    fam = Family("S", "r", ["r1", "r2"], [1, 2], {ALIGN: ya, HELP: yh})
+    other = Family("T", "r", ["t1", "t2"], [1, 2], {ALIGN: np.stack([np.full(n, 0.5), np.full(n, 2.0)]), HELP: yh})
+    return base, fam, other
+
+
+def test_the_unreached_share_counts_every_replicate_and_only_replicates():
+    from steertax.analysis.decide import ChainBootstrap
+
+    rng = np.random.default_rng(4)
+    base, fam, other = _rising(60, rng)
+    nb = 40
+    # a seed whose lowest replicate top is not replicate 1, and a level that exactly one replicate misses
+    for seed in range(100):
+        tops = ChainBootstrap({ALIGN: base[ALIGN], HELP: base[HELP]}, nb, seed).deltas(fam, ALIGN)[1:].max(axis=1)
+        if np.argmin(tops) != 0:
+            break
+    srt = np.sort(tops)
+    one = (srt[0] + srt[1]) / 2  # 1 of 40 = 2.5 %: not more than the share, still ok
+    two = (srt[1] + srt[2]) / 2  # 2 of 40 = 5 %: ill-conditioned
+    res = decide(base, [fam, other], ALIGN, HELP, levels=[one, two], n_boot=nb, seed=seed)
+    m = {r["level"]: r for r in res["matched"] if r["family"] == "S"}
+    assert m[one]["status"] == "ok" and m[one]["n_boot_used"] == nb - 1
+    assert m[two]["status"] == "ill-conditioned" and m[two]["why"] == "5% of replicates do not reach it"
+    c = next(c for c in res["comparisons"] if c["level"] == two)
+    assert c["verdict"] == "not comparable: S: ill-conditioned (5% of replicates do not reach it)"
+
+
+def test_the_estimate_decides_reached_and_the_segment_not_replicate_one():
+    from steertax.analysis.decide import ChainBootstrap
+
+    rng = np.random.default_rng(6)
+    base, fam, other = _rising(60, rng)
+    boot = lambda s: ChainBootstrap({ALIGN: base[ALIGN], HELP: base[HELP]}, 50, s)  # noqa: E731
+    est = boot(0).deltas(fam, ALIGN)[0]
+    above = float(est.max()) + 0.005  # not reached by the estimate, reached by some replicates
+    knot = float(est[1]) + 0.005  # just past r1: the estimate's segment is r1 -> r2
+    # a seed whose replicate 1 reaches `above` and crosses `knot` on its first segment, base -> r1
+    seed = next(s for s in range(200) if (d := boot(s).deltas(fam, ALIGN)[1]).max() >= above and d[1] >= knot)
+    res = decide(base, [fam, other], ALIGN, HELP, levels=[above, knot], n_boot=50, seed=seed)
+    m = {r["level"]: r for r in res["matched"] if r["family"] == "S"}
+    assert m[above]["status"] == "not reached" and set(m[above]) == {"level", "family", "status"}
+    assert m[knot]["status"] == "ok" and m[knot]["segment"] == ["r1", "r2"]
+    c = next(c for c in res["comparisons"] if c["level"] == above)
+    assert c["verdict"] == "not comparable: S: not reached" and "p" not in c
+    low = decide(base, [fam, other], ALIGN, HELP, levels=[0.2], n_boot=50, seed=seed)
+    assert next(r for r in low["matched"] if r["family"] == "S")["segment"] == ["base", "r1"]
+    t = next(r for r in low["matched"] if r["family"] == "T")
+    assert t["segment"] == ["base", "t1"] and t["estimate"] == pytest.approx(-0.05 * 0.2 / 0.5, abs=0.01)
+
+
+def test_the_flat_rule_uses_the_rise_quantiles_2_5_and_97_5():
+    from steertax.analysis.decide import ChainBootstrap
+
+    rng = np.random.default_rng(8)
+    n, nb = 80, 400
+    e = rng.normal(0, 0.3, n)
+    e -= e.mean()
+    base = {ALIGN: np.zeros(n), HELP: np.full(n, 0.5)}
+    rise0 = ChainBootstrap(base, nb, 0).weights[ALIGN][1:] @ e  # the rise's replicates before its shift
+    yh = np.stack([0.45 + rng.normal(0, 0.02, n), 0.40 + rng.normal(0, 0.02, n), 0.3 + rng.normal(0, 0.02, n)])
+
+    def status(sign, q_lo, q_hi):
+        shift = -(np.percentile(rise0, q_lo) + np.percentile(rise0, q_hi)) / 2  # 0 between the two quantiles
+        # base -> r1 (ΔB ±1 on every item) -> r2 (±1 ± the rise) -> r3 (±3): a replicate that falls on r1 -> r2
+        # still reaches the level on r2 -> r3, so only the rise's interval can make the level ill-conditioned
+        ya = sign * np.stack([np.ones(n), 1.0 + e + shift, np.full(n, 3.0)])
+        fam = Family("S", "r", ["r1", "r2", "r3"], [1, 2, 3], {ALIGN: ya, HELP: yh})
+        res = decide(base, [fam], ALIGN, HELP, levels=[sign * (1 + 1e-9)], n_boot=nb, seed=0)
+        m = res["matched"][0]
+        return (m["status"], m.get("segment", m.get("why")))
+
+    flat = ("ill-conditioned", "its ΔB is flat on that segment (the rise's 95% CI includes 0)")
+    # 0 between the 2.5 % and 3.5 % points of the rise: the 95 % CI includes 0; between 1.5 % and 2.5 %: it does not
+    assert status(+1, 2.5, 3.5) == flat and status(+1, 1.5, 2.5) == ("ok", ["r1", "r2"])
+    # falling (negative ΔB levels): the same at the other end, 96.5 %-97.5 % and 97.5 %-98.5 %
+    assert status(-1, 2.5, 3.5) == flat and status(-1, 1.5, 2.5) == ("ok", ["r1", "r2"])
+
+
+def test_a_rise_that_is_exactly_zero_in_many_replicates_is_flat():
+    n = 20
+    rng = np.random.default_rng(1)
+    base = {ALIGN: np.zeros(n), HELP: np.full(n, 0.5)}
+    yh = np.stack([0.45 + rng.normal(0, 0.02, n), 0.40 + rng.normal(0, 0.02, n)])
+    for sign in (+1, -1):  # one item moves on the second segment: most resamples have a rise of exactly 0
+        a1 = sign * (1.0 + rng.normal(0, 0.3, n))
+        a2 = a1.copy()
+        a2[0] += sign * 0.5
+        fam = Family("S", "r", ["r1", "r2"], [1, 2], {ALIGN: np.stack([a1, a2]), HELP: yh})
+        L = float(a1.mean()) + sign * 0.01
+        res = decide(base, [fam], ALIGN, HELP, levels=[L], n_boot=300)
+        m = res["matched"][0]
+        assert m["status"] == "ill-conditioned" and m["why"] == "its ΔB is flat on that segment (the rise's 95% CI includes 0)"
+
+
+def test_no_bootstrap_leaves_the_estimate_without_an_interval():
+    base, fams = _two_task_data()
+    res = decide(base, fams, ALIGN, HELP, levels=[0.7], n_boot=0)
+    for m in res["matched"]:
+        assert m["status"] == "ok" and math.isnan(m["se"]) and m["ci95"] is None and m["n_boot_used"] == 0
+    (c,) = res["comparisons"]
+    assert c["status"] == "ok" and math.isnan(c["p"]) and c["decided"] is False and c["verdict"].startswith("can't tell")
+
+
+def test_identical_settings_have_no_p_value():
+    from steertax.analysis.decide import setting_contrasts
+
+    base, fams = _two_task_data()
+    same = Family("C", "k", ["c0", "c1"], [1, 2], {t: np.stack([fams[0].scores[t][0]] * 2) for t in (ALIGN, HELP)})
+    res = setting_contrasts(base, [same], [HELP], [("C/c0", "C/c1")], n_boot=50)
+    (r,) = res["comparisons"]
+    assert r["diff"] == 0.0 and r["se"] == 0.0 and math.isnan(r["p"]) and r["decided"] is False
+    assert r["verdict"] == f"can't tell with 40 {HELP} items" and r["items_needed"] == {HELP: None}
+
+
+def test_decide_defaults_are_2000_replicates_seed_0_holm():
+    from steertax.analysis.decide import setting_contrasts
+
+    base, fams = _two_task_data(n=30)
+    dflt = decide(base, fams, ALIGN, HELP, levels=[0.7])
+    explicit = decide(base, fams, ALIGN, HELP, levels=[0.7], n_boot=2000, seed=0, alpha=0.05, adjust="holm", power=0.8)
+    assert dflt["n_boot"] == 2000 and dflt["adjust"] == "holm" and dflt["alpha"] == 0.05 and dflt["power"] == 0.8
+    assert dflt["comparisons"][0]["se"] == explicit["comparisons"][0]["se"] and dflt["comparisons"][0]["n_boot_used"] == 2000
+    assert decide(base, fams, ALIGN, HELP, levels=[0.7], adjust="bh", n_boot=20)["adjust"] == "bh"
+    assert dflt["alignment"] == ALIGN and dflt["helpfulness"] == HELP and set(dflt["settings"]) == {"A", "B"} and dflt["rule"]
+    pairs = [("A/A0", "B/B0")]
+    sc = setting_contrasts(base, fams, [HELP], pairs)
+    assert sc["comparisons"][0]["se"] == setting_contrasts(base, fams, [HELP], pairs, n_boot=2000, seed=0)["comparisons"][0]["se"]
+    assert sc["comparisons"][0]["n_boot_used"] == 2000

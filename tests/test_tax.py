@@ -546,3 +546,318 @@ def test_safe_prompt_rates_have_one_name_per_metric():
 
     assert labels("logprob") == "helpful: P(answer) on safe prompts"
     assert labels("generate") == "helpful: safe prompts answered (greedy, judged)"
+
+
+# --------------------------------------------------------------------------- pinned edges
+# (added to kill the mutants of a mutation run that changed a reported number and no test above noticed)
+
+
+def _ids(n, p="i"):
+    return [f"{p}{k:02d}" for k in range(n)]
+
+
+def test_paired_change_drops_non_finite_items_and_keeps_its_keys():
+    base = {"a": 0.5, "b": 0.7, "c": float("nan"), "d": 0.6}
+    other = {"a": 0.4, "b": 0.5, "c": 0.1, "d": float("inf")}
+    ch = paired_change(base, other, n_boot=100)
+    assert ch["n"] == 2 and ch["base"] == pytest.approx(0.6) and ch["value"] == pytest.approx(0.45)
+    assert ch["delta"] == pytest.approx(-0.15) and ch["tax_percent"] == pytest.approx(25.0)
+    assert math.isfinite(ch["delta_ci95"][0]) and math.isfinite(ch["tax_ci95"][1])
+    empty = paired_change(base, {"x": 1.0}, n_boot=7)
+    assert set(empty) == set(ch) and empty["n_boot"] == 7 and empty["n_boot_below_floor"] is None
+    assert all(empty[k] is None for k in ("base", "value", "delta", "delta_ci95", "tax_percent", "tax_ci95"))
+
+
+def test_paired_change_one_and_two_items():
+    one = paired_change({"a": 0.5}, {"a": 0.4}, n_boot=50)
+    assert one["delta"] == pytest.approx(-0.1) and one["delta_ci95"] is None  # one item: no interval
+    assert one["tax_percent"] == pytest.approx(20.0) and one["tax_ci95"] is None and "no bootstrap" in one["tax_note"]
+    assert one["n_boot_below_floor"] is None
+    two = paired_change({"a": 0.5, "b": 0.7}, {"a": 0.4, "b": 0.7}, n_boot=200, seed=1)
+    idx = np.random.default_rng(1).integers(0, 2, size=(200, 2))
+    b, o = np.asarray([0.5, 0.7]), np.asarray([0.4, 0.7])
+    bb, ob = b[idx].mean(axis=1), o[idx].mean(axis=1)
+    assert two["delta_ci95"] == pytest.approx(list(np.percentile(ob - bb, [2.5, 97.5])))
+    assert two["tax_ci95"] == pytest.approx(list(np.percentile((bb - ob) / bb * 100, [2.5, 97.5])))
+    assert two["n_boot_below_floor"] == 0
+    nob = paired_change({"a": 0.5, "b": 0.7}, {"a": 0.4, "b": 0.7}, n_boot=0)
+    assert nob["delta_ci95"] is None and nob["tax_ci95"] is None and nob["tax_percent"] == pytest.approx(100 * 0.1 / 1.2)
+
+
+def test_paired_change_resamples_at_the_floor_have_a_tax():
+    at = paired_change({"a": TAX_BASE_FLOOR, "b": TAX_BASE_FLOOR}, {"a": 0.0, "b": 0.0}, n_boot=50)
+    assert at["tax_ci95"] == pytest.approx([100.0, 100.0]) and at["n_boot_below_floor"] == 0 and at["tax_note"] is None
+    assert TAX_BASE_FLOOR == 0.05
+
+
+def test_paired_change_defaults_are_1000_resamples_seed_0():
+    rng = np.random.default_rng(4)
+    b = rng.uniform(0.3, 0.9, 15)
+    ids = _ids(15)
+    base, other = dict(zip(ids, b, strict=True)), dict(zip(ids, b - rng.uniform(0, 0.2, 15), strict=True))
+    d = paired_change(base, other)
+    assert d["n_boot"] == 1000 and d == paired_change(base, other, n_boot=1000, seed=0, floor=TAX_BASE_FLOOR)
+    m = mean_tax({"A": (base, other)})
+    assert m["mean_tax_ci95"] == pytest.approx(d["tax_ci95"]) and m["n_boot_below_floor"] == 0
+    assert mean_tax({"A": (base, other)}, n_boot=1000, seed=0) == m
+    r = paired_ratio(base, other, {k: v + 0.01 for k, v in other.items()})
+    assert r == paired_ratio(base, other, {k: v + 0.01 for k, v in other.items()}, n_boot=1000, seed=0)
+
+
+def test_mean_tax_small_benchmarks_and_no_bootstrap():
+    ids = _ids(6)
+    A = ({i: 0.5 for i in ids}, {i: 0.4 for i in ids})  # 20 %
+    one = ({"x": 0.5}, {"x": 0.25})  # one item: averaged, but no bootstrap
+    m = mean_tax({"one": one, "A": A, "uno": one}, n_boot=50)
+    assert m["mean_tax_over"] == ["one", "A", "uno"] and m["mean_tax_percent"] == pytest.approx(40.0)
+    assert m["mean_tax_ci95"] is None and m["n_boot_below_floor"] is None
+    assert m["mean_tax_note"] == (
+        "no CI for the mean tax: one: no bootstrap (n_boot = 0 or one item); uno: no bootstrap (n_boot = 0 or one item)"
+    )
+    two = mean_tax({"A": A, "two": ({"x": 0.5, "y": 0.5}, {"x": 0.25, "y": 0.25})}, n_boot=50)
+    assert two["mean_tax_ci95"] == pytest.approx([35.0, 35.0]) and two["n_boot_below_floor"] == 0 and two["mean_tax_note"] is None
+    nob = mean_tax({"A": A}, n_boot=0)
+    assert nob["mean_tax_percent"] == pytest.approx(20.0) and nob["mean_tax_ci95"] is None and nob["n_boot_below_floor"] is None
+    at = mean_tax({"F": ({"a": TAX_BASE_FLOOR, "b": TAX_BASE_FLOOR}, {"a": 0.0, "b": 0.0})}, n_boot=20)
+    assert at["mean_tax_over"] == ["F"] and at["mean_tax_ci95"] == pytest.approx([100.0, 100.0])  # at the floor: averaged
+    nan = mean_tax({"N": ({"a": float("nan"), "b": 0.5}, {"a": 0.1, "b": 0.25})}, n_boot=20)
+    assert nan["mean_tax_percent"] == pytest.approx(50.0)  # the NaN item is not paired
+    empty = mean_tax({"E": ({"a": 0.5}, {"b": 0.5})})
+    assert empty["mean_tax_over"] == [] and empty["mean_tax_excluded"] == {"E": "no item has both scores"}
+    assert empty["n_boot_below_floor"] is None and empty["mean_tax_percent"] is None
+    after = mean_tax({"E": ({"a": 0.5}, {"b": 0.5}), "A": A}, n_boot=20)  # an empty benchmark does not end the list
+    assert after["mean_tax_over"] == ["A"] and after["mean_tax_percent"] == pytest.approx(20.0)
+
+
+def test_mean_tax_unknowns_from_two_benchmarks_combine():
+    # each benchmark has its own resamples below the floor; a resample is unknown when either one is
+    base = {"a": 1.0, "b": 0.5, "c": 0.5, "d": 0.0}
+    worse = {"a": 0.5, "b": 0.5, "c": 0.0, "d": 0.0}
+    ids = _ids(8)
+    steady = ({i: 0.5 for i in ids}, {i: 0.4 for i in ids})
+    two = mean_tax({"A": (base, worse), "S": steady}, n_boot=2000, seed=0)
+    one = paired_change(base, worse, n_boot=2000, seed=0)
+    assert two["n_boot_below_floor"] == one["n_boot_below_floor"] > 0
+    idx = np.random.default_rng(0).integers(0, 4, size=(2000, 4))
+    b, o = np.asarray([1.0, 0.5, 0.5, 0.0]), np.asarray([0.5, 0.5, 0.0, 0.0])
+    bb, ob = b[idx].mean(axis=1), o[idx].mean(axis=1)
+    below = np.abs(bb) < TAX_BASE_FLOOR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = ((bb - ob) / bb * 100 + 20.0) / 2
+    lo = np.percentile(np.where(below, -np.inf, t), 2.5)
+    hi = np.percentile(np.where(below, np.inf, t), 97.5)
+    assert two["mean_tax_ci95"] == pytest.approx([lo, hi])
+    k = two["n_boot_below_floor"]
+    assert two["mean_tax_note"] == (
+        f"{k} of 2000 resamples have a benchmark's base mean below the floor 0.05 (no tax % there): "
+        "kept as unknowns beyond either end of the CI, which is conservative"
+    )
+    many = mean_tax({"S": steady, "A": ({"a": 1.0, "d": 0.0}, {"a": 0.5, "d": 0.0})}, n_boot=400)
+    k = many["n_boot_below_floor"]
+    assert many["mean_tax_ci95"] is None and k > 10
+    assert many["mean_tax_note"] == (
+        f"no CI for the mean tax: {k} of 400 resamples have a benchmark's base mean below the floor 0.05 (no tax % there), "
+        "too many to place beyond the CI's ends"
+    )
+
+
+def test_paired_ratio_drops_non_finite_items_and_small_samples():
+    ids = _ids(10)
+    base = {i: 0.0 for i in ids}
+    a = {i: 0.4 for i in ids}
+    b = {i: 0.1 for i in ids}
+    base["i00"], a["i01"], b["i02"] = float("nan"), float("inf"), float("nan")
+    pr = paired_ratio(base, a, b, n_boot=50)
+    assert pr["n"] == 7 and pr["ratio"] == pytest.approx(0.25) and pr["ratio_ci95"] == pytest.approx([0.25, 0.25])
+    assert pr["n_boot_undefined"] == 0 and pr["reason"] is None
+    one = paired_ratio({"x": 0.0}, {"x": 0.4}, {"x": 0.1}, n_boot=50)
+    assert one["n"] == 1 and one["ratio"] is None and one["reason"].startswith("no bootstrap") and one["denominator_ci95"] is None
+    two = paired_ratio({"x": 0.0, "y": 0.0}, {"x": 0.4, "y": 0.4}, {"x": 0.1, "y": 0.1}, n_boot=50)
+    assert two["ratio"] == pytest.approx(0.25) and two["ratio_ci95"] == pytest.approx([0.25, 0.25])
+    none = paired_ratio({"x": 0.0}, {"y": 0.4}, {"x": 0.1})
+    assert none["n"] == 0 and none["ratio"] is None and none["reason"] == "no item has all three scores"
+    assert set(none) == set(pr) == {"n", "ratio", "ratio_ci95", "denominator_ci95", "n_boot_undefined", "reason"}
+    assert none["n_boot_undefined"] is None and none["denominator_ci95"] is None
+
+
+def test_paired_ratio_denominator_ci_touching_zero_is_undefined():
+    # changes of a: 0, 0, 0.3: about 30 % of resamples have a change of exactly 0, so the CI's low end is 0
+    pr = paired_ratio({"x": 0.0, "y": 0.0, "z": 0.0}, {"x": 0.0, "y": 0.0, "z": 0.3}, {"x": 0.1, "y": 0.1, "z": 0.1}, n_boot=400)
+    assert pr["denominator_ci95"][0] == 0.0 and pr["ratio"] is None and "includes 0" in pr["reason"]
+    neg = paired_ratio({"x": 0.0, "y": 0.0, "z": 0.0}, {"x": 0.0, "y": 0.0, "z": -0.3}, {"x": 0.1, "y": 0.1, "z": 0.1}, n_boot=400)
+    assert neg["denominator_ci95"][1] == 0.0 and neg["ratio"] is None
+
+
+def test_paired_ratio_resamples_with_a_zero_denominator_are_unknowns():
+    # changes of a: 0, 0, 1, 1, 1: (2/5)^5 = 1 % of resamples have a zero denominator (no ratio), too few to
+    # make the denominator's CI include 0: they are kept beyond either end of the ratio's CI
+    ids = list("vwxyz")
+    x0 = np.zeros(5)
+    xa = np.asarray([0.0, 0.0, 1.0, 1.0, 1.0])
+    xb = np.asarray([0.3, 0.1, 0.5, 0.2, 0.4])
+    d = lambda x: dict(zip(ids, x, strict=True))  # noqa: E731
+    pr = paired_ratio(d(x0), d(xa), d(xb), n_boot=3000, seed=2)
+    idx = np.random.default_rng(2).integers(0, 5, size=(3000, 5))
+    da, db = xa[idx].mean(axis=1), xb[idx].mean(axis=1)
+    zero = da == 0
+    assert 0 < zero.sum() < 0.025 * 3000 and pr["n_boot_undefined"] == int(zero.sum())
+    assert pr["ratio"] == pytest.approx(xb.mean() / xa.mean())
+    assert pr["denominator_ci95"] == pytest.approx(list(np.percentile(da, [2.5, 97.5])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = db / da
+    lo, hi = np.percentile(np.where(zero, -np.inf, r), 2.5), np.percentile(np.where(zero, np.inf, r), 97.5)
+    assert pr["ratio_ci95"] == pytest.approx([lo, hi]) and pr["reason"] is None
+
+
+PINNED_VAL = ["item0", "item11", "item2", "item4", "item5", "item6", "item8", "item9"]
+PINNED_VAL_SEED3 = ["item1", "item11", "item7", "item9"]
+
+
+def test_split_items_is_pinned():
+    # which items are held out must not move between versions: a reported tax at r* is measured on them
+    val, test = split_items([f"item{i}" for i in range(12)], 0.5, seed=0)
+    assert sorted(val) == PINNED_VAL and len(test) == 12 - len(PINNED_VAL)
+    assert sorted(split_items([f"item{i}" for i in range(12)], 0.5, seed=3)[0]) == PINNED_VAL_SEED3
+    assert sorted(split_items([f"item{i}" for i in range(12)], 0.5)[0]) == PINNED_VAL  # seed 0 by default
+
+
+def test_interp_mean_averages_items_per_strength():
+    recs = [_rec("a", 0.0, y=0.0), _rec("a", 1.0, y=1.0), _rec("b", 0.0, y=0.4), _rec("b", 1.0, y=0.6), _rec("c", 0.0, y=0.2)]
+    assert interp_mean(recs, "y", 0.0) == pytest.approx(0.2)  # three items at r = 0
+    assert interp_mean(recs, "y", 0.5) == pytest.approx((0.2 + 0.8) / 2)  # the item means interpolated
+    assert interp_mean(recs, "y", 1.0, items={"a", "c"}) == pytest.approx(1.0)
+
+
+def test_efficient_strength_range_without_zero_and_the_reported_curve():
+    e = efficient_strength(fB, fH, (0.5, 4.0), 0.5)  # 0 is outside the range: not added
+    assert e["r_star"] == pytest.approx(1.0, abs=RES) and e["curve"]["r"][0] == 0.5 and e["curve"]["r"][-1] == 4.0
+    assert len(e["curve"]["r"]) == len(e["curve"]["U"]) == len(e["curve"]["dB"]) == len(e["curve"]["dH"]) == (R_GRID_POINTS - 1) // 40 + 1
+    r = np.linspace(0.5, 4.0, R_GRID_POINTS)[::40]
+    assert e["curve"]["r"] == pytest.approx(list(r)) and e["curve"]["dB"] == pytest.approx(list(np.tanh(r)))
+    assert e["curve"]["U"] == pytest.approx(list(0.5 * (np.tanh(r) - C * r**2)))
+    assert e["curve"]["dH"] == pytest.approx(list(-C * r**2))
+    assert e["at_boundary"] is False and e["break_even"] == pytest.approx(1.0, abs=2 * RES)
+    w0 = efficient_strength(fB, fH, (-4.0, 4.0), 0.0)  # all weight on alignment: r* at the top of tanh
+    assert w0["r_star"] == 4.0 and w0["U_star"] == pytest.approx(math.tanh(4.0)) and w0["helpfulness_weight"] == 0.0
+    dflt = efficient_strength(fB, fH, (-4.0, 4.0))
+    assert dflt["r_star"] == efficient_strength(fB, fH, (-4.0, 4.0), 0.5)["r_star"] and dflt["helpfulness_weight"] == 0.5
+    assert dflt["kl_ceiling"] is None and dflt["kl_limited"] is False
+
+
+def test_efficient_strength_kl_ceiling_is_inclusive_and_needs_both():
+    flat_kl = lambda r: np.full(np.shape(r), 0.5)  # noqa: E731
+    e = efficient_strength(fB, fH, (-4.0, 4.0), 0.5, kl=flat_kl, kl_ceiling=0.5)  # KL exactly at the ceiling: allowed
+    assert e["ok"] and abs(e["r_star"] - 1.0) <= RES and e["kl_limited"] is False
+    assert efficient_strength(fB, fH, (-4.0, 4.0), 0.5, kl=flat_kl)["kl_limited"] is False  # no ceiling: no limit
+    assert efficient_strength(fB, fH, (-4.0, 4.0), 0.5, kl_ceiling=0.1)["kl_limited"] is False  # no KL: no limit
+    nan = efficient_strength(lambda r: np.full(np.shape(r), np.nan), fH, (-1.0, 1.0), 0.5)
+    assert nan["ok"] is False and nan["reason"] == "the fitted laws give no finite utility on the strength range"
+    nan_kl = efficient_strength(lambda r: np.full(np.shape(r), np.nan), fH, (-1.0, 1.0), 0.5, kl=flat_kl, kl_ceiling=0.1)
+    assert nan_kl["reason"] == "the fitted laws give no finite utility on the strength range"
+
+
+def test_break_even_is_the_first_peak_of_the_net_gain_on_r_above_zero():
+    step = 4.0 / (R_GRID_POINTS - 1)  # the grid on (−2, 2)
+    zero = lambda r: np.zeros(np.shape(r))  # noqa: E731
+    x = lambda r: np.asarray(r, dtype=float)  # noqa: E731
+    assert efficient_strength(lambda r: -(x(r) ** 2), zero, (-2.0, 2.0), 0.5)["break_even"] is None  # the peak is r = 0
+    assert efficient_strength(lambda r: -((x(r) + 0.0005) ** 2), zero, (-2.0, 2.0), 0.5)["break_even"] is None  # just below 0
+    assert efficient_strength(zero, zero, (-2.0, 2.0), 0.5)["break_even"] is None  # never rises: no peak
+    e = efficient_strength(lambda r: np.minimum(x(r), 0.5), zero, (-2.0, 2.0), 0.5)
+    assert e["break_even"] == pytest.approx(0.5, abs=2 * step)  # rises to 0.5, then flat
+    two = efficient_strength(lambda r: np.sin(np.pi * x(r)), zero, (-1.0, 3.0), 0.5)  # peaks at 0.5 and 2.5: the first
+    assert two["break_even"] == pytest.approx(0.5, abs=2 * step)
+    first = efficient_strength(lambda r: -((x(r) - 0.001) ** 2), zero, (0.0, 4.0), 0.5)  # the peak at the first grid step
+    assert first["break_even"] == pytest.approx(0.001)
+
+
+def test_the_optimum_on_the_grid_and_laws_not_through_zero():
+    # the analytic optimum r = 1 is a point of the 4001-point grid on (0, 4): r* is it exactly
+    e = efficient_strength(fB, fH, (0.0, 4.0), 0.5)
+    assert e["r_star"] == pytest.approx(1.0, abs=1e-9) and R_GRID_POINTS == 4001
+    # the changes are from r = 0 even when the laws do not pass through 0 there
+    up = efficient_strength(lambda r: fB(r) + 0.3, lambda r: fH(r) - 0.2, (-4.0, 4.0), 0.5)
+    assert up["r_star"] == pytest.approx(e["r_star"], abs=RES) and up["dB_star"] == pytest.approx(math.tanh(up["r_star"]))
+    assert up["dH_star"] == pytest.approx(-C * up["r_star"] ** 2) and up["U_star"] == pytest.approx(0.5 * (math.tanh(1.0) - C), abs=1e-6)
+
+
+def test_no_finite_utility_is_never_allowed_under_a_kl_ceiling():
+    holes = lambda r: np.where(np.asarray(r) > 0.5, np.nan, fB(r))  # noqa: E731  (no law beyond r = 0.5)
+    e = efficient_strength(holes, fH, (-4.0, 4.0), 0.5, kl=lambda r: np.zeros(np.shape(r)), kl_ceiling=1.0)
+    assert e["ok"] and e["r_star"] == pytest.approx(0.5, abs=RES) and math.isfinite(e["U_star"])
+
+
+def test_two_tied_strengths_are_noted_and_the_nearer_zero_wins():
+    bump = lambda r: -((np.asarray(r, dtype=float) - 1.0) ** 2) * ((np.asarray(r, dtype=float) + 2.0) ** 2)  # noqa: E731
+    zero = lambda r: np.zeros(np.shape(r))  # noqa: E731
+    e = efficient_strength(bump, zero, (-4.0, 4.0), 0.0)  # maxima at r = 1 and r = −2, both on the grid
+    assert e["r_star"] == pytest.approx(1.0) and e["note"] is not None and "over 2 of" in e["note"]
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+def test_tax_table_base_at_the_floor_has_a_percent():
+    ents = {"f": {"axis": "helpfulness", "metric": "acc", "scorer": "logprob"}}
+    recs = {"f": _task_recs({"a": TAX_BASE_FLOOR, "b": TAX_BASE_FLOOR}, {"a": 0.04, "b": 0.04}, "acc")}
+    (row,) = tax_table(ents, recs, 2.0)
+    assert row["tax_percent"] == pytest.approx(20.0) and row["tax_note"] is None and row["r_star"] == 2.0
+    assert (row["task"], row["axis"], row["metric"], row["scorer"]) == ("f", "helpfulness", "acc", "logprob")
+    (hi,) = tax_table(ents, recs, 2.0, floor=0.06)  # a floor of its own
+    assert hi["tax_percent"] is None and "below the floor 0.06" in hi["tax_note"]
+    nan = {"f": [dict(x, acc=float("nan")) if x["strength"] else x for x in recs["f"]]}
+    (row,) = tax_table(ents, nan, 2.0)
+    assert row["tax_percent"] is None and row["tax_note"] == "no score measured"
+    neg = {"f": {"axis": "helpfulness", "metric": "acc", "scorer": "logprob"}}
+    (row,) = tax_table(neg, {"f": _task_recs({"a": -0.5}, {"a": -0.25}, "acc")}, 2.0)
+    assert row["tax_percent"] == pytest.approx(50.0)  # |base| is what the floor looks at
+
+
+def test_paired_change_unknowns_sit_below_the_low_end_and_above_the_high_end():
+    # 16 of 20 items with a zero base: about 1 % of resamples draw none of the other 4 and have no tax %
+    rng = np.random.default_rng(12)
+    b = np.concatenate([np.zeros(16), rng.uniform(1.1, 1.5, 4)])
+    o = np.concatenate([rng.uniform(-0.05, 0.05, 16), b[16:] - rng.uniform(0.0, 0.3, 4)])
+    ids = _ids(20, "u")
+    ch = paired_change(dict(zip(ids, b, strict=True)), dict(zip(ids, o, strict=True)), n_boot=3000, seed=5)
+    idx = np.random.default_rng(5).integers(0, 20, size=(3000, 20))
+    bb, ob = b[idx].mean(axis=1), o[idx].mean(axis=1)
+    below = np.abs(bb) < TAX_BASE_FLOOR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (bb - ob) / bb * 100
+    lo, hi = np.percentile(np.where(below, -np.inf, t), 2.5), np.percentile(np.where(below, np.inf, t), 97.5)
+    assert 0 < below.sum() < 75 and ch["n_boot_below_floor"] == int(below.sum())
+    assert lo < np.percentile(np.where(below, np.inf, t), 2.5) and hi > np.percentile(np.where(below, -np.inf, t), 97.5)
+    assert ch["tax_ci95"] == pytest.approx([lo, hi])
+
+
+def test_paired_ratio_denominator_ci_and_a_denominator_of_one():
+    rng = np.random.default_rng(21)
+    n = 30
+    x0 = rng.uniform(0, 0.5, n)
+    xa = x0 + rng.uniform(0.7, 1.3, n)  # a change of about 1: its CI includes 1, which is no reason for no ratio
+    xb = x0 + rng.uniform(0.0, 0.4, n)
+    ids = _ids(n, "w")
+    d = lambda x: dict(zip(ids, x, strict=True))  # noqa: E731
+    pr = paired_ratio(d(x0), d(xa), d(xb), n_boot=500, seed=3)
+    idx = np.random.default_rng(3).integers(0, n, size=(500, n))
+    m0 = x0[idx].mean(axis=1)
+    da = xa[idx].mean(axis=1) - m0
+    lo, hi = np.percentile(da, [2.5, 97.5])
+    assert lo < 1 < hi and pr["denominator_ci95"] == pytest.approx([lo, hi])
+    assert pr["ratio"] == pytest.approx((xb.mean() - x0.mean()) / (xa.mean() - x0.mean())) and pr["reason"] is None
+    ones = paired_ratio({"x": 0.0, "y": 0.0}, {"x": 1.0, "y": 1.0}, {"x": 0.3, "y": 0.3}, n_boot=50)  # a change of exactly 1
+    assert ones["ratio"] == pytest.approx(0.3) and ones["ratio_ci95"] == pytest.approx([0.3, 0.3])
+
+
+def test_paired_ratio_zero_denominators_reaching_the_ci_ends_leave_no_ratio_ci():
+    # changes of a: 0, 0, 1, 1: 1 in 16 resamples has a zero denominator; with 40 resamples and exactly one of
+    # them zero, the denominator's 2.5 % point is still above 0 but the ratio's 2.5 % point needs that resample
+    x0 = {k: 0.0 for k in "wxyz"}
+    xa = dict(zip("wxyz", [0.0, 0.0, 1.0, 1.0], strict=True))
+    xb = dict(zip("wxyz", [0.1, 0.2, 0.3, 0.5], strict=True))
+    for seed in range(200):
+        idx = np.random.default_rng(seed).integers(0, 4, size=(40, 4))
+        if int((np.asarray([0.0, 0.0, 1.0, 1.0])[idx].mean(axis=1) == 0).sum()) == 1:
+            break
+    pr = paired_ratio(x0, xa, xb, n_boot=40, seed=seed)
+    assert pr["denominator_ci95"][0] > 0 and pr["ratio"] == pytest.approx(0.55) and pr["n_boot_undefined"] == 1
+    assert pr["ratio_ci95"] is None and pr["reason"] == "1 of 40 resamples have a zero denominator (no ratio): no CI for the ratio"
