@@ -339,8 +339,10 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
                  chunk=4, n_boot=200, progress=False)
     looks = ad["looks"]
     assert looks[0]["items"] == {"refusal": 8, "arc_easy": 8} and sum(lk["alpha"] for lk in looks) <= 0.05 + 1e-12
-    assert len(looks) == 1 or looks[-1]["items"]["refusal"] > 8
-    assert looks[-1]["undecided"] == 0 or looks[-1]["items"]["refusal"] == 16 or len(looks) == 3
+    for prev, nxt in zip(looks, looks[1:], strict=False):  # a look with open questions adds one step (4) per task
+        assert prev["undecided"] > 0 and nxt["items"] == {k: min(v + 4, 16) for k, v in prev["items"].items()}
+    # it stops when nothing is undecided or the budget (8 + 8 items) is spent, after at most 1 + 8/4 looks
+    assert len(looks) <= 3 and (looks[-1]["undecided"] == 0 or looks[-1]["items"] == {"refusal": 16, "arc_easy": 16})
     con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
     after = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
     con.close()
