@@ -154,10 +154,10 @@ def test_a_full_model_specialist():
     tok = make_tokenizer()
     base, spec = tiny_model("llama", n_layers=2, seed=1), tiny_model("llama", n_layers=2, seed=1)
     with torch.no_grad():
-        for n, p in spec.named_parameters():
-            if p.ndim == 2 and "embed" not in n:
-                p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
+        for n, p in spec.named_parameters():  # every parameter: 2-D weights, norms, the embedding
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
     d = model_deltas(spec, base)
+    assert set(d) == {n for n, _ in base.named_parameters()}  # norms and embeddings kept (were dropped: 2-D only)
     with MergedIntervention(d, 1.0, "specialist", "full").apply(base) as applied:
         m = applied.model
         assert torch.allclose(_logits(m, tok), _logits(spec, tok), atol=1e-5)
@@ -315,3 +315,42 @@ def test_the_guides_example_method_is_registered_and_merges():
         }
     )
     assert cfg.merges[0].name(1.0) == "average λ=1"
+
+
+def _peft_adapter(path, arch, **lora):
+    from peft import LoraConfig, get_peft_model
+
+    from steertax._util import quiet_renamed_checkpointing
+
+    torch.manual_seed(3)
+    with quiet_renamed_checkpointing():
+        pm = get_peft_model(tiny_model(arch, n_layers=2, seed=1), LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, **lora))
+    pm.save_pretrained(str(path))
+    return pm
+
+
+@pytest.mark.parametrize(
+    "arch,lora",
+    [
+        ("gpt2", {"target_modules": ["c_proj"], "fan_in_fan_out": True}),  # GPT-2's square Conv1D: B@A would be transposed
+        ("llama", {"target_modules": ["q_proj", "v_proj"], "rank_pattern": {"q_proj": 2}, "alpha_pattern": {"v_proj": 32}}),
+        ("llama", {"target_modules": ["q_proj", "o_proj"], "use_rslora": True}),
+    ],
+)
+def test_adapter_deltas_are_peft_own(tmp_path, arch, lora):
+    """A merge of one adapter at scale 1 is that adapter as peft runs it, whatever its config says."""
+    tok = make_tokenizer()
+    pm = _peft_adapter(tmp_path / "a", arch, **lora)
+    pm.eval()
+    want = _logits(pm, tok)
+    base = tiny_model(arch, n_layers=2, seed=1)
+    d = adapter_deltas(tmp_path / "a", base)
+    with MergedIntervention(d, 1.0, "specialist", "one").apply(base) as a:
+        assert torch.allclose(_logits(a.model, tok), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("lora,msg", [({"use_dora": True}, "DoRA"), ({"lora_bias": True}, "LoRA bias"), ({"bias": "all"}, "base biases")])
+def test_adapter_features_merging_does_not_handle_are_refused(tmp_path, lora, msg):
+    _peft_adapter(tmp_path / "a", "llama", target_modules=["q_proj"], **lora)
+    with pytest.raises(DataError, match=msg):
+        adapter_deltas(tmp_path / "a", tiny_model("llama", n_layers=2, seed=1))

@@ -28,6 +28,7 @@ from steertax.interventions.steering.hooks import (
     shared_trunk,
     steer,
     steered_layers,
+    trunk_layer,
 )
 from steertax.models import encode, format_chat
 from steertax.scoring import _accepts_logits_to_keep, index_cache
@@ -330,7 +331,7 @@ def greedy_tokens(
         groups.setdefault(tuple(e), []).append(i)
     plist = sorted(groups.items(), key=lambda kv: (-len(kv[0]), len(kv[1])))
     steered = vector is not None and bool((st != 0).any())
-    first = steered_layers(model, vector, layers)[0] if steered else None
+    first = trunk_layer(model, vector, layers) if steered else None
     rows_cap = max_rows or auto_rows(model, max(len(e) for e in enc) + max_new_tokens)
     batches: list[list[tuple[tuple[int, ...], list[int]]]] = []
     for item in plist:  # longest prompts first; a batch grows while it fits memory and pads at most a quarter of its tokens

@@ -30,7 +30,7 @@ from steertax.interventions.steering.activations import (
     output_cache,
     pad_batch,
 )
-from steertax.interventions.steering.hooks import check_strength, shared_trunk, steer, steered_layers
+from steertax.interventions.steering.hooks import check_strength, shared_trunk, steer, trunk_layer
 from steertax.models import encode
 
 __all__ = ["score_sequences", "continuation_logprobs", "next_token_logprobs", "drift", "encode_continuation", "SequenceScores"]
@@ -114,7 +114,7 @@ def _trunk_plan(model: Any, vector: Any, layers: Any, S: Sequence[float], trunk:
     """The first steered layer when a shared trunk applies (a vector, several strengths), else None."""
     if not trunk or vector is None or len(S) < 2 or all(s == 0 for s in S):
         return None
-    return steered_layers(model, vector, layers)[0]
+    return trunk_layer(model, vector, layers)
 
 
 def score_sequences(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,8 +20,9 @@ from safetensors import safe_open
 from steertax._util import quiet_renamed_checkpointing, sha256_file
 from steertax.errors import ModelError
 from steertax.interventions.core import Applied, Intervention, description_hash, register_intervention
+from steertax.interventions.knob import LoraScale
 
-__all__ = ["AdapterIntervention", "adapter_ready", "lora_targets_in", "check_adapter", "adapter_files_hash"]
+__all__ = ["AdapterIntervention", "check_scales", "adapter_ready", "lora_targets_in", "check_adapter", "adapter_files_hash"]
 
 
 def lora_targets_in(module_names: Any, targets: Any) -> list[str]:
@@ -62,12 +64,24 @@ class AdapterIntervention(Intervention):
     method: str = "adapter"
     label: str = ""
     spec: dict[str, Any] = field(default_factory=dict)
+    scales: tuple[float, ...] = ()  # the knob α: θ_base + α·Δθ per row, one batched evaluation (empty: α = 1 only)
+
+    def __post_init__(self) -> None:
+        self.scales = check_scales(self.scales)
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.scales)
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": adapter_files_hash(Path(self.path)), "spec": self.spec}
+        d: dict[str, Any] = {"adapter": adapter_files_hash(Path(self.path)), "spec": self.spec}
+        if self.scales:  # the rows are α values, not the adapter at α = 1: another key
+            d["alpha"] = list(self.scales)
+        return d
 
     def name(self) -> str:
-        return self.label or Path(self.path).name
+        n = self.label or Path(self.path).name
+        return f"{n} (α)" if self.scales else n
 
     @contextlib.contextmanager
     def apply(self, model: Any) -> Iterator[Applied]:
@@ -78,9 +92,27 @@ class AdapterIntervention(Intervention):
             pm = PeftModel.from_pretrained(model, str(self.path), is_trainable=False)
         pm.eval()
         try:  # the injected LoRA layers run inside the model's own forward
-            yield Applied(model, reference=pm.disable_adapter, weights_modified=True)
+            if self.scales:
+                knob = LoraScale(pm)
+                knob.set_enabled(False)  # the base model outside the knob's rows
+                yield Applied(model, knob, list(self.scales), weights_modified=True)
+            else:
+                yield Applied(model, reference=pm.disable_adapter, weights_modified=True)
         finally:
             pm.unload()
+
+
+def check_scales(scales: Any) -> tuple[float, ...]:
+    """A knob's α grid: finite numbers, none repeated (α = 0 is the base, α > 1 extrapolates)."""
+    try:
+        out = tuple(float(a) for a in (scales or ()))
+    except (TypeError, ValueError):
+        raise ModelError(f"scales {scales!r} must be a list of numbers, e.g. [0.25, 0.5, 0.75, 1]") from None
+    if any(not math.isfinite(a) for a in out):
+        raise ModelError(f"scales {list(out)} contain NaN or inf: give finite numbers")
+    if len(set(out)) != len(out):
+        raise ModelError(f"scales {list(out)} repeat a value: give each α once")
+    return out
 
 
 def check_adapter(path: Path, model: Any) -> None:
@@ -104,5 +136,6 @@ def check_adapter(path: Path, model: Any) -> None:
                     continue
                 base = k.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
                 p = shapes.get(base)
-                if p is None or f.get_slice(k).get_shape()[1] != p.shape[1]:
+                fan_in = p.shape[0 if meta.get("fan_in_fan_out") else -1] if p is not None and p.ndim == 2 else None
+                if p is None or f.get_slice(k).get_shape()[1] != fan_in:
                     raise ModelError(f"adapter {path} does not fit this model ({base}): it was trained for another base model")

@@ -83,7 +83,12 @@ class Intervention:
     :meth:`describe` (everything that can change a result), :meth:`name` and :meth:`apply`."""
 
     kind: ClassVar[str] = ""
-    batched: ClassVar[bool] = False  # its knob is a grid scored in one pass, one row per value (steering's r)
+
+    @property
+    def batched(self) -> bool:
+        """Its knob is a grid scored in one pass, one row per value (steering's r, a weight scale α)."""
+        return False
+
     method: str = ""
 
     def describe(self) -> dict[str, Any]:

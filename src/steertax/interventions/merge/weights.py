@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
-from safetensors.torch import load_file
 
+from steertax._util import quiet_renamed_checkpointing
 from steertax.errors import DataError, ModelError
+from steertax.interventions.adapter import check_adapter, check_scales
 from steertax.interventions.core import Applied, Intervention, register_intervention, tensors_hash
+from steertax.interventions.knob import DeltaScale
 from steertax.interventions.merge.registry import MERGE_REGISTRY, MergeParams, merge_methods
 
 __all__ = ["adapter_deltas", "model_deltas", "merge_deltas", "MergedIntervention", "deltas_hash"]
@@ -28,37 +30,64 @@ __all__ = ["adapter_deltas", "model_deltas", "merge_deltas", "MergedIntervention
 # --------------------------------------------------------------------------- task vectors
 
 
+# adapter features whose weight delta peft's LoRA ``get_delta_weight`` does not give (their merge would be wrong)
+_UNSUPPORTED = {
+    "use_dora": "DoRA (its magnitude vector is not a weight delta)",
+    "lora_bias": "a LoRA bias (get_delta_weight leaves the bias out)",
+}
+
+
 def adapter_deltas(path: str | Path, model: Any | None = None) -> dict[str, torch.Tensor]:
-    """A peft LoRA adapter's weight deltas, by the base model's weight name: ``scale · B @ A`` (float32)."""
+    """A peft LoRA adapter's weight deltas by the base model's parameter name (float32), computed by peft
+    itself (``LoraLayer.get_delta_weight``: ``fan_in_fan_out``, ``rank_pattern``/``alpha_pattern`` and rsLoRA
+    included) on ``model``, the base it was trained for. Adapter features whose delta that does not give
+    (DoRA, LoRA bias, trained base biases, ``modules_to_save``) are refused in one line."""
 
     path = Path(path)
     cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
     if not cfg_path.is_file() or not st_path.is_file():
         raise DataError(f"{path} is not a peft adapter folder (needs adapter_config.json and adapter_model.safetensors)")
+    if model is None:
+        raise DataError(f"adapter_deltas({path}) needs the base model the adapter was trained for: pass model=")
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    r, alpha = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))
-    scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-    t = load_file(str(st_path))
+    for k, what in _UNSUPPORTED.items():
+        if cfg.get(k):
+            raise DataError(f"{path} uses {what}: merging supports plain LoRA only; retrain without {k}")
+    if cfg.get("bias", "none") != "none":
+        raise DataError(f"{path} trains base biases (bias={cfg['bias']!r}): merging supports plain LoRA only; retrain with bias='none'")
+    if cfg.get("modules_to_save"):
+        raise DataError(f"{path} saves whole modules ({cfg['modules_to_save']}): merging supports plain LoRA only")
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise DataError(f"{path} is a {cfg.get('peft_type')} adapter: merging supports LoRA adapters only")
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    check_adapter(path, model)
+    with quiet_renamed_checkpointing():
+        pm = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     out: dict[str, torch.Tensor] = {}
-    for k, a in t.items():
-        if ".lora_A." not in k:
-            continue
-        b = t.get(k.replace(".lora_A.", ".lora_B."))
-        if b is None:
-            raise DataError(f"{path}: {k} has no matching lora_B weight: the adapter file is incomplete")
-        name = k.split("base_model.model.", 1)[-1].replace(".lora_A.weight", ".weight")
-        out[name] = scale * (b.float() @ a.float())
+    try:
+        for name, m in pm.named_modules():
+            if not isinstance(m, LoraLayer) or not ("default" in m.lora_A or "default" in getattr(m, "lora_embedding_A", {})):
+                continue
+            if "default" in getattr(m, "lora_variant", {}):
+                raise DataError(f"{path}: layer {name} is a LoRA variant (DoRA or similar): merging supports plain LoRA only")
+            with torch.no_grad():
+                layer: Any = m  # every concrete LoRA layer type has get_delta_weight
+                out[name.split("base_model.model.", 1)[-1] + ".weight"] = layer.get_delta_weight("default").detach().float().cpu().clone()
+    finally:
+        pm.unload()
     if not out:
         raise DataError(f"{path} holds no LoRA weights")
-    if model is not None:
-        _check_fits(out, model, str(path))
+    _check_fits(out, model, str(path))
     return out
 
 
 def model_deltas(specialist: Any, base: Any, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """A full specialist model's deltas from the base, for its 2-D weights (or ``names``)."""
+    """A full specialist model's deltas from the base: every parameter (weights, norms, biases, embeddings;
+    a tied weight once), or ``names``; unchanged parameters are left out."""
     bp, sp = dict(base.named_parameters()), dict(specialist.named_parameters())
-    keys = list(names) if names is not None else [k for k, p in bp.items() if p.ndim == 2]
+    keys = list(names) if names is not None else list(bp)
     out = {}
     for k in keys:
         if k not in sp:
@@ -67,7 +96,12 @@ def model_deltas(specialist: Any, base: Any, names: Sequence[str] | None = None)
             raise ModelError(
                 f"the specialist's {k} has shape {tuple(sp[k].shape)}, the base's {tuple(bp[k].shape)}: not the same architecture"
             )
-        out[k] = sp[k].detach().float() - bp[k].detach().float()
+        d = sp[k].detach().float() - bp[k].detach().float()
+        if names is not None or bool(d.any()):
+            out[k] = d
+    extra = sorted(set(sp) - set(bp))
+    if extra and names is None:
+        raise ModelError(f"the specialist has weights the base has not ({extra[:3]}): it is not the base model's architecture")
     return out
 
 
@@ -138,21 +172,37 @@ class MergedIntervention(Intervention):
         method: str = "merge",
         setting: str = "",
         spec: Optional[dict[str, Any]] = None,
+        scales: Sequence[float] = (),
     ) -> None:
         if not math.isfinite(float(scale)):
             raise DataError(f"merge scale {scale!r} is not finite")
         self.deltas, self.scale, self.method, self.setting = dict(deltas), float(scale), method, setting
         self.spec = dict(spec) if spec is not None else {"deltas": deltas_hash(self.deltas)}
+        try:
+            self.scales = check_scales(scales)
+        except ModelError as e:
+            raise DataError(str(e)) from None
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.scales)
 
     def describe(self) -> dict[str, Any]:
+        if self.scales:  # the knob λ is the rows' strength column: one key for the grid
+            return {"spec": self.spec, "scales": list(self.scales)}
         return {"spec": self.spec, "scale": self.scale}
 
     def name(self) -> str:
+        if self.scales:
+            return self.setting or f"{self.method} (λ)"
         return self.setting or f"{self.method} λ={self.scale:g}"
 
     @contextlib.contextmanager
     def apply(self, model: Any) -> Iterator[Applied]:
         _check_fits(self.deltas, model, f"merge {self.setting!r}")
+        if self.scales:  # every scale in one pass: row b runs θ_base + λ_b·Δ through hooks; the weights stay
+            yield Applied(model, DeltaScale(model, self.deltas), list(self.scales), weights_modified=True)
+            return
         params = dict(model.named_parameters())
         saved = {k: params[k].detach().to("cpu", copy=True) for k in self.deltas}  # exact copies, off the accelerator
 

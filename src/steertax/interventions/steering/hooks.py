@@ -18,13 +18,14 @@ from torch import nn
 from steertax._util import parse_layers
 from steertax.errors import LayerError, ModelError, StrengthError, VectorError
 from steertax.interventions.conditional import check_condition_layer
+from steertax.interventions.knob import WeightKnob
 from steertax.interventions.steering.vectors import SteeringVector
 from steertax.models import find_blocks, hidden_size
 
 Positions = Literal["all", "prompt", "generated"]
 Operator = Literal["add", "ablate", "ablate_add"]
 
-__all__ = ["steer", "shared_trunk", "steered_layers", "check_strength", "SteeringHandle"]
+__all__ = ["steer", "shared_trunk", "steered_layers", "trunk_layer", "check_strength", "SteeringHandle"]
 
 
 def check_strength(strength: Any) -> float | torch.Tensor:
@@ -420,6 +421,10 @@ def steer(
     """
     _check_modes(positions, operator)
     s = check_strength(strength)
+    if isinstance(vector, WeightKnob):
+        with _knob_rows(model, vector, s, positions, operator, relative, condition) as handle:
+            yield handle
+        return
     blocks, dirs = _steering_directions(model, vector, layers, force)
     per_layer = _layer_strengths(vector, list(dirs), s, relative)
     handle = SteeringHandle(sorted(dirs), s, positions, operator, relative, per_layer)
@@ -448,8 +453,35 @@ def steer(
 
 
 def steered_layers(model: nn.Module, vector: Any, layers: Any = None) -> list[int]:
-    """The block indices ``steer(model, vector, ..., layers)`` would edit."""
+    """The block indices ``steer(model, vector, ..., layers)`` would edit (a weight knob: the blocks holding
+    its modules; every block when it also changes modules outside them)."""
+    if isinstance(vector, WeightKnob):
+        got = vector.blocks(model)
+        return got if got is not None else list(range(len(find_blocks(model))))
     return sorted(_directions(vector, layers, len(find_blocks(model))))
+
+
+def trunk_layer(model: nn.Module, vector: Any, layers: Any = None) -> int | None:
+    """The first block whose computation differs between rows of different strengths (the end of the shared
+    trunk), or None when no trunk can be shared (a weight knob that changes the embedding)."""
+    if isinstance(vector, WeightKnob):
+        return vector.first_block(model)
+    return steered_layers(model, vector, layers)[0]
+
+
+@contextmanager
+def _knob_rows(
+    model: nn.Module, knob: WeightKnob, s: float | torch.Tensor, positions: str, operator: str, relative: bool, condition: Any
+) -> Iterator[SteeringHandle]:
+    """``steer`` with a weight knob: the strengths are its per-row scales α (every position, added, ungated)."""
+    if positions != "all" or operator != "add" or relative or condition is not None:
+        raise ValueError(
+            f"a {knob.what} changes the weights, so it applies at every position, adds, is absolute and ungated "
+            f"(got positions={positions!r}, operator={operator!r}, relative={relative}, condition={condition is not None})"
+        )
+    handle = SteeringHandle(steered_layers(model, knob), s, positions, operator, relative)
+    with knob.rows(model, s):
+        yield handle
 
 
 def _repeat_rows(x: Any, rows: int, repeats: int) -> Any:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from steertax.interventions.core import Applied, Intervention, register_intervention, tensors_hash
 
@@ -41,12 +41,15 @@ class SteeringIntervention(Intervention):
     strengths: Sequence[float] = (0.0,)
     condition: Optional[Any] = None
     label: str = ""
-    batched: ClassVar[bool] = True
 
     method: str = field(init=False, default="steering")  # the store's method column: steering | conditional
 
     def __post_init__(self) -> None:
         self.method = "steering" if self.condition is None else "conditional"
+
+    @property
+    def batched(self) -> bool:
+        return True
 
     def describe(self) -> dict[str, Any]:
         return {
