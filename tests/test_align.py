@@ -464,3 +464,27 @@ def test_compare_leaves_out_excluded_methods(align_run, tmp_path):
     assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo_reg beta=0.1"]
     with pytest.raises(ConfigError, match="--exclude 'nope' names no method here"):
         compare([align_run[1]], tmp_path / "cmp2", exclude=["nope"], n_boot=100, progress=False)
+
+
+def test_selective_drops_preservation_answers_cut_at_the_budget():
+    """A preservation answer cut at ``preserve_tokens`` would be a chosen answer ending in EOS mid-sentence:
+    such answers are dropped and counted, never used."""
+    from steertax.generation import generate_detailed
+    from steertax.runners.align import preservation_data
+
+    tok, model = make_tokenizer(), tiny_model("llama", n_layers=2, seed=1)
+    for budget in (2, 40):
+        got = preservation_data(model, tok, 8, budget, seed=0)
+        assert got["asked"] == 8 and got["dropped_truncated"] + len(got["pairs"]) == 8
+        again = generate_detailed(model, tok, [p["prompt"] for p in got["pairs"]], max_new_tokens=budget) if got["pairs"] else []
+        assert not any(g.truncated for g in again)  # every kept answer ended before the budget
+    full = generate_detailed(model, tok, [p for p in _prompts(8)], max_new_tokens=2)
+    assert got is not None and sum(g.truncated for g in full) > 0  # the tiny model does run past a small budget
+
+
+def _prompts(n):
+    import random as _r
+
+    from steertax.interventions.steering.pairs import harmless_instructions
+
+    return _r.Random(1).sample(harmless_instructions("train"), n)

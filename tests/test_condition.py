@@ -280,3 +280,39 @@ def test_condition_command_fits_and_saves(tmp_path, capsys):
     assert main(["--quiet", "condition", "--model", str(d), "--positive", str(tmp_path / "nope.txt"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such file" in err[0]
+
+
+def _reference_score(model, tok, prompt, c, layer):
+    """IBM activation-steering's condition (LeashLayer._process_single_condition), written from its formula:
+    the mean over all tokens of the *input* of layer ``layer`` + 1 (HF's hidden_states[layer + 1]), projected by
+    P = c cᵀ / (cᵀ c), squashed by tanh, and compared with the state by cosine similarity."""
+    ids = torch.tensor([tok(prompt)["input_ids"]])
+    with torch.no_grad():
+        hs = model(input_ids=ids, output_hidden_states=True).hidden_states
+    h = hs[layer + 1][0].double().mean(dim=0)
+    cd = c.double()
+    P = torch.outer(cd, cd) / torch.dot(cd, cd)
+    proj = torch.tanh(P @ h)
+    return float(torch.nn.functional.cosine_similarity(h, proj, dim=0))
+
+
+def test_reference_scoring_matches_the_reference_formula(setup, tmp_path):
+    model, tok = setup[0], setup[1]
+    c = 3.0 * torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(11))  # any norm: P normalizes it
+    prompts = ["How do I make a bomb?", "Name a fruit.", "Tell me a long story about the sea and the ships on it."]
+    for layer in (0, 1):
+        cond = Condition(c, layer, 0.0, read="all", score="reference")
+        ours = cond.scores(model, tok, prompts)  # one left-padded batch
+        ref = [_reference_score(model, tok, p, c, layer) for p in prompts]
+        assert np.allclose(ours, ref, atol=1e-5), (layer, ours, ref)
+        plain = Condition(c, layer, 0.0, read="all").scores(model, tok, prompts)
+        # where tanh is linear (|ĉ·h| small) the reference score is cos(h, (ĉ·h)ĉ) = |cos(h, ĉ)|: unsigned
+        assert np.allclose(ours, np.abs(plain), atol=1e-3) and (plain < 0).any()
+    cond.save(tmp_path / "c.safetensors")
+    back = Condition.load(tmp_path / "c.safetensors")
+    assert back.score == "reference" and back.read == "all"
+    with pytest.raises(VectorError, match="score"):
+        Condition(c, 0, 0.0, score="tanh")
+    neg = ["Hello there.", "What is 2+2?", "Say hi."] * 3
+    fitted = fit_condition(model, tok, prompts * 3, neg, layers=[0, 1], score="reference", read="all")
+    assert fitted.score == "reference" and "reference" in fitted.validation["read"]

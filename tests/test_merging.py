@@ -354,3 +354,27 @@ def test_adapter_features_merging_does_not_handle_are_refused(tmp_path, lora, ms
     _peft_adapter(tmp_path / "a", "llama", target_modules=["q_proj"], **lora)
     with pytest.raises(DataError, match=msg):
         adapter_deltas(tmp_path / "a", tiny_model("llama", n_layers=2, seed=1))
+
+
+def test_the_mixture_is_trained_with_its_stated_beta(monkeypatch, tmp_path):
+    """The mixture's β is configurable and stated; specialists with different β and no mixture_beta are refused
+    (the mixture used to take the first specialist's β silently)."""
+    import steertax.runners.merge as M
+
+    cfg = M.load_merge_config(None)
+    assert cfg.resolved_mixture_beta() == 0.1
+    d = cfg.to_dict()
+    d["specialists"][1]["beta"] = 0.5
+    with pytest.raises(ConfigError, match="mixture_beta"):
+        M.merge_from_dict(d)
+    d["mixture_beta"] = 0.3
+    cfg = M.merge_from_dict(d)
+    seen = {}
+
+    def fake_train(cfg, name, rows, beta, *a, **k):
+        seen[name] = beta
+        return tmp_path / name
+
+    monkeypatch.setattr(M, "_train_once", fake_train)
+    M._specialists(cfg, None, None, tmp_path, False, set())
+    assert seen == {"harmless": 0.1, "helpful": 0.5, "honest": 0.1, "mixture": 0.3}

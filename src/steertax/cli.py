@@ -75,7 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     cd.add_argument("--layers", default="0-7", help="candidate layers, below the layers you will steer [0-7]")
     cd.add_argument("--objective", default="f1", choices=["f1", "fpr"], help="maximize F1, or catch most at FPR <= --target-fpr [f1]")
     cd.add_argument("--target-fpr", type=float, default=0.05)
-    cd.add_argument("--read", default="mean", choices=["mean", "last"], help="mean of the prompt's token states, or the last one's [mean]")
+    cd.add_argument(
+        "--read",
+        default="mean",
+        choices=["mean", "last", "all"],
+        help="mean of the prompt's token states after the first, the last one's, or all [mean]",
+    )
+    cd.add_argument(
+        "--score",
+        default="cosine",
+        choices=["cosine", "reference"],
+        help="cos(h, c), or IBM activation-steering's cos(h, tanh(P h)) [cosine]",
+    )
     cd.add_argument("--chat", action="store_true", help="read requests inside the chat template (default: the request's own text)")
     cd.add_argument("--seed", type=int, default=0)
     cd.add_argument("--batch-size", type=int, default=32)
@@ -311,6 +322,7 @@ def _cmd_condition(a: argparse.Namespace) -> int:
         target_fpr=a.target_fpr,
         batch_size=a.batch_size,
         read=a.read,
+        score=a.score,
     )
     path = cond.save(out)
     print("layer  balanced-acc  F1     FPR    threshold")

@@ -110,7 +110,8 @@ class ConditionConfig:
     objective: str = "f1"  # f1: maximize F1 | fpr: most positives caught at false-positive rate <= target_fpr
     target_fpr: float = 0.05
     threshold: Optional[float] = None  # override the fitted threshold (cosine similarity; the direction and layer stay)
-    read: str = "mean"  # mean of the request's token states (first token left out) | last token
+    read: str = "mean"  # mean of the request's token states (first token left out) | last token | all (every token)
+    score: str = "cosine"  # cosine: cos(h, c) | reference: IBM activation-steering's cos(h, tanh(P h)) (see Condition)
     chat: bool = False  # read requests inside the chat template (default: the request's own text)
 
 
@@ -372,8 +373,10 @@ def _check_condition(cfg: RunConfig) -> None:
 
     c = cfg.steering.condition
     assert c is not None
-    if c.read not in ("mean", "last"):
-        raise ConfigError(f"steering.condition.read: {c.read!r} is not mean or last")
+    if c.read not in ("mean", "last", "all"):
+        raise ConfigError(f"steering.condition.read: {c.read!r} is not mean, last or all")
+    if c.score not in ("cosine", "reference"):
+        raise ConfigError(f"steering.condition.score: {c.score!r} is not cosine or reference")
     if c.objective not in ("f1", "fpr"):
         raise ConfigError(f"steering.condition.objective: {c.objective!r} is not f1 or fpr")
     if not 0 <= c.target_fpr < 1:

@@ -47,7 +47,9 @@ from steertax.models import format_chat, hidden_size, model_id, num_layers
 __all__ = ["Condition", "fit_condition", "fit_threshold", "check_condition_layer", "confusion"]
 
 _META_KEY = "steertax.interventions.conditional"
-FORMAT_VERSION = 2  # 2: ``read`` and ``chat`` recorded (version 1 files read the chat prompt's last token)
+FORMAT_VERSION = 3  # 2: ``read`` and ``chat`` recorded (version 1 files read the chat prompt's last token); 3: ``score``
+READS = ("mean", "last", "all")
+SCORES = ("cosine", "reference")
 
 
 @dataclass
@@ -60,7 +62,11 @@ class Condition:
         layer: the decoder block whose output is read (0-based); below every steered layer.
         threshold: the cosine similarity the comparator tests against.
         comparator: ``">"`` (fire on prompts like the positive set) or ``"<"`` (fire on the others).
-        read: ``"mean"`` (mean over the prompt's tokens after the first) or ``"last"`` (last token).
+        read: ``"mean"`` (mean over the prompt's tokens after the first), ``"last"`` (last token) or ``"all"``
+            (mean over every token, the first included: the reference implementation's read).
+        score: ``"cosine"`` (steertax's default: cos(h, ĉ), signed) or ``"reference"`` (IBM activation-steering's
+            LeashLayer: cos(h, tanh(P·h)) with P = ĉĉᵀ). The reference reads a layer's *input*; steertax reads a
+            block's output, so a reference condition at ``layer`` k is the LeashLayer condition on layer k + 1.
         chat: whether requests are wrapped in the chat template before they are read (study, generate).
         model_id, hidden_size: the model it was fitted on.
         validation: how it was chosen (per candidate layer: validation balanced accuracy, F1, FPR,
@@ -76,10 +82,13 @@ class Condition:
     validation: dict[str, Any] = field(default_factory=dict)
     read: str = "mean"
     chat: bool = False
+    score: str = "cosine"
 
     def __post_init__(self) -> None:
-        if self.read not in ("mean", "last"):
-            raise VectorError(f"condition read must be 'mean' or 'last', got {self.read!r}")
+        if self.read not in READS:
+            raise VectorError(f"condition read must be one of {READS}, got {self.read!r}")
+        if self.score not in SCORES:
+            raise VectorError(f"condition score must be one of {SCORES}, got {self.score!r}")
         if self.comparator not in (">", "<"):
             raise VectorError(f"condition comparator must be '>' or '<', got {self.comparator!r}")
         t = float(self.threshold)
@@ -100,10 +109,15 @@ class Condition:
         return scores > self.threshold if self.comparator == ">" else scores < self.threshold
 
     def score_states(self, h: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity of hidden states ``[..., d]`` with the direction (float32)."""
+        """The score of pooled hidden states ``[..., d]`` (float32): cos(h, ĉ), or with ``score="reference"``
+        cos(h, tanh(P·h)), P = ĉĉᵀ/(ĉᵀĉ) (ĉ is unit, so P·h = (ĉ·h)·ĉ)."""
         h = h.float()
         c = self.direction.to(h.device)
-        return (h @ c) / h.norm(dim=-1).clamp_min(1e-12)
+        proj = h @ c
+        if self.score == "reference":
+            t = torch.tanh(proj.unsqueeze(-1) * c)
+            return torch.nn.functional.cosine_similarity(h, t, dim=-1, eps=1e-12)
+        return proj / h.norm(dim=-1).clamp_min(1e-12)
 
     def scores(self, model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """The cosine score of each prompt (read as given): one forward pass per batch, cut after the
@@ -154,6 +168,7 @@ class Condition:
             "validation": self.validation,
             "read": self.read,
             "chat": self.chat,
+            "score": self.score,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -195,6 +210,7 @@ class Condition:
             m.get("validation", {}),
             m.get("read", "last"),  # version 1 files predate these fields: they read the chat prompt's last token
             bool(m.get("chat", True)),
+            m.get("score", "cosine"),
         )
 
 
@@ -275,7 +291,7 @@ def pool_states(h: torch.Tensor, mask: torch.Tensor | None, read: str) -> torch.
     last = torch.where(real, pos, -1).max(-1).values
     if read == "last":
         return h[torch.arange(B, device=h.device), last.clamp_min(0)].float()
-    w = (real & (pos > first.unsqueeze(1))).float()  # its real tokens after the first
+    w = (real & (pos > first.unsqueeze(1))).float() if read == "mean" else real.float()  # after the first, or all
     return torch.einsum("bt,btd->bd", w / w.sum(-1, keepdim=True).clamp_min(1), h.float())
 
 
@@ -309,6 +325,7 @@ def fit_condition(
     sources: dict[str, Any] | None = None,
     read: str = "mean",
     chat: bool = False,
+    score: str = "cosine",
 ) -> Condition:
     """Fit a condition that fires on prompts like ``positive`` and not on ones like ``negative``.
 
@@ -334,8 +351,10 @@ def fit_condition(
     if len(val_p) == 0 or len(val_n) == 0:
         raise DataError("the validation split is empty: give more prompts or a larger validation_fraction")
     texts = list(positive) + list(negative)
-    if read not in ("mean", "last"):
-        raise DataError(f"read must be 'mean' or 'last', got {read!r}")
+    if read not in READS:
+        raise DataError(f"read must be one of {READS}, got {read!r}")
+    if score not in SCORES:
+        raise DataError(f"score must be one of {SCORES}, got {score!r}")
     states = _states(model, tokenizer, texts, cand, batch_size, read)
     P = len(positive)
     per_layer: dict[int, dict[str, Any]] = {}
@@ -348,7 +367,7 @@ def fit_condition(
         if not torch.isfinite(d).all() or float(d.norm()) == 0:
             continue
         c = (d / d.norm()).float()
-        cos = ((h.float() @ c) / h.float().norm(dim=-1).clamp_min(1e-12)).numpy()
+        cos = Condition(c, i, 0.0, score=score).score_states(h.float()).numpy()  # the score the gate will use
         sp, sn = cos[:P], cos[P:]
         t = fit_threshold(sp[val_p], sn[val_n], objective, target_fpr)
         conf = confusion(np.concatenate([sp[val_p] > t, sn[val_n] > t]), np.r_[np.ones(len(val_p), bool), np.zeros(len(val_n), bool)])
@@ -370,10 +389,12 @@ def fit_condition(
         int(c.shape[0]),
         read=read,
         chat=chat,
+        score=score,
         validation={
             "objective": objective,
             "target_fpr": target_fpr if objective == "fpr" else None,
-            "read": f"{read} of the prompt's token states, cosine similarity",
+            "read": f"{read} of the prompt's token states, "
+            + ("cos(h, tanh(P·h)), the reference implementation's score" if score == "reference" else "cosine similarity"),
             "n_fit": {"positive": len(fit_p), "negative": len(fit_n)},
             "n_validation": {"positive": len(val_p), "negative": len(val_n)},
             "per_layer": {str(k): v for k, v in per_layer.items()},

@@ -42,7 +42,7 @@ from steertax._util import atomic_write_json, atomic_write_text, quiet_renamed_c
 from steertax.config import CommonConfig, _build, quick_tasks
 from steertax.data import read_jsonl
 from steertax.errors import ConfigError, DataError
-from steertax.generation import generate
+from steertax.generation import generate_detailed
 from steertax.interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
 from steertax.interventions.adapter import lora_targets_in
 from steertax.interventions.core import description_hash
@@ -155,7 +155,7 @@ class DataSettings:
     pairs: str = "refusal"  # the bundled refusal preferences, or a .jsonl with prompt/chosen/rejected
     n_pairs: int = 160
     n_preserve: int = 48  # selective: benign prompts answered by the base model
-    preserve_tokens: int = 48
+    preserve_tokens: int = 128  # room for a whole answer: answers cut here are dropped (counted)
 
 
 @dataclass
@@ -306,17 +306,23 @@ def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[di
     return out
 
 
-def preservation_data(model: Any, tokenizer: Any, n: int, max_new_tokens: int, seed: int = 0) -> list[dict[str, str]]:
+def preservation_data(model: Any, tokenizer: Any, n: int, max_new_tokens: int, seed: int = 0) -> dict[str, Any]:
     """Selective alignment's capability-preservation pairs: benign instructions (refusal_direction's
-    harmless train split) -> the base model's own greedy answer chosen, a refusal rejected."""
+    harmless train split) -> the base model's own greedy answer chosen, a refusal rejected.
+
+    An answer cut at ``max_new_tokens`` is dropped, not kept: the trainer ends every chosen answer with the
+    end-of-sequence token, so a cut answer would teach the model to stop mid-sentence. Returns ``pairs`` and
+    the count ``dropped_truncated`` (of ``n``), which the training log reports."""
 
     rng = random.Random(seed + 1)
     prompts = rng.sample(harmless_instructions("train"), n)
-    answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=16)
-    return [
-        {"prompt": p, "chosen": a.strip() or "Sure.", "rejected": rng.choice(REFUSAL_TEMPLATES).format(obj="that")}
+    answers = generate_detailed(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=16)
+    pairs = [
+        {"prompt": p, "chosen": a.text.strip() or "Sure.", "rejected": rng.choice(REFUSAL_TEMPLATES).format(obj="that")}
         for p, a in zip(prompts, answers, strict=True)
+        if not a.truncated
     ]
+    return {"pairs": pairs, "dropped_truncated": n - len(pairs), "asked": n, "max_new_tokens": max_new_tokens}
 
 
 def _chat_rows(tokenizer: Any, rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
@@ -398,16 +404,27 @@ def _sft_rows(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path
     return [{"prompt": r["prompt"], "completion": r["chosen"]} for r in _preference_rows(cfg, s, model, tok, out)]
 
 
-def _selective_rows(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
-    pref = _preference_rows(cfg, s, model, tok, out)
-    tag = hashlib.sha256(json.dumps([cfg.model, cfg.seed, dataclasses.asdict(cfg.data)]).encode()).hexdigest()[:12]
+def _preservation(cfg: AlignConfig, model: Any, tok: Any, out: Path) -> dict[str, Any]:
+    """The run's capability-preservation pairs (generated once, cached in ``out``) and how many were dropped."""
+    tag = hashlib.sha256(json.dumps([cfg.model, cfg.seed, dataclasses.asdict(cfg.data), "untruncated"]).encode()).hexdigest()[:12]
     cache = out / f"preserve-{tag}.json"
     if cache.is_file():
-        keep = json.loads(cache.read_text(encoding="utf-8"))
+        keep: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
     else:
         keep = preservation_data(model, tok, cfg.data.n_preserve, cfg.data.preserve_tokens, cfg.seed)
         atomic_write_json(cache, keep)
-    mixed = pref + keep
+    if keep["dropped_truncated"]:  # reported in the adapter's setting.json and the run's table
+        log.info(
+            "selective: %d of %d preservation answers ran past data.preserve_tokens = %d and were dropped",
+            keep["dropped_truncated"],
+            keep["asked"],
+            keep["max_new_tokens"],
+        )
+    return keep
+
+
+def _selective_rows(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, out: Path) -> list[dict[str, str]]:
+    mixed = _preference_rows(cfg, s, model, tok, out) + _preservation(cfg, model, tok, out)["pairs"]
     random.Random(cfg.seed).shuffle(mixed)
     return mixed
 
@@ -424,7 +441,7 @@ def _build_dpo_reg(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: A
     return _dpo(setting, peft_model, tokenizer, ds, common, setting.lam)
 
 
-@register_trained_method("selective", rows=_selective_rows)
+@register_trained_method("selective", version=2, rows=_selective_rows)  # 2: truncated preservation answers dropped
 def _build_selective(setting: AlignSetting, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any]) -> Any:
     """DPO on the harmful pairs plus capability-preservation pairs."""
     return _dpo(setting, peft_model, tokenizer, ds, common, 0.0)
@@ -553,6 +570,9 @@ def _train_into(cfg: AlignConfig, s: AlignSetting, model: Any, tok: Any, path: P
     rows = _rows_for(cfg, s, model, tok, path.parent.parent)
     info = train_setting(model, tok, s, rows, tmp, lora=cfg.lora, train=cfg.train, seed=cfg.seed, progress=progress)
     meta = {"setting": dataclasses.asdict(s), "name": s.name(), "config": cfg.to_dict(), **info}
+    if s.method == "selective":  # how many preservation answers were cut at preserve_tokens and dropped
+        keep = _preservation(cfg, model, tok, path.parent.parent)
+        meta["preservation"] = {k: keep[k] for k in ("asked", "dropped_truncated", "max_new_tokens")} | {"kept": len(keep["pairs"])}
     (tmp / "setting.json").write_text(json.dumps(meta, indent=1, default=str))
     if path.exists():
         shutil.rmtree(path)

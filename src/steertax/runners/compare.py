@@ -131,6 +131,8 @@ def _attach_training(out: Path, settings: list[dict[str, Any]]) -> None:
             "final_loss": hist[-1]["loss"] if hist else None,
             "delta_sq_norm": info.get("delta_sq_norm"),
         }
+        if info.get("preservation"):
+            row["training"]["preservation"] = info["preservation"]
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -155,6 +157,14 @@ def markdown_table(summary: dict[str, Any]) -> str:
             lines.append(f"| {row['method']} | {row['setting']} | {name} | {ent[name]['axis']} | {_fmt(ch['value'])} | {delta} | {tax} |")
     lines.append("")
     lines.append("tax % = (base − aligned)/base·100 on helpfulness benchmarks; negative = improvement. Changes are paired by item.")
+    for row in summary["settings"]:
+        pres = (row.get("training") or {}).get("preservation")
+        if pres:
+            lines.append(
+                f"{row['setting']}: {pres['kept']} of {pres['asked']} capability-preservation answers used; "
+                f"{pres['dropped_truncated']} ran past {pres['max_new_tokens']} tokens and were dropped "
+                "(a cut answer would teach stopping early)."
+            )
     return "\n".join(lines) + "\n"
 
 

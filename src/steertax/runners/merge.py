@@ -173,6 +173,14 @@ class MergeConfig(CommonConfig):
     specialists: list[SpecialistConfig] = field(default_factory=list)
     merges: list[MergeSpec] = field(default_factory=list)
     mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
+    mixture_beta: Optional[float] = None  # the mixture's DPO β; default: the trained specialists' β (refused if they differ)
+
+    def resolved_mixture_beta(self) -> float | None:
+        """The β the mixture is trained with: ``mixture_beta``, else the one β every trained specialist shares."""
+        if self.mixture_beta is not None:
+            return float(self.mixture_beta)
+        betas = sorted({float(s.beta) for s in self.specialists if s.data is not None})
+        return betas[0] if len(betas) == 1 else None
 
     def eval_hash(self) -> str:
         """The run id's hash: everything the rows depend on except the merge specs (each merge setting's
@@ -215,6 +223,11 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
         if s.data is not None and s.data not in SPECIALIST_DATA and not str(s.data).endswith(".jsonl"):
             raise ConfigError(f"specialists[{i}].data: {s.data!r} is not one of {SPECIALIST_DATA} or a .jsonl file")
     _check_merges(cfg)
+    if cfg.mixture and any(s.data is not None for s in cfg.specialists) and cfg.resolved_mixture_beta() is None:
+        betas = {s.name: s.beta for s in cfg.specialists if s.data is not None}
+        raise ConfigError(f"mixture_beta: the specialists are trained with different β {betas}: set the mixture's β (mixture_beta: 0.1)")
+    if cfg.mixture_beta is not None and not (math.isfinite(cfg.mixture_beta) and cfg.mixture_beta > 0):
+        raise ConfigError(f"mixture_beta: {cfg.mixture_beta} must be a positive number")
     cfg.check_common()
     return cfg
 
@@ -351,8 +364,13 @@ def _specialists(
     if cfg.mixture and union:
         random.Random(cfg.seed).shuffle(union)
         n_trained = sum(1 for s in cfg.specialists if s.data is not None)
-        tag = [[s.data, s.beta] for s in cfg.specialists]
-        mixture = _train_once(cfg, "mixture", union, cfg.specialists[0].beta, cfg.train.steps * n_trained, model, tok, out, progress, tag)
+        beta = cfg.resolved_mixture_beta()
+        if beta is None:  # check_merge refuses this before the model loads
+            raise ConfigError("mixture_beta: the specialists' β differ; set the mixture's β")
+        tag: list[Any] = [[s.data, s.beta] for s in cfg.specialists]
+        if cfg.mixture_beta is not None:  # an explicit β is part of what the mixture was trained with
+            tag.append(["mixture_beta", beta])
+        mixture = _train_once(cfg, "mixture", union, beta, cfg.train.steps * n_trained, model, tok, out, progress, tag)
     return paths, full, mixture
 
 

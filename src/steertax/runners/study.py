@@ -173,6 +173,7 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
                 target_fpr=c.target_fpr,
                 batch_size=cfg.batch_size,
                 read=c.read,
+                score=c.score,
             )
             cond.save(path)
     if c.threshold is not None:

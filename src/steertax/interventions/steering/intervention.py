@@ -27,7 +27,10 @@ def vector_id(vec: Any) -> str:
 def condition_id(cond: Any) -> str:
     """A short hash of a condition (direction bytes, layer, threshold, comparator, read, chat)."""
     h = hashlib.sha256(cond.direction.detach().cpu().numpy().tobytes())
-    h.update(json.dumps([cond.layer, cond.threshold, cond.comparator, cond.read, cond.chat]).encode())
+    fields = [cond.layer, cond.threshold, cond.comparator, cond.read, cond.chat]
+    if getattr(cond, "score", "cosine") != "cosine":  # the default adds nothing: older conditions keep their keys
+        fields.append(cond.score)
+    h.update(json.dumps(fields).encode())
     return h.hexdigest()[:12]
 
 
