@@ -367,7 +367,7 @@ def fit_condition(
         if not torch.isfinite(d).all() or float(d.norm()) == 0:
             continue
         c = (d / d.norm()).float()
-        cos = Condition(c, i, 0.0, score=score).score_states(h.float()).numpy()  # the score the gate will use
+        cos: Any = Condition(c, i, 0.0, score=score).score_states(h.float()).numpy()  # the score the gate will use
         sp, sn = cos[:P], cos[P:]
         t = fit_threshold(sp[val_p], sn[val_n], objective, target_fpr)
         conf = confusion(np.concatenate([sp[val_p] > t, sn[val_n] > t]), np.r_[np.ones(len(val_p), bool), np.zeros(len(val_n), bool)])
