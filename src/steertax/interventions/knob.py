@@ -14,18 +14,18 @@ the block. Outside :meth:`WeightKnob.rows` the model is the base model. Two knob
   adapter's whole contribution before peft multiplies it by its ``scaling``) is multiplied by α per row, so
   peft's own forward computes the delta (``fan_in_fan_out``, ``rank_pattern``/``alpha_pattern``, rsLoRA and LoRA
   bias included). Variants whose delta is not linear in that output (DoRA, ...) and embedding LoRA are refused.
-- :class:`DeltaScale`: weight deltas by parameter name (a merge, a full-model specialist). A linear layer adds
-  α·(x·ΔWᵀ + Δb), an embedding α·ΔE[ids]; a normalization layer (affine in its weight and bias) adds
-  α·(f(x; p + Δ) − f(x; p)). Any other module owning a changed parameter is refused in one line.
+- :class:`DeltaScale`: weight deltas by parameter name (a merge, a full-model specialist). Each changed module
+  (linear, Conv1D, embedding or normalization layer: modules that treat batch rows independently) runs once
+  per distinct α among the rows with θ + α·Δ; any other module owning a changed parameter is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from steertax.errors import ModelError
@@ -191,55 +191,90 @@ class DeltaScale(WeightKnob):
     def modules(self, model: nn.Module) -> list[nn.Module]:
         return [m for m, _ in self.targets.values()]
 
+    # the weights θ + α·Δ are built per (module, α) once per ``rows`` block while their total stays under this
+    # many bytes (beyond it, rebuilt at every forward call: slower, same numbers)
+    cache_bytes: int = 2 << 30
+
     @contextlib.contextmanager
     def rows(self, model: nn.Module, alpha: torch.Tensor | float) -> Iterator[None]:
+        """Each target module's forward runs once per distinct α among the batch rows, with its parameters
+        θ + α·Δ built exactly as :class:`~steertax.interventions.merge.MergedIntervention` builds them in place
+        (in float64, rounded once), so a row equals the merged model at its α and α = 0 is the base bit for bit;
+        the rows' outputs are put back in batch order. One matmul per row, as in the merged model."""
         a = _alpha_tensor(alpha)
-        cache: dict[tuple[int, torch.dtype, torch.device], dict[str, torch.Tensor]] = {}
+        per = sum(sum(d.numel() * 4 for d in ds.values()) for _, ds in self.targets.values())
+        keep = per * max(1, int(a.unique().numel())) <= self.cache_bytes
+        built: dict[tuple[int, float, torch.dtype, torch.device], dict[str, torch.Tensor]] = {}
         busy: set[int] = set()
 
-        def cast(m: nn.Module, ds: dict[str, torch.Tensor], like: torch.Tensor) -> dict[str, torch.Tensor]:
-            key = (id(m), like.dtype, like.device)
-            if key not in cache:
-                cache[key] = {k: v.to(device=like.device, dtype=like.dtype) for k, v in ds.items()}
-            return cache[key]
+        def params_at(m: nn.Module, ds: dict[str, torch.Tensor], v: float) -> dict[str, torch.Tensor]:
+            p = dict(m.named_parameters(recurse=False))
+            ref = next(iter(p.values()))
+            key = (id(m), v, ref.dtype, ref.device)
+            got = built.get(key)
+            if got is None:
+                got = {k: (p[k].double() + v * d.to(p[k].device).double()).to(p[k].dtype) for k, d in ds.items()}
+                if keep:
+                    built[key] = got
+            return got
 
-        def make(m: nn.Module, ds: dict[str, torch.Tensor]) -> Callable[..., Any]:
-            kind = self._kind(m, next(iter(ds)), next(iter(ds)))
-
-            def hook(module: nn.Module, args: Any, kwargs: dict[str, Any], out: torch.Tensor) -> Any:
-                if id(module) in busy:  # the norm's second call below
-                    return None
-                x = args[0] if args else next(iter(kwargs.values()))
-                d = cast(module, ds, out)
-                if kind in ("linear", "conv1d"):
-                    w, b = d.get("weight"), d.get("bias")
-                    xin = x.to(out.dtype)
-                    extra: torch.Tensor
-                    if w is None:
-                        extra = d["bias"]
-                    elif kind == "linear":
-                        extra = F.linear(xin, w, b)
-                    else:
-                        extra = xin @ w if b is None else xin @ w + b
-                elif kind == "embedding":
-                    extra = F.embedding(x, d["weight"], module.padding_idx)  # type: ignore[arg-type]
-                else:
-                    p = dict(module.named_parameters(recurse=False))
-                    busy.add(id(module))
-                    try:
-                        moved = torch.func.functional_call(module, {k: p[k] + d[k] for k in d}, args, kwargs)
-                    finally:
-                        busy.discard(id(module))
-                    extra = moved - out
-                if a.numel() == 1:
-                    return out + a.to(device=out.device, dtype=out.dtype) * extra
-                return out + _per_row(a, out, self.what) * extra
-
-            return hook
-
-        hooks = [m.register_forward_hook(make(m, ds), with_kwargs=True) for m, ds in self.targets.values()]
+        saved = []
+        for m, ds in self.targets.values():
+            saved.append((m, m.__dict__.get("forward")))
+            m.forward = _grouped_forward(m, functools.partial(params_at, m, ds), a, busy, self.what)
         try:
             yield
         finally:
-            for h in hooks:
-                h.remove()
+            for m, prev in saved:
+                if prev is None:
+                    del m.forward
+                else:
+                    m.forward = prev
+
+
+def _grouped_forward(
+    m: nn.Module, params_at: Callable[[float], dict[str, torch.Tensor]], a: torch.Tensor, busy: set[int], what: str
+) -> Callable[..., Any]:
+    """``m``'s forward with batch rows grouped by their α: each group runs ``m`` with ``params_at(α)`` (α = 0: the
+    base module itself), and the outputs go back in batch order."""
+    orig = m.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        if id(m) in busy:  # functional_call below calls the module again: run its own forward
+            return orig(*args, **kwargs)
+        if not args:  # the input given by keyword: make it positional, rows are cut from it
+            k0 = next(iter(kwargs))
+            args = (kwargs[k0],)
+            kwargs = {k: v for k, v in kwargs.items() if k != k0}
+        x = args[0]
+        B = int(x.shape[0])
+        rows = a.expand(B) if a.numel() == 1 else a
+        if B not in (1, rows.numel()):
+            raise ModelError(f"{what}: a batch of {B} rows got {rows.numel()} scales: give one scale per batch row")
+        vals = rows.unique()
+
+        def run(v: float, sub_args: tuple[Any, ...]) -> Any:
+            if v == 0.0:
+                return orig(*sub_args, **kwargs)
+            busy.add(id(m))
+            try:
+                return torch.func.functional_call(m, params_at(v), sub_args, kwargs)
+            finally:
+                busy.discard(id(m))
+
+        if vals.numel() == 1:
+            return run(float(vals[0]), tuple(args))
+        if B == 1:  # one input row shared by every row (GPT-2's position embedding): one output per row
+            outs = {float(v): run(float(v), tuple(args)) for v in vals}
+            return torch.cat([outs[float(v)] for v in rows], 0)
+        out = None
+        for v in vals:
+            idx = (rows == v).nonzero().reshape(-1).to(x.device)
+            sub = (x.index_select(0, idx), *args[1:]) if args else (x.index_select(0, idx),)
+            y = run(float(v), sub)
+            if out is None:
+                out = y.new_empty((B, *y.shape[1:]))
+            out.index_copy_(0, idx, y)
+        return out
+
+    return forward

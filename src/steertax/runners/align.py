@@ -41,10 +41,10 @@ from steertax._faults import checkpoint
 from steertax._util import atomic_write_json, atomic_write_text, quiet_renamed_checkpointing, sha256_file
 from steertax.config import CommonConfig, _build, quick_tasks
 from steertax.data import read_jsonl
-from steertax.errors import ConfigError, DataError
+from steertax.errors import ConfigError, DataError, ModelError
 from steertax.generation import generate_detailed
 from steertax.interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
-from steertax.interventions.adapter import lora_targets_in
+from steertax.interventions.adapter import check_scales, lora_targets_in
 from steertax.interventions.core import description_hash
 from steertax.interventions.steering.pairs import (
     COMPLIANCE_TEMPLATES,
@@ -164,6 +164,9 @@ class AlignConfig(CommonConfig):
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     settings: list[AlignSetting] = field(default_factory=list)
+    # the knob α of every adapter: θ_base + α·Δθ, one batched evaluation per adapter (α = 0 is the base and
+    # α = 1 the adapter, both evaluated anyway; α > 1 extrapolates and is flagged)
+    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
 
     def training_spec(self, s: AlignSetting) -> dict[str, Any]:
         """Everything one adapter depends on: the model, dtype, seed, data (and the preference file's content
@@ -192,7 +195,24 @@ class AlignConfig(CommonConfig):
         d["train"]["steps"] = min(d["train"]["steps"], 4)
         d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
         d["settings"] = d["settings"][:2]
+        d["alphas"] = d["alphas"][:1]
         return align_from_dict(d)
+
+
+def check_alphas(alphas: Any, where: str = "alphas") -> list[float]:
+    """A config's α grid: finite, distinct, without 0 and 1 (the base and the adapter, evaluated anyway)."""
+    try:
+        got = list(check_scales(alphas))
+    except ModelError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if 0.0 in got or 1.0 in got:
+        raise ConfigError(f"{where}: {got} lists 0 or 1, which are the base and the adapter (evaluated anyway): list the values between")
+    return got
+
+
+def alpha_entry(iv: Any, run_id: str, of: str) -> dict[str, Any]:
+    """The ``order`` line of an α sweep: its key, the setting it scales and the α values its rows carry."""
+    return {**order_entry(iv, run_id), "knob": "alpha", "of": of, "values": list(iv.scales)}
 
 
 def _rename_lambda(s: Any) -> Any:
@@ -228,6 +248,7 @@ def align_from_dict(d: dict[str, Any]) -> AlignConfig:
         if s.name() in labels:
             raise ConfigError(f"settings[{i}]: {s.name()!r} appears twice; give one a distinct label")
         labels.add(s.name())
+    check_alphas(cfg.alphas)
     cfg.check_common()
     for k, v in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size), ("lora.r", cfg.lora.r)):
         if v < 1:
@@ -603,6 +624,10 @@ def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> di
             iv = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s))
             order.append(order_entry(iv, run_id))
             S.evaluate(iv)
+            if cfg.alphas:  # the adapter's α curve, every α in one batched evaluation
+                sweep = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s), scales=tuple(cfg.alphas))
+                order.append(alpha_entry(sweep, run_id, s.name()))
+                S.evaluate(sweep)
     resolved = {"run_id": run_id, "config": cfg.to_dict(), "kind": "align", "order": order}
     atomic_write_text(out / "align.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
 

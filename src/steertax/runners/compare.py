@@ -56,6 +56,30 @@ def _entries(task_cfgs: Sequence[dict[str, Any]], records: Sequence[dict[str, An
     return out
 
 
+def knob_rows(e_ord: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """An ``order`` line's settings: (name, the strength its rows carry). A knob sweep (an adapter's α, a merge's
+    λ grid, one batched evaluation) is one setting per value; any other line is one setting (None: all rows)."""
+    if e_ord.get("knob") == "alpha":
+        return [(f"{e_ord['of']} α={v:g}", float(v)) for v in e_ord["values"]]
+    if e_ord.get("knob") == "lambda":
+        return [(n, float(v)) for n, v in zip(e_ord["names"], e_ord["values"], strict=True)]
+    return [(e_ord["name"], None)]
+
+
+def _rows_of(order: Sequence[dict[str, Any]], recs: dict[str, list[dict[str, Any]]]) -> Any:
+    """(order line, its rows, the summary row to fill) per setting, knob sweeps expanded per value."""
+    for e_ord in order:
+        for name, strength in knob_rows(e_ord):
+            rs = [r for r in recs.get(e_ord["key"]) or [] if strength is None or float(r["strength"]) == strength]
+            if not rs:
+                continue
+            row: dict[str, Any] = {"method": e_ord["method"], "setting": name, "key": e_ord["key"], "tasks": {}}
+            if strength is not None:
+                row["knob"] = {"name": "α" if e_ord["knob"] == "alpha" else "λ", "value": strength, "of": e_ord.get("of")}
+                row["knob"]["extrapolated"] = e_ord["knob"] == "alpha" and strength > 1
+            yield e_ord, rs, row
+
+
 def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
     """summary.json, table.md and figures/align.png of an align (or merge) run folder; returns the summary."""
 
@@ -81,11 +105,7 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
         raise DataError(f"{out}: the base model's rows are missing; rerun `steertax align` to finish the run")
     entries = _entries(cfg["tasks"], recs[base_key])
     settings = []
-    for e_ord in order:
-        rs = recs.get(e_ord["key"]) or []
-        if not rs:
-            continue
-        row: dict[str, Any] = {"method": e_ord["method"], "setting": e_ord["name"], "key": e_ord["key"], "tasks": {}}
+    for e_ord, rs, row in _rows_of(order, recs):
         for e in entries:
             mine = [r for r in rs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
             base = [r for r in recs[base_key] if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
@@ -95,7 +115,7 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
             if e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS:
                 ch["tax_percent"], ch["tax_ci95"] = None, None
             row["tasks"][e["name"]] = ch
-        if e_ord.get("adapter"):
+        if e_ord.get("adapter") and "knob" not in row:
             row["adapter"] = e_ord["adapter"]
         settings.append(row)
     _attach_training(out, settings)
@@ -170,7 +190,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 def align_figure(summary: dict[str, Any]) -> bytes:
     """ΔH (each helpfulness benchmark) against ΔB (the first alignment entry), one point per setting
-    with paired 95% CI bars, one marker per method."""
+    with paired 95% CI bars, one marker per method; each adapter's α curve (base → α → adapter) as a thin line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,13 +204,26 @@ def align_figure(summary: dict[str, Any]) -> bytes:
         if not al or h is None:
             ax.text(0.5, 0.5, "needs an alignment and a helpfulness task", ha="center", transform=ax.transAxes)
             continue
+        colour: dict[str, Any] = {}
         for row in summary["settings"]:
             a, b = row["tasks"][al[0]], row["tasks"][h]
-            if a["delta"] is None or b["delta"] is None:
+            if a["delta"] is None or b["delta"] is None or "knob" in row:
                 continue
             xe = None if not a.get("delta_ci95") else [[a["delta"] - a["delta_ci95"][0]], [a["delta_ci95"][1] - a["delta"]]]
             ye = None if not b.get("delta_ci95") else [[b["delta"] - b["delta_ci95"][0]], [b["delta_ci95"][1] - b["delta"]]]
-            ax.errorbar(a["delta"], b["delta"], xerr=xe, yerr=ye, fmt=markers.get(row["method"], "o"), capsize=3, label=row["setting"])
+            eb = ax.errorbar(a["delta"], b["delta"], xerr=xe, yerr=ye, fmt=markers.get(row["method"], "o"), capsize=3, label=row["setting"])
+            colour[row["setting"]] = eb.lines[0].get_color()
+        curves: dict[str, list[tuple[float, float, float]]] = {}
+        for row in summary["settings"]:  # an adapter's α curve: from the base (α = 0) through α to the adapter (α = 1)
+            kn = row.get("knob") or {}
+            a, b = row["tasks"][al[0]], row["tasks"][h]
+            if kn.get("name") == "α" and kn.get("of") in colour and a["delta"] is not None and b["delta"] is not None:
+                curves.setdefault(kn["of"], [(0.0, 0.0, 0.0)]).append((kn["value"], a["delta"], b["delta"]))
+        for of, pts in curves.items():
+            par = next(r for r in summary["settings"] if r["setting"] == of and "knob" not in r)
+            pts.append((1.0, par["tasks"][al[0]]["delta"], par["tasks"][h]["delta"]))
+            pts.sort()
+            ax.plot([p[1] for p in pts], [p[2] for p in pts], "-", marker=".", color=colour[of], lw=1, alpha=0.7)
         ax.axhline(0, color="#999", lw=0.8)
         ax.axvline(0, color="#999", lw=0.8)
         ax.set_xlabel(f"ΔB ({al[0]})")

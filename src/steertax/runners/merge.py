@@ -85,7 +85,16 @@ from steertax.interventions.merge import (
 from steertax.interventions.steering.pairs import REFUSAL_TEMPLATES
 from steertax.models import load_model
 from steertax.reports.study import _png
-from steertax.runners.align import AlignSetting, LoraSettings, TrainSettings, order_entry, preference_data, train_setting
+from steertax.runners.align import (
+    AlignSetting,
+    LoraSettings,
+    TrainSettings,
+    alpha_entry,
+    check_alphas,
+    order_entry,
+    preference_data,
+    train_setting,
+)
 from steertax.runners.compare import summarize_run
 from steertax.runners.executors import check_executor
 from steertax.runners.preflight import check_lora_targets, check_run, raise_problems, resolve_model
@@ -173,6 +182,7 @@ class MergeConfig(CommonConfig):
     specialists: list[SpecialistConfig] = field(default_factory=list)
     merges: list[MergeSpec] = field(default_factory=list)
     mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
+    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # each specialist's and the mixture's scale knob
     mixture_beta: Optional[float] = None  # the mixture's DPO β; default: the trained specialists' β (refused if they differ)
 
     def resolved_mixture_beta(self) -> float | None:
@@ -201,7 +211,8 @@ class MergeConfig(CommonConfig):
         d["n_pairs"] = min(d["n_pairs"], 16)
         d["train"]["steps"] = min(d["train"]["steps"], 4)
         d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
-        d["merges"] = [{**m, "scales": m["scales"][:1]} for m in d["merges"][:3]]
+        d["merges"] = [{**m, "scales": m["scales"][-1:]} for m in d["merges"][:3]]
+        d["alphas"] = d["alphas"][:1]
         return merge_from_dict(d)
 
 
@@ -223,6 +234,7 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
         if s.data is not None and s.data not in SPECIALIST_DATA and not str(s.data).endswith(".jsonl"):
             raise ConfigError(f"specialists[{i}].data: {s.data!r} is not one of {SPECIALIST_DATA} or a .jsonl file")
     _check_merges(cfg)
+    check_alphas(cfg.alphas)
     if cfg.mixture and any(s.data is not None for s in cfg.specialists) and cfg.resolved_mixture_beta() is None:
         betas = {s.name: s.beta for s in cfg.specialists if s.data is not None}
         raise ConfigError(f"mixture_beta: the specialists are trained with different β {betas}: set the mixture's β (mixture_beta: 0.1)")
@@ -415,7 +427,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
         resolved = {
             "run_id": run_id,
             "config": cfg.to_dict(),
-            "order": [order_entry(iv, run_id) for iv in ivs + merge_ivs],
+            "order": [made["entry"](iv, run_id) for iv in ivs + merge_ivs],
             "kind": "merge",
             "specialists": {n: str(p) for n, p in made["paths"].items()},
             "mixture": str(made["mixture"]) if made["mixture"] else None,
@@ -445,19 +457,46 @@ def merge_interventions(
     deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
     common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
     ivs: list[Intervention] = [BaseIntervention()]
+    sweeps: list[Intervention] = []  # the α curve of every specialist and the mixture (one batched evaluation each)
+    alphas = tuple(cfg.alphas)
+    of: dict[int, str] = {}
     for s in cfg.specialists:
         if s.name in full:
             spec = {"model": s.model, "dtype": cfg.dtype, "deltas": deltas_hash(full[s.name])}
             ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, spec))
+            if alphas:
+                sweeps.append(MergedIntervention(full[s.name], 1.0, "specialist", f"{s.name} (α)", spec, scales=alphas))
         else:
             ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
+            if alphas:
+                sweeps.append(
+                    AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}, alphas)
+                )
+        if alphas:
+            of[id(sweeps[-1])] = s.name
     if mixture is not None:
-        mix_spec = {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists]}
+        mix_spec = {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists], "beta": cfg.resolved_mixture_beta()}
         ivs.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec))
+        if alphas:
+            sweeps.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec, alphas))
+            of[id(sweeps[-1])] = "mixture"
     spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
-    plan: list[tuple[MergeSpec, float]] = [(m, lam) for m in cfg.merges for lam in m.scales]
-    merge_ivs = [MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, spec_keys, cfg.seed)) for m, lam in plan]
-    specs = {id(miv): m for (m, _lam), miv in zip(plan, merge_ivs, strict=True)}
+    # each merge spec's scales λ are its knob: one batched evaluation (row b runs θ_base + λ_b·merge)
+    merge_ivs = [
+        MergedIntervention({}, 1.0, m.method, f"{m.series()} (λ)", _merge_spec(m, names, spec_keys, cfg.seed), scales=m.scales)
+        for m in cfg.merges
+    ]
+    specs = {id(miv): m for m, miv in zip(cfg.merges, merge_ivs, strict=True)}
+
+    def entry(iv: Intervention, run_id: str) -> dict[str, Any]:
+        """The iv's ``order`` line (a sweep's line names its knob and values)."""
+        if id(iv) in of:
+            return alpha_entry(iv, run_id, of[id(iv)])
+        if id(iv) in specs:
+            m = specs[id(iv)]
+            return {**order_entry(iv, run_id), "knob": "lambda", "values": list(m.scales), "names": [m.name(lam) for lam in m.scales]}
+        return order_entry(iv, run_id)
+
     cache: dict[str, dict[str, torch.Tensor]] = {}
 
     def fill(miv: MergedIntervention) -> None:
@@ -477,7 +516,7 @@ def merge_interventions(
             )
         miv.deltas = cache[key]
 
-    return ivs, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full}
+    return ivs + sweeps, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full, "entry": entry}
 
 
 def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], seed: int) -> dict[str, Any]:
@@ -536,7 +575,7 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
                 [(p[1].get("delta_ci95") or [y, y])[1] - y for y, p in zip(ys, pts, strict=True)],
             ]
             ax.errorbar([p[0] for p in pts], ys, yerr=err, fmt="o-", capsize=2, ms=4, lw=1, label=m)
-        for k, r in enumerate(x for x in rows if x["method"] in ("specialist", "mixture")):
+        for k, r in enumerate(x for x in rows if x["method"] in ("specialist", "mixture") and "knob" not in x):
             c = r["tasks"].get(name) or {}
             if c.get("delta") is None:
                 continue
