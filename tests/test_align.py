@@ -198,7 +198,7 @@ def tiny_dir(tmp_path_factory):
 def _config(tiny_dir, path, **over):
     cfg = {
         "model": str(tiny_dir), "seed": 0, "chunk": 4, "batch_size": 8,
-        "data": {"pairs": "refusal", "n_pairs": 8, "n_preserve": 4, "preserve_tokens": 4},
+        "data": {"pairs": "refusal", "n_pairs": 8, "n_preserve": 4, "preserve_tokens": 4}, "alphas": [0.25, 0.5, 0.75],
         "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
         "train": {"steps": 4, "lr": 0.01, "batch_size": 4, "max_length": 96, "warmup_steps": 0},
         "settings": [{"method": "dpo", "beta": 0.1}, {"method": "dpo_reg", "beta": 0.1, "lambda": 10.0},
@@ -236,12 +236,19 @@ def test_align_command_and_resume_after_sigkill(align_run, tmp_path):
     cfg, ref = align_run
     env = ENV
     s = json.loads((ref / "summary.json").read_text())
-    assert [r["method"] for r in s["settings"]] == ["base", "dpo", "dpo_reg", "sft", "selective"]
+    plain = [r for r in s["settings"] if "knob" not in r]
+    assert [r["method"] for r in plain] == ["base", "dpo", "dpo_reg", "sft", "selective"]
     assert {"refusal", "arc_easy"} <= set(s["settings"][1]["tasks"])
-    assert (ref / "table.md").read_text().count("| dpo |") == 2 and (ref / "figures" / "align.png").stat().st_size > 5000
+    # every adapter's α curve (the default alphas 0.25, 0.5, 0.75), one summary row per α
+    curves = [r for r in s["settings"] if "knob" in r]
+    assert [(r["knob"]["of"], r["knob"]["value"]) for r in curves] == [
+        (p["setting"], a) for p in plain[1:] for a in (0.25, 0.5, 0.75)
+    ]
+    assert all(r["knob"]["name"] == "α" and not r["knob"]["extrapolated"] for r in curves)
+    assert (ref / "table.md").read_text().count("| dpo | dpo beta=0.1 |") == 2 and (ref / "figures" / "align.png").stat().st_size > 5000
     assert len(list((ref / "adapters").glob("*/adapter_model.safetensors"))) == 4
     want = _rows(ref)
-    assert len(want) == 5 * (8 + 8) and {r[6] for r in want} == {"base", "dpo", "dpo_reg", "sft", "selective"}
+    assert len(want) == 5 * (8 + 8) + 4 * 3 * (8 + 8) and {r[6] for r in want} == {"base", "dpo", "dpo_reg", "sft", "selective"}
     # kill a second run mid-sweep (it SIGKILLs itself once its 2nd adapter is in place: steertax._faults), then
     # rerun: finished settings are kept, the rows equal the uninterrupted run's
     out = tmp_path / "killed"
@@ -310,7 +317,12 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
                  "--n-boot", "200"]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     kinds = [m["kind"] for m in res["methods"]]
-    assert kinds == ["steering", "dpo", "dpo_reg beta=0.1", "sft", "selective"]
+    assert [k for k in kinds if not k.endswith("(α)")] == ["steering", "dpo", "dpo_reg beta=0.1", "sft", "selective"]
+    curves = [m for m in res["methods"] if m["kind"].endswith("(α)")]  # every adapter's α curve: base → α → the adapter
+    assert len(curves) == 4 and all([p["value"] for p in m["points"]] == [None, 0.25, 0.5, 0.75, 1.0] for m in curves)
+    one = next(m for m in curves if m["kind"] == "sft lr x1 (α)")
+    sft = next(m for m in res["methods"] if m["kind"] == "sft")
+    assert one["points"][-1]["tasks"]["refusal"]["delta"] == sft["points"][-1]["tasks"]["refusal"]["delta"]  # α = 1 is the adapter
     assert res["items"]["refusal"]["n_common"] == 8 and res["items"]["arc_easy"]["n_common"] == 8
     steer = res["methods"][0]
     assert [p["value"] for p in steer["points"]] == [None, 1.0, 2.0, 4.0]  # the base, then r > 0 in knob order
@@ -461,7 +473,7 @@ def test_compare_leaves_out_excluded_methods(align_run, tmp_path):
     from steertax.runners.decision import compare
 
     res = compare([align_run[1]], tmp_path / "cmp", exclude=["sft", "selective"], n_boot=100, progress=False)
-    assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo_reg beta=0.1"]
+    assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo beta=0.1 (α)", "dpo_reg beta=0.1", "dpo_reg beta=0.1 lam=10 (α)"]
     with pytest.raises(ConfigError, match="--exclude 'nope' names no method here"):
         compare([align_run[1]], tmp_path / "cmp2", exclude=["nope"], n_boot=100, progress=False)
 

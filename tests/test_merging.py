@@ -24,6 +24,7 @@ from steertax.runners.merge import (
     energy_rank,
     merge_deltas,
     merge_from_dict,
+    model_deltas,
     outlier_ratio,
     rtsvm_merge,
     tsvm_merge,
@@ -378,3 +379,24 @@ def test_the_mixture_is_trained_with_its_stated_beta(monkeypatch, tmp_path):
     monkeypatch.setattr(M, "_train_once", fake_train)
     M._specialists(cfg, None, None, tmp_path, False, set())
     assert seen == {"harmless": 0.1, "helpful": 0.5, "honest": 0.1, "mixture": 0.3}
+
+
+def test_every_method_merges_full_model_deltas_with_norms_and_biases():
+    """Full-model specialists change 1-D parameters too (norms, biases): every method merges them (the SVD
+    methods take their mean over tasks) and a merge of one specialist at density 1 is that specialist."""
+    base = tiny_model("gpt2", n_layers=2, seed=1)
+    specs = []
+    for k in range(2):
+        sp = tiny_model("gpt2", n_layers=2, seed=1)
+        with torch.no_grad():
+            for n, p in sp.named_parameters():
+                p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n) + 7 * k)))
+        specs.append(model_deltas(sp, base))
+    assert any(v.ndim == 1 for v in specs[0].values())
+    for method in ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm"):
+        merged = merge_deltas(specs, [1.0, 1.0], method, density=1.0, energy=1.0)
+        assert set(merged) == set(specs[0]) and all(torch.isfinite(v).all() for v in merged.values()), method
+        one = merge_deltas(specs[:1], [1.0], method, density=1.0, energy=1.0)
+        for k, v in one.items():
+            if v.ndim == 1:
+                assert torch.allclose(v, specs[0][k], atol=1e-6), (method, k)

@@ -84,6 +84,9 @@ class Family:
     values: list[float | None]
     scores: dict[str, np.ndarray]
     group: str = ""  # the method family (steering, fine-tuning, merging) for reports
+    # a secondary curve (the α curve of one point of a β or λ curve) is compared with the steering curves only,
+    # so the number of comparisons (and the multiplicity correction) grows with methods, not with their settings
+    primary: bool = True
 
     @property
     def is_curve(self) -> bool:
@@ -309,8 +312,17 @@ def decide(
     lv = [float(x) for x in (levels if levels is not None else default_levels(reach))]
     at = {(n, L): _at_level(fams[n], *curves[n], L, alpha) for L in lv for n in curve_names}
     matched = [{"level": L, "family": n, **{k: v for k, v in at[(n, L)].items() if k != "values"}} for L in lv for n in curve_names]
+
+    def formed(a: str, b: str) -> bool:
+        fa, fb = fams[a], fams[b]
+        return (fa.primary and fb.primary) or "steering" in (fa.group, fb.group)
+
     comparisons = [
-        _difference(a, b, L, at[(a, L)], at[(b, L)], alpha) for L in lv for i, a in enumerate(curve_names) for b in curve_names[i + 1 :]
+        _difference(a, b, L, at[(a, L)], at[(b, L)], alpha)
+        for L in lv
+        for i, a in enumerate(curve_names)
+        for b in curve_names[i + 1 :]
+        if formed(a, b)
     ]
     for pf in families:  # a point family against every curve, at the point's own ΔB (replicate by replicate)
         if pf.is_curve:

@@ -166,7 +166,7 @@ class AlignConfig(CommonConfig):
     settings: list[AlignSetting] = field(default_factory=list)
     # the knob α of every adapter: θ_base + α·Δθ, one batched evaluation per adapter (α = 0 is the base and
     # α = 1 the adapter, both evaluated anyway; α > 1 extrapolates and is flagged)
-    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    alphas: list[float] = field(default_factory=list)
 
     def training_spec(self, s: AlignSetting) -> dict[str, Any]:
         """Everything one adapter depends on: the model, dtype, seed, data (and the preference file's content

@@ -43,6 +43,7 @@ from steertax.interventions.core import description_hash
 from steertax.interventions.steering.vectors import SteeringVector
 from steertax.reports.frontier import family_of, frontier_figure
 from steertax.runners.align import AlignSetting
+from steertax.runners.compare import knob_rows
 from steertax.runners.merge import merge_from_dict, merge_interventions
 from steertax.runners.session import session
 from steertax.runners.study import study_keys
@@ -72,6 +73,7 @@ class FamilySource:
     knob: str
     settings: list[Setting]
     folder: str
+    primary: bool = True  # False: the α curve of a point on a β or λ curve (compared with steering only)
 
 
 @dataclass
@@ -165,7 +167,23 @@ def _read_settings_run(d: Path, run: str, resolved: dict[str, Any]) -> Source:
     )
     src.resolved = resolved
     groups: dict[str, FamilySource] = {}
+    by_name = {e["name"]: e for e in order if "knob" not in e}
     for e in order[1:]:
+        if e.get("knob") == "alpha":  # an adapter's α curve: base (α = 0) → the sweep's rows → the adapter (α = 1)
+            parent = by_name.get(e["of"])
+            fam = f"{e['of']} (α)"
+            g = groups.setdefault(fam, FamilySource(fam, e["method"], "α", [], str(d)))
+            for name, strength in knob_rows(e):
+                g.settings.append(Setting(name, strength, store, e["key"], strength))
+            if parent is not None:
+                g.settings.append(Setting(f"{e['of']} α=1", 1.0, store, parent["key"]))
+            continue
+        if e.get("knob") == "lambda":  # a merge's λ grid, one batched evaluation
+            fam = " ".join(t for t in e["names"][0].split() if not t.startswith("λ="))
+            g = groups.setdefault(fam, FamilySource(fam, e["method"], "λ", [], str(d)))
+            for name, strength in knob_rows(e):
+                g.settings.append(Setting(name, strength, store, e["key"], strength))
+            continue
         method, name = e["method"], e["name"]
         knob, value = _knob_of(method, run, cfg, name)
         if run == "merge" and method not in ("specialist", "mixture"):
@@ -182,6 +200,10 @@ def _read_settings_run(d: Path, run: str, resolved: dict[str, Any]) -> Source:
         # knob order from the base outwards: β and λ shrink away from the base (β, λ → ∞ is the base), scales grow
         rev = g.knob in ("β",) or (g.knob == "λ" and run == "align")
         g.settings.sort(key=lambda s: (s.value is None, -(s.value or 0) if rev else (s.value or 0)))
+    on_curve = {st.name for g in groups.values() if g.knob in ("β", "λ") and len(g.settings) >= 2 and run == "align" for st in g.settings}
+    for g in groups.values():
+        if g.knob == "α" and g.name.removesuffix(" (α)") in on_curve:
+            g.primary = False
     src.families = list(groups.values())
     return src
 
@@ -307,14 +329,18 @@ def _label(sources: Sequence[Source], s: Source, f: FamilySource) -> str:
 
 
 def drop_families(sources: Sequence[Source], exclude: Sequence[str]) -> None:
-    """Leave out the named families (``--exclude``), before anything is read or scored."""
+    """Leave out the named families (``--exclude``) and the α curves of their settings, before anything is read
+    or scored."""
     labels = {_label(sources, s, f): (s, f) for s in sources for f in s.families}
     unknown = [x for x in exclude if x not in labels]
     if unknown:
         raise ConfigError(f"--exclude {unknown[0]!r} names no method here: choose from {sorted(labels)}")
     for x in exclude:
         s, f = labels[x]
-        s.families.remove(f)
+        if f in s.families:
+            s.families.remove(f)
+        names = {st.name for st in f.settings}  # the α curves of its settings go with it
+        s.families[:] = [g for g in s.families if not (g.knob == "α" and g.name.removesuffix(" (α)") in names)]
     if not any(s.families for s in sources):
         raise ConfigError("--exclude leaves no method to compare: exclude fewer")
 
@@ -330,7 +356,9 @@ def _families(sources: Sequence[Source], common: dict[str, Any], entries: Sequen
                 )
                 for e in entries
             }
-            fams.append(Family(label, f.knob, [st.name for st in f.settings], [st.value for st in f.settings], scores, family_of(f.kind)))
+            fams.append(
+                Family(label, f.knob, [st.name for st in f.settings], [st.value for st in f.settings], scores, family_of(f.kind), f.primary)
+            )
     return fams
 
 
@@ -388,24 +416,30 @@ def _evaluate_all(sources: list[Source], out: Path, cfg: CompareConfig, progress
             if src.kind == "merge":
                 mcfg = merge_from_dict(src.resolved["config"])
                 ivs_m, merge_ivs, made = merge_interventions(mcfg, S.model, S.tokenizer, src.folder, progress)
-                built = {iv.name(): iv for iv in [*ivs_m[1:], *merge_ivs]}
+                built = {made["entry"](iv, "")["name"]: iv for iv in [*ivs_m[1:], *merge_ivs]}
                 fill = made["fill"]
+            new_key: dict[str, str] = {}  # a folder's key -> its intervention's key in the compare store
             for f in src.families:
                 for st in f.settings:
-                    iv = built.get(st.name)
-                    if iv is None:
+                    if st.key not in new_key:
                         entry = next(e for e in src.resolved["order"] if e["key"] == st.key)
-                        if not entry.get("adapter"):
-                            raise DataError(
-                                f"{src.folder}: setting {st.name!r} has no adapter folder to rebuild it from: rerun its command"
-                            )
-                        iv = AdapterIntervention(
-                            _resolve_path(entry["adapter"], src.folder), entry["method"], st.name, {"from": entry["key"]}
-                        )
-                    elif fill is not None and not isinstance(iv, AdapterIntervention) and not getattr(iv, "deltas", None):
-                        fill(iv)
-                    st.store, st.key = out / "results.sqlite", S.evaluate(iv)
-                    st.strength = None
+                        iv = built.get(entry["name"])
+                        if iv is None:
+                            iv = _rebuilt_adapter(src, entry)
+                        elif fill is not None and not isinstance(iv, AdapterIntervention) and not getattr(iv, "deltas", None):
+                            fill(iv)
+                        new_key[st.key] = S.evaluate(iv)
+                    st.store, st.key = out / "results.sqlite", new_key[st.key]
+
+
+def _rebuilt_adapter(src: Source, entry: dict[str, Any]) -> Intervention:
+    """An align or merge folder's adapter setting (or its α sweep) from its adapter folder."""
+    if not entry.get("adapter"):
+        raise DataError(f"{src.folder}: setting {entry['name']!r} has no adapter folder to rebuild it from: rerun its command")
+    path = _resolve_path(entry["adapter"], src.folder)
+    if entry.get("knob") == "alpha":
+        return AdapterIntervention(path, entry["method"], entry["of"], {"from": entry["key"]}, tuple(entry["values"]))
+    return AdapterIntervention(path, entry["method"], entry["name"], {"from": entry["key"]})
 
 
 def _compare_config(sources: Sequence[Source], keys: Sequence[tuple[str, str | None]], limit: int | None, chunk: int) -> CompareConfig:

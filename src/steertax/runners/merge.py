@@ -182,7 +182,7 @@ class MergeConfig(CommonConfig):
     specialists: list[SpecialistConfig] = field(default_factory=list)
     merges: list[MergeSpec] = field(default_factory=list)
     mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
-    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # each specialist's and the mixture's scale knob
+    alphas: list[float] = field(default_factory=list)  # each specialist's and the mixture's scale knob
     mixture_beta: Optional[float] = None  # the mixture's DPO β; default: the trained specialists' β (refused if they differ)
 
     def resolved_mixture_beta(self) -> float | None:

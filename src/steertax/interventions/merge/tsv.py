@@ -104,9 +104,18 @@ def rtsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], *, out
 
 @register_merge_method("tsvm", version=2, doc="Task Singular Vector Merging (Gargiulo et al. 2025); v2: numerical-rank cut")
 def _tsvm(ds: list[torch.Tensor], ws: list[float], spec: Any) -> torch.Tensor:
+    if ds[0].ndim != 2:  # a norm or bias of a full-model specialist has no singular vectors: the tasks' mean
+        return _mean(ds, ws)
     return tsvm_merge(ds, ws)
+
+
+def _mean(ds: list[torch.Tensor], ws: list[float]) -> torch.Tensor:
+    """Non-matrix parameters (norms, biases): the mean over tasks of the weighted deltas, as the TSV-M reference does."""
+    return sum((float(w) * d for w, d in zip(ws, ds, strict=True)), torch.zeros_like(ds[0])) / len(ds)
 
 
 @register_merge_method("rtsvm", doc="steertax's reading of R-TSVM (Yang et al. 2025): outlier weighting + energy rank, then TSV-M")
 def _rtsvm(ds: list[torch.Tensor], ws: list[float], spec: Any) -> torch.Tensor:
+    if ds[0].ndim != 2:
+        return _mean(ds, ws)
     return rtsvm_merge(ds, ws, outlier_m=spec.outlier_m, energy=spec.energy)
