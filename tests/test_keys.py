@@ -17,6 +17,7 @@ from steertax.interventions.steering.vectors import SteeringVector
 from steertax.runners.align import (
     TRAINED_METHODS,
     AlignConfig,
+    AlignSetting,
     LoraSettings,
     TrainSettings,
     align_from_dict,
@@ -86,8 +87,6 @@ def test_every_training_field_changes_an_adapters_key(tmp_path):
         "lora.targets": lambda c: setattr(c.lora, "targets", ["q_proj"]),
         "data.pairs": lambda c: setattr(c.data, "pairs", str(tmp_path / "prefs.jsonl")),
         "data.n_pairs": lambda c: setattr(c.data, "n_pairs", 10),
-        "data.n_preserve": lambda c: setattr(c.data, "n_preserve", 3),
-        "data.preserve_tokens": lambda c: setattr(c.data, "preserve_tokens", 9),
         "model": lambda c: setattr(c, "model", "qwen2.5-coder-0.5b"),
         "dtype": lambda c: setattr(c, "dtype", "bfloat16"),
         "seed": lambda c: setattr(c, "seed", 1),
@@ -105,6 +104,12 @@ def test_every_training_field_changes_an_adapters_key(tmp_path):
         k = key(c)
         assert k not in seen, field
         seen.add(k)
+    # the preservation answers shape selective alignment only: its key changes with them, DPO's does not
+    sel = AlignSetting("selective", beta=0.1, lr_factor=0.5)
+    for edit in (lambda c: setattr(c.data, "n_preserve", 3), lambda c: setattr(c.data, "preserve_tokens", 9)):
+        c = copy.deepcopy(cfg)
+        edit(c)
+        assert key(c) == k0 and key(c, sel) != key(cfg, sel)
     # the preference file's content, not just its name
     (tmp_path / "prefs.jsonl").write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n')
     c = copy.deepcopy(cfg)

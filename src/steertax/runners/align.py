@@ -172,6 +172,8 @@ class AlignConfig(CommonConfig):
         """Everything one adapter depends on: the model, dtype, seed, data (and the preference file's content
         hash), LoRA and training settings, the setting and the trainer's version."""
         spec = {k: self.to_dict()[k] for k in ("model", "dtype", "seed", "data", "lora", "train")}
+        if s.method != "selective":  # only selective alignment trains on the capability-preservation answers
+            spec["data"] = {k: v for k, v in spec["data"].items() if k not in ("n_preserve", "preserve_tokens")}
         spec["setting"] = dataclasses.asdict(s)
         spec["quick"] = self.quick
         spec["data_hash"] = data_fingerprint(self.data.pairs)
