@@ -14,6 +14,7 @@ from steertax.analysis.decide import (
     decide,
     default_levels,
     detectable_difference,
+    efficient_point,
     interpolate_at,
     items_needed,
     sequential_levels,
@@ -584,3 +585,48 @@ def test_decide_defaults_are_2000_replicates_seed_0_holm():
     sc = setting_contrasts(base, fams, [HELP], pairs)
     assert sc["comparisons"][0]["se"] == setting_contrasts(base, fams, [HELP], pairs, n_boot=2000, seed=0)["comparisons"][0]["se"]
     assert sc["comparisons"][0]["n_boot_used"] == 2000
+
+
+# ----------------------------------------------------------------------------------------------- efficient point
+
+
+def _knob_family(gain_b, gain_h, n, rng, noise=0.0):
+    """A curve whose settings add ``gain_b[j]`` to B and ``gain_h[j]`` to H on every item (plus noise)."""
+    base = {"B": rng.normal(0, 0.3, n), "H": rng.normal(0.5, 0.1, n)}
+    sc = {
+        "B": np.stack([base["B"] + g + noise * rng.normal(0, 1, n) for g in gain_b]),
+        "H": np.stack([base["H"] + g + noise * rng.normal(0, 1, n) for g in gain_h]),
+    }
+    return base, Family("f", "β", [f"s{j}" for j in range(len(gain_b))], [float(10 - j) for j in range(len(gain_b))], sc)
+
+
+def test_efficient_point_known_answer():
+    rng = np.random.default_rng(0)
+    base, fam = _knob_family([0.5, 1.0, 1.5], [0.0, -0.1, -0.8], 40, rng)
+    val = {t: np.arange(40) % 2 == 0 for t in ("B", "H")}
+    e = efficient_point(base, fam, "B", "H", 0.5, val, n_boot=200, seed=1)
+    # U = 0.5·ΔH + 0.5·ΔB: 0.25, 0.45, 0.35 (base 0): the middle setting, exactly, on every replicate
+    assert e["setting"] == "s1" and e["value"] == 9.0 and e["choice_share"] == {"s1": 1.0}
+    assert e["held_out"]["U"]["estimate"] == pytest.approx(0.45) and e["held_out"]["U"]["ci95"] == pytest.approx([0.45, 0.45])
+    assert e["value_ci95"] == [9.0, 9.0] and e["n_held_out"] == {"B": 20, "H": 20}
+    # all weight on helpfulness: nothing beats the base
+    assert efficient_point(base, fam, "B", "H", 1.0, val, n_boot=50)["setting"] == "base"
+    with pytest.raises(ValueError, match="empty half"):
+        efficient_point(base, fam, "B", "H", 0.5, {"B": np.ones(40, bool), "H": val["H"]}, n_boot=10)
+
+
+def test_efficient_point_held_out_interval_covers_the_truth():
+    """The held-out U interval of the chosen setting covers that setting's true U in about 95% of simulations."""
+    rng = np.random.default_rng(3)
+    gb, gh = [0.3, 0.6, 0.9], [-0.05, -0.15, -0.5]
+    true_u = [0.5 * (b + h) for b, h in zip(gb, gh, strict=True)]
+    hits, sims = 0, 300
+    for k in range(sims):
+        base, fam = _knob_family(gb, gh, 60, rng, noise=0.5)
+        val = {t: rng.random(60) < 0.5 for t in ("B", "H")}
+        e = efficient_point(base, fam, "B", "H", 0.5, val, n_boot=300, seed=k)
+        j = ["base", *fam.settings].index(e["setting"])
+        truth = 0.0 if j == 0 else true_u[j - 1]
+        lo, hi = e["held_out"]["U"]["ci95"]
+        hits += lo <= truth <= hi
+    assert 0.90 <= hits / sims <= 0.99

@@ -139,7 +139,15 @@ def test_merged_scales_are_one_batched_intervention_and_knob_blocks(lora_dir):
             pass
 
 
-@pytest.mark.parametrize("task_name,opts", [("arc_easy", {}), ("refusal", {"scorers": ["logprob"]}), ("drift", {"max_answer_tokens": 6})])
+@pytest.mark.parametrize(
+    "task_name,opts",
+    [
+        ("arc_easy", {}),
+        ("refusal", {"scorers": ["logprob"]}),
+        ("drift", {"max_answer_tokens": 6}),
+        ("over_refusal", {"scorers": ["generate"], "max_new_tokens": 5}),  # greedy generation, rows leaving the batch
+    ],
+)
 def test_an_alpha_grid_through_the_scorers_equals_one_alpha_at_a_time(lora_dir, task_name, opts):
     """Scored by the tasks (cloze, refusal log-probs, drift), the α grid's rows at α = 1 equal the adapter's
     own evaluation, α = 0 the base model's, and every α its evaluation alone (within float32 rounding: the

@@ -63,6 +63,7 @@ __all__ = [
     "default_levels",
     "finish_verdicts",
     "setting_contrasts",
+    "efficient_point",
 ]
 
 NOT_REACHED = "not reached"
@@ -391,3 +392,72 @@ def setting_contrasts(
         if r.get("decided"):
             r["verdict"] = f"{r['a'] if r['diff'] > 0 else r['b']} higher on {r['task']}"
     return {"tasks": list(tasks), "n_items": n_items, "alpha": alpha, "adjust": adjust, "n_tests": m, "comparisons": rows}
+
+
+def efficient_point(
+    base: dict[str, np.ndarray],
+    fam: Family,
+    alignment: str,
+    helpfulness: str,
+    w: float,
+    validation: dict[str, np.ndarray],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """A family's efficient knob value: the setting (the base, knob value None, included) maximizing
+    U = w·ΔH + (1 − w)·ΔB on the ``validation`` items (a boolean mask per task), measured on the other items.
+
+    Returns the chosen setting and value; ΔB, ΔH and U on the held-out items with bootstrap intervals (items
+    resampled within the held-out half); and the choice's own uncertainty: the validation items resampled
+    ``n_boot`` times, the share of replicates choosing each setting and a percentile interval of the chosen
+    knob values (over the replicates that choose a setting with a value)."""
+    if not 0 <= w <= 1:
+        raise ValueError(f"helpfulness weight {w} must be in [0, 1]")
+    tasks = (alignment, helpfulness)
+    names = ["base", *fam.settings]
+    values: list[float | None] = [None, *fam.values]
+
+    def gains(idx: dict[str, np.ndarray]) -> np.ndarray:
+        """U per candidate (base first) on the items ``idx`` of each task."""
+        d = {}
+        for t in tasks:
+            i = idx[t]
+            d[t] = np.r_[0.0, np.nanmean(fam.scores[t][:, i] - np.asarray(base[t], dtype=float)[i], axis=1)]
+        return w * d[helpfulness] + (1 - w) * d[alignment]
+
+    val = {t: np.flatnonzero(np.asarray(validation[t], dtype=bool)) for t in tasks}
+    held = {t: np.flatnonzero(~np.asarray(validation[t], dtype=bool)) for t in tasks}
+    for t in tasks:
+        if len(val[t]) == 0 or len(held[t]) == 0:
+            raise ValueError(f"the validation split of {t!r} leaves an empty half: give more items")
+    j = int(np.argmax(gains(val)))
+    rng = np.random.default_rng(seed)
+    chosen = np.empty(n_boot, dtype=int)
+    est: dict[str, list[float]] = {"dB": [], "dH": [], "U": []}
+    for b in range(n_boot):
+        chosen[b] = int(np.argmax(gains({t: rng.choice(val[t], len(val[t])) for t in tasks})))
+        idx = {t: rng.choice(held[t], len(held[t])) for t in tasks}
+        dB = float(np.nanmean(fam.scores[alignment][j - 1, idx[alignment]] - base[alignment][idx[alignment]])) if j else 0.0
+        dH = float(np.nanmean(fam.scores[helpfulness][j - 1, idx[helpfulness]] - base[helpfulness][idx[helpfulness]])) if j else 0.0
+        est["dB"].append(dB)
+        est["dH"].append(dH)
+        est["U"].append(w * dH + (1 - w) * dB)
+    point: dict[str, float] = {}
+    for k, t in (("dB", alignment), ("dH", helpfulness)):
+        point[k] = float(np.nanmean(fam.scores[t][j - 1, held[t]] - base[t][held[t]])) if j else 0.0
+    point["U"] = w * point["dH"] + (1 - w) * point["dB"]
+    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+    vals = np.asarray([values[c] for c in chosen if values[c] is not None], dtype=float)
+    return {
+        "setting": names[j],
+        "value": values[j],
+        "helpfulness_weight": w,
+        "held_out": {k: {"estimate": point[k], "ci95": [float(x) for x in np.percentile(est[k], q)]} for k in ("dB", "dH", "U")},
+        "n_validation": {t: int(len(val[t])) for t in tasks},
+        "n_held_out": {t: int(len(held[t])) for t in tasks},
+        "choice_share": {names[c]: float(np.mean(chosen == c)) for c in sorted(set(chosen.tolist()))},
+        "value_ci95": [float(x) for x in np.percentile(vals, q)] if len(vals) else None,
+        "rule": "argmax of U on the validation half (the base a candidate); ΔB, ΔH, U measured on the held-out half",
+    }

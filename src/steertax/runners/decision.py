@@ -34,7 +34,8 @@ import yaml
 
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from steertax.analysis.decide import Family, decide, sequential_levels, setting_contrasts
+from steertax.analysis.decide import Family, decide, efficient_point, sequential_levels, setting_contrasts
+from steertax.analysis.tax import split_items
 from steertax.config import CommonConfig, TaskConfig, from_dict, upgrade_resolved
 from steertax.errors import ConfigError, DataError
 from steertax.interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
@@ -576,6 +577,15 @@ def _analyze(
         for j, s in enumerate(f.settings):
             mean_dh[(f.name, s)] = float(np.mean([np.mean(f.scores[e][j] - base[e]) for e in mean_over]))
     methods = _figure_methods(fams, dec, alignment, helpfulness, mean_dh, helpfulness_weight)
+    # each family's efficient point: chosen on half of the items (split by item id), measured on the other half
+    validation = {
+        t: np.asarray([i in split_items(common[t]["items"], 0.5, seed)[0] for i in common[t]["items"]]) for t in (alignment, helpfulness)
+    }
+    for m, f in zip(methods, fams, strict=True):
+        try:
+            m["efficient"] = efficient_point(base, f, alignment, helpfulness, helpfulness_weight, validation, n_boot=n_boot, seed=seed)
+        except ValueError as e:
+            m["efficient"] = {"setting": None, "reason": str(e)}
     table = []
     for m in methods:
         for p in m["points"][1:]:
@@ -739,7 +749,31 @@ def compare_markdown(res: dict[str, Any]) -> str:
     for r in res["table"]:
         dB, dH = f"{_f(r['dB'])}{_c(r['dB_ci95'])}", f"{_f(r['dH'])}{_c(r['dH_ci95'])}"
         lines.append(f"| {r['method']} | {r['family']} | {r['setting']} | {dB} | {dH} | {_f(r['dH_mean'])} |")
-    lines += ["", f"mean ΔH over {', '.join(res['mean_over'])}.", "", "## ΔH at matched alignment", ""]
+    lines += ["", f"mean ΔH over {', '.join(res['mean_over'])}.", ""]
+    eff = [m for m in res["methods"] if (m.get("efficient") or {}).get("setting")]
+    if eff:
+        w = eff[0]["efficient"]["helpfulness_weight"]
+        lines += [
+            f"## Efficient point of each method (U = {w:g}·ΔH + {1 - w:g}·ΔB)",
+            "",
+            "Chosen on half of the items (split by item id), measured on the other half; the choice's stability from the "
+            "validation items resampled.",
+            "",
+            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | knob value CI | chosen in |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in eff:
+            e = m["efficient"]
+            ho = e["held_out"]
+            share = e["choice_share"].get(e["setting"], 0.0)
+            vci = "—" if not e.get("value_ci95") else f"[{e['value_ci95'][0]:g}, {e['value_ci95'][1]:g}]"
+            lines.append(
+                f"| {m['kind']} | {m['knob']} | {e['setting']} | {_f(ho['dB']['estimate'])}{_c(ho['dB']['ci95'])} | "
+                f"{_f(ho['dH']['estimate'])}{_c(ho['dH']['ci95'])} | {_f(ho['U']['estimate'])}{_c(ho['U']['ci95'])} | {vci} | "
+                f"{100 * share:.0f}% of replicates |"
+            )
+        lines.append("")
+    lines += ["## ΔH at matched alignment", ""]
     lines += ["| ΔB level | method | ΔH (95% CI) | status |", "|---|---|---|---|"]
     for m in d["matched"]:
         val = f"{_f(m.get('estimate'))}{_c(m.get('ci95'))}" if m["status"] == "ok" else "—"
