@@ -323,6 +323,14 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
     one = next(m for m in curves if m["kind"] == "sft lr x1 (α)")
     sft = next(m for m in res["methods"] if m["kind"] == "sft")
     assert one["points"][-1]["tasks"]["refusal"]["delta"] == sft["points"][-1]["tasks"]["refusal"]["delta"]  # α = 1 is the adapter
+    # the laws along every α curve, and every method's efficient point chosen on half the items, measured on the rest
+    assert all(m["laws"]["fitted"] and m["laws"]["refusal"]["verdict"] for m in curves)
+    assert not next(m for m in res["methods"] if m["kind"] == "dpo")["laws"]["fitted"]  # β: the base is at ∞
+    for m in res["methods"]:
+        e = m["efficient"]
+        assert e["setting"] in ["base", *[p["setting"] for p in m["points"][1:]]] and e["n_held_out"]["refusal"] > 0
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "## The paper's laws along each knob" in md and "## Efficient point of each method" in md
     assert res["items"]["refusal"]["n_common"] == 8 and res["items"]["arc_easy"]["n_common"] == 8
     steer = res["methods"][0]
     assert [p["value"] for p in steer["points"]] == [None, 1.0, 2.0, 4.0]  # the base, then r > 0 in knob order

@@ -630,3 +630,22 @@ def test_efficient_point_held_out_interval_covers_the_truth():
         lo, hi = e["held_out"]["U"]["ci95"]
         hits += lo <= truth <= hi
     assert 0.90 <= hits / sims <= 0.99
+
+
+def test_the_papers_laws_along_a_scale_knob():
+    """Along an α knob (base at 0): alignment linear in α and helpfulness quadratic are recognized as such;
+    a β knob (base at ∞) is not fitted, and says why."""
+    from steertax.runners.decision import knob_laws
+
+    rng = np.random.default_rng(5)
+    n, alphas = 80, [0.25, 0.5, 0.75, 1.0]
+    base = {"B": rng.normal(0, 0.2, n), "H": rng.normal(0.6, 0.1, n)}
+    sc = {
+        "B": np.stack([base["B"] + 0.8 * a + rng.normal(0, 0.02, n) for a in alphas]),
+        "H": np.stack([base["H"] - 0.2 * a * a + rng.normal(0, 0.005, n) for a in alphas]),
+    }
+    laws = knob_laws(base, Family("dpo (α)", "α", [f"α={a}" for a in alphas], alphas, sc), {"B": "alignment", "H": "helpfulness"})
+    assert laws["fitted"] and laws["B"]["holds"] is True and laws["H"]["holds"] is True
+    assert "α = 0" in laws["B"]["verdict"] and "linearly" in laws["B"]["verdict"]
+    beta = knob_laws(base, Family("dpo", "β", ["b1", "b2", "b3", "b4"], [10.0, 1.0, 0.5, 0.1], sc), {"B": "alignment"})
+    assert not beta["fitted"] and "does not start at the base" in beta["reason"]

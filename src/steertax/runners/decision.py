@@ -35,6 +35,7 @@ import yaml
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
 from steertax.analysis.decide import Family, decide, efficient_point, sequential_levels, setting_contrasts
+from steertax.analysis.laws import fit_task
 from steertax.analysis.tax import split_items
 from steertax.config import CommonConfig, TaskConfig, from_dict, upgrade_resolved
 from steertax.errors import ConfigError, DataError
@@ -494,6 +495,37 @@ def _default_pairs(fams: Sequence[Family]) -> list[tuple[str, str]]:
     return pairs
 
 
+SCALE_KNOBS = ("α", "λ", "r")  # knobs whose value 0 is the base (steering's r, an adapter's α, a merge's λ)
+
+
+def knob_laws(base: dict[str, np.ndarray], fam: Family, axes: dict[str, str], *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """The study's laws along a family's scale knob (the base at 0, then its settings): every candidate law
+    by AICc and the paper's local test (alignment linear, helpfulness quadratic near 0), per task. Knobs that
+    do not start at the base (β, regularized DPO's λ: the base is at ∞) and families of fewer than 3 settings
+    are not fitted (the reason is returned)."""
+    vals = [v for v in fam.values if v is not None]
+    if fam.knob not in SCALE_KNOBS or len(vals) != len(fam.values) or vals != sorted(vals) or not vals or vals[0] <= 0:
+        return {"fitted": False, "reason": f"knob {fam.knob} does not start at the base (0): no law along it is fitted"}
+    if len(vals) < 3:
+        return {"fitted": False, "reason": f"{len(vals)} settings: a law needs at least 3 besides the base"}
+    out: dict[str, Any] = {"fitted": True, "knob": fam.knob}
+    for t, axis in axes.items():
+        b = np.asarray(base[t], dtype=float)
+        recs = [{"strength": 0.0, "item": str(i), "y": float(y)} for i, y in enumerate(b)]
+        for v, row in zip(vals, fam.scores[t], strict=True):
+            recs += [{"strength": float(v), "item": str(i), "y": float(y)} for i, y in enumerate(row) if np.isfinite(y)]
+        fit = fit_task(recs, "y", axis, n_boot=n_boot, seed=seed)
+        test = fit.get("paper_law_test") or {}
+        verdict = str(test.get("verdict") or fit.get("reason") or "")
+        out[t] = {
+            "law": fit.get("law"),
+            "adequate": (fit.get("selection") or {}).get("adequate"),
+            "holds": test.get("holds"),
+            "verdict": verdict.replace("|r|", f"|{fam.knob}|").replace("r = 0", f"{fam.knob} = 0"),
+        }
+    return out
+
+
 def _figure_methods(
     fams: Sequence[Family], dec: dict[str, Any], al: str, he: str, mean_dh: dict[tuple[str, str], float | None], w: float
 ) -> list[dict[str, Any]]:
@@ -582,6 +614,7 @@ def _analyze(
         t: np.asarray([i in split_items(common[t]["items"], 0.5, seed)[0] for i in common[t]["items"]]) for t in (alignment, helpfulness)
     }
     for m, f in zip(methods, fams, strict=True):
+        m["laws"] = knob_laws(base, f, {alignment: "alignment", helpfulness: "helpfulness"}, n_boot=min(n_boot, 200), seed=seed)
         try:
             m["efficient"] = efficient_point(base, f, alignment, helpfulness, helpfulness_weight, validation, n_boot=n_boot, seed=seed)
         except ValueError as e:
@@ -750,29 +783,7 @@ def compare_markdown(res: dict[str, Any]) -> str:
         dB, dH = f"{_f(r['dB'])}{_c(r['dB_ci95'])}", f"{_f(r['dH'])}{_c(r['dH_ci95'])}"
         lines.append(f"| {r['method']} | {r['family']} | {r['setting']} | {dB} | {dH} | {_f(r['dH_mean'])} |")
     lines += ["", f"mean ΔH over {', '.join(res['mean_over'])}.", ""]
-    eff = [m for m in res["methods"] if (m.get("efficient") or {}).get("setting")]
-    if eff:
-        w = eff[0]["efficient"]["helpfulness_weight"]
-        lines += [
-            f"## Efficient point of each method (U = {w:g}·ΔH + {1 - w:g}·ΔB)",
-            "",
-            "Chosen on half of the items (split by item id), measured on the other half; the choice's stability from the "
-            "validation items resampled.",
-            "",
-            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | knob value CI | chosen in |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for m in eff:
-            e = m["efficient"]
-            ho = e["held_out"]
-            share = e["choice_share"].get(e["setting"], 0.0)
-            vci = "—" if not e.get("value_ci95") else f"[{e['value_ci95'][0]:g}, {e['value_ci95'][1]:g}]"
-            lines.append(
-                f"| {m['kind']} | {m['knob']} | {e['setting']} | {_f(ho['dB']['estimate'])}{_c(ho['dB']['ci95'])} | "
-                f"{_f(ho['dH']['estimate'])}{_c(ho['dH']['ci95'])} | {_f(ho['U']['estimate'])}{_c(ho['U']['ci95'])} | {vci} | "
-                f"{100 * share:.0f}% of replicates |"
-            )
-        lines.append("")
+    lines += _efficient_md(res) + _laws_md(res, al, he)
     lines += ["## ΔH at matched alignment", ""]
     lines += ["| ΔB level | method | ΔH (95% CI) | status |", "|---|---|---|---|"]
     for m in d["matched"]:
@@ -819,3 +830,55 @@ def compare_markdown(res: dict[str, Any]) -> str:
         if dd:
             lines += ["", f"With these items the undecided comparisons detect differences of {min(dd):.3f} to {max(dd):.3f} at 80% power."]
     return "\n".join(lines) + "\n"
+
+
+def _efficient_md(res: dict[str, Any]) -> list[str]:
+    """compare.md's table of each method's efficient point."""
+    lines: list[str] = []
+    eff = [m for m in res["methods"] if (m.get("efficient") or {}).get("setting")]
+    if eff:
+        w = eff[0]["efficient"]["helpfulness_weight"]
+        lines += [
+            f"## Efficient point of each method (U = {w:g}·ΔH + {1 - w:g}·ΔB)",
+            "",
+            "Chosen on half of the items (split by item id), measured on the other half; the choice's stability from the "
+            "validation items resampled.",
+            "",
+            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | knob value CI | chosen in |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in eff:
+            e = m["efficient"]
+            ho = e["held_out"]
+            share = e["choice_share"].get(e["setting"], 0.0)
+            vci = "—" if not e.get("value_ci95") else f"[{e['value_ci95'][0]:g}, {e['value_ci95'][1]:g}]"
+            lines.append(
+                f"| {m['kind']} | {m['knob']} | {e['setting']} | {_f(ho['dB']['estimate'])}{_c(ho['dB']['ci95'])} | "
+                f"{_f(ho['dH']['estimate'])}{_c(ho['dH']['ci95'])} | {_f(ho['U']['estimate'])}{_c(ho['U']['ci95'])} | {vci} | "
+                f"{100 * share:.0f}% of replicates |"
+            )
+        lines.append("")
+    return lines
+
+
+def _laws_md(res: dict[str, Any], al: str, he: str) -> list[str]:
+    """compare.md's table of the laws along each scale knob."""
+    lines: list[str] = []
+    fitted = [m for m in res["methods"] if (m.get("laws") or {}).get("fitted")]
+    if fitted:
+        lines += [
+            "## The paper's laws along each knob",
+            "",
+            "The study's candidate laws (AICc) and local test, fitted along each scale knob from the base (0): "
+            "does alignment rise linearly and helpfulness fall quadratically near 0?",
+            "",
+            "| method | knob | task | selected law | paper's local law | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in fitted:
+            for t in (al, he):
+                L = m["laws"].get(t) or {}
+                holds = {True: "holds", False: "does not hold", None: "can't tell"}[L.get("holds")]
+                lines.append(f"| {m['kind']} | {m['knob']} | {t} | {L.get('law') or '—'} | {holds} | {L.get('verdict', '')} |")
+        lines.append("")
+    return lines
