@@ -649,3 +649,18 @@ def test_the_papers_laws_along_a_scale_knob():
     assert "α = 0" in laws["B"]["verdict"] and "linearly" in laws["B"]["verdict"]
     beta = knob_laws(base, Family("dpo", "β", ["b1", "b2", "b3", "b4"], [10.0, 1.0, 0.5, 0.1], sc), {"B": "alignment"})
     assert not beta["fitted"] and "does not start at the base" in beta["reason"]
+
+
+def test_a_level_some_replicates_miss_is_ill_conditioned_and_says_how_many():
+    """Killing two mutants (mutmut): the share of replicates that do not reach a level, with one replicate and with
+    four, and its printed percentage."""
+    from steertax.analysis.decide import _at_level
+
+    fam = Family("f", "α", ["s1", "s2"], [0.5, 1.0], {})
+    dH = np.array([[0.0, -0.1, -0.2]] * 5)
+    one = _at_level(fam, np.array([[0, 0.5, 1.0], [0, 0.3, 0.6]]), dH[:2], 0.8, 0.05)
+    assert one["status"] == "ill-conditioned" and one["why"] == "100% of replicates do not reach it"
+    four = np.array([[0, 0.5, 1.0], [0, 0.3, 0.6], [0, 0.5, 1.0], [0, 0.45, 0.9], [0, 0.55, 1.1]])
+    got = _at_level(fam, four, dH, 0.8, 0.05)
+    assert got["status"] == "ill-conditioned" and got["why"] == "25% of replicates do not reach it"
+    assert _at_level(fam, four[[0, 2, 3, 4]], dH[:4], 0.8, 0.05)["status"] == "ok"
