@@ -31,7 +31,7 @@ from torch import nn
 from steertax.errors import ModelError
 from steertax.models import find_blocks
 
-__all__ = ["WeightKnob", "LoraScale", "DeltaScale", "knob_blocks"]
+__all__ = ["WeightKnob", "LoraScale", "DeltaScale", "knob_blocks", "check_deltas_fit"]
 
 
 def _per_row(alpha: torch.Tensor, like: torch.Tensor, what: str) -> torch.Tensor:
@@ -55,6 +55,17 @@ def knob_blocks(model: nn.Module, modules: list[nn.Module]) -> list[int] | None:
             return None
         out.add(owner[id(m)])
     return sorted(out)
+
+
+def check_deltas_fit(deltas: Mapping[str, torch.Tensor], model: nn.Module, what: str) -> None:
+    """Every delta names a parameter of ``model`` with its shape, else one line: it was made for another model."""
+    params = dict(model.named_parameters())
+    for k, d in deltas.items():
+        p = params.get(k)
+        if p is None:
+            raise ModelError(f"{what} changes {k}, which this model does not have: it was made for another base model")
+        if tuple(p.shape) != tuple(d.shape):
+            raise ModelError(f"{what} changes {k} with shape {tuple(d.shape)}, but the model's is {tuple(p.shape)}: another base model")
 
 
 class WeightKnob:
@@ -157,19 +168,15 @@ class DeltaScale(WeightKnob):
     what = "weight-delta scale"
 
     def __init__(self, model: nn.Module, deltas: Mapping[str, torch.Tensor]) -> None:
-        params = dict(model.named_parameters(remove_duplicate=False))
+        check_deltas_fit(deltas, model, "a weight delta")
+        params = dict(model.named_parameters())
         owners: dict[int, list[tuple[str, nn.Module, str]]] = {}
         for mname, m in model.named_modules():
             for pname, p in m.named_parameters(recurse=False):
                 owners.setdefault(id(p), []).append((f"{mname}.{pname}" if mname else pname, m, pname))
         self.targets: dict[int, tuple[nn.Module, dict[str, torch.Tensor]]] = {}
         for k, d in deltas.items():
-            p = params.get(k)
-            if p is None:
-                raise ModelError(f"a weight delta changes {k}, which this model does not have: it was made for another base model")
-            if tuple(p.shape) != tuple(d.shape):
-                raise ModelError(f"the delta of {k} has shape {tuple(d.shape)}, the model's {tuple(p.shape)}: another base model")
-            for _full, m, pname in owners[id(p)]:  # a tied weight (embedding = LM head) changes every module owning it
+            for _full, m, pname in owners[id(params[k])]:  # a tied weight (embedding = LM head) changes every module owning it
                 self._kind(m, pname, k)
                 self.targets.setdefault(id(m), (m, {}))[1][pname] = d
 

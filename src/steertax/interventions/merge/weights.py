@@ -21,7 +21,7 @@ from steertax._util import quiet_renamed_checkpointing
 from steertax.errors import DataError, ModelError
 from steertax.interventions.adapter import check_adapter, check_scales
 from steertax.interventions.core import Applied, Intervention, register_intervention, tensors_hash
-from steertax.interventions.knob import DeltaScale
+from steertax.interventions.knob import DeltaScale, check_deltas_fit
 from steertax.interventions.merge.registry import MERGE_REGISTRY, MergeParams, merge_methods
 
 __all__ = ["adapter_deltas", "model_deltas", "merge_deltas", "MergedIntervention", "deltas_hash"]
@@ -79,7 +79,7 @@ def adapter_deltas(path: str | Path, model: Any | None = None) -> dict[str, torc
         pm.unload()
     if not out:
         raise DataError(f"{path} holds no LoRA weights")
-    _check_fits(out, model, str(path))
+    check_deltas_fit(out, model, str(path))
     return out
 
 
@@ -103,16 +103,6 @@ def model_deltas(specialist: Any, base: Any, names: Sequence[str] | None = None)
     if extra and names is None:
         raise ModelError(f"the specialist has weights the base has not ({extra[:3]}): it is not the base model's architecture")
     return out
-
-
-def _check_fits(deltas: Mapping[str, torch.Tensor], model: Any, what: str) -> None:
-    params = dict(model.named_parameters())
-    for k, d in deltas.items():
-        p = params.get(k)
-        if p is None:
-            raise ModelError(f"{what} changes {k}, which this model does not have: it was made for another base model")
-        if tuple(p.shape) != tuple(d.shape):
-            raise ModelError(f"{what} changes {k} with shape {tuple(d.shape)}, but the model's is {tuple(p.shape)}: another base model")
 
 
 # --------------------------------------------------------------------------- methods
@@ -199,7 +189,7 @@ class MergedIntervention(Intervention):
 
     @contextlib.contextmanager
     def apply(self, model: Any) -> Iterator[Applied]:
-        _check_fits(self.deltas, model, f"merge {self.setting!r}")
+        check_deltas_fit(self.deltas, model, f"merge {self.setting!r}")
         if self.scales:  # every scale in one pass: row b runs θ_base + λ_b·Δ through hooks; the weights stay
             yield Applied(model, DeltaScale(model, self.deltas), list(self.scales), weights_modified=True)
             return
