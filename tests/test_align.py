@@ -436,10 +436,29 @@ def test_builtin_config_and_its_quick_version():
     from steertax.runners.align import load_align_config
 
     cfg = load_align_config(None)
-    assert len(cfg.settings) >= 4 and {s.method for s in cfg.settings} == {"dpo", "dpo_reg", "sft", "selective"}
+    assert {s.method for s in cfg.settings} == {"dpo", "dpo_reg", "sft", "selective"}
+    # every family a curve: β over ≥ 5 log-spaced values, regularized DPO's λ over ≥ 4, α curves of SFT and selective
+    betas = sorted(s.beta for s in cfg.settings if s.method == "dpo")
+    ratios = [b / a for a, b in zip(betas, betas[1:], strict=False)]
+    assert len(betas) >= 5 and max(ratios) / min(ratios) < 1.2  # log-spaced (half decades, rounded)
+    assert len({s.lam for s in cfg.settings if s.method == "dpo_reg"}) >= 4
+    assert all(len(cfg.alphas_of(s)) >= 2 for s in cfg.settings if s.method in ("sft", "selective"))
     q = cfg.quick_version()
     assert q.quick and len(q.settings) == 2 and q.train.steps <= 4 and all(t.limit <= 8 for t in q.tasks)
     assert q.training_hash(q.settings[0]) != cfg.training_hash(cfg.settings[0])
+
+
+def test_a_settings_own_alphas_override_the_configs_and_change_no_training():
+    from steertax.runners.align import align_from_dict
+
+    d = {"settings": [{"method": "dpo", "beta": 0.1}, {"method": "sft", "alphas": [0.5]}], "alphas": [0.25, 0.75],
+         "tasks": [{"name": "arc_easy"}]}
+    cfg = align_from_dict(d)
+    assert [cfg.alphas_of(s) for s in cfg.settings] == [[0.25, 0.75], [0.5]]
+    plain = align_from_dict({**d, "settings": [{"method": "dpo", "beta": 0.1}, {"method": "sft"}]})
+    assert [cfg.training_hash(s) for s in cfg.settings] == [plain.training_hash(s) for s in plain.settings]
+    with pytest.raises(ConfigError, match=r"settings\[1\].alphas: .* lists 0 or 1"):
+        align_from_dict({**d, "settings": [{"method": "dpo"}, {"method": "sft", "alphas": [0.0, 0.5]}]})
 
 
 def test_every_method_on_the_frontier_is_drawn_alike_by_no_other():

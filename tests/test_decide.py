@@ -634,7 +634,7 @@ def test_efficient_point_held_out_interval_covers_the_truth():
 
 def test_the_papers_laws_along_a_scale_knob():
     """Along an α knob (base at 0): alignment linear in α and helpfulness quadratic are recognized as such;
-    a β knob (base at ∞) is not fitted, and says why."""
+    β and regularized DPO's λ (base at ∞) along 1/β and 1/λ; a knob that does not start at the base says why."""
     from steertax.runners.decision import knob_laws
 
     rng = np.random.default_rng(5)
@@ -647,8 +647,17 @@ def test_the_papers_laws_along_a_scale_knob():
     laws = knob_laws(base, Family("dpo (α)", "α", [f"α={a}" for a in alphas], alphas, sc), {"B": "alignment", "H": "helpfulness"})
     assert laws["fitted"] and laws["B"]["holds"] is True and laws["H"]["holds"] is True
     assert "α = 0" in laws["B"]["verdict"] and "linearly" in laws["B"]["verdict"]
-    beta = knob_laws(base, Family("dpo", "β", ["b1", "b2", "b3", "b4"], [10.0, 1.0, 0.5, 0.1], sc), {"B": "alignment"})
-    assert not beta["fitted"] and "does not start at the base" in beta["reason"]
+    # β (the base at ∞) is fitted along 1/β: alignment linear in 1/β is recognized, with the knob named so
+    betas = [4.0, 2.0, 4 / 3, 1.0]  # 1/β = 0.25, 0.5, 0.75, 1 (the α rows above)
+    beta = knob_laws(base, Family("dpo", "β", ["b1", "b2", "b3", "b4"], betas, sc), {"B": "alignment"})
+    assert beta["fitted"] and beta["knob"] == "1/β" and beta["B"]["holds"] is True and "1/β = 0" in beta["B"]["verdict"]
+    # regularized DPO's λ curve ends at λ = 0 (DPO itself, 1/λ = ∞): that end is left out of the fit
+    lam_sc = {"B": np.concatenate([sc["B"], sc["B"][-1:] + 0.5])}
+    lam = knob_laws(base, Family("dpo_reg", "λ", ["l1", "l2", "l3", "l4", "dpo"], [*betas, 0.0], lam_sc), {"B": "alignment"})
+    assert lam["fitted"] and lam["knob"] == "1/λ" and lam["B"]["holds"] is True
+    for knob, vals in (("w(harmless)", [1.5, 2.0, 3.0]), ("β", [0.1, 1.0, 10.0])):  # not from the base outwards
+        got = knob_laws(base, Family("x", knob, ["a", "b", "c"], vals, {"B": sc["B"][:3]}), {"B": "alignment"})
+        assert not got["fitted"] and "does not start at the base" in got["reason"]
 
 
 def test_a_level_some_replicates_miss_is_ill_conditioned_and_says_how_many():

@@ -184,6 +184,28 @@ def test_bad_merge_inputs(adapter, tmp_path):
     with pytest.raises(ConfigError, match="appears twice"):
         merge_from_dict({**base, "merges": [{"method": "ties"}, {"method": "ties"}]})
     assert merge_from_dict({**base, "merges": [{"method": "rtsvm"}, {"method": "rtsvm", "energy": 0.99}]})
+    with pytest.raises(ConfigError, match=r"merges\[0\].weight_of: 'b' is not a specialist \(a\)"):
+        merge_from_dict({**base, "merges": [{"method": "ties", "weight_of": "b", "weight_grid": [1, 2]}]})
+    with pytest.raises(ConfigError, match="at least two distinct"):
+        merge_from_dict({**base, "merges": [{"method": "ties", "weight_of": "a", "weight_grid": [2, 2]}]})
+    with pytest.raises(ConfigError, match=r"specialists\[0\].alphas: .* lists 0 or 1"):
+        merge_from_dict({**base, "specialists": [{"name": "a", "data": "harmless", "alphas": [0.5, 1.0]}], "merges": [{"method": "ties"}]})
+    grid = merge_from_dict({**base, "merges": [{"method": "ties", "weight_of": "a", "weight_grid": [3, 1.5]}]})
+    assert [(m.weights, m.weight_of) for m in grid.merges] == [([1.5], "a"), ([3.0], "a")]
+    assert merge_from_dict(grid.to_dict()).merges == grid.merges  # a resolved config reloads as it was
+
+
+def test_builtin_merge_config_draws_every_method_as_a_curve():
+    from steertax.runners.merge import load_merge_config
+
+    cfg = load_merge_config(None)
+    by_method: dict[str, int] = {}
+    for m in cfg.merges:
+        if m.weight_of is None:
+            by_method[m.method] = len(m.scales)
+    assert set(by_method) == {"task_arithmetic", "ties", "dare", "tsvm", "rtsvm"} and min(by_method.values()) >= 4
+    assert len({m.weights[0] for m in cfg.merges if m.weight_of == "harmless"}) >= 3  # the harmless weight's curve
+    assert len(cfg.alphas) >= 2 and cfg.mixture  # the mixture's α curve
 
 
 def _merge_cfg(tiny_dir, path, **over):
@@ -196,7 +218,11 @@ def _merge_cfg(tiny_dir, path, **over):
         "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
         "train": {"steps": 2, "lr": 0.01, "batch_size": 4, "max_length": 96, "warmup_steps": 0},
         "specialists": [{"name": "harmless", "data": "harmless"}, {"name": "honest", "data": "honest"}],
-        "merges": [{"method": "task_arithmetic", "scales": [0.5, 1.0]}, {"method": "tsvm", "scales": [1.0]}],
+        "merges": [
+            {"method": "task_arithmetic", "scales": [0.5, 1.0]},
+            {"method": "tsvm", "scales": [1.0]},
+            {"method": "task_arithmetic", "scales": [1.0], "weight_of": "harmless", "weight_grid": [3.0, 2.0]},
+        ],
         "tasks": [
             {"name": "refusal", "limit": 4, "options": {"scorers": ["logprob"]}},
             {"name": "arc_easy", "limit": 4},
@@ -224,12 +250,14 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
         ("task_arithmetic", "task_arithmetic λ=0.5"),
         ("task_arithmetic", "task_arithmetic λ=1"),
         ("tsvm", "tsvm λ=1"),
+        ("task_arithmetic", "task_arithmetic λ=1 w=2,1"),  # the harmless weight's curve, in weight order
+        ("task_arithmetic", "task_arithmetic λ=1 w=3,1"),
     ]
     assert (out / "figures" / "merge_3h.png").stat().st_size > 5000
     con = sqlite3.connect(out / "results.sqlite")
     n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     con.close()
-    assert n == 7 * 12
+    assert n == 9 * 12
     mtimes = {p.parent.name: p.stat().st_mtime_ns for p in (out / "adapters").glob("*/setting.json")}
     assert len(mtimes) == 3  # two specialists and the mixture
     assert main(["--quiet", "merge", str(cfg), "--out", str(out)]) == 0  # resume: nothing retrained or re-scored
@@ -240,7 +268,11 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--quiet", "compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert {m["kind"] for m in res["methods"]} == {"specialist harmless", "specialist honest", "mixture", "task_arithmetic", "tsvm"}
+    weight = "task_arithmetic λ=1 w=·,1 (harmless weight)"
+    assert {m["kind"] for m in res["methods"]} == {"specialist harmless", "specialist honest", "mixture", "task_arithmetic", "tsvm", weight}
+    w = next(m for m in res["methods"] if m["kind"] == weight)  # one curve along the harmless specialist's weight
+    assert w["knob"] == "w(harmless)" and [p["value"] for p in w["points"]] == [None, 2.0, 3.0]
+    assert not w["laws"]["fitted"]  # the base is not at a weight of 0
     assert {m["family"] for m in res["methods"]} == {"fine-tuning", "merging"}
     # --evaluate rebuilds every setting (specialists, mixture, merges over the cached specialists) and scores
     # them on one item list against one base: the same numbers as the folder's own rows
@@ -258,7 +290,9 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
         c["verdict"].endswith(f"4 {c['task']} items") for c in res["contrasts"]["comparisons"] if c["status"] == "ok" and not c["decided"]
     )
     # bad input: one line, exit 2
-    bad = _merge_cfg(d, tmp_path / "bad.yaml", specialists=[{"name": "x", "adapter": str(tmp_path / "missing")}])
+    bad = _merge_cfg(
+        d, tmp_path / "bad.yaml", specialists=[{"name": "x", "adapter": str(tmp_path / "missing")}], merges=[{"method": "tsvm"}]
+    )
     assert main(["--quiet", "merge", str(bad), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a peft adapter folder" in err[0]

@@ -167,7 +167,7 @@ def _legend(ax: Any, styles: dict[str, dict[str, str]]) -> Any:
             handles.append(Line2D([], [], ms=6, mec="k", mew=0.4, **look))
             labels.append(lab)
     handles.append(Line2D([], [], linestyle="none", marker="*", ms=12, color="#bbb", mec="k"))
-    labels.append("utility optimum")
+    labels.append("efficient point (chosen on half the items)")
     ncol = 1 if len(labels) <= 26 else 2
     leg = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, ncol=ncol, handlelength=2.6)
     for i, t in enumerate(leg.get_texts()):
@@ -178,7 +178,7 @@ def _legend(ax: Any, styles: dict[str, dict[str, str]]) -> Any:
 
 def frontier_figure(res: dict[str, Any]) -> bytes:
     """ΔH against ΔB per setting (paired 95% CI bars on both axes), each method's sweep a line in its
-    family's style, its utility optimum a star, the matched-alignment levels (``res["levels"]``, optional)
+    family's style, its efficient point (or utility optimum) a star, the matched-alignment levels (``res["levels"]``, optional)
     dashed grey lines; a second panel with the mean ΔH over the helpfulness tasks every folder measured.
     The legend, outside to the right, groups the methods by family. PNG bytes."""
 
@@ -200,6 +200,6 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
         ax.grid(alpha=0.3)
     _legend(axes[0][-1], styles)
     w = res["helpfulness_weight"]
-    axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = utility optimum, w = {w}; bars: 95% CIs)", fontsize=10)
+    axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = efficient point, w = {w}; bars: 95% CIs)", fontsize=10)
     fig.tight_layout()
     return _png(fig)

@@ -133,6 +133,8 @@ class AlignSetting:
     lr_factor: float = 1.0  # x train.lr (selective defaults to 0.5 through its own setting)
     steps: Optional[int] = None
     label: Optional[str] = None
+    # this setting's α grid (None: the config's ``alphas``; [] none). Evaluation only: not in the training key
+    alphas: Optional[list[float]] = None
 
     def name(self) -> str:
         if self.label:
@@ -174,7 +176,7 @@ class AlignConfig(CommonConfig):
         spec = {k: self.to_dict()[k] for k in ("model", "dtype", "seed", "data", "lora", "train")}
         if s.method != "selective":  # only selective alignment trains on the capability-preservation answers
             spec["data"] = {k: v for k, v in spec["data"].items() if k not in ("n_preserve", "preserve_tokens")}
-        spec["setting"] = dataclasses.asdict(s)
+        spec["setting"] = {k: v for k, v in dataclasses.asdict(s).items() if k != "alphas"}
         spec["quick"] = self.quick
         spec["data_hash"] = data_fingerprint(self.data.pairs)
         spec["trainer_version"] = TRAINED_METHODS[s.method].version if s.method in TRAINED_METHODS else None
@@ -182,6 +184,10 @@ class AlignConfig(CommonConfig):
 
     def training_hash(self, s: AlignSetting) -> str:
         return description_hash(self.training_spec(s), 12)
+
+    def alphas_of(self, s: AlignSetting) -> list[float]:
+        """The α grid evaluated for setting ``s``: its own ``alphas`` when given, else the config's."""
+        return list(self.alphas if s.alphas is None else s.alphas)
 
     def eval_hash(self) -> str:
         """The run's evaluation scope: what every row shares (tasks and their items, seed, model, dtype)."""
@@ -198,6 +204,9 @@ class AlignConfig(CommonConfig):
         d["train"]["batch_size"] = min(d["train"]["batch_size"], 4)
         d["settings"] = d["settings"][:2]
         d["alphas"] = d["alphas"][:1]
+        for st in d["settings"]:
+            if st.get("alphas"):
+                st["alphas"] = st["alphas"][:1]
         return align_from_dict(d)
 
 
@@ -233,6 +242,8 @@ def _check_setting(i: int, s: AlignSetting) -> None:
         raise ConfigError(f"settings[{i}].lr_factor: {s.lr_factor!r} must be positive")
     if s.steps is not None and s.steps < 1:
         raise ConfigError(f"settings[{i}].steps: {s.steps!r} must be a positive integer")
+    if s.alphas is not None:
+        check_alphas(s.alphas, f"settings[{i}].alphas")
 
 
 def align_from_dict(d: dict[str, Any]) -> AlignConfig:
@@ -626,8 +637,8 @@ def run_align(cfg: AlignConfig, out: str | Path, *, progress: bool = True) -> di
             iv = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s))
             order.append(order_entry(iv, run_id))
             S.evaluate(iv)
-            if cfg.alphas:  # the adapter's α curve, every α in one batched evaluation
-                sweep = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s), scales=tuple(cfg.alphas))
+            if alphas := cfg.alphas_of(s):  # the adapter's α curve, every α in one batched evaluation
+                sweep = AdapterIntervention(path, s.method, s.name(), cfg.training_spec(s), scales=tuple(alphas))
                 order.append(alpha_entry(sweep, run_id, s.name()))
                 S.evaluate(sweep)
     resolved = {"run_id": run_id, "config": cfg.to_dict(), "kind": "align", "order": order}

@@ -188,9 +188,45 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _training_curves(summary: dict[str, Any], al: str, he: str) -> list[list[tuple[float, float]]]:
+    """(ΔB, ΔH) lines of an align run's training knobs: DPO over β and each regularized DPO over λ, from the
+    base (β, λ → ∞) outwards; regularized DPO's line ends at DPO at its β (λ = 0). Settings with their own
+    labels carry no parsable knob and are left out."""
+
+    def knob(name: str, key: str) -> float | None:
+        got = [t.split("=", 1)[1] for t in name.split() if t.startswith(key + "=")]
+        try:
+            return float(got[0]) if got else None
+        except ValueError:
+            return None
+
+    pts: dict[str, dict[float, tuple[float, float]]] = {}
+    dpo: dict[float, tuple[float, float]] = {}
+    for row in summary["settings"]:
+        a, b = row["tasks"].get(al) or {}, row["tasks"].get(he) or {}
+        if "knob" in row or a.get("delta") is None or b.get("delta") is None:
+            continue
+        beta, lam = knob(row["setting"], "beta"), knob(row["setting"], "lam")
+        if row["method"] == "dpo" and beta is not None:
+            dpo[beta] = (a["delta"], b["delta"])
+        elif row["method"] == "dpo_reg" and beta is not None and lam is not None:
+            pts.setdefault(f"{beta:g}", {})[lam] = (a["delta"], b["delta"])
+    lines = []
+    if len(dpo) >= 2:
+        lines.append([(0.0, 0.0), *(dpo[k] for k in sorted(dpo, reverse=True))])
+    for beta, by_lam in pts.items():
+        line = [(0.0, 0.0), *(by_lam[k] for k in sorted(by_lam, reverse=True))]
+        if float(beta) in dpo:
+            line.append(dpo[float(beta)])
+        if len(line) >= 3:
+            lines.append(line)
+    return lines
+
+
 def align_figure(summary: dict[str, Any]) -> bytes:
     """ΔH (each helpfulness benchmark) against ΔB (the first alignment entry), one point per setting
-    with paired 95% CI bars, one marker per method; each adapter's α curve (base → α → adapter) as a thin line."""
+    with paired 95% CI bars, one marker per method; each adapter's α curve (base → α → adapter) as a thin line,
+    the β and λ curves dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,6 +260,8 @@ def align_figure(summary: dict[str, Any]) -> bytes:
             pts.append((1.0, par["tasks"][al[0]]["delta"], par["tasks"][h]["delta"]))
             pts.sort()
             ax.plot([p[1] for p in pts], [p[2] for p in pts], "-", marker=".", color=colour[of], lw=1, alpha=0.7)
+        for line in _training_curves(summary, al[0], h):  # β and λ curves, from the base outwards
+            ax.plot([p[0] for p in line], [p[1] for p in line], "--", color="#555", lw=0.9, alpha=0.8, zorder=0)
         ax.axhline(0, color="#999", lw=0.8)
         ax.axvline(0, color="#999", lw=0.8)
         ax.set_xlabel(f"ΔB ({al[0]})")

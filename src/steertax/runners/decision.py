@@ -150,6 +150,43 @@ def _knob_of(kind: str, run: str, cfg: dict[str, Any], name: str) -> tuple[str, 
     return "setting", None
 
 
+def _end_lambda_curves_at_dpo(groups: dict[str, FamilySource]) -> None:
+    """Regularized DPO at λ = 0 is DPO at its β (bit for bit, a test): each λ curve ends at that DPO setting."""
+    dpo = groups.get("dpo")
+    for g in groups.values():
+        if dpo is not None and g.knob == "λ" and g.name.startswith("dpo_reg beta="):
+            end = next((st for st in dpo.settings if st.name == f"dpo {g.name.split()[1]}"), None)
+            if end is not None:
+                g.settings.append(Setting(end.name, 0.0, end.store, end.key, end.strength))
+
+
+def _sweep_family(groups: dict[str, FamilySource], e: dict[str, Any], store: Path, by_name: dict[str, Any], d: Path) -> bool:
+    """Put an ``order`` line of a knob sweep (an adapter's α, a merge's λ grid, one point of a weight curve)
+    into its family; False for any other line."""
+    if e.get("knob") == "alpha":  # an adapter's α curve: base (α = 0) → the sweep's rows → the adapter (α = 1)
+        parent = by_name.get(e["of"])
+        fam = f"{e['of']} (α)"
+        g = groups.setdefault(fam, FamilySource(fam, e["method"], "α", [], str(d)))
+        for name, strength in knob_rows(e):
+            g.settings.append(Setting(name, strength, store, e["key"], strength))
+        if parent is not None:
+            g.settings.append(Setting(f"{e['of']} α=1", 1.0, store, parent["key"]))
+        return True
+    if e.get("knob") == "lambda" and e.get("weight"):  # a point of a curve along one specialist's weight
+        w = e["weight"]
+        g = groups.setdefault(w["family"], FamilySource(w["family"], e["method"], f"w({w['of']})", [], str(d)))
+        for name, strength in knob_rows(e):
+            g.settings.append(Setting(name, float(w["value"]), store, e["key"], strength))
+        return True
+    if e.get("knob") == "lambda":  # a merge's λ grid, one batched evaluation
+        fam = " ".join(t for t in e["names"][0].split() if not t.startswith("λ="))
+        g = groups.setdefault(fam, FamilySource(fam, e["method"], "λ", [], str(d)))
+        for name, strength in knob_rows(e):
+            g.settings.append(Setting(name, strength, store, e["key"], strength))
+        return True
+    return False
+
+
 def _read_settings_run(d: Path, run: str, resolved: dict[str, Any]) -> Source:
     cfg = resolved["config"]
     order = resolved.get("order") or []
@@ -171,20 +208,7 @@ def _read_settings_run(d: Path, run: str, resolved: dict[str, Any]) -> Source:
     groups: dict[str, FamilySource] = {}
     by_name = {e["name"]: e for e in order if "knob" not in e}
     for e in order[1:]:
-        if e.get("knob") == "alpha":  # an adapter's α curve: base (α = 0) → the sweep's rows → the adapter (α = 1)
-            parent = by_name.get(e["of"])
-            fam = f"{e['of']} (α)"
-            g = groups.setdefault(fam, FamilySource(fam, e["method"], "α", [], str(d)))
-            for name, strength in knob_rows(e):
-                g.settings.append(Setting(name, strength, store, e["key"], strength))
-            if parent is not None:
-                g.settings.append(Setting(f"{e['of']} α=1", 1.0, store, parent["key"]))
-            continue
-        if e.get("knob") == "lambda":  # a merge's λ grid, one batched evaluation
-            fam = " ".join(t for t in e["names"][0].split() if not t.startswith("λ="))
-            g = groups.setdefault(fam, FamilySource(fam, e["method"], "λ", [], str(d)))
-            for name, strength in knob_rows(e):
-                g.settings.append(Setting(name, strength, store, e["key"], strength))
+        if _sweep_family(groups, e, store, by_name, d):
             continue
         method, name = e["method"], e["name"]
         knob, value = _knob_of(method, run, cfg, name)
@@ -198,6 +222,8 @@ def _read_settings_run(d: Path, run: str, resolved: dict[str, Any]) -> Source:
             fam = method
         g = groups.setdefault(fam, FamilySource(fam, method, knob, [], str(d)))
         g.settings.append(Setting(name, value, store, e["key"]))
+    if run == "align":
+        _end_lambda_curves_at_dpo(groups)
     for g in groups.values():
         # knob order from the base outwards: β and λ shrink away from the base (β, λ → ∞ is the base), scales grow
         rev = g.knob in ("β",) or (g.knob == "λ" and run == "align")
@@ -496,23 +522,41 @@ def _default_pairs(fams: Sequence[Family]) -> list[tuple[str, str]]:
 
 
 SCALE_KNOBS = ("α", "λ", "r")  # knobs whose value 0 is the base (steering's r, an adapter's α, a merge's λ)
+# knobs whose base is at ∞ (DPO's β, regularized DPO's λ): the KL-regularized optimum tilts the base by r/β and
+# an ℓ2 penalty λ·‖Δ‖² shrinks the step as 1/λ, so their laws are fitted along 1/knob, the base at 0
+INVERSE_KNOBS = ("β", "λ")
+
+
+def _law_axis(fam: Family) -> tuple[str, list[float], list[int]] | str:
+    """The axis a family's laws are fitted along: (knob name, values, the settings' indices), or why none."""
+    vals = fam.values
+    if not vals or any(v is None for v in vals):
+        return f"knob {fam.knob} has settings without a value: no law along it is fitted"
+    v = [float(x) for x in vals if x is not None]
+    if fam.knob in SCALE_KNOBS and v == sorted(v) and v[0] > 0:
+        return fam.knob, v, list(range(len(v)))
+    if fam.knob in INVERSE_KNOBS and v == sorted(v, reverse=True) and v[0] > 0:  # from the base (∞) outwards
+        keep = [j for j, x in enumerate(v) if x > 0]  # regularized DPO's λ = 0 end (DPO itself) is 1/λ = ∞
+        return f"1/{fam.knob}", [1.0 / v[j] for j in keep], keep
+    return f"knob {fam.knob} does not start at the base: no law along it is fitted"
 
 
 def knob_laws(base: dict[str, np.ndarray], fam: Family, axes: dict[str, str], *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """The study's laws along a family's scale knob (the base at 0, then its settings): every candidate law
-    by AICc and the paper's local test (alignment linear, helpfulness quadratic near 0), per task. Knobs that
-    do not start at the base (β, regularized DPO's λ: the base is at ∞) and families of fewer than 3 settings
-    are not fitted (the reason is returned)."""
-    vals = [v for v in fam.values if v is not None]
-    if fam.knob not in SCALE_KNOBS or len(vals) != len(fam.values) or vals != sorted(vals) or not vals or vals[0] <= 0:
-        return {"fitted": False, "reason": f"knob {fam.knob} does not start at the base (0): no law along it is fitted"}
+    """The study's laws along a family's knob (the base at 0, then its settings): every candidate law by AICc
+    and the paper's local test (alignment linear, helpfulness quadratic near 0), per task. Scale knobs (r, α, a
+    merge's λ) are fitted as they are; β and regularized DPO's λ (the base at ∞) along 1/β and 1/λ. Other knobs
+    and families of fewer than 3 settings are not fitted (the reason is returned)."""
+    axis_of = _law_axis(fam)
+    if isinstance(axis_of, str):
+        return {"fitted": False, "reason": axis_of}
+    knob, vals, idx = axis_of
     if len(vals) < 3:
         return {"fitted": False, "reason": f"{len(vals)} settings: a law needs at least 3 besides the base"}
-    out: dict[str, Any] = {"fitted": True, "knob": fam.knob}
+    out: dict[str, Any] = {"fitted": True, "knob": knob}
     for t, axis in axes.items():
         b = np.asarray(base[t], dtype=float)
         recs = [{"strength": 0.0, "item": str(i), "y": float(y)} for i, y in enumerate(b)]
-        for v, row in zip(vals, fam.scores[t], strict=True):
+        for v, row in zip(vals, np.asarray(fam.scores[t])[idx], strict=True):
             recs += [{"strength": float(v), "item": str(i), "y": float(y)} for i, y in enumerate(row) if np.isfinite(y)]
         fit = fit_task(recs, "y", axis, n_boot=n_boot, seed=seed)
         test = fit.get("paper_law_test") or {}
@@ -521,7 +565,7 @@ def knob_laws(base: dict[str, np.ndarray], fam: Family, axes: dict[str, str], *,
             "law": fit.get("law"),
             "adequate": (fit.get("selection") or {}).get("adequate"),
             "holds": test.get("holds"),
-            "verdict": verdict.replace("|r|", f"|{fam.knob}|").replace("r = 0", f"{fam.knob} = 0"),
+            "verdict": verdict.replace("|r|", f"|{knob}|").replace("r = 0", f"{knob} = 0"),
         }
     return out
 
@@ -555,6 +599,18 @@ def _figure_methods(
         u = w * best["tasks"][he]["delta"] + (1 - w) * best["tasks"][al]["delta"]
         methods.append({"kind": f.name, "family": f.group, "knob": f.knob, "points": pts, "optimum": {"setting": best["setting"], "U": u}})
     return methods
+
+
+def _star_the_efficient_point(m: dict[str, Any]) -> None:
+    """The figure's star: the point chosen on the validation half (the all-items optimum kept beside it)."""
+    if m["efficient"].get("setting") is not None:
+        held = m["efficient"]["held_out"]["U"]["estimate"]
+        m["optimum"] = {
+            "setting": m["efficient"]["setting"],
+            "U": held,
+            "chosen_on": "validation half (U held-out)",
+            "all_items": m["optimum"],
+        }
 
 
 def _analyze(
@@ -619,6 +675,7 @@ def _analyze(
             m["efficient"] = efficient_point(base, f, alignment, helpfulness, helpfulness_weight, validation, n_boot=n_boot, seed=seed)
         except ValueError as e:
             m["efficient"] = {"setting": None, "reason": str(e)}
+        _star_the_efficient_point(m)
     table = []
     for m in methods:
         for p in m["points"][1:]:
@@ -869,16 +926,18 @@ def _laws_md(res: dict[str, Any], al: str, he: str) -> list[str]:
         lines += [
             "## The paper's laws along each knob",
             "",
-            "The study's candidate laws (AICc) and local test, fitted along each scale knob from the base (0): "
-            "does alignment rise linearly and helpfulness fall quadratically near 0?",
+            "The study's candidate laws (AICc) and local test, fitted along each knob from the base (0): r, α and a "
+            "merge's λ as they are; DPO's β and regularized DPO's λ along 1/β and 1/λ (their base is at ∞; the "
+            "KL-regularized optimum tilts the base by reward/β). Does alignment rise linearly and helpfulness fall "
+            "quadratically near 0?",
             "",
-            "| method | knob | task | selected law | paper's local law | verdict |",
+            "| method | law axis | task | selected law | paper's local law | verdict |",
             "|---|---|---|---|---|---|",
         ]
         for m in fitted:
             for t in (al, he):
                 L = m["laws"].get(t) or {}
                 holds = {True: "holds", False: "does not hold", None: "can't tell"}[L.get("holds")]
-                lines.append(f"| {m['kind']} | {m['knob']} | {t} | {L.get('law') or '—'} | {holds} | {L.get('verdict', '')} |")
+                lines.append(f"| {m['kind']} | {m['laws']['knob']} | {t} | {L.get('law') or '—'} | {holds} | {L.get('verdict', '')} |")
         lines.append("")
     return lines

@@ -139,6 +139,7 @@ class SpecialistConfig:
     adapter: Optional[str] = None
     model: Optional[str] = None
     beta: float = 0.1
+    alphas: Optional[list[float]] = None  # this specialist's α grid (None: the config's ``alphas``; [] none)
 
 
 @dataclass
@@ -154,6 +155,10 @@ class MergeSpec:
     outlier_m: float = 5.0  # rtsvm
     energy: float = 0.9  # rtsvm
     label: Optional[str] = None
+    # a curve along one specialist's weight: one merge per value of ``weight_grid`` (the specialist
+    # ``weight_of`` gets it, the others keep ``weights`` or 1); expanded when the config loads
+    weight_grid: Optional[list[float]] = None
+    weight_of: Optional[str] = None
 
     def series(self) -> str:
         """The spec without its scale: one line of the 3H figure, and its settings' names."""
@@ -198,6 +203,9 @@ class MergeConfig(CommonConfig):
         reuses old rows, and adding a merge spec reuses the rest."""
         d = self.to_dict()
         spec = {k: d[k] for k in ("tasks", "seed", "model", "dtype", "quick", "n_pairs", "lora", "train", "specialists", "mixture")}
+        spec["specialists"] = [
+            {k: v for k, v in sp.items() if k != "alphas"} for sp in spec["specialists"]
+        ]  # α grids add rows, change none
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def training_hash(self, name: str, data: Any) -> str:
@@ -233,8 +241,12 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
             )
         if s.data is not None and s.data not in SPECIALIST_DATA and not str(s.data).endswith(".jsonl"):
             raise ConfigError(f"specialists[{i}].data: {s.data!r} is not one of {SPECIALIST_DATA} or a .jsonl file")
+    cfg.merges = _expand_weight_grids(cfg)
     _check_merges(cfg)
     check_alphas(cfg.alphas)
+    for i, s in enumerate(cfg.specialists):
+        if s.alphas is not None:
+            check_alphas(s.alphas, f"specialists[{i}].alphas")
     if cfg.mixture and any(s.data is not None for s in cfg.specialists) and cfg.resolved_mixture_beta() is None:
         betas = {s.name: s.beta for s in cfg.specialists if s.data is not None}
         raise ConfigError(f"mixture_beta: the specialists are trained with different β {betas}: set the mixture's β (mixture_beta: 0.1)")
@@ -242,6 +254,33 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
         raise ConfigError(f"mixture_beta: {cfg.mixture_beta} must be a positive number")
     cfg.check_common()
     return cfg
+
+
+def _expand_weight_grids(cfg: MergeConfig) -> list[MergeSpec]:
+    """Each spec with a ``weight_grid`` becomes one spec per value (the weight curve's points, each keeping
+    ``weight_of`` so the run's order names the curve); the others are kept as they are."""
+    names = [s.name for s in cfg.specialists]
+    out: list[MergeSpec] = []
+    for i, m in enumerate(cfg.merges):
+        if m.weight_grid is None:
+            if m.weight_of is not None and m.weights is None:
+                raise ConfigError(f"merges[{i}].weight_of: {m.weight_of!r} without weight_grid: give weight_grid, e.g. [1.5, 2, 3]")
+            out.append(m)
+            continue
+        if m.weight_of not in names:
+            raise ConfigError(
+                f"merges[{i}].weight_of: {m.weight_of!r} is not a specialist ({', '.join(names)}): name the one whose weight the grid sets"
+            )
+        grid = [float(w) for w in m.weight_grid]
+        if len(grid) < 2 or len(set(grid)) != len(grid) or not all(math.isfinite(w) and w >= 0 for w in grid):
+            raise ConfigError(f"merges[{i}].weight_grid: {m.weight_grid} must be at least two distinct finite weights ≥ 0")
+        j = names.index(m.weight_of)
+        for w in sorted(grid):
+            weights = list(m.weights or [1.0] * len(names))
+            if len(weights) == len(names):
+                weights[j] = w
+            out.append(dataclasses.replace(m, weights=weights, weight_grid=None))
+    return out
 
 
 def _check_merges(cfg: MergeConfig) -> None:
@@ -458,26 +497,24 @@ def merge_interventions(
     common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
     ivs: list[Intervention] = [BaseIntervention()]
     sweeps: list[Intervention] = []  # the α curve of every specialist and the mixture (one batched evaluation each)
-    alphas = tuple(cfg.alphas)
     of: dict[int, str] = {}
     for s in cfg.specialists:
+        alphas = tuple(cfg.alphas if s.alphas is None else s.alphas)
         if s.name in full:
             spec = {"model": s.model, "dtype": cfg.dtype, "deltas": deltas_hash(full[s.name])}
             ivs.append(MergedIntervention(full[s.name], 1.0, "specialist", s.name, spec))
             if alphas:
                 sweeps.append(MergedIntervention(full[s.name], 1.0, "specialist", f"{s.name} (α)", spec, scales=alphas))
         else:
-            ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}))
+            ivs.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": _spec_of(s)}))
             if alphas:
-                sweeps.append(
-                    AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": dataclasses.asdict(s)}, alphas)
-                )
+                sweeps.append(AdapterIntervention(paths[s.name], "specialist", s.name, {**common, "specialist": _spec_of(s)}, alphas))
         if alphas:
             of[id(sweeps[-1])] = s.name
     if mixture is not None:
-        mix_spec = {**common, "specialists": [dataclasses.asdict(s) for s in cfg.specialists], "beta": cfg.resolved_mixture_beta()}
+        mix_spec = {**common, "specialists": [_spec_of(s) for s in cfg.specialists], "beta": cfg.resolved_mixture_beta()}
         ivs.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec))
-        if alphas:
+        if alphas := tuple(cfg.alphas):
             sweeps.append(AdapterIntervention(mixture, "mixture", "mixture", mix_spec, alphas))
             of[id(sweeps[-1])] = "mixture"
     spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
@@ -494,7 +531,17 @@ def merge_interventions(
             return alpha_entry(iv, run_id, of[id(iv)])
         if id(iv) in specs:
             m = specs[id(iv)]
-            return {**order_entry(iv, run_id), "knob": "lambda", "values": list(m.scales), "names": [m.name(lam) for lam in m.scales]}
+            line = {**order_entry(iv, run_id), "knob": "lambda", "values": list(m.scales), "names": [m.name(lam) for lam in m.scales]}
+            if m.weight_of is not None and m.weights is not None:  # a point of a curve along one specialist's weight
+                j = names.index(m.weight_of)
+                rest = ",".join("·" if k == j else f"{w:g}" for k, w in enumerate(m.weights))
+                scale = ",".join(f"{lam:g}" for lam in m.scales)
+                line["weight"] = {
+                    "of": m.weight_of,
+                    "value": m.weights[j],
+                    "family": f"{m.label or m.method} λ={scale} w={rest} ({m.weight_of} weight)",
+                }
+            return line
         return order_entry(iv, run_id)
 
     cache: dict[str, dict[str, torch.Tensor]] = {}
@@ -517,6 +564,11 @@ def merge_interventions(
         miv.deltas = cache[key]
 
     return ivs + sweeps, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full, "entry": entry}
+
+
+def _spec_of(s: SpecialistConfig) -> dict[str, Any]:
+    """A specialist's part of a key: its training inputs (its α grid changes no row, so it is left out)."""
+    return {k: v for k, v in dataclasses.asdict(s).items() if k != "alphas"}
 
 
 def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], seed: int) -> dict[str, Any]:
@@ -549,7 +601,8 @@ def _axes_3h(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 def three_h_figure(summary: dict[str, Any]) -> bytes:
     """One panel per 3H axis: the change from the base (paired 95% CI) for every setting, merge methods
-    as lines over their scale λ, the specialists and the data mixture as labelled reference points."""
+    as lines over their scale λ, an adapter's α curve (the mixture's, by default) on the same scale axis, the
+    specialists and the data mixture as labelled reference lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -575,6 +628,18 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
                 [(p[1].get("delta_ci95") or [y, y])[1] - y for y, p in zip(ys, pts, strict=True)],
             ]
             ax.errorbar([p[0] for p in pts], ys, yerr=err, fmt="o-", capsize=2, ms=4, lw=1, label=m)
+        for k, (of, pts) in enumerate(_alpha_curves(rows, name).items()):
+            ax.errorbar(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                yerr=[[p[2] for p in pts], [p[3] for p in pts]],
+                fmt="s--",
+                capsize=2,
+                ms=4,
+                lw=1,
+                color=f"C{len(methods) + 4 + k}",
+                label=f"{of} (α)",
+            )
         for k, r in enumerate(x for x in rows if x["method"] in ("specialist", "mixture") and "knob" not in x):
             c = r["tasks"].get(name) or {}
             if c.get("delta") is None:
@@ -587,7 +652,7 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
                 label=f"{r['setting']} ({r['method']})",
             )
         ax.axhline(0, color="#999", lw=0.8)
-        ax.set_xlabel("merge scale λ")
+        ax.set_xlabel("scale: merge λ, adapter α")
         ax.set_ylabel(f"Δ {label}")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
@@ -595,6 +660,22 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
     fig.suptitle(f"{summary['model']}: merging specialists vs the data mixture (change from the base, 95% CI)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def _alpha_curves(rows: Sequence[dict[str, Any]], task: str) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Each swept adapter's α curve on one axis: (α, Δ, lower and upper CI arm), from the base (α = 0) to the
+    adapter (α = 1)."""
+    curves: dict[str, list[tuple[float, float, float, float]]] = {}
+    swept = {(r.get("knob") or {}).get("of") for r in rows if r.get("knob")}
+    for r in rows:
+        c = r["tasks"].get(task) or {}
+        kn = r.get("knob") or {}
+        of = kn.get("of") if kn else (r["setting"] if r["setting"] in swept else None)
+        if of is None or c.get("delta") is None or r["method"] not in ("specialist", "mixture"):
+            continue
+        lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
+        curves.setdefault(of, [(0.0, 0.0, 0.0, 0.0)]).append((float(kn.get("value", 1.0)), c["delta"], c["delta"] - lo, hi - c["delta"]))
+    return {of: sorted(pts) for of, pts in curves.items() if len(pts) >= 3}
 
 
 def _series(setting: str) -> str:
