@@ -529,3 +529,22 @@ def _prompts(n):
     from steertax.interventions.steering.pairs import harmless_instructions
 
     return _r.Random(1).sample(harmless_instructions("train"), n)
+
+
+def test_the_align_figure_draws_the_beta_and_lambda_curves_from_the_base():
+    """DPO's points joined in β order from the base (β → ∞) down, and regularized DPO's in λ order ending at
+    DPO at its β (λ = 0); a labelled setting has no parsable knob and stays a point."""
+    from steertax.runners.compare import _training_curves
+
+    def row(method, setting, b, h):
+        return {"method": method, "setting": setting, "tasks": {"B": {"delta": b}, "H": {"delta": h}}}
+
+    summary = {"settings": [
+        row("base", "base", 0.0, 0.0), row("dpo", "dpo beta=0.1", 1.7, -0.1), row("dpo", "dpo beta=1", 1.5, -0.05),
+        row("dpo_reg", "dpo_reg beta=0.1 lam=1", 0.9, -0.01), row("dpo_reg", "dpo_reg beta=0.1 lam=0.1", 1.6, -0.08),
+        row("dpo", "mine", 0.3, 0.0), {**row("dpo", "dpo beta=0.1 α=0.5", 1.0, 0.0), "knob": {"name": "α"}},
+    ]}
+    assert _training_curves(summary, "B", "H") == [
+        [(0.0, 0.0), (1.5, -0.05), (1.7, -0.1)],
+        [(0.0, 0.0), (0.9, -0.01), (1.6, -0.08), (1.7, -0.1)],
+    ]

@@ -305,6 +305,7 @@ def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
     cfg = load_merge_config(None).to_dict()
     cfg["specialists"] = cfg["specialists"][:2]
     cfg["merges"] = [{"method": "ties", "scales": [1.0], "density": 0.5}, {"method": "rtsvm", "scales": [1.0]}]
+    cfg["alphas"] = []  # one short run: no α curve
     cfg = merge_from_dict(cfg).quick_version()
     s = run_merge(cfg, tmp_path / "m", progress=False)
     methods = [r["method"] for r in s["settings"]]

@@ -214,10 +214,10 @@ def _training_curves(summary: dict[str, Any], al: str, he: str) -> list[list[tup
     lines = []
     if len(dpo) >= 2:
         lines.append([(0.0, 0.0), *(dpo[k] for k in sorted(dpo, reverse=True))])
-    for beta, by_lam in pts.items():
+    for beta_s, by_lam in pts.items():
         line = [(0.0, 0.0), *(by_lam[k] for k in sorted(by_lam, reverse=True))]
-        if float(beta) in dpo:
-            line.append(dpo[float(beta)])
+        if float(beta_s) in dpo:
+            line.append(dpo[float(beta_s)])
         if len(line) >= 3:
             lines.append(line)
     return lines
@@ -241,6 +241,7 @@ def align_figure(summary: dict[str, Any]) -> bytes:
             ax.text(0.5, 0.5, "needs an alignment and a helpfulness task", ha="center", transform=ax.transAxes)
             continue
         colour: dict[str, Any] = {}
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # a distinct colour for each of up to 20 settings
         for row in summary["settings"]:
             a, b = row["tasks"][al[0]], row["tasks"][h]
             if a["delta"] is None or b["delta"] is None or "knob" in row:

@@ -628,16 +628,16 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
                 [(p[1].get("delta_ci95") or [y, y])[1] - y for y, p in zip(ys, pts, strict=True)],
             ]
             ax.errorbar([p[0] for p in pts], ys, yerr=err, fmt="o-", capsize=2, ms=4, lw=1, label=m)
-        for k, (of, pts) in enumerate(_alpha_curves(rows, name).items()):
+        for k, (of, curve) in enumerate(_alpha_curves(rows, name).items()):
             ax.errorbar(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                yerr=[[p[2] for p in pts], [p[3] for p in pts]],
+                [p[0] for p in curve],
+                [p[1] for p in curve],
+                yerr=[[p[2] for p in curve], [p[3] for p in curve]],
                 fmt="s--",
                 capsize=2,
                 ms=4,
                 lw=1,
-                color=f"C{len(methods) + 4 + k}",
+                color=("k", "#666", "#aaa")[k % 3],  # the α curves in greys: no clash with the merge lines' colours
                 label=f"{of} (α)",
             )
         for k, r in enumerate(x for x in rows if x["method"] in ("specialist", "mixture") and "knob" not in x):
