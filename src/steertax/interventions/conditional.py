@@ -200,7 +200,7 @@ class Condition:
                 f"{path} has no steertax condition metadata: is it a steering vector? A condition is written by fit_condition"
             )
         m = json.loads(meta_s)
-        return cls(
+        cond = cls(
             d,
             m["layer"],
             m["threshold"],
@@ -212,6 +212,10 @@ class Condition:
             bool(m.get("chat", True)),
             m.get("score", "cosine"),
         )
+        saved = d.to(torch.float32).reshape(-1)
+        if abs(float(saved.norm()) - 1.0) < 1e-5:  # a saved unit direction loads bit for bit (renormalizing it
+            cond.direction = saved  # again can change its last bits)
+        return cond
 
 
 def check_condition_layer(cond: Condition, steered: Sequence[int]) -> None:
