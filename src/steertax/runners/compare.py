@@ -241,7 +241,7 @@ def align_figure(summary: dict[str, Any]) -> bytes:
             ax.text(0.5, 0.5, "needs an alignment and a helpfulness task", ha="center", transform=ax.transAxes)
             continue
         colour: dict[str, Any] = {}
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # a distinct colour for each of up to 20 settings
+        ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # a distinct colour for each of up to 20 settings
         for row in summary["settings"]:
             a, b = row["tasks"][al[0]], row["tasks"][h]
             if a["delta"] is None or b["delta"] is None or "knob" in row:
