@@ -47,7 +47,9 @@ def test_identities_on_smollm2(smol, refusal_vec):
         for k, s in enumerate(K.tolist()):
             with st.steer(model, refusal_vec, s):
                 seq = forward(model, ids, mask).logits
-            assert (batched[k::len(K)] - seq).abs().max() <= 1e-5, s
+            # float32 rounding through 30 blocks at another batch shape (BLAS picks its kernels by shape): up to
+            # ~2e-5 of the logits' scale on this machine; a row steered at a wrong strength differs by far more
+            assert (batched[k::len(K)] - seq).abs().max() <= 1e-4 * float(seq.abs().max()), s
         with st.steer(model, refusal_vec, 8.0):
             a = forward(model, ids, mask).logits
         with st.steer(model, -refusal_vec, -8.0):
