@@ -203,9 +203,7 @@ class MergeConfig(CommonConfig):
         reuses old rows, and adding a merge spec reuses the rest."""
         d = self.to_dict()
         spec = {k: d[k] for k in ("tasks", "seed", "model", "dtype", "quick", "n_pairs", "lora", "train", "specialists", "mixture")}
-        spec["specialists"] = [
-            {k: v for k, v in sp.items() if k != "alphas"} for sp in spec["specialists"]
-        ]  # α grids add rows, change none
+        spec["specialists"] = [_spec_of(sp) for sp in self.specialists]  # α grids add rows, change none
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def training_hash(self, name: str, data: Any) -> str:
