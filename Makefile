@@ -17,7 +17,7 @@ OUT    ?= runs/default
 CONFIG ?=
 RUNFLAGS ?=
 
-.PHONY: install browser test test-fast test-latest test-vllm vllm lint lock run bench clean
+.PHONY: install browser test test-fast test-latest test-vllm vllm lint docs lock run bench clean
 
 # Locked install: exactly the versions of requirements/lock.txt (all hash-checked; the lock is complete, so
 # --no-deps), then torch (TORCH_SPEC; torch is not in the lock, so a GPU user can pass a CUDA build; its own
@@ -42,7 +42,7 @@ browser:
 		echo "could not install chromium: the report's browser test will be skipped"; \
 	else echo "no chromium and no root apt: the report's browser test will be skipped"; fi; }
 
-test: install browser lint
+test: install browser lint docs
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -54,7 +54,16 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src
 	$(PY) requirements/check_imports.py src/steertax
+	$(PY) requirements/check_layers.py --require-layers src/steertax
 	$(VENV)/bin/mypy src
+
+# The documentation site (mkdocs.yml: docs/, the API reference from the docstrings by mkdocstrings, the worked
+# examples of docs/extending.md included from tests/test_extending.py) into site/; --strict makes every warning
+# (a broken link or anchor, a page left out of the nav, a missing snippet) an error. Not --quiet: mkdocs 1.6 then
+# drops the warnings before --strict counts them. NO_MKDOCS_2_WARNING silences mkdocs-material's banner. Part of
+# `make test`, hence CI.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Early warning: the fast tests against the newest releases (transformers above all), unlocked, in .venv-latest,
 # so that an API change upstream is caught the day it ships without touching the locked .venv. torch stays the
@@ -134,4 +143,4 @@ test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(LATEST_VENV) $(LOCK_VENV) $(VLLM_VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(LATEST_VENV) $(LOCK_VENV) $(VLLM_VENV) build site *.egg-info src/*.egg-info

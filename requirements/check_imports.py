@@ -7,6 +7,8 @@ module, or a module importing itself, is reported with its cycle. Importing a pa
 ``__init__``, so ``from .a.b import c`` is an edge to ``a`` and to ``a.b`` (but a submodule's import of a
 sibling is no edge to its own package, which is already being imported).
 
+The order of the layers and private names across modules are requirements/check_layers.py's job.
+
 Function-level imports are ruff's job (PLC0415, with the heavy optional dependencies listed under
 ``banned-module-level-imports`` in pyproject.toml and the CLI entry point allowed per file).
 

@@ -55,7 +55,7 @@ def _logits(model, tok, text="Tell me how to pick a lock."):
 def test_dpo_steps_lower_the_loss_and_raise_the_margin(rows, tmp_path):
     model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    info = train_setting(model, tok, AlignSetting("dpo", beta=0.5), rows, tmp_path / "a", lora=LORA,
+    info = train_setting(model, tok, AlignSetting.of("dpo", beta=0.5), rows, tmp_path / "a", lora=LORA,
                          train=TrainSettings(steps=12, lr=2e-2, batch_size=8, max_length=96, warmup_steps=0), progress=False)
     h = info["history"]
     assert len(h) == 12 and h[-1]["loss"] < h[0]["loss"]
@@ -70,8 +70,8 @@ def test_dpo_steps_lower_the_loss_and_raise_the_margin(rows, tmp_path):
 def test_regularizer_huge_lambda_stays_at_the_base_and_zero_is_dpo(rows, tmp_path):
     tok = make_tokenizer()
     runs = {}
-    for name, s in {"dpo": AlignSetting("dpo", beta=0.1), "reg0": AlignSetting("dpo_reg", beta=0.1, lam=0.0),
-                    "reg_huge": AlignSetting("dpo_reg", beta=0.1, lam=1e4)}.items():
+    for name, s in {"dpo": AlignSetting.of("dpo", beta=0.1), "reg0": AlignSetting.of("dpo_reg", beta=0.1, lam=0.0),
+                    "reg_huge": AlignSetting.of("dpo_reg", beta=0.1, lam=1e4)}.items():
         model = tiny_model("llama", n_layers=2, seed=1)
         runs[name] = train_setting(model, tok, s, rows, tmp_path / name, lora=LORA, train=TRAIN, seed=3, progress=False)
     a, b = _adapter_tensors(tmp_path / "dpo"), _adapter_tensors(tmp_path / "reg0")
@@ -94,7 +94,7 @@ def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
     adapter switched off), not with itself: KL equals the directly computed KL(adapter || base)."""
     tok = make_tokenizer()
     model = tiny_model("llama", n_layers=2, seed=1)
-    train_setting(model, tok, AlignSetting("dpo", beta=0.5), rows, tmp_path / "a", lora=LORA,
+    train_setting(model, tok, AlignSetting.of("dpo", beta=0.5), rows, tmp_path / "a", lora=LORA,
                   train=TrainSettings(steps=6, lr=5e-2, batch_size=4, max_length=96, warmup_steps=0), progress=False)
     task = st.tasks.get("drift", max_answer_tokens=6)
     items = task.items(3, 0)
@@ -126,7 +126,7 @@ def test_drift_of_an_adapter_is_measured_against_the_base(rows, tmp_path):
 def test_lora_delta_norm_is_the_weight_delta(tmp_path):
     from peft import LoraConfig
 
-    from steertax.runners.align import lora_model
+    from steertax.training import lora_model
 
     model = lora_model(tiny_model("llama", n_layers=2), LoraConfig(r=3, lora_alpha=6, target_modules=["q_proj"]))
     total = 0.0
@@ -141,7 +141,7 @@ def test_lora_delta_norm_is_the_weight_delta(tmp_path):
 def test_sft_and_selective_train(rows, tmp_path):
     model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
     sft_rows = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in rows]
-    info = train_setting(model, tok, AlignSetting("sft"), sft_rows, tmp_path / "sft", lora=LORA, train=TRAIN, progress=False)
+    info = train_setting(model, tok, AlignSetting.of("sft"), sft_rows, tmp_path / "sft", lora=LORA, train=TRAIN, progress=False)
     assert info["history"][-1]["loss"] < info["history"][0]["loss"]
 
 
@@ -286,7 +286,7 @@ def test_bad_inputs_are_one_line(tiny_dir, tmp_path, capsys):
 
 def test_adapter_for_another_base_is_refused(rows, tmp_path):
     tok = make_tokenizer()
-    train_setting(tiny_model("llama", n_layers=2, seed=1), tok, AlignSetting("dpo"), rows, tmp_path / "a", lora=LORA,
+    train_setting(tiny_model("llama", n_layers=2, seed=1), tok, AlignSetting.of("dpo"), rows, tmp_path / "a", lora=LORA,
                   train=TrainSettings(steps=1, batch_size=2, max_length=96, warmup_steps=0), progress=False)
     with pytest.raises(ModelError, match="another base model"):
         check_adapter(tmp_path / "a", tiny_model("gpt2", n_layers=2))
@@ -415,7 +415,7 @@ def test_smollm2_dpo_adapter_refuses_and_its_tax_is_measured(smol, tmp_path):
     task = st.tasks.get("refusal", scorers=["logprob"])
     items = task.items(24, seed=0)
     base_B = st.evaluate(model, tok, task, items=items, progress=False)
-    info = train_setting(model, tok, AlignSetting("dpo", beta=0.1), preference_data("refusal", 64), tmp_path / "ad",
+    info = train_setting(model, tok, AlignSetting.of("dpo", beta=0.1), preference_data("refusal", 64), tmp_path / "ad",
                          train=TrainSettings(steps=8, batch_size=8, max_length=96, warmup_steps=1), progress=False)
     assert info["history"][-1]["loss"] < info["history"][0]["loss"]
     with AdapterIntervention(tmp_path / "ad", "dpo", "beta=0.1").apply(model) as applied:
@@ -483,7 +483,7 @@ def test_compare_refuses_folders_whose_base_rows_differ(align_run, tmp_path, cap
     other = tmp_path / "other"
     shutil.copytree(align_run[1], other)
     con = sqlite3.connect(other / "results.sqlite")
-    base_key = yaml.safe_load((other / "align.resolved.yaml").read_text())["order"][0]["key"]
+    base_key = json.loads((other / "manifest.json").read_text())["base"]["key"]
     rowid, data = con.execute("SELECT rowid, data FROM results WHERE run_id=? AND task='refusal' LIMIT 1", (base_key,)).fetchone()
     d = json.loads(data)
     d["B"] = float(d["B"]) + 0.5
@@ -509,7 +509,7 @@ def test_selective_drops_preservation_answers_cut_at_the_budget():
     """A preservation answer cut at ``preserve_tokens`` would be a chosen answer ending in EOS mid-sentence:
     such answers are dropped and counted, never used."""
     from steertax.generation import generate_detailed
-    from steertax.runners.align import preservation_data
+    from steertax.training.data import preservation_data
 
     tok, model = make_tokenizer(), tiny_model("llama", n_layers=2, seed=1)
     runs = {}
@@ -531,20 +531,29 @@ def _prompts(n):
     return _r.Random(1).sample(harmless_instructions("train"), n)
 
 
-def test_the_align_figure_draws_the_beta_and_lambda_curves_from_the_base():
-    """DPO's points joined in β order from the base (β → ∞) down, and regularized DPO's in λ order ending at
-    DPO at its β (λ = 0); a labelled setting has no parsable knob and stays a point."""
+def test_the_align_figure_draws_the_knob_curves_from_the_manifest():
+    """Each declared curve other than α, in knob order from the base: DPO's points in β order from the base (β → ∞)
+    down, and regularized DPO's in λ order ending at DPO at its β (λ = 0, a point of both curves); a curve that does
+    not start at the base (the flipped fraction f) does not start at (0, 0). No label is read."""
+    from steertax.manifest import ALPHA_KNOB, POINT_KNOB, Family
     from steertax.runners.compare import _training_curves
+    from steertax.training.data_quality import FLIP_KNOB
+    from steertax.training.dpo import BETA_KNOB
+    from steertax.training.dpo_reg import LAMBDA_KNOB
 
-    def row(method, setting, b, h):
-        return {"method": method, "setting": setting, "tasks": {"B": {"delta": b}, "H": {"delta": h}}}
+    def row(label, b, h, **on):
+        return {"method": "m", "setting": label, "on": on, "tasks": {"B": {"delta": b}, "H": {"delta": h}}}
 
-    summary = {"settings": [
-        row("base", "base", 0.0, 0.0), row("dpo", "dpo beta=0.1", 1.7, -0.1), row("dpo", "dpo beta=1", 1.5, -0.05),
-        row("dpo_reg", "dpo_reg beta=0.1 lam=1", 0.9, -0.01), row("dpo_reg", "dpo_reg beta=0.1 lam=0.1", 1.6, -0.08),
-        row("dpo", "mine", 0.3, 0.0), {**row("dpo", "dpo beta=0.1 α=0.5", 1.0, 0.0), "knob": {"name": "α"}},
+    fams = [Family("dpo", "dpo", "fine-tuning", BETA_KNOB), Family("reg", "dpo_reg", "fine-tuning", LAMBDA_KNOB),
+            Family("f", "data_quality", "fine-tuning", FLIP_KNOB), Family("dpo (α)", "dpo", "fine-tuning", ALPHA_KNOB),
+            Family("sft", "sft", "fine-tuning", POINT_KNOB)]
+    summary = {"families": [f.to_dict() for f in fams], "settings": [
+        row("base", 0.0, 0.0), row("a", 1.7, -0.1, dpo=0.1, reg=0.0, f=0.0), row("b", 1.5, -0.05, dpo=1.0),
+        row("c", 0.9, -0.01, reg=1.0), row("d", 1.6, -0.08, reg=0.1), row("e", 1.2, -0.2, f=0.25),
+        row("g", 0.3, 0.0, **{"dpo (α)": 0.5}), row("s", 0.4, 0.0, sft=None),
     ]}
     assert _training_curves(summary, "B", "H") == [
         [(0.0, 0.0), (1.5, -0.05), (1.7, -0.1)],
         [(0.0, 0.0), (0.9, -0.01), (1.6, -0.08), (1.7, -0.1)],
+        [(1.7, -0.1), (1.2, -0.2)],
     ]

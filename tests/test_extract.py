@@ -1,6 +1,8 @@
 """Vector extraction: padding-correct capture, streaming accumulators, RepE parity, methods."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +116,33 @@ def test_extract_bad_input(tok, llama):
         extract_vector(llama, tok, [("only one",)], layers=[1])
     with pytest.raises(DataError, match="shared prompt"):
         extract_vector(llama, tok, [("ab", "cd"), ("ef", "gh")], layers=[1], position="answer_mean", progress=False)
+
+
+def test_the_extraction_methods_are_a_registry(tok, llama):
+    from steertax.config import default_config
+    from steertax.interventions.steering.extraction import EXTRACTION_METHODS, extraction_methods, register_extraction_method
+
+    assert extraction_methods()[:3] == ("pca", "mean_diff", "probe")  # the default first
+    assert all(EXTRACTION_METHODS[m].doc for m in extraction_methods())
+    with pytest.raises(ValueError, match=r"unknown extraction method 'svd': use one of pca, mean_diff, probe") as e:
+        extract_vector(llama, tok, [("a b", "c d"), ("e f", "g h")], layers=[1], method="svd")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="unknown extraction method 'svd'"):
+        LayerAccumulator(8, "svd")
+    with pytest.raises(ValueError, match="registered twice"):
+        register_extraction_method("pca", doc="again")(lambda stats: stats.sum_d)
+    with pytest.raises(ValueError, match="unknown statistic"):
+        register_extraction_method("cubes", doc="x", stats=("ddd",))
+    with pytest.raises(DataError, match="pca needs at least 2 pairs"):
+        acc = LayerAccumulator(4, "pca")
+        acc.update(torch.ones(1, 4), torch.zeros(1, 4), torch.ones(1), torch.ones(1))
+        acc.direction()
+    cfg = default_config()
+    try:  # a method's version names a run folder's cached vector: a fixed method's vector is extracted afresh
+        register_extraction_method("fixed", doc="x", version=2)(lambda stats: stats.sum_d)
+        cfg.vector.method = "fixed"
+        at_2 = cfg.vector_file_name()
+        EXTRACTION_METHODS["fixed"] = dataclasses.replace(EXTRACTION_METHODS["fixed"], version=1)
+        assert cfg.vector_file_name() != at_2
+    finally:
+        EXTRACTION_METHODS.pop("fixed", None)

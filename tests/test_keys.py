@@ -90,9 +90,9 @@ def test_every_training_field_changes_an_adapters_key(tmp_path):
         "model": lambda c: setattr(c, "model", "qwen2.5-coder-0.5b"),
         "dtype": lambda c: setattr(c, "dtype", "bfloat16"),
         "seed": lambda c: setattr(c, "seed", 1),
-        "setting.beta": lambda c: setattr(c.settings[0], "beta", 0.5),
-        "setting.method": lambda c: setattr(c.settings[0], "method", "dpo_reg"),
-        "setting.lam": lambda c: setattr(c.settings[0], "lam", 1.0),
+        "setting.beta": lambda c: setattr(c.settings[0].params, "beta", 0.5),
+        "setting.method": lambda c: c.settings.__setitem__(0, AlignSetting.of("dpo_reg", beta=c.settings[0].params.beta)),
+        "setting.lam": lambda c: c.settings.__setitem__(0, AlignSetting.of("dpo_reg", beta=c.settings[0].params.beta, lam=1.0)),
         "setting.lr_factor": lambda c: setattr(c.settings[0], "lr_factor", 0.5),
         "setting.steps": lambda c: setattr(c.settings[0], "steps", 2),
         "quick": lambda c: setattr(c, "quick", True),
@@ -105,7 +105,7 @@ def test_every_training_field_changes_an_adapters_key(tmp_path):
         assert k not in seen, field
         seen.add(k)
     # the preservation answers shape selective alignment only: its key changes with them, DPO's does not
-    sel = AlignSetting("selective", beta=0.1, lr_factor=0.5)
+    sel = AlignSetting.of("selective", beta=0.1, lr_factor=0.5)
     for edit in (lambda c: setattr(c.data, "n_preserve", 3), lambda c: setattr(c.data, "preserve_tokens", 9)):
         c = copy.deepcopy(cfg)
         edit(c)
@@ -216,19 +216,21 @@ def test_a_changed_training_setting_rerun_into_the_same_folder_is_evaluated(tmp_
 
 
 def test_a_trained_method_is_one_function_and_its_registration(tmp_path):
-    """A new trained method registered by name is accepted by the config and trains through the same path
-    (here: DPO at twice the setting's beta, a real variant), with its own version in every adapter's key."""
-    from steertax.runners.align import AlignSetting, _dpo, preference_data, train_setting
+    """A new trained method registered by name, with its own parameters, is accepted by the config and trains
+    through the same path (here: DPO at twice the setting's beta, a real variant), with its own version in every
+    adapter's key."""
+    from steertax.runners.align import AlignSetting, preference_data, train_setting
+    from steertax.training.dpo import DPOParams, dpo_trainer
 
-    @register_trained_method("dpo_2beta", version=3)
+    @register_trained_method("dpo_2beta", version=3, params=DPOParams)
     def _build(setting, peft_model, tokenizer, ds, common):
-        return _dpo(dataclasses.replace(setting, beta=2 * setting.beta), peft_model, tokenizer, ds, common, 0.0)
+        return dpo_trainer(peft_model, tokenizer, ds, common, 2 * setting.params.beta)
 
     try:
         cfg = align_from_dict({"settings": [{"method": "dpo_2beta", "beta": 0.1}], "tasks": [{"name": "arc_easy", "limit": 4}]})
         assert cfg.training_spec(cfg.settings[0])["trainer_version"] == 3
         model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
-        info = train_setting(model, tok, AlignSetting("dpo_2beta", beta=0.25), preference_data("refusal", 4), tmp_path / "a",
+        info = train_setting(model, tok, AlignSetting.of("dpo_2beta", beta=0.25), preference_data("refusal", 4), tmp_path / "a",
                              lora=LoraSettings(r=2, alpha=4, targets=["q_proj"]),
                              train=TrainSettings(steps=2, lr=1e-2, batch_size=2, max_length=96, warmup_steps=0), progress=False)
         assert len(info["history"]) == 2 and (tmp_path / "a" / "adapter_model.safetensors").is_file()

@@ -1,5 +1,6 @@
-"""`make lint` enforces the layering: an import circle between steertax's modules, or a function-level import
-of anything but the listed heavy optional dependencies, fails it (shown on fixtures; the package passes)."""
+"""`make lint` enforces the layering: an import circle between steertax's modules, an import up the layers or
+of another module's private name, or a function-level import of anything but the listed heavy optional
+dependencies, fails it (shown on fixtures; the package passes)."""
 from __future__ import annotations
 
 import shutil
@@ -55,3 +56,60 @@ def test_an_unlisted_function_level_import_fails_lint(tmp_path):
         assert ":5:" in r.stdout and ":11:" not in r.stdout  # json is flagged; peft (a listed heavy optional) is allowed
     finally:
         mod.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the layers (requirements/check_layers.py)
+
+LAYERS = ROOT / "requirements" / "check_layers.py"
+
+
+def _layers(pkg: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LAYERS), *flags, str(pkg)], capture_output=True, text=True)
+
+
+def test_the_package_keeps_its_layers():
+    r = _layers(ROOT / "src" / "steertax", "--require-layers")
+    assert r.returncode == 0, r.stdout
+
+
+def test_a_private_name_imported_across_modules_fails(tmp_path):
+    pkg = tmp_path / "steertax"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_util.py").write_text("__all__ = ['helper']\n\n\ndef helper():\n    pass\n\n\ndef _secret():\n    pass\n")
+    (pkg / "models.py").write_text("from steertax import _util\nfrom steertax._util import __all__, helper\n\n_util.helper()\n")
+    assert _layers(pkg).returncode == 0  # a private *module* is shared on purpose; dunder names are public
+    (pkg / "models.py").write_text("import json\nfrom steertax._util import _secret, helper\n")
+    r = _layers(pkg)
+    assert r.returncode == 1 and "models.py:2: imports the private name _secret of steertax._util" in r.stdout
+    (pkg / "models.py").write_text("from steertax import _util\n\n\ndef f():\n    return _util._secret()\n")
+    r = _layers(pkg)  # reaching it through the imported module is the same thing
+    assert r.returncode == 1 and "models.py:5: uses the private name _secret of steertax._util" in r.stdout
+
+
+def test_an_import_up_the_layers_fails(tmp_path):
+    pkg = tmp_path / "steertax"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from steertax.models import load\n")  # the top __init__ re-exports: exempt
+    (pkg / "models.py").write_text("from steertax.data.readers import read\n\n\ndef load():\n    pass\n")
+    (pkg / "data" / "__init__.py").write_text("from steertax.data.readers import read\n")
+    (pkg / "data" / "readers.py").write_text("def read():\n    pass\n")
+    (pkg / "data" / "loaders.py").write_text("from steertax.data.readers import read\n")
+    assert _layers(pkg, "--require-layers").returncode == 0  # models imports data: down the layers
+    (pkg / "data" / "readers.py").write_text("def read():\n    from steertax.models import load  # function-level counts too\n")
+    r = _layers(pkg)
+    assert r.returncode == 1 and "readers.py:2: from steertax.models import load runs up the layers" in r.stdout
+    assert "layer 'data'" in r.stdout and "in 'models'" in r.stdout
+    (pkg / "data" / "readers.py").write_text("def read():\n    pass\n")
+    (pkg / "data" / "loaders.py").write_text("from steertax.data import read\n")  # the own package's __init__: upward
+    r = _layers(pkg)
+    assert r.returncode == 1 and "loaders.py:1: imports read from steertax.data's __init__" in r.stdout
+    assert "import it from steertax.data.readers" in r.stdout
+    (pkg / "data" / "loaders.py").write_text("from steertax import load\n")  # and the top package's
+    r = _layers(pkg)
+    assert r.returncode == 1 and "loaders.py:1: imports load from steertax's __init__" in r.stdout
+    (pkg / "data" / "loaders.py").write_text("")
+    (pkg / "plugins.py").write_text("")  # a module LAYERS does not place
+    assert _layers(pkg).returncode == 0
+    r = _layers(pkg, "--require-layers")
+    assert r.returncode == 1 and "steertax.plugins has no layer" in r.stdout

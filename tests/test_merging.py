@@ -107,7 +107,7 @@ def adapter(tmp_path_factory):
     train_setting(
         tiny_model("llama", n_layers=2, seed=1),
         make_tokenizer(),
-        AlignSetting("dpo", beta=0.5),
+        AlignSetting.of("dpo", beta=0.5),
         preference_data("refusal", 8, seed=0),
         d / "a",
         lora=LORA,

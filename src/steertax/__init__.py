@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from steertax import tasks  # noqa: E402
-from steertax.errors import ConfigError, DataError, LayerError, ModelError, SteertaxError, StrengthError, VectorError  # noqa: E402
-from steertax.generation import generate  # noqa: E402
-from steertax.interventions.steering.extract import extract_vector  # noqa: E402
-from steertax.interventions.steering.hooks import steer  # noqa: E402
-from steertax.interventions.steering.pairs import ContrastPair, PairSet, get_pairs, harmful_harmless_pairs, refusal_pairs  # noqa: E402
-from steertax.interventions.steering.vectors import SteeringVector  # noqa: E402
-from steertax.models import find_blocks, format_chat, load_model  # noqa: E402
-from steertax.tasks import evaluate  # noqa: E402
+from steertax import tasks
+from steertax._version import __version__
+from steertax.errors import ConfigError, DataError, LayerError, ModelError, SteertaxError, StrengthError, VectorError
+from steertax.generation import generate
+from steertax.interventions.steering.extract import extract_vector
+from steertax.interventions.steering.hooks import steer
+from steertax.interventions.steering.pairs import ContrastPair, PairSet, get_pairs, harmful_harmless_pairs, refusal_pairs
+from steertax.interventions.steering.vectors import SteeringVector
+from steertax.models import find_blocks, format_chat, load_model
+from steertax.tasks import evaluate
 
 __all__ = [
     "__version__",

@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--n-pairs", type=int, default=None, help="use at most this many pairs")
     e.add_argument("--layers", default="8-12", help="e.g. 8-12,14 or all [8-12]")
-    e.add_argument("--method", default="pca", choices=["pca", "mean_diff", "probe"])
+    from steertax.interventions.steering.extraction import extraction_methods
+
+    e.add_argument("--method", default="pca", choices=extraction_methods())
     e.add_argument("--position", default=None, choices=["last", "answer_mean"], help="[answer_mean for refusal pairs, else last]")
     e.add_argument("--raw", action="store_true", help="no chat template (the paper's base-model prompts)")
     e.add_argument("--heldout", type=float, default=0.2, help="fraction of pairs held out for accuracy [0.2]")
@@ -192,8 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     cp.add_argument("dirs", nargs="+", help="output folders of `steertax run`, `steertax align` and/or `steertax merge`")
     cp.add_argument("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go")
-    cp.add_argument("--alignment", default="refusal", help="the alignment entry (default: refusal)")
-    cp.add_argument("--helpfulness", default="arc_easy", help="the helpfulness entry (default: arc_easy)")
+    cp.add_argument("--alignment", default=None, help="the alignment entry (default: the task declaring DEFAULT_ALIGNMENT: refusal)")
+    cp.add_argument("--helpfulness", default=None, help="the helpfulness entry (default: the task declaring DEFAULT_HELPFULNESS: arc_easy)")
     cp.add_argument("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)")
     cp.add_argument("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the highest ΔB any curve reaches]")
     cp.add_argument("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)")
@@ -227,7 +229,11 @@ def _parser() -> argparse.ArgumentParser:
     tx.add_argument("--vector", help="instead of --aligned: a steering vector; the aligned model is the base steered at --strength")
     tx.add_argument("--strength", type=float, help="r_e for --vector")
     tx.add_argument("--from-study", default=None, help="instead of --aligned: a `steertax run` folder (its vector at its r*)")
-    tx.add_argument("--benchmarks", default=",".join(("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")), help="comma-separated tasks")
+    tx.add_argument(
+        "--benchmarks",
+        default=None,
+        help="comma-separated tasks (default: the tasks declaring TAX_BENCHMARK: mmlu, humaneval, gsm8k, truthfulqa, bbq)",
+    )
     tx.add_argument("--limit", type=int, default=None, help="items per benchmark (default: all)")
     tx.add_argument("--quick", action="store_true", help="16 items per benchmark and for the rates")
     tx.add_argument(
@@ -512,17 +518,20 @@ def _cmd_merge(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
+    from steertax import tasks as T
     from steertax.runners.decision import compare
-    from steertax.runners.preflight import raise_problems
+    from steertax.runners.preflight import check_compare, parse_levels, raise_problems
 
-    raise_problems(_compare_problems(a), "before reading any results")  # every input, before anything is read or written
+    a.alignment = a.alignment or T.task_with(T.DEFAULT_ALIGNMENT)  # the defaults are declared by the tasks (traits)
+    a.helpfulness = a.helpfulness or T.task_with(T.DEFAULT_HELPFULNESS)
+    raise_problems(check_compare(a), "before reading any results")  # every input, before anything is read or written
     compare(
         a.dirs,
         a.out,
         alignment=a.alignment,
         helpfulness=a.helpfulness,
         helpfulness_weight=a.helpfulness_weight,
-        levels=_levels(a.levels),
+        levels=parse_levels(a.levels),
         alpha=a.alpha,
         adjust=a.adjust,
         n_boot=a.n_boot,
@@ -537,121 +546,6 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")
     return 0
-
-
-def _levels(text: str | None) -> list[float] | None:
-    return None if text is None else [float(x) for x in text.split(",") if x.strip()]
-
-
-_RUN_FOLDERS = (("config.resolved.yaml", "run"), ("align.resolved.yaml", "align"), ("merge.resolved.yaml", "merge"))
-
-
-def _compare_problems(a: argparse.Namespace) -> list[SteertaxError]:
-    """What is wrong with `steertax compare`'s inputs: each folder exists and is a run, align or merge
-    output folder with results, names the --alignment and --helpfulness tasks and measures the same model
-    as the others; --out can be written; the weight is in [0, 1]. Reads only the folders' resolved configs."""
-    import math
-
-    from steertax.errors import ConfigError
-
-    problems: list[SteertaxError] = []
-    w = a.helpfulness_weight
-    if not (math.isfinite(w) and 0 <= w <= 1):
-        problems.append(ConfigError(f"--helpfulness-weight {w} must be in [0, 1]"))
-    problems += _decision_problems(a)
-    models: dict[str, list[str]] = {}
-    seen: set[Path] = set()
-    for d in map(Path, a.dirs):
-        if d.resolve() in seen:
-            problems.append(ConfigError(f"{d} is given twice: name each folder once"))
-            continue
-        seen.add(d.resolve())
-        try:
-            model = _run_folder(d, a.alignment, a.helpfulness)
-        except SteertaxError as e:
-            problems.append(e)
-            continue
-        models.setdefault(model, []).append(str(d))
-    if len(models) > 1:
-        which = "; ".join(f"{m!r}: {', '.join(ds)}" for m, ds in sorted(models.items()))
-        problems.append(ConfigError(f"these folders measure different models ({which}): compare runs of one model"))
-    err = _output_problem("--out", a.out, folder=True)
-    if err is not None:
-        problems.append(err)
-    return problems
-
-
-def _decision_problems(a: argparse.Namespace) -> list[SteertaxError]:
-    """compare's statistics and adaptive-mode flags."""
-    import math
-
-    from steertax.errors import ConfigError
-
-    p: list[SteertaxError] = []
-    try:
-        lv = _levels(a.levels)
-    except ValueError:
-        lv = None
-        p.append(ConfigError(f"--levels {a.levels!r} is not a comma-separated list of numbers (ΔB levels, e.g. 0.5,1.0)"))
-    if lv is not None and (not lv or not all(math.isfinite(x) and x > 0 for x in lv)):
-        p.append(ConfigError(f"--levels {a.levels!r}: give positive finite ΔB levels, e.g. 0.5,1.0"))
-    if not (math.isfinite(a.alpha) and 0 < a.alpha < 1):
-        p.append(ConfigError(f"--alpha {a.alpha} must be in (0, 1)"))
-    if a.n_boot < 100:
-        p.append(ConfigError(f"--n-boot {a.n_boot} is too few for intervals and p-values: give at least 100 (default 2000)"))
-    if a.limit is not None and (a.limit <= 0 or not a.evaluate):
-        p.append(
-            ConfigError(
-                f"--limit {a.limit}: " + ("must be positive" if a.limit <= 0 else "sets the items --evaluate scores: add --evaluate")
-            )
-        )
-    if a.until_decided and not a.evaluate:
-        p.append(ConfigError("--until-decided adds items, which needs --evaluate (it scores them): add --evaluate"))
-    if a.until_decided and (a.budget is None or a.budget <= 0):
-        p.append(ConfigError(f"--budget {a.budget} adds no items: give the most items to add per task (e.g. --budget 256)"))
-    if a.budget is not None and not a.until_decided:
-        p.append(ConfigError("--budget is the item budget of --until-decided: add --until-decided"))
-    if a.step <= 0 or a.step % 16:
-        p.append(ConfigError(f"--step {a.step} must be a positive multiple of the cell size 16"))
-    return p
-
-
-def _run_folder(d: Path, alignment: str, helpfulness: str) -> str:
-    """Check one `steertax compare` folder (without reading its results); returns the model it measures."""
-    import yaml
-
-    from steertax.errors import DataError
-
-    kinds = "`steertax run`, `steertax align` or `steertax merge`"
-    if not d.exists():
-        raise DataError(f"{d} does not exist: give the --out folder of {kinds}")
-    if not d.is_dir():
-        raise DataError(f"{d} is a file, not a run folder: give the --out folder of {kinds}")
-    found = next(((n, k) for n, k in _RUN_FOLDERS if (d / n).is_file()), None)
-    if found is None:
-        raise DataError(
-            f"{d} is not a steertax run, align or merge output folder (no config/align/merge.resolved.yaml): "
-            f"give the --out folder of {kinds}"
-        )
-    name, kind = found
-    try:
-        resolved = yaml.safe_load((d / name).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise DataError(
-            f"{d / name} is not readable YAML ({e.__class__.__name__}): the folder is damaged; rerun `steertax {kind}` into a new one"
-        ) from None
-    cfg = resolved.get("config") if isinstance(resolved, dict) else None
-    if not isinstance(cfg, dict) or "run_id" not in resolved:
-        raise DataError(f"{d / name} has no run_id and config: the folder is damaged; rerun `steertax {kind}` into a new one")
-    has = (d / "results.sqlite").is_file() or (kind != "run" and (d / "summary.json").is_file())
-    if not has:
-        raise DataError(f"{d} has no results.sqlite: the {kind} has scored nothing yet; rerun the same `steertax {kind}` command")
-    keys = [str(t.get("label") or t.get("name")) for t in cfg.get("tasks") or [] if isinstance(t, dict)]
-    for flag, entry in (("--alignment", alignment), ("--helpfulness", helpfulness)):
-        task = entry.split("[", 1)[0] if entry.endswith("]") else entry
-        if task not in keys:
-            raise DataError(f"{d} ({kind}) has no task {task!r} (its tasks: {keys}): choose one of them with {flag}")
-    return str(cfg.get("model"))
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
@@ -845,10 +739,10 @@ def _cmd_tax(a: argparse.Namespace) -> int:
 def _cmd_tax_models(a: argparse.Namespace) -> int:
     import json
 
-    from steertax.runners.compare import measure_alignment_tax, tax_markdown
+    from steertax.runners.compare import TAX_BENCHMARKS, measure_alignment_tax, tax_markdown
 
     limit = a.limit if a.limit is not None else (16 if a.quick else None)
-    benches = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
+    benches = list(TAX_BENCHMARKS) if a.benchmarks is None else [b.strip() for b in a.benchmarks.split(",") if b.strip()]
     vector, strength = _check_tax_inputs(a, limit, benches)  # every input, before any model loads
     res = measure_alignment_tax(
         a.base,
@@ -879,7 +773,7 @@ def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[st
     the vector and strength to measure (``--from-study``'s vector at its r*, else --vector/--strength)."""
     from steertax.errors import ConfigError
     from steertax.runners.compare import check_alignment_tax
-    from steertax.runners.preflight import raise_problems
+    from steertax.runners.preflight import output_problem, raise_problems
 
     problems: list[SteertaxError] = []
     if a.dir is not None:
@@ -898,7 +792,7 @@ def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[st
                 from_study_failed = True
     for flag, path in (("--json", a.json), ("--markdown", a.markdown)):
         if path is not None:
-            err = _output_problem(flag, path, folder=False)
+            err = output_problem(flag, path, folder=False)
             if err is not None:
                 problems.append(err)
     if a.json is not None and a.markdown is not None and Path(a.json).absolute() == Path(a.markdown).absolute():
@@ -942,26 +836,6 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
             f"--from-study {d} has no efficient strength r* ({eff.get('reason', 'not computed')}): pass --vector and --strength instead"
         )
     return str(vector_file), float(eff["r_star"])
-
-
-def _output_problem(flag: str, path: str | os.PathLike[str], *, folder: bool) -> SteertaxError | None:
-    """Why ``path`` (a file to write, or with ``folder`` a folder to write into) cannot be written; None
-    when it can. Creates nothing."""
-    from steertax.errors import ConfigError
-
-    p = Path(path).expanduser()
-    if folder and p.exists() and not p.is_dir():
-        return ConfigError(f"{flag} {path} is a file: give a folder (a new one, or one to write into)")
-    if not folder and p.is_dir():
-        return ConfigError(f"{flag} {path} is a folder: give a file path, like {p / ('tax.md' if flag == '--markdown' else 'tax.json')}")
-    probe = (p if folder else p.parent).absolute()
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        return ConfigError(f"{flag} {path} cannot be created: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return ConfigError(f"{flag} {path} cannot be written: {probe} is not writable; choose another {flag}")
-    return None
 
 
 def _cmd_info(a: argparse.Namespace) -> int:

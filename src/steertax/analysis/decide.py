@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from steertax.manifest import Knob
 
 __all__ = [
     "Family",
@@ -88,6 +90,7 @@ class Family:
     # a secondary curve (the α curve of one point of a β or λ curve) is compared with the steering curves only,
     # so the number of comparisons (and the multiplicity correction) grows with methods, not with their settings
     primary: bool = True
+    spec: Optional[Knob] = None  # the knob's declaration (where the base sits, the law axis), from the run manifest
 
     @property
     def is_curve(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 
 from steertax.analysis.laws import item_matrix, law_curve
 from steertax.analysis.stats import TAX_BASE_FLOOR
+from steertax.tasks import SAFE_PROMPT_RATE, has_trait
 from steertax.tasks.drift import DRIFT_METRICS
 
 __all__ = ["law_function", "efficient_strength", "split_items", "interp_mean", "tax_table", "R_GRID_POINTS"]
@@ -119,6 +120,11 @@ def _n_items(records: Sequence[dict[str, Any]], metric: str, scorer: str | None,
     return len(item_matrix(rs, metric, scorer)[1])
 
 
+def _task_name(entry: str) -> str:
+    """The task of an entry key: ``over_refusal[generate]`` (a scorer's entry) -> ``over_refusal``."""
+    return entry.split("[", 1)[0] if entry.endswith("]") else entry
+
+
 def tax_table(
     entries: dict[str, dict[str, Any]],
     records_by_entry: dict[str, list[dict[str, Any]]],
@@ -133,7 +139,9 @@ def tax_table(
 
     ``items``: the held-out items, used for the entries named in ``chosen_on`` (the tasks r* was chosen on;
     every entry when ``chosen_on`` is None). Each row says which items it used (``items``: "held-out" or
-    "all") and how many (``n``)."""
+    "all") and how many (``n``). An entry of a task with the
+    :data:`~steertax.tasks.traits.SAFE_PROMPT_RATE` trait (its registered name: the entry's ``name``, else
+    the entry's key without a ``[scorer]`` suffix) also carries ``helpful_rate_safe`` and ``harmless_rate_unsafe``."""
     rows = []
     for name, e in entries.items():
         recs = records_by_entry[name]
@@ -162,7 +170,7 @@ def tax_table(
             row["tax_note"] = f"base {base:.3g} is below the floor {floor:g}: a percentage of a near-zero number is noise"
         else:
             row["tax_percent"] = (base - at) / base * 100
-        if name.startswith("over_refusal"):
+        if has_trait(str(e.get("name") or _task_name(name)), SAFE_PROMPT_RATE):
             row["helpful_rate_safe"] = {"base": base, "at_r_star": at}
             row["harmless_rate_unsafe"] = {
                 "base": interp_mean(recs, "harmless", 0.0, scorer, keep),

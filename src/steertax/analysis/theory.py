@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from steertax.interventions.steering.activations import _model_device, forward, pad_batch
+from steertax.interventions.steering.activations import forward, model_device, pad_batch
 from steertax.interventions.steering.hooks import steer
 from steertax.models import encode
 
@@ -32,7 +32,7 @@ def last_logits(
     """Logits at each prompt's last token for every strength: [n_prompts, n_strengths, vocab] (float32)."""
     penc = [encode(tok, p) for p in prompts]
     rows = [(i, s) for i in range(len(prompts)) for s in range(len(strengths))]
-    dev = _model_device(model)
+    dev = model_device(model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out: np.ndarray | None = None
     for b0 in range(0, len(rows), batch_size):

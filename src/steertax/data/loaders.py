@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from steertax.data import read_csv, read_json, read_jsonl
+from steertax.data.readers import read_csv, read_json, read_jsonl
 from steertax.errors import DataError
 
 __all__ = ["load_rows", "is_file_source", "is_hub_source", "check_text_file", "MAX_FIELD_CHARS"]

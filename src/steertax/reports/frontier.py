@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from steertax.interventions.merge.registry import MERGE_REGISTRY
-from steertax.reports.study import _png
+from steertax.reports.study import png
 
 __all__ = ["FAMILIES", "FAMILY_ORDER", "family_of", "method_styles", "frontier_figure"]
 
@@ -202,4 +202,4 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
     w = res["helpfulness_weight"]
     axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = efficient point, w = {w}; bars: 95% CIs)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

@@ -12,9 +12,9 @@ import jinja2
 import numpy as np
 import yaml
 
-from steertax import __version__
 from steertax._faults import checkpoint
 from steertax._util import atomic_write_bytes, atomic_write_text
+from steertax._version import __version__
 from steertax.analysis.laws import NEGLIGIBLE_SHARE
 from steertax.analysis.stats import TAX_BASE_FLOOR
 from steertax.analysis.tax import law_function
@@ -213,7 +213,7 @@ def _fn(fit: dict[str, Any]) -> Any:
     return law_function(fit)
 
 
-def _png(fig: Any) -> bytes:
+def png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -300,7 +300,7 @@ def _axis_figure(
     if cond:
         ax.set_title(f"{axis.capitalize()} vs strength: unconditional (●) and conditional (□) steering, measured; laws of ●", fontsize=9)
     ax.legend([h[i] for i in order], [lab[i] for i in order], fontsize=7, loc="best")
-    return _png(fig)
+    return png(fig)
 
 
 def _plot_laws(ax: Any, fit: dict[str, Any], rr: np.ndarray, color: str) -> None:
@@ -361,7 +361,7 @@ def _drift_figure(t: dict[str, Any]) -> bytes:
     ax.set_ylabel("KL(steered ‖ unsteered), nats/token")
     ax.set_title("Drift on neutral text")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _pareto(dB: np.ndarray, dH: np.ndarray) -> list[int]:
@@ -414,7 +414,7 @@ def _tradeoff_figure(s: dict[str, Any], rr: np.ndarray, eff: dict[str, Any]) -> 
         ax.legend(fontsize=7)
     ax.set_title("Tradeoff frontier: alignment gained vs helpfulness lost", fontsize=10)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _plot_conditional_frontier(ax: Any, s: dict[str, Any], at: Any, ht: Any) -> None:
@@ -476,7 +476,7 @@ def _theory_figure(th: dict[str, Any]) -> bytes:
     a2.set_title(f"A-margin (gap grows ∝ r): {word[bool(ck.get('A-margin', {}).get('holds'))]}", fontsize=10)
     a2.legend(fontsize=8)
     a2.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _pct(x: Any) -> str:
@@ -498,8 +498,10 @@ def _items_label(row: dict[str, Any]) -> str:
 
 
 def _metric_label(row: dict[str, Any]) -> str:
-    """A tax row's metric; over_refusal's helpful rate named by how it was scored (one name per metric)."""
-    if str(row.get("task", "")).startswith("over_refusal"):
+    """A tax row's metric; the helpful rate on safe prompts (the row of a task with the
+    :data:`~steertax.tasks.traits.SAFE_PROMPT_RATE` trait: :func:`~steertax.analysis.tax.tax_table` gave it
+    ``helpful_rate_safe``) named by how it was scored (one name per metric)."""
+    if row.get("helpful_rate_safe") is not None:
         return SAFE_ANSWERED.get(row.get("scorer") or "", str(row.get("metric")))
     return str(row.get("metric"))
 

@@ -22,10 +22,11 @@ from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, S
 from steertax.interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
 from steertax.interventions.steering.hooks import check_strength
 from steertax.interventions.steering.vectors import SteeringVector
-from steertax.models import _ALIASES, BUILTIN_MODELS, load_model
-from steertax.reports.study import _png
+from steertax.manifest import RESOLVED_FILES, Knob, Manifest, read_manifest
+from steertax.models import ALIASES, BUILTIN_MODELS, load_model
+from steertax.reports.study import png
 from steertax.runners.executors import check_backend
-from steertax.runners.preflight import _Problems, raise_problems, resolve_model
+from steertax.runners.preflight import Problems, raise_problems, resolve_model
 from steertax.store import ResultStore
 from steertax.tasks.behavior import SAFE_ANSWERED, UNSAFE_REFUSED
 from steertax.tasks.drift import DRIFT_METRICS
@@ -56,56 +57,45 @@ def _entries(task_cfgs: Sequence[dict[str, Any]], records: Sequence[dict[str, An
     return out
 
 
-def knob_rows(e_ord: dict[str, Any]) -> list[tuple[str, float | None]]:
-    """An ``order`` line's settings: (name, the strength its rows carry). A knob sweep (an adapter's α, a merge's
-    λ grid, one batched evaluation) is one setting per value; any other line is one setting (None: all rows)."""
-    if e_ord.get("knob") == "alpha":
-        return [(f"{e_ord['of']} α={v:g}", float(v)) for v in e_ord["values"]]
-    if e_ord.get("knob") == "lambda":
-        return [(n, float(v)) for n, v in zip(e_ord["names"], e_ord["values"], strict=True)]
-    return [(e_ord["name"], None)]
-
-
-def _rows_of(order: Sequence[dict[str, Any]], recs: dict[str, list[dict[str, Any]]]) -> Any:
-    """(order line, its rows, the summary row to fill) per setting, knob sweeps expanded per value."""
-    for e_ord in order:
-        for name, strength in knob_rows(e_ord):
-            rs = [r for r in recs.get(e_ord["key"]) or [] if strength is None or float(r["strength"]) == strength]
+def _rows_of(man: Manifest, recs: dict[str, list[dict[str, Any]]]) -> Any:
+    """(entry, its rows, the summary row to fill) per setting of the manifest, knob sweeps expanded per value."""
+    for e in man.entries:
+        for mrow in e.rows:
+            rs = [r for r in recs.get(e.key) or [] if mrow.strength is None or float(r["strength"]) == mrow.strength]
             if not rs:
                 continue
-            row: dict[str, Any] = {"method": e_ord["method"], "setting": name, "key": e_ord["key"], "tasks": {}}
-            if strength is not None:
-                row["knob"] = {"name": "α" if e_ord["knob"] == "alpha" else "λ", "value": strength, "of": e_ord.get("of")}
-                row["knob"]["extrapolated"] = e_ord["knob"] == "alpha" and strength > 1
-            yield e_ord, rs, row
+            row: dict[str, Any] = {"method": e.method, "setting": mrow.label, "key": e.key, "tasks": {}, "on": dict(mrow.on)}
+            if mrow.strength is not None:  # a row of a batched sweep: the knob of the curve it sits on
+                fam = man.family(next(iter(mrow.on)))
+                v = mrow.on[fam.name]
+                row["knob"] = {
+                    "name": fam.knob.symbol,
+                    "value": v,
+                    "of": e.extra.get("of"),
+                    "family": fam.name,
+                    "param": fam.knob.name,
+                    "strength": mrow.strength,
+                }
+                row["knob"]["extrapolated"] = fam.knob.name == "alpha" and v is not None and v > 1
+            yield e, rs, row
 
 
 def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
     """summary.json, table.md and figures/align.png of an align (or merge) run folder; returns the summary."""
 
     out = Path(out)
-    cfg_path = out / "align.resolved.yaml"
-    if not cfg_path.is_file():
-        cfg_path = out / "merge.resolved.yaml"
-    if not cfg_path.is_file():
-        raise DataError(f"{out} has no align.resolved.yaml: is it a `steertax align` (or `steertax merge`) output folder?")
-    resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    run_id, cfg = resolved["run_id"], resolved["config"]
-    order = resolved.get("order") or []
-    if not order or not all(isinstance(e, dict) and "key" in e for e in order):
-        raise DataError(
-            f"{out}: its run was written by an older steertax (store keys without the intervention's key) or has not "
-            "finished: rerun the same `steertax align`/`steertax merge` command into it (finished adapters are reused)"
-        )
+    man = read_manifest(out)
+    if man.kind not in ("align", "merge"):
+        raise DataError(f"{out} is a `steertax {man.kind}` folder: this reads `steertax align` and `steertax merge` folders")
     with ResultStore(out / "results.sqlite") as store:
-        recs = {e["key"]: store.records(e["key"]) for e in order}
-        store.to_parquet_many(out / "results.parquet", [e["key"] for e in order])
-    base_key = order[0]["key"]
-    if order[0]["method"] != "base" or not recs[base_key]:
-        raise DataError(f"{out}: the base model's rows are missing; rerun `steertax align` to finish the run")
-    entries = _entries(cfg["tasks"], recs[base_key])
+        recs = {e.key: store.records(e.key) for e in man.entries}
+        store.to_parquet_many(out / "results.parquet", [e.key for e in man.entries])
+    base_key = man.base_key
+    if not recs.get(base_key):
+        raise DataError(f"{out}: the base model's rows are missing; rerun `steertax {man.kind}` to finish the run")
+    entries = _entries(man.tasks, recs[base_key])
     settings = []
-    for e_ord, rs, row in _rows_of(order, recs):
+    for e_man, rs, row in _rows_of(man, recs):
         for e in entries:
             mine = [r for r in rs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
             base = [r for r in recs[base_key] if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
@@ -115,23 +105,29 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
             if e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS:
                 ch["tax_percent"], ch["tax_ci95"] = None, None
             row["tasks"][e["name"]] = ch
-        if e_ord.get("adapter") and "knob" not in row:
-            row["adapter"] = e_ord["adapter"]
+        if e_man.adapter and "knob" not in row:
+            row["adapter"] = e_man.adapter
         settings.append(row)
     _attach_training(out, settings)
     summary = {
-        "run_id": run_id,
-        "kind": resolved.get("kind", "align"),
-        "model": cfg["model"],
+        "run_id": man.run_id,
+        "kind": man.kind,
+        "model": man.model,
         "entries": entries,
+        "families": [f.to_dict() for f in man.families],
         "settings": settings,
-        "quick": cfg.get("quick", False),
+        "quick": _quick(out, man),
     }
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.md", markdown_table(summary))
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "align.png", align_figure(summary))
     return summary
+
+
+def _quick(out: Path, man: Manifest) -> bool:
+    resolved = yaml.safe_load((out / RESOLVED_FILES[man.kind]).read_text(encoding="utf-8")) or {}
+    return bool((resolved.get("config") or {}).get("quick", False))
 
 
 def _attach_training(out: Path, settings: list[dict[str, Any]]) -> None:
@@ -189,36 +185,21 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 
 def _training_curves(summary: dict[str, Any], al: str, he: str) -> list[list[tuple[float, float]]]:
-    """(ΔB, ΔH) lines of an align run's training knobs: DPO over β and each regularized DPO over λ, from the
-    base (β, λ → ∞) outwards; regularized DPO's line ends at DPO at its β (λ = 0). Settings with their own
-    labels carry no parsable knob and are left out."""
-
-    def knob(name: str, key: str) -> float | None:
-        got = [t.split("=", 1)[1] for t in name.split() if t.startswith(key + "=")]
-        try:
-            return float(got[0]) if got else None
-        except ValueError:
-            return None
-
-    pts: dict[str, dict[float, tuple[float, float]]] = {}
-    dpo: dict[float, tuple[float, float]] = {}
-    for row in summary["settings"]:
-        a, b = row["tasks"].get(al) or {}, row["tasks"].get(he) or {}
-        if "knob" in row or a.get("delta") is None or b.get("delta") is None:
-            continue
-        beta, lam = knob(row["setting"], "beta"), knob(row["setting"], "lam")
-        if row["method"] == "dpo" and beta is not None:
-            dpo[beta] = (a["delta"], b["delta"])
-        elif row["method"] == "dpo_reg" and beta is not None and lam is not None:
-            pts.setdefault(f"{beta:g}", {})[lam] = (a["delta"], b["delta"])
+    """(ΔB, ΔH) lines of an align run's knob curves other than α (β, λ, f, share of training, …) from the manifest's
+    families: each in knob order, from the base (ΔB = ΔH = 0) when the curve starts there."""
     lines = []
-    if len(dpo) >= 2:
-        lines.append([(0.0, 0.0), *(dpo[k] for k in sorted(dpo, reverse=True))])
-    for beta_s, by_lam in pts.items():
-        line = [(0.0, 0.0), *(by_lam[k] for k in sorted(by_lam, reverse=True))]
-        if float(beta_s) in dpo:
-            line.append(dpo[float(beta_s)])
-        if len(line) >= 3:
+    for fam in summary.get("families") or []:
+        knob = Knob.from_dict(fam["knob"])
+        if knob.name in ("alpha", "setting"):
+            continue
+        pts = []
+        for row in summary["settings"]:
+            v = (row.get("on") or {}).get(fam["name"])
+            a, b = row["tasks"].get(al) or {}, row["tasks"].get(he) or {}
+            if fam["name"] in (row.get("on") or {}) and v is not None and a.get("delta") is not None and b.get("delta") is not None:
+                pts.append((knob.sort_key(v), (a["delta"], b["delta"])))
+        line = ([(0.0, 0.0)] if knob.base is not None else []) + [p for _, p in sorted(pts)]
+        if len(pts) >= 2:
             lines.append(line)
     return lines
 
@@ -235,7 +216,10 @@ def align_figure(summary: dict[str, Any]) -> bytes:
     al = [e["name"] for e in summary["entries"] if e["axis"] == "alignment"]
     he = [e["name"] for e in summary["entries"] if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS]
     fig, axes = plt.subplots(1, max(1, len(he)), figsize=(5.2 * max(1, len(he)), 4.4), squeeze=False)
-    markers = {"base": "*", "dpo": "o", "dpo_reg": "s", "sft": "^", "selective": "D"}
+    marks = ("o", "s", "^", "D", "v", "P", "X", "p", "<", ">", "h", "d")
+    markers = {"base": "*"} | {
+        m: marks[k % len(marks)] for k, m in enumerate(dict.fromkeys(r["method"] for r in summary["settings"] if r["method"] != "base"))
+    }
     for ax, h in zip(axes[0], he or [None], strict=True):
         if not al or h is None:
             ax.text(0.5, 0.5, "needs an alignment and a helpfulness task", ha="center", transform=ax.transAxes)
@@ -257,7 +241,7 @@ def align_figure(summary: dict[str, Any]) -> bytes:
             if kn.get("name") == "α" and kn.get("of") in colour and a["delta"] is not None and b["delta"] is not None:
                 curves.setdefault(kn["of"], [(0.0, 0.0, 0.0)]).append((kn["value"], a["delta"], b["delta"]))
         for of, pts in curves.items():
-            par = next(r for r in summary["settings"] if r["setting"] == of and "knob" not in r)
+            par = next(r for r in summary["settings"] if r["setting"] == of and "knob" not in r)  # the adapter the sweep scales
             pts.append((1.0, par["tasks"][al[0]]["delta"], par["tasks"][h]["delta"]))
             pts.sort()
             ax.plot([p[1] for p in pts], [p[2] for p in pts], "-", marker=".", color=colour[of], lw=1, alpha=0.7)
@@ -270,12 +254,12 @@ def align_figure(summary: dict[str, Any]) -> bytes:
         ax.set_title(f"{summary['model']}: fine-tuning settings")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 # --------------------------------------------------------------------------- base vs aligned
 
-TAX_BENCHMARKS = ("mmlu", "humaneval", "gsm8k", "truthfulqa", "bbq")
+TAX_BENCHMARKS = T.with_trait(T.TAX_BENCHMARK)  # the tasks that declare it, in the registry's order
 
 
 def measure_alignment_tax(
@@ -339,7 +323,7 @@ def measure_alignment_tax(
             raise ModelError(f"{aligned} and {base} have different tokenizers: the tax compares models that read the same tokens")
         iv = BaseIntervention(method="model", label=str(aligned))
     specs: list[tuple[str, Any, int | None]] = [(b, T.get(b), limit) for b in benchmarks]
-    specs.append(("rates", T.get("over_refusal", scorers=["generate"]), rates_limit or limit))
+    specs.append(("rates", T.get(T.task_with(T.SAFE_PROMPT_RATE), scorers=["generate"]), rates_limit or limit))
     rows: dict[str, Any] = {}
     pairs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}  # helpfulness benchmarks: base, aligned by item
     for name, task, lim in specs:
@@ -422,7 +406,7 @@ def check_alignment_tax(
     given what it can run). ``require_aligned=False``: the caller reports a missing aligned model itself
     (the CLI's ``--from-study``). Reads files only; writes nothing."""
 
-    P = _Problems()
+    P = Problems()
     info: dict[str, Any] = {"name": str(base), "label": str(base), "kind": None, "num_layers": None, "hidden_size": None}
     if base is None or not str(base).strip():
         P.add(ConfigError("no base model: add --base MODEL (a built-in name, a model folder, a .gguf file or a hub id)"))
@@ -484,7 +468,7 @@ def _check_tax_backend(backend: str, base: str | None, aligned: str | None, P: A
 def _is_hub_id(name: str) -> bool:
     """What ``load_model`` would fetch from the hub (not a built-in name, a .gguf or an existing path)."""
 
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = ALIASES.get(name.lower(), name.lower())
     return key not in BUILTIN_MODELS and not name.lower().endswith(".gguf") and not Path(name).expanduser().exists()
 
 
@@ -558,8 +542,11 @@ def _check_benchmarks(benchmarks: Sequence[str], P: Any) -> None:
     if unknown:
         which = ", ".join(map(repr, unknown))
         P.add(ConfigError(f"--benchmarks: unknown benchmark{'s' if len(unknown) > 1 else ''} {which}: choose from {T.names()}"))
-    if "drift" in names:
-        P.add(ConfigError("drift is a distance from the base (0 for the base), so it has no tax %: use it in `steertax align` or a study"))
+    for b in dict.fromkeys(names):
+        if T.has_trait(b, T.DISTANCE_FROM_BASE):
+            P.add(
+                ConfigError(f"{b} is a distance from the base (0 for the base), so it has no tax %: use it in `steertax align` or a study")
+            )
     twice = sorted({b for b in names if names.count(b) > 1})
     if twice:
         P.add(ConfigError(f"--benchmarks names {', '.join(twice)} more than once: name each benchmark once"))
@@ -567,8 +554,9 @@ def _check_benchmarks(benchmarks: Sequence[str], P: Any) -> None:
         if b in T.REGISTRY:
             with P.at(f"--benchmarks {b}", wrap=ConfigError):
                 T.get(b)
-    with P.at("the helpful/harmless rates (over_refusal)", wrap=ConfigError):
-        T.get("over_refusal", scorers=["generate"])
+    rates = T.task_with(T.SAFE_PROMPT_RATE)
+    with P.at(f"the helpful/harmless rates ({rates})", wrap=ConfigError):
+        T.get(rates, scorers=["generate"])
 
 
 def tax_markdown(res: dict[str, Any]) -> str:

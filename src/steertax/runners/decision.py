@@ -43,12 +43,10 @@ from steertax.interventions import AdapterIntervention, BaseIntervention, Interv
 from steertax.interventions.conditional import Condition
 from steertax.interventions.core import description_hash
 from steertax.interventions.steering.vectors import SteeringVector
-from steertax.reports.frontier import family_of, frontier_figure
-from steertax.runners.align import AlignSetting
-from steertax.runners.compare import knob_rows
+from steertax.manifest import ALPHA_KNOB, RESOLVED_FILES, Entry, Knob, Manifest, read_manifest
+from steertax.reports.frontier import frontier_figure
 from steertax.runners.merge import merge_from_dict, merge_interventions
 from steertax.runners.session import session
-from steertax.runners.study import study_keys
 from steertax.store import ResultStore
 from steertax.tasks.drift import DRIFT_METRICS
 
@@ -71,11 +69,12 @@ class Setting:
 @dataclass
 class FamilySource:
     name: str
-    kind: str
-    knob: str
+    kind: str  # the method
+    knob: Knob
     settings: list[Setting]
     folder: str
     primary: bool = True  # False: the α curve of a point on a β or λ curve (compared with steering only)
+    group: str = ""  # steering, fine-tuning, merging
 
 
 @dataclass
@@ -89,6 +88,7 @@ class Source:
     base: Setting
     families: list[FamilySource] = field(default_factory=list)
     resolved: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest | None = None
 
 
 # --------------------------------------------------------------------------- reading folders
@@ -106,133 +106,19 @@ def _resolve_path(p: str, folder: Path) -> Path:
 
 
 def read_folder(d: str | Path) -> Source:
-    """A folder's base and families, from its resolved config (no rows are read here)."""
+    """A folder's base and families, from its manifest (no rows are read here)."""
     d = Path(d)
-    if (d / "config.resolved.yaml").is_file():
-        return _read_study(d)
-    for name, kind in (("align.resolved.yaml", "align"), ("merge.resolved.yaml", "merge")):
-        if (d / name).is_file():
-            return _read_settings_run(d, kind, yaml.safe_load((d / name).read_text(encoding="utf-8")))
-    raise DataError(f"{d} is not a steertax run, align or merge output folder (no config/align/merge.resolved.yaml)")
-
-
-def _read_study(d: Path) -> Source:
-    resolved = yaml.safe_load((d / "config.resolved.yaml").read_text(encoding="utf-8"))
-    cfg = from_dict(upgrade_resolved(resolved["config"]))
-    keys = study_keys(resolved)
-    grid = sorted(float(s) for s in resolved["resolved"]["strengths"])
+    man = read_manifest(d)
+    resolved = yaml.safe_load((d / RESOLVED_FILES[man.kind]).read_text(encoding="utf-8")) or {}
+    if man.kind == "run":
+        resolved["config"] = upgrade_resolved(resolved["config"])
     store = d / "results.sqlite"
-    src = Source(
-        d, "run", cfg.model, cfg.dtype, cfg.seed, [t.__dict__ for t in cfg.tasks], Setting("base", 0.0, store, keys["steering"], 0.0)
-    )
+    base = Setting("base", man.base_strength, store, man.base_key, man.base_strength)
+    src = Source(d, man.kind, man.model, man.dtype, man.seed, man.tasks, base, manifest=man)
     src.resolved = resolved
-    for kind, key in keys.items():
-        sets = [Setting(f"r={s:g}", s, store, key, s) for s in grid if s > 0]
-        src.families.append(FamilySource(kind, kind, "r", sets, str(d)))
-    return src
-
-
-def _knob_of(kind: str, run: str, cfg: dict[str, Any], name: str) -> tuple[str, float | None]:
-    """The knob a setting sits on and its value (β for DPO, λ for regularized DPO, the merge scale)."""
-    if run == "align":
-        for s in cfg.get("settings") or []:
-            st = AlignSetting(**{("lam" if k == "lambda" else k): v for k, v in s.items()})
-            if st.name() == name:
-                if st.method == "dpo":
-                    return "β", st.beta
-                if st.method == "dpo_reg":
-                    return "λ", st.lam
-                return "lr×", st.lr_factor
-        return "setting", None
-    for tok in name.split():
-        if tok.startswith("λ="):
-            return "λ", float(tok[2:])
-    return "setting", None
-
-
-def _end_lambda_curves_at_dpo(groups: dict[str, FamilySource]) -> None:
-    """Regularized DPO at λ = 0 is DPO at its β (bit for bit, a test): each λ curve ends at that DPO setting."""
-    dpo = groups.get("dpo")
-    for g in groups.values():
-        if dpo is not None and g.knob == "λ" and g.name.startswith("dpo_reg beta="):
-            end = next((st for st in dpo.settings if st.name == f"dpo {g.name.split()[1]}"), None)
-            if end is not None:
-                g.settings.append(Setting(end.name, 0.0, end.store, end.key, end.strength))
-
-
-def _sweep_family(groups: dict[str, FamilySource], e: dict[str, Any], store: Path, by_name: dict[str, Any], d: Path) -> bool:
-    """Put an ``order`` line of a knob sweep (an adapter's α, a merge's λ grid, one point of a weight curve)
-    into its family; False for any other line."""
-    if e.get("knob") == "alpha":  # an adapter's α curve: base (α = 0) → the sweep's rows → the adapter (α = 1)
-        parent = by_name.get(e["of"])
-        fam = f"{e['of']} (α)"
-        g = groups.setdefault(fam, FamilySource(fam, e["method"], "α", [], str(d)))
-        for name, strength in knob_rows(e):
-            g.settings.append(Setting(name, strength, store, e["key"], strength))
-        if parent is not None:
-            g.settings.append(Setting(f"{e['of']} α=1", 1.0, store, parent["key"]))
-        return True
-    if e.get("knob") == "lambda" and e.get("weight"):  # a point of a curve along one specialist's weight
-        w = e["weight"]
-        g = groups.setdefault(w["family"], FamilySource(w["family"], e["method"], f"w({w['of']})", [], str(d)))
-        for name, strength in knob_rows(e):
-            g.settings.append(Setting(name, float(w["value"]), store, e["key"], strength))
-        return True
-    if e.get("knob") == "lambda":  # a merge's λ grid, one batched evaluation
-        fam = " ".join(t for t in e["names"][0].split() if not t.startswith("λ="))
-        g = groups.setdefault(fam, FamilySource(fam, e["method"], "λ", [], str(d)))
-        for name, strength in knob_rows(e):
-            g.settings.append(Setting(name, strength, store, e["key"], strength))
-        return True
-    return False
-
-
-def _read_settings_run(d: Path, run: str, resolved: dict[str, Any]) -> Source:
-    cfg = resolved["config"]
-    order = resolved.get("order") or []
-    if not order or not all(isinstance(e, dict) and "key" in e for e in order) or order[0].get("method") != "base":
-        raise DataError(
-            f"{d}: its run was written by an older steertax or has not finished: rerun the same `steertax {run}` command into it"
-        )
-    store = d / "results.sqlite"
-    src = Source(
-        d,
-        run,
-        str(cfg["model"]),
-        cfg.get("dtype"),
-        int(cfg.get("seed", 0)),
-        list(cfg.get("tasks") or []),
-        Setting("base", None, store, order[0]["key"]),
-    )
-    src.resolved = resolved
-    groups: dict[str, FamilySource] = {}
-    by_name = {e["name"]: e for e in order if "knob" not in e}
-    for e in order[1:]:
-        if _sweep_family(groups, e, store, by_name, d):
-            continue
-        method, name = e["method"], e["name"]
-        knob, value = _knob_of(method, run, cfg, name)
-        if run == "merge" and method not in ("specialist", "mixture"):
-            fam = " ".join(t for t in name.split() if not t.startswith("λ="))
-        elif run == "align" and method == "dpo_reg":
-            fam = f"dpo_reg {' '.join(t for t in name.split()[1:] if not t.startswith('lam='))}".strip()
-        elif method in ("specialist",):
-            fam = f"specialist {name}"
-        else:
-            fam = method
-        g = groups.setdefault(fam, FamilySource(fam, method, knob, [], str(d)))
-        g.settings.append(Setting(name, value, store, e["key"]))
-    if run == "align":
-        _end_lambda_curves_at_dpo(groups)
-    for g in groups.values():
-        # knob order from the base outwards: β and λ shrink away from the base (β, λ → ∞ is the base), scales grow
-        rev = g.knob in ("β",) or (g.knob == "λ" and run == "align")
-        g.settings.sort(key=lambda s: (s.value is None, -(s.value or 0) if rev else (s.value or 0)))
-    on_curve = {st.name for g in groups.values() if g.knob in ("β", "λ") and len(g.settings) >= 2 and run == "align" for st in g.settings}
-    for g in groups.values():
-        if g.knob == "α" and g.name.removesuffix(" (α)") in on_curve:
-            g.primary = False
-    src.families = list(groups.values())
+    for f in man.families:
+        sets = [Setting(r.label, v, store, e.key, r.strength) for e, r, v in man.points(f.name)]
+        src.families.append(FamilySource(f.name, f.method, f.knob, sets, str(d), f.primary, f.group))
     return src
 
 
@@ -367,8 +253,8 @@ def drop_families(sources: Sequence[Source], exclude: Sequence[str]) -> None:
         s, f = labels[x]
         if f in s.families:
             s.families.remove(f)
-        names = {st.name for st in f.settings}  # the α curves of its settings go with it
-        s.families[:] = [g for g in s.families if not (g.knob == "α" and g.name.removesuffix(" (α)") in names)]
+        rows = {(st.key, st.strength) for st in f.settings}  # the α curves of its settings (each ends at one) go with it
+        s.families[:] = [g for g in s.families if not (g.knob == ALPHA_KNOB and rows & {(st.key, st.strength) for st in g.settings})]
     if not any(s.families for s in sources):
         raise ConfigError("--exclude leaves no method to compare: exclude fewer")
 
@@ -385,7 +271,16 @@ def _families(sources: Sequence[Source], common: dict[str, Any], entries: Sequen
                 for e in entries
             }
             fams.append(
-                Family(label, f.knob, [st.name for st in f.settings], [st.value for st in f.settings], scores, family_of(f.kind), f.primary)
+                Family(
+                    label,
+                    f.knob.symbol,
+                    [st.name for st in f.settings],
+                    [st.value for st in f.settings],
+                    scores,
+                    f.group,
+                    f.primary,
+                    f.knob,
+                )
             )
     return fams
 
@@ -441,33 +336,34 @@ def _evaluate_all(sources: list[Source], out: Path, cfg: CompareConfig, progress
                 continue
             built: dict[str, Intervention] = {}
             fill = None
+            assert src.manifest is not None
             if src.kind == "merge":
                 mcfg = merge_from_dict(src.resolved["config"])
                 ivs_m, merge_ivs, made = merge_interventions(mcfg, S.model, S.tokenizer, src.folder, progress)
-                built = {made["entry"](iv, "")["name"]: iv for iv in [*ivs_m[1:], *merge_ivs]}
+                built = made["manifest"](src.manifest.run_id)[1]  # the folder's interventions by their store keys
                 fill = made["fill"]
             new_key: dict[str, str] = {}  # a folder's key -> its intervention's key in the compare store
             for f in src.families:
                 for st in f.settings:
                     if st.key not in new_key:
-                        entry = next(e for e in src.resolved["order"] if e["key"] == st.key)
-                        iv = built.get(entry["name"])
+                        iv = built.get(st.key)
                         if iv is None:
-                            iv = _rebuilt_adapter(src, entry)
+                            iv = _rebuilt_adapter(src, src.manifest.entry(st.key))
                         elif fill is not None and not isinstance(iv, AdapterIntervention) and not getattr(iv, "deltas", None):
                             fill(iv)
                         new_key[st.key] = S.evaluate(iv)
                     st.store, st.key = out / "results.sqlite", new_key[st.key]
 
 
-def _rebuilt_adapter(src: Source, entry: dict[str, Any]) -> Intervention:
+def _rebuilt_adapter(src: Source, entry: Entry) -> Intervention:
     """An align or merge folder's adapter setting (or its α sweep) from its adapter folder."""
-    if not entry.get("adapter"):
-        raise DataError(f"{src.folder}: setting {entry['name']!r} has no adapter folder to rebuild it from: rerun its command")
-    path = _resolve_path(entry["adapter"], src.folder)
-    if entry.get("knob") == "alpha":
-        return AdapterIntervention(path, entry["method"], entry["of"], {"from": entry["key"]}, tuple(entry["values"]))
-    return AdapterIntervention(path, entry["method"], entry["name"], {"from": entry["key"]})
+    if not entry.adapter:
+        raise DataError(f"{src.folder}: setting {entry.label!r} has no adapter folder to rebuild it from: rerun its command")
+    path = _resolve_path(entry.adapter, src.folder)
+    scales = tuple(entry.extra.get("values") or ())
+    if scales:
+        return AdapterIntervention(path, entry.method, entry.extra.get("of") or entry.label, {"from": entry.key}, scales)
+    return AdapterIntervention(path, entry.method, entry.label, {"from": entry.key})
 
 
 def _compare_config(sources: Sequence[Source], keys: Sequence[tuple[str, str | None]], limit: int | None, chunk: int) -> CompareConfig:
@@ -521,24 +417,21 @@ def _default_pairs(fams: Sequence[Family]) -> list[tuple[str, str]]:
     return pairs
 
 
-SCALE_KNOBS = ("α", "λ", "r")  # knobs whose value 0 is the base (steering's r, an adapter's α, a merge's λ)
-# knobs whose base is at ∞ (DPO's β, regularized DPO's λ): the KL-regularized optimum tilts the base by r/β and
-# an ℓ2 penalty λ·‖Δ‖² shrinks the step as 1/λ, so their laws are fitted along 1/knob, the base at 0
-INVERSE_KNOBS = ("β", "λ")
-
-
 def _law_axis(fam: Family) -> tuple[str, list[float], list[int]] | str:
-    """The axis a family's laws are fitted along: (knob name, values, the settings' indices), or why none."""
+    """The axis a family's laws are fitted along, from its knob's declaration: (the axis, the strengths, the
+    settings' indices), or why none. A knob whose base is at 0 is fitted as it is; one whose base is at ∞ (DPO's β,
+    regularized DPO's λ) along 1/knob, the base at 0 (settings at knob value 0, e.g. λ = 0, are left out)."""
+    knob = fam.spec
+    if knob is None or knob.law_axis is None:
+        return f"knob {fam.knob}: {knob.why if knob is not None else 'undeclared'}; no law along it is fitted"
     vals = fam.values
     if not vals or any(v is None for v in vals):
         return f"knob {fam.knob} has settings without a value: no law along it is fitted"
-    v = [float(x) for x in vals if x is not None]
-    if fam.knob in SCALE_KNOBS and v == sorted(v) and v[0] > 0:
-        return fam.knob, v, list(range(len(v)))
-    if fam.knob in INVERSE_KNOBS and v == sorted(v, reverse=True) and v[0] > 0:  # from the base (∞) outwards
-        keep = [j for j, x in enumerate(v) if x > 0]  # regularized DPO's λ = 0 end (DPO itself) is 1/λ = ∞
-        return f"1/{fam.knob}", [1.0 / v[j] for j in keep], keep
-    return f"knob {fam.knob} does not start at the base: no law along it is fitted"
+    keep = [j for j, x in enumerate(vals) if x is not None and (knob.axis == "value" or x > 0)]
+    v = [knob.law_value(float(vals[j])) for j in keep]  # type: ignore[arg-type]
+    if v != sorted(v) or not v or v[0] <= 0:
+        return f"knob {fam.knob} does not rise from the base: no law along it is fitted"
+    return str(knob.law_axis), v, keep
 
 
 def knob_laws(base: dict[str, np.ndarray], fam: Family, axes: dict[str, str], *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -712,8 +605,8 @@ def compare(
     dirs: Sequence[str | Path],
     out: str | Path,
     *,
-    alignment: str = "refusal",
-    helpfulness: str = "arc_easy",
+    alignment: str = T.task_with(T.DEFAULT_ALIGNMENT),
+    helpfulness: str = T.task_with(T.DEFAULT_HELPFULNESS),
     helpfulness_weight: float = 0.5,
     n_boot: int = 2000,
     levels: Sequence[float] | None = None,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from steertax import timing
 from steertax.errors import ConfigError
+from steertax.executor_config import ExecutorConfig, check_executor
 from steertax.interventions.steering.vectors import now_iso
 from steertax.models import load_model
 from steertax.runners.sweep import TaskSpec, cell_plan, eval_cell
@@ -33,29 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["ExecutorConfig", "Work", "plan_work", "run_work", "RayExecutor", "make_executor", "check_executor"]
 
 log = logging.getLogger(__name__)
-
-KINDS = ("local", "ray")
-
-
-@dataclass
-class ExecutorConfig:
-    """``executor:`` in a run/align/merge config (the CLI's ``--executor`` / ``--ray-address`` override it)."""
-
-    kind: str = "local"  # local | ray
-    address: Optional[str] = None  # ray: a running cluster ("auto", "HOST:6379", "ray://HOST:10001"); None starts a local one
-    num_workers: Optional[int] = None  # ray: actors (default: the cluster's GPUs, else its CPUs / num_cpus)
-    num_cpus: float = 1.0  # ray: CPUs per actor (its torch threads)
-    num_gpus: Optional[float] = None  # ray: GPUs per actor (default: 1 where the cluster has GPUs, else 0)
-    max_retries: int = 3  # ray: how often one piece of work is retried after its worker died
-
-
-def check_executor(e: ExecutorConfig) -> None:
-    if e.kind not in KINDS:
-        raise ConfigError(f"executor.kind {e.kind!r} is unknown: use one of {', '.join(KINDS)}")
-    if e.num_workers is not None and e.num_workers < 1:
-        raise ConfigError(f"executor.num_workers must be >= 1 (got {e.num_workers})")
-    if e.num_cpus <= 0 or (e.num_gpus is not None and e.num_gpus < 0):
-        raise ConfigError("executor.num_cpus must be > 0 and executor.num_gpus >= 0")
 
 
 @dataclass

@@ -49,7 +49,6 @@ import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -58,7 +57,7 @@ import yaml
 
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_text
-from steertax.config import CommonConfig, _build, quick_tasks
+from steertax.config import CommonConfig, build_config, load_yaml, quick_tasks
 from steertax.data import data_path, read_jsonl
 from steertax.errors import ConfigError, DataError
 from steertax.interventions import (
@@ -66,6 +65,7 @@ from steertax.interventions import (
     BaseIntervention,
     Intervention,
     adapter_ready,
+    store_key,
 )
 from steertax.interventions.merge import (
     MERGE_REGISTRY,
@@ -83,27 +83,18 @@ from steertax.interventions.merge import (
     tsvm_merge,
 )
 from steertax.interventions.steering.pairs import REFUSAL_TEMPLATES
+from steertax.manifest import ALPHA_KNOB, POINT_KNOB, SCALE_KNOB, Entry, Family, Knob, Manifest, Row
 from steertax.models import load_model
-from steertax.reports.study import _png
-from steertax.runners.align import (
-    AlignSetting,
-    LoraSettings,
-    TrainSettings,
-    alpha_entry,
-    check_alphas,
-    order_entry,
-    preference_data,
-    train_setting,
-)
+from steertax.reports.study import png
+from steertax.runners.align import check_alphas
 from steertax.runners.compare import summarize_run
 from steertax.runners.executors import check_executor
 from steertax.runners.preflight import check_lora_targets, check_run, raise_problems, resolve_model
 from steertax.runners.session import session
 from steertax.tasks import get as get_task
-from steertax.tasks.behavior import SAFE_ANSWERED
+from steertax.training import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
 
 __all__ = [
-    "MERGE_METHODS",
     "MERGE_REGISTRY",
     "register_merge_method",
     "merge_methods",
@@ -119,8 +110,7 @@ __all__ = [
 ]
 
 
-# the methods of the default sweep (the registry, steertax.interventions.merge, holds every registered method)
-MERGE_METHODS = ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm")
+TRAINED, MERGING = "fine-tuning", "merging"  # the groups of methods reports colour by
 
 
 # --------------------------------------------------------------------------- `steertax merge`
@@ -226,7 +216,7 @@ def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
 
     if not isinstance(d, dict):
         raise ConfigError(f"a merge config must be a YAML mapping, got {type(d).__name__}")
-    cfg: MergeConfig = _build(MergeConfig, d, "")
+    cfg: MergeConfig = build_config(MergeConfig, d, "")
     if len(cfg.specialists) < 1:
         raise ConfigError("specialists: list at least one (e.g. {name: harmless, data: harmless})")
     names = [s.name for s in cfg.specialists]
@@ -303,18 +293,8 @@ def _check_merges(cfg: MergeConfig) -> None:
 
 
 def load_merge_config(path_or_name: str | Path | None) -> MergeConfig:
-
-    if path_or_name in (None, "merge"):
-        text = resources.files("steertax").joinpath("configs").joinpath("merge.yaml").read_text(encoding="utf-8")
-        return merge_from_dict(yaml.safe_load(text))
-    p = Path(str(path_or_name))
-    if not p.is_file():
-        raise ConfigError(f"merge config {p} does not exist: give a YAML file (or nothing for the built-in default)")
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return merge_from_dict(d)
+    """A YAML file, or the built-in ``merge`` (the default)."""
+    return merge_from_dict(load_yaml(path_or_name, ("merge",), "merge"))
 
 
 # -- the specialists' data
@@ -343,7 +323,7 @@ def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] |
             {"prompt": rows[i]["instruction"], "chosen": " ".join(rows[i]["output"].split()[:60]), "rejected": _refusal(rng)} for i in pick
         ]
     if kind == "honest":
-        items = [it for it in T.get("truthfulqa").items(None, seed) if it.id not in (exclude_truthfulqa or set())]
+        items = [it for it in T.get(T.task_with(T.HONEST_SPECIALIST_DATA)).items(None, seed) if it.id not in (exclude_truthfulqa or set())]
         rng.shuffle(items)
         out = []
         for it in items[:n]:
@@ -376,7 +356,7 @@ def _train_once(
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    setting = AlignSetting("dpo", beta=beta, steps=steps, label=name)
+    setting = AlignSetting.of("dpo", beta=beta, steps=steps, label=name)
     info = train_setting(model, tok, setting, rows, tmp, lora=cfg.lora, train=cfg.train, seed=cfg.seed, progress=progress)
     (tmp / "setting.json").write_text(json.dumps({"setting": dataclasses.asdict(setting), "name": name, **info}, indent=1, default=str))
     if path.exists():
@@ -461,10 +441,10 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
     run_id = f"merge-{cfg.eval_hash()}"
     with session(cfg, out, run_id, stale=("adapters/.*.tmp*",), progress=progress) as S:
         ivs, merge_ivs, made = merge_interventions(cfg, S.model, S.tokenizer, out, progress)
+        man, _ = made["manifest"](run_id)
         resolved = {
             "run_id": run_id,
             "config": cfg.to_dict(),
-            "order": [made["entry"](iv, run_id) for iv in ivs + merge_ivs],
             "kind": "merge",
             "specialists": {n: str(p) for n, p in made["paths"].items()},
             "mixture": str(made["mixture"]) if made["mixture"] else None,
@@ -475,6 +455,7 @@ def run_merge(cfg: MergeConfig, out: str | Path, *, progress: bool = True) -> di
         for miv in merge_ivs:
             made["fill"](miv)
             S.evaluate(miv)
+    man.write(out)
     summary = summarize_run(out)
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "merge_3h.png", three_h_figure(summary))
@@ -487,8 +468,8 @@ def merge_interventions(
     """A merge run's interventions: the base, each specialist, the mixture, and every merge setting (its
     merged deltas computed on demand by ``made["fill"](iv)``, one merge spec's deltas in memory at a time).
     Specialists and the mixture are trained into ``out/adapters`` unless already there (then only loaded)."""
-    tq = next((t for t in cfg.tasks if t.name == "truthfulqa"), None)
-    exclude = {it.id for it in get_task("truthfulqa", **(tq.options if tq else {})).items(tq.limit, cfg.seed)} if tq else set()
+    tq = next((t for t in cfg.tasks if T.has_trait(t.name, T.HONEST_SPECIALIST_DATA)), None)
+    exclude = {it.id for it in get_task(tq.name, **tq.options).items(tq.limit, cfg.seed)} if tq else set()
     paths, full, mixture = _specialists(cfg, model, tok, out, progress, exclude)
     names = [s.name for s in cfg.specialists]
     deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
@@ -523,24 +504,38 @@ def merge_interventions(
     ]
     specs = {id(miv): m for m, miv in zip(cfg.merges, merge_ivs, strict=True)}
 
-    def entry(iv: Intervention, run_id: str) -> dict[str, Any]:
-        """The iv's ``order`` line (a sweep's line names its knob and values)."""
-        if id(iv) in of:
-            return alpha_entry(iv, run_id, of[id(iv)])
-        if id(iv) in specs:
-            m = specs[id(iv)]
-            line = {**order_entry(iv, run_id), "knob": "lambda", "values": list(m.scales), "names": [m.name(lam) for lam in m.scales]}
-            if m.weight_of is not None and m.weights is not None:  # a point of a curve along one specialist's weight
+    def manifest(run_id: str) -> tuple[Manifest, dict[str, Intervention]]:
+        """The run's manifest (families, knobs, every evaluated setting) and its interventions by store key."""
+        man = Manifest("merge", run_id, cfg.model, cfg.dtype, cfg.seed, cfg.to_dict()["tasks"], store_key(run_id, ivs[0]))
+        man.entries.append(Entry(man.base_key, "base", "base", [Row("base")]))
+        by_key: dict[str, Intervention] = {man.base_key: ivs[0]}
+        main: dict[str, Row] = {}
+        for iv in ivs[1:]:  # specialists and the mixture: points
+            fam = man.add_family(Family(iv.name() if iv.method == "mixture" else f"specialist {iv.name()}", iv.method, TRAINED, POINT_KNOB))
+            main[iv.name()] = Row(iv.name(), None, {fam.name: None})
+            man.entries.append(Entry(store_key(run_id, iv), iv.method, iv.name(), [main[iv.name()]], _adapter_of(iv)))
+        for iv in sweeps:  # their α curves: base → α → the adapter (α = 1)
+            of_name, grid = of[id(iv)], tuple(getattr(iv, "scales", None) or ())
+            fam = man.add_family(Family(f"{of_name} (α)", iv.method, TRAINED, ALPHA_KNOB))
+            rows = [Row(f"{of_name} α={a:g}", float(a), {fam.name: float(a)}) for a in grid]
+            man.entries.append(
+                Entry(store_key(run_id, iv), iv.method, f"{of_name} (α)", rows, _adapter_of(iv), {"of": of_name, "values": list(grid)})
+            )
+            main[of_name].on[fam.name] = 1.0
+        for m, miv in zip(cfg.merges, merge_ivs, strict=True):  # each spec's λ grid, or a point of a weight curve
+            if m.weight_of is not None and m.weights is not None:
                 j = names.index(m.weight_of)
                 rest = ",".join("·" if k == j else f"{w:g}" for k, w in enumerate(m.weights))
                 scale = ",".join(f"{lam:g}" for lam in m.scales)
-                line["weight"] = {
-                    "of": m.weight_of,
-                    "value": m.weights[j],
-                    "family": f"{m.label or m.method} λ={scale} w={rest} ({m.weight_of} weight)",
-                }
-            return line
-        return order_entry(iv, run_id)
+                knob = Knob("weight", f"w({m.weight_of})", None, None, "a weight curve does not start at the base")
+                fam = man.add_family(Family(f"{m.label or m.method} λ={scale} w={rest} ({m.weight_of} weight)", m.method, MERGING, knob))
+                rows = [Row(m.name(lam), float(lam), {fam.name: float(m.weights[j])}) for lam in m.scales]
+            else:
+                fam = man.add_family(Family(m.series(), m.method, MERGING, SCALE_KNOB))
+                rows = [Row(m.name(lam), float(lam), {fam.name: float(lam)}) for lam in m.scales]
+            man.entries.append(Entry(store_key(run_id, miv), m.method, miv.name(), rows))
+        by_key.update({store_key(run_id, iv): iv for iv in [*ivs[1:], *sweeps, *merge_ivs]})
+        return man, by_key
 
     cache: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -561,7 +556,12 @@ def merge_interventions(
             )
         miv.deltas = cache[key]
 
-    return ivs + sweeps, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full, "entry": entry}
+    return ivs + sweeps, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full, "manifest": manifest}
+
+
+def _adapter_of(iv: Intervention) -> str | None:
+    path = getattr(iv, "path", None)
+    return str(path) if path else None
 
 
 def _spec_of(s: SpecialistConfig) -> dict[str, Any]:
@@ -582,18 +582,14 @@ def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], se
 
 
 def _axes_3h(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """The 3H axes a merge run measured: (entry name, label)."""
+    """The 3H axes a merge run measured: (entry name, label), a panel per task that declares a THREE_H_* trait."""
     ents = {e["name"]: e for e in summary["entries"]}
-    out = []
-    safe = SAFE_ANSWERED.get(ents["over_refusal"]["scorer"], "safe prompts answered") if "over_refusal" in ents else ""
-    for name, lab in (
-        ("refusal", "harmless: refusal B"),
-        ("over_refusal", f"helpful: {safe}"),
-        ("arc_easy", "helpful: ARC-Easy P(correct)"),
-        ("truthfulqa", "honest: TruthfulQA MC2"),
-    ):
-        if name in ents:
-            out.append((name, lab))
+    out = [
+        (name, f"{h}: {T.REGISTRY[name].score_label(ents[name]['scorer'])}")
+        for h, trait in T.THREE_H
+        for name in T.with_trait(trait)
+        if name in ents
+    ]
     return out or [(e["name"], e["name"]) for e in summary["entries"]][:3]
 
 
@@ -610,11 +606,11 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
     fig, axs = plt.subplots(1, len(axes_), figsize=(4.6 * len(axes_), 4.2), squeeze=False)
     rows = [r for r in summary["settings"] if r["method"] != "base"]
     merged = [r for r in rows if r["method"] in MERGE_REGISTRY]
-    methods = list(dict.fromkeys(_series(r["setting"]) for r in merged))  # one line per spec (its λ sweep)
+    methods = list(dict.fromkeys(_series(r) for r in merged))  # one line per spec (its λ sweep)
     for ax, (name, label) in zip(axs[0], axes_, strict=True):
         for m in methods:
             pts = sorted(
-                ((_lam(r["setting"]), r["tasks"][name]) for r in merged if _series(r["setting"]) == m and name in r["tasks"]),
+                ((r["knob"]["strength"], r["tasks"][name]) for r in merged if _series(r) == m and name in r["tasks"]),
                 key=lambda p: p[0],
             )
             pts = [p for p in pts if p[1]["delta"] is not None]
@@ -657,7 +653,7 @@ def three_h_figure(summary: dict[str, Any]) -> bytes:
     axs[0][0].legend(fontsize=7)
     fig.suptitle(f"{summary['model']}: merging specialists vs the data mixture (change from the base, 95% CI)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def _alpha_curves(rows: Sequence[dict[str, Any]], task: str) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -676,12 +672,8 @@ def _alpha_curves(rows: Sequence[dict[str, Any]], task: str) -> dict[str, list[t
     return {of: sorted(pts) for of, pts in curves.items() if len(pts) >= 3}
 
 
-def _series(setting: str) -> str:
-    return " ".join(t for t in setting.split() if not t.startswith("λ="))
-
-
-def _lam(setting: str) -> float:
-    for tok in setting.split():
-        if tok.startswith("λ="):
-            return float(tok[2:])
-    return 1.0
+def _series(row: dict[str, Any]) -> str:
+    """A merge row's line in the 3H figure: its λ curve (from the manifest), or the row itself for a point of a
+    weight curve (whose λ grid is its own)."""
+    kn = row["knob"]
+    return str(kn["family"]) if kn["param"] == SCALE_KNOB.name else str(row["setting"])

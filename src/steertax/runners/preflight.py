@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ from steertax.interventions.adapter import lora_targets_in
 from steertax.interventions.conditional import Condition, prompt_set
 from steertax.interventions.steering.pairs import PAIR_BUILDERS, check_pairs_file
 from steertax.interventions.steering.vectors import SteeringVector
+from steertax.manifest import read_manifest
 from steertax.tasks.behavior import BehaviorTask
 
 __all__ = ["preflight", "check_study"]
@@ -46,7 +48,9 @@ __all__ = ["preflight", "check_study"]
 _LOADER_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
 
 
-class _Problems:
+class Problems:
+    """The problems a check found, collected (``at``) so that they are reported together."""
+
     def __init__(self) -> None:
         self.items: list[SteertaxError] = []
 
@@ -139,7 +143,7 @@ def module_names(name: str) -> Optional[list[str]]:
     """The dotted name of every module of model ``name`` (``model.layers.0.self_attn.q_proj`` ...), from its
     config alone (instantiated on the meta device: no weights read); None when no config is at hand without
     loading the model (a hub id, or a built-in GGUF not yet converted)."""
-    key = M._ALIASES.get(name.lower(), name.lower())
+    key = M.ALIASES.get(name.lower(), name.lower())
     path = Path(name).expanduser()
     if key in M.BUILTIN_MODELS:
         path = cache_dir() / "converted" / M.BUILTIN_MODELS[key].sha256
@@ -167,14 +171,14 @@ def resolve_model(name: str, info: dict[str, Any]) -> None:
     """What ``load_model`` will do with ``name`` (same order of cases), without loading or downloading."""
 
     builtin = sorted(M.BUILTIN_MODELS)
-    key = M._ALIASES.get(name.lower(), name.lower())
+    key = M.ALIASES.get(name.lower(), name.lower())
     path = Path(name).expanduser()
     if not name.strip():
         raise ModelError("model is empty: give a built-in name, a model directory, a .gguf file or a hub id")
     if key in M.BUILTIN_MODELS:
         spec = M.BUILTIN_MODELS[key]
         for pkg, rel in zip(spec.packages, spec.files, strict=True):
-            M._package_file(pkg, rel, spec)  # the package is installed and holds its part
+            M.package_file(pkg, rel, spec)  # the package is installed and holds its part
         info.update(kind="builtin", label=spec.name)
     elif name.lower().endswith(".gguf"):
         _gguf_file(name, path)
@@ -206,7 +210,7 @@ def _device(device: Any) -> None:
         raise ModelError(f"{device!r} asked for, but there are {torch.cuda.device_count()} CUDA device(s)")
 
 
-def _check_model(cfg: Any, P: _Problems) -> dict[str, Any]:
+def _check_model(cfg: Any, P: Problems) -> dict[str, Any]:
     """How ``load_model`` will resolve ``cfg.model``, checked without loading it (and without the network)."""
 
     name = str(cfg.model)
@@ -214,7 +218,7 @@ def _check_model(cfg: Any, P: _Problems) -> dict[str, Any]:
     with P.at("model"):
         resolve_model(name, info)
     with P.at("dtype", wrap=ModelError):
-        M._resolve_dtype(cfg.dtype)
+        M.resolve_dtype(cfg.dtype)
     with P.at("device", wrap=ModelError):
         _device(getattr(cfg, "device", None))
     return info
@@ -273,7 +277,7 @@ def _pairs(cfg: RunConfig) -> dict[str, Any]:
     )
 
 
-def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P: _Problems) -> dict[str, Any]:
+def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P: Problems) -> dict[str, Any]:
 
     v = cfg.vector
     info: dict[str, Any] = {}
@@ -310,7 +314,7 @@ def _check_vector(cfg: RunConfig, model: dict[str, Any], out: Optional[Path], P:
 # --------------------------------------------------------------------------- tasks, study, numbers
 
 
-def _check_tasks(cfg: Any, P: _Problems) -> dict[str, int]:
+def _check_tasks(cfg: Any, P: Problems) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     for i, t in enumerate(cfg.tasks):
@@ -327,7 +331,7 @@ def _check_tasks(cfg: Any, P: _Problems) -> dict[str, int]:
     return counts
 
 
-def _check_study(cfg: RunConfig, P: _Problems) -> None:
+def _check_study(cfg: RunConfig, P: Problems) -> None:
 
     keys = [t.label or t.name for t in cfg.tasks]
     st = cfg.study
@@ -349,7 +353,7 @@ def _check_study(cfg: RunConfig, P: _Problems) -> None:
                     raise ConfigError(f"{name!r} must be a behavior task for the theory step (one of {ok}), or set theory.enabled: false")
 
 
-def _check_numbers(cfg: RunConfig, P: _Problems) -> None:
+def _check_numbers(cfg: RunConfig, P: Problems) -> None:
     s = cfg.strengths
     checks: list[tuple[str, bool, str]] = [
         ("batch_size", cfg.batch_size >= 1, f"{cfg.batch_size} is not a positive batch size"),
@@ -390,7 +394,7 @@ def _check_numbers(cfg: RunConfig, P: _Problems) -> None:
             P.add(ConfigError(f"{where}: {msg}"))
 
 
-def _check_out(out: Path, P: _Problems) -> None:
+def _check_out(out: Path, P: Problems) -> None:
     with P.at("output folder", wrap=ConfigError):
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out} is a file: --out needs a folder (new or a run's folder to resume)")
@@ -410,7 +414,7 @@ def _check_out(out: Path, P: _Problems) -> None:
 # --------------------------------------------------------------------------- entry points
 
 
-def _check_condition(cfg: RunConfig, P: _Problems) -> None:
+def _check_condition(cfg: RunConfig, P: Problems) -> None:
     """``steering.condition``: its file loads (and fits the model's width), or its prompt sets read."""
     c = cfg.steering.condition
     if c is None:
@@ -428,7 +432,7 @@ def _check_condition(cfg: RunConfig, P: _Problems) -> None:
 def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[SteertaxError], dict[str, Any]]:
     """Every problem with ``cfg`` (and the output folder ``out``) found without loading the model, and
     what was found (model kind, items per task, pairs or vector). Reads files only; writes nothing."""
-    P = _Problems()
+    P = Problems()
     outp = Path(out) if out is not None else None
     model = _check_model(cfg, P)
     info: dict[str, Any] = {"model": model}
@@ -443,12 +447,12 @@ def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[Ste
 
 
 def check_run(
-    cfg: Any, out: str | Path | None = None, extra: Optional[Callable[[_Problems], None]] = None
+    cfg: Any, out: str | Path | None = None, extra: Optional[Callable[[Problems], None]] = None
 ) -> tuple[list[SteertaxError], dict[str, Any]]:
     """The checks every command shares (model, dtype, device, tasks and their data, output folder) for any
     run config (``steertax align``, ``steertax merge``), plus the command's own ``extra`` checks (its data
     files, adapters ...). Reads files only; writes and loads nothing."""
-    P = _Problems()
+    P = Problems()
     info: dict[str, Any] = {"model": _check_model(cfg, P), "tasks": _check_tasks(cfg, P)}
     if extra is not None:
         extra(P)
@@ -485,3 +489,110 @@ def preflight(cfg: RunConfig, out: str | Path | None = None) -> dict[str, Any]:
     err = type(problems[0])(msg)
     err.problems = problems  # type: ignore[attr-defined]
     raise err
+
+
+# --------------------------------------------------------------------------- steertax compare
+
+
+def output_problem(flag: str, path: str | os.PathLike[str], *, folder: bool) -> SteertaxError | None:
+    """Why ``path`` (a file to write, or with ``folder`` a folder to write into) cannot be written; None
+    when it can. Creates nothing."""
+    p = Path(path).expanduser()
+    if folder and p.exists() and not p.is_dir():
+        return ConfigError(f"{flag} {path} is a file: give a folder (a new one, or one to write into)")
+    if not folder and p.is_dir():
+        return ConfigError(f"{flag} {path} is a folder: give a file path, like {p / ('tax.md' if flag == '--markdown' else 'tax.json')}")
+    probe = (p if folder else p.parent).absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return ConfigError(f"{flag} {path} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return ConfigError(f"{flag} {path} cannot be written: {probe} is not writable; choose another {flag}")
+    return None
+
+
+def parse_levels(text: str | None) -> list[float] | None:
+    """``--levels``: comma-separated ΔB levels (None: the default levels)."""
+    return None if text is None else [float(x) for x in text.split(",") if x.strip()]
+
+
+def check_compare(a: Any) -> list[SteertaxError]:
+    """What is wrong with `steertax compare`'s inputs (``a``: its options ``dirs``, ``out``, ``alignment``,
+    ``helpfulness``, ``helpfulness_weight`` and the statistics flags): each folder exists and is a run, align or
+    merge output folder with results (read from its manifest), names the --alignment and --helpfulness tasks and
+    measures the same model as the others; --out can be written; the flags are in range. Reads no results."""
+    problems: list[SteertaxError] = []
+    w = a.helpfulness_weight
+    if not (math.isfinite(w) and 0 <= w <= 1):
+        problems.append(ConfigError(f"--helpfulness-weight {w} must be in [0, 1]"))
+    problems += _decision_problems(a)
+    models: dict[str, list[str]] = {}
+    seen: set[Path] = set()
+    for d in map(Path, a.dirs):
+        if d.resolve() in seen:
+            problems.append(ConfigError(f"{d} is given twice: name each folder once"))
+            continue
+        seen.add(d.resolve())
+        try:
+            model = _compare_folder(d, a.alignment, a.helpfulness)
+        except SteertaxError as e:
+            problems.append(e)
+            continue
+        models.setdefault(model, []).append(str(d))
+    if len(models) > 1:
+        which = "; ".join(f"{m!r}: {', '.join(ds)}" for m, ds in sorted(models.items()))
+        problems.append(ConfigError(f"these folders measure different models ({which}): compare runs of one model"))
+    err = output_problem("--out", a.out, folder=True)
+    if err is not None:
+        problems.append(err)
+    return problems
+
+
+def _decision_problems(a: Any) -> list[SteertaxError]:
+    """compare's statistics and adaptive-mode flags."""
+    p: list[SteertaxError] = []
+    try:
+        lv = parse_levels(a.levels)
+    except ValueError:
+        lv = None
+        p.append(ConfigError(f"--levels {a.levels!r} is not a comma-separated list of numbers (ΔB levels, e.g. 0.5,1.0)"))
+    if lv is not None and (not lv or not all(math.isfinite(x) and x > 0 for x in lv)):
+        p.append(ConfigError(f"--levels {a.levels!r}: give positive finite ΔB levels, e.g. 0.5,1.0"))
+    if not (math.isfinite(a.alpha) and 0 < a.alpha < 1):
+        p.append(ConfigError(f"--alpha {a.alpha} must be in (0, 1)"))
+    if a.n_boot < 100:
+        p.append(ConfigError(f"--n-boot {a.n_boot} is too few for intervals and p-values: give at least 100 (default 2000)"))
+    if a.limit is not None and (a.limit <= 0 or not a.evaluate):
+        p.append(
+            ConfigError(
+                f"--limit {a.limit}: " + ("must be positive" if a.limit <= 0 else "sets the items --evaluate scores: add --evaluate")
+            )
+        )
+    if a.until_decided and not a.evaluate:
+        p.append(ConfigError("--until-decided adds items, which needs --evaluate (it scores them): add --evaluate"))
+    if a.until_decided and (a.budget is None or a.budget <= 0):
+        p.append(ConfigError(f"--budget {a.budget} adds no items: give the most items to add per task (e.g. --budget 256)"))
+    if a.budget is not None and not a.until_decided:
+        p.append(ConfigError("--budget is the item budget of --until-decided: add --until-decided"))
+    if a.step <= 0 or a.step % 16:
+        p.append(ConfigError(f"--step {a.step} must be a positive multiple of the cell size 16"))
+    return p
+
+
+def _compare_folder(d: Path, alignment: str, helpfulness: str) -> str:
+    """Check one `steertax compare` folder from its manifest (no results read); returns the model it measures."""
+    kinds = "`steertax run`, `steertax align` or `steertax merge`"
+    if not d.exists():
+        raise DataError(f"{d} does not exist: give the --out folder of {kinds}")
+    if not d.is_dir():
+        raise DataError(f"{d} is a file, not a run folder: give the --out folder of {kinds}")
+    man = read_manifest(d)
+    if not (d / "results.sqlite").is_file():
+        raise DataError(f"{d} has no results.sqlite: the {man.kind} has scored nothing yet; rerun the same `steertax {man.kind}` command")
+    keys = [str(t.get("label") or t.get("name")) for t in man.tasks if isinstance(t, dict)]
+    for flag, entry in (("--alignment", alignment), ("--helpfulness", helpfulness)):
+        task = entry.split("[", 1)[0] if entry.endswith("]") else entry  # an entry names a task and, in brackets, a scorer
+        if task not in keys:
+            raise DataError(f"{d} ({man.kind}) has no task {task!r} (its tasks: {keys}): choose one of them with {flag}")
+    return man.model

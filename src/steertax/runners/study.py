@@ -13,16 +13,17 @@ import json
 import logging
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import transformers
 import yaml
 
-from steertax import __version__, tasks as T
+from steertax import tasks as T
 from steertax._faults import checkpoint
 from steertax._util import atomic_write_json, atomic_write_text, parse_layers
+from steertax._version import __version__
 from steertax.analysis.laws import fit_law, fit_task, item_matrix
 from steertax.analysis.stats import paired_change, paired_ratio
 from steertax.analysis.tax import efficient_strength, interp_mean, law_function, split_items, tax_table
@@ -34,6 +35,7 @@ from steertax.interventions.conditional import Condition, check_condition_layer,
 from steertax.interventions.steering.extract import extract_vector
 from steertax.interventions.steering.pairs import get_pairs
 from steertax.interventions.steering.vectors import SteeringVector, now_iso
+from steertax.manifest import R_KNOB, Entry, Family, Manifest, Row
 from steertax.reports.study import write_report
 from steertax.runners.preflight import preflight
 from steertax.runners.session import session
@@ -273,10 +275,24 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
     with session(cfg, out, run_id, stale=(".*.tmp", "figures/.*.tmp"), progress=progress, prepare=prepare) as S:
         for iv in made["ivs"]:  # unconditional, then conditional steering (its own rows only)
             S.evaluate(iv)
+    study_manifest(cfg, run_id, made["ivs"], made["grid"]).write(out)
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, S.model, S.tokenizer, made["vec"], made["grid"]))
     return analyze(out)
+
+
+def study_manifest(cfg: RunConfig, run_id: str, ivs: Sequence[SteeringIntervention], grid: Sequence[float]) -> Manifest:
+    """A study folder's manifest: one family per sweep (steering, and conditional steering with a condition)
+    along r from the base (r = 0, the unconditional sweep's rows at 0) outwards; negative strengths are rows of the
+    sweep on no curve."""
+    keys = [store_key(run_id, iv) for iv in ivs]
+    man = Manifest("run", run_id, cfg.model, cfg.dtype, cfg.seed, cfg.to_dict()["tasks"], keys[0], 0.0)
+    for iv, key in zip(ivs, keys, strict=True):
+        fam = man.add_family(Family(iv.method, iv.method, "steering", R_KNOB))
+        rows = [Row(f"r={r:g}", float(r), {fam.name: float(r)} if r > 0 else {}) for r in sorted(float(x) for x in grid)]
+        man.entries.append(Entry(key, iv.method, iv.name(), rows))
+    return man
 
 
 def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -467,7 +483,7 @@ def _efficient(cfg: RunConfig, entries: dict[str, dict[str, Any]], grid: list[fl
             "validation_fits": {"alignment": fa, "helpfulness": fh},
         }
     kl = None
-    drift = [n for n, e in entries.items() if e["name"] == "drift"]
+    drift = [n for n, e in entries.items() if T.has_trait(e["name"], T.DISTANCE_FROM_BASE)]
     if st.kl_ceiling is not None and drift:
         drec = entries[drift[0]]["records"]
         kl = lambda r: np.asarray([interp_mean(drec, "kl", float(x)) for x in np.atleast_1d(r)])  # noqa: E731
@@ -491,7 +507,7 @@ def _tax(cfg: RunConfig, entries: dict[str, dict[str, Any]], r: float | None) ->
     split = _study_split(cfg, entries)
     test, chosen_on = (split[1], split[2]) if split is not None else (None, None)
     return tax_table(
-        {n: {k: e[k] for k in ("axis", "metric", "scorer")} for n, e in entries.items()},
+        {n: {k: e[k] for k in ("axis", "metric", "scorer", "name")} for n, e in entries.items()},
         {n: e["records"] for n, e in entries.items()},
         r,
         items=test,

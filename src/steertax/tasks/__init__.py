@@ -3,6 +3,13 @@
 >>> task = steertax.tasks.get("arc_easy")
 >>> res = steertax.evaluate(model, tok, task, vector=vec, strengths=[0, 8, 16], limit=64)
 >>> print(res.table())
+
+What a task is (a rate on safe prompts, an answer that must finish, harmful items, ...) is declared by the task
+(``traits``, from :mod:`steertax.tasks.traits`) and asked with :func:`has_trait` / :func:`with_trait` /
+:func:`task_with`, never by its name:
+
+>>> steertax.tasks.has_trait("gsm8k", steertax.tasks.NEEDS_FINISHED_ANSWER)
+True
 """
 
 from __future__ import annotations
@@ -19,27 +26,68 @@ from steertax.tasks.behavior import BiasAgreement, OverRefusal, Refusal, Refusal
 from steertax.tasks.choice import BBQ, MMLU, ARCChallenge, ARCEasy, HellaSwag, TruthfulQA
 from steertax.tasks.drift import DRIFT_METRICS, Drift
 from steertax.tasks.generative import GSM8K, HumanEval
+from steertax.tasks.traits import (
+    DEFAULT_ALIGNMENT,
+    DEFAULT_HELPFULNESS,
+    DISTANCE_FROM_BASE,
+    HARMFUL_ITEMS,
+    HONEST_SPECIALIST_DATA,
+    NEEDS_FINISHED_ANSWER,
+    SAFE_PROMPT_RATE,
+    TAX_BENCHMARK,
+    THREE_H,
+    THREE_H_HARMLESS,
+    THREE_H_HELPFUL,
+    THREE_H_HONEST,
+    TRAITS,
+)
 
 REGISTRY: dict[str, type[Task]] = {
     cls.name: cls
-    for cls in (
+    for cls in (  # this order is :func:`with_trait`'s: e.g. `steertax tax`'s default benchmarks, a merge figure's panels
         Refusal,
         RefusalAttack,
         BiasAgreement,
-        BBQ,
         OverRefusal,
-        MMLU,
         ARCEasy,
         ARCChallenge,
         HellaSwag,
-        TruthfulQA,
-        GSM8K,
+        MMLU,
         HumanEval,
+        GSM8K,
+        TruthfulQA,
+        BBQ,
         Drift,
     )
 }
 
-__all__ = ["DRIFT_METRICS", "get", "names", "evaluate", "Task", "Item", "EvalContext", "EvalResult", "REGISTRY"]
+__all__ = [
+    "DRIFT_METRICS",
+    "get",
+    "names",
+    "evaluate",
+    "has_trait",
+    "with_trait",
+    "task_with",
+    "Task",
+    "Item",
+    "EvalContext",
+    "EvalResult",
+    "REGISTRY",
+    "TRAITS",
+    "THREE_H",
+    "SAFE_PROMPT_RATE",
+    "NEEDS_FINISHED_ANSWER",
+    "HARMFUL_ITEMS",
+    "DISTANCE_FROM_BASE",
+    "HONEST_SPECIALIST_DATA",
+    "TAX_BENCHMARK",
+    "DEFAULT_ALIGNMENT",
+    "DEFAULT_HELPFULNESS",
+    "THREE_H_HARMLESS",
+    "THREE_H_HELPFUL",
+    "THREE_H_HONEST",
+]
 
 
 def _charge(task: str, recs: list[dict[str, Any]], seconds: float, inner: dict[str, tuple[float, int]]) -> None:
@@ -59,6 +107,35 @@ def _charge(task: str, recs: list[dict[str, Any]], seconds: float, inner: dict[s
 
 def names() -> list[str]:
     return sorted(REGISTRY)
+
+
+def _known(trait: str) -> str:
+    if trait not in TRAITS:
+        raise ValueError(f"unknown trait {trait!r}: choose from {sorted(TRAITS)} (steertax.tasks.traits)")
+    return trait
+
+
+def has_trait(task: str | Task | type[Task], trait: str) -> bool:
+    """Whether ``task`` (a registered task's name, a task or a task class) declares ``trait`` (one of
+    :mod:`steertax.tasks.traits`). A name no task is registered under has no traits."""
+    _known(trait)
+    cls = REGISTRY.get(task) if isinstance(task, str) else task
+    return cls is not None and trait in cls.traits
+
+
+def with_trait(trait: str) -> tuple[str, ...]:
+    """The names of the registered tasks that declare ``trait``, in the registry's order."""
+    _known(trait)
+    return tuple(n for n, cls in REGISTRY.items() if trait in cls.traits)
+
+
+def task_with(trait: str) -> str:
+    """The name of the one registered task that declares ``trait`` (a default such as
+    :data:`~steertax.tasks.traits.DEFAULT_ALIGNMENT`); LookupError when none or several do."""
+    found = with_trait(trait)
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} registered tasks declare the trait {trait!r} ({list(found)}): exactly one must")
+    return found[0]
 
 
 def get(name: str, **options: Any) -> Task:

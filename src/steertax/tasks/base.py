@@ -11,6 +11,7 @@ import torch
 
 from steertax.errors import DataError, StrengthError
 from steertax.interventions.steering.hooks import check_strength
+from steertax.tasks.traits import HARMFUL_ITEMS, NEEDS_FINISHED_ANSWER, TRAITS
 
 __all__ = ["Item", "EvalContext", "Task", "EvalResult", "subset", "summarize"]
 
@@ -44,9 +45,22 @@ class EvalContext:
         return dict(vector=self.vector, layers=self.layers, force=self.force)
 
 
+class _DeclaresTrait:
+    """A read-only bool attribute of a task (class or instance): whether it declares ``trait``."""
+
+    def __init__(self, trait: str) -> None:
+        self.trait = trait
+
+    def __get__(self, obj: object, owner: type[Task]) -> bool:
+        return self.trait in owner.traits
+
+
 class Task:
     """Base class. Subclasses set ``name``, ``axis`` ("alignment" | "helpfulness"), ``metric`` (the
     primary per-item field) and implement :meth:`load_items` and :meth:`score`.
+
+    ``traits``: what the task is, from :mod:`steertax.tasks.traits` (e.g. ``frozenset({NEEDS_FINISHED_ANSWER})``);
+    code elsewhere asks ``steertax.tasks.has_trait(task, trait)``, never the task's name.
 
     ``score(ctx, items, strengths)`` returns one record (a dict) per (item, strength[, scorer]) with
     at least ``item``, ``strength``, ``scorer`` and the metric fields.
@@ -58,10 +72,28 @@ class Task:
     metrics: ClassVar[tuple[str, ...]] = ()
     chance: ClassVar[float | None] = None  # the metric's value for a model that guesses (a floor for laws), if any
     description: ClassVar[str] = ""
-    needs_finished_answer: ClassVar[bool] = False  # a generation cut at the token budget is a measurement error
+    headline: ClassVar[str] = ""  # the primary score in a few words, for a figure's title (default: "<name> <metric>")
+    traits: ClassVar[frozenset[str]] = frozenset()
+    needs_finished_answer = _DeclaresTrait(NEEDS_FINISHED_ANSWER)  # a generation cut at the token budget is a measurement error
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if isinstance(cls.__dict__.get("needs_finished_answer"), bool):
+            raise TypeError(f"{cls.__name__}: declare traits = frozenset({{NEEDS_FINISHED_ANSWER}}) instead of needs_finished_answer")
+        if isinstance(cls.traits, str):
+            raise TypeError(f"{cls.__name__}.traits is one string: give a frozenset of traits, e.g. frozenset({{{cls.traits!r}}})")
+        cls.traits = frozenset(cls.traits)
+        unknown = sorted(cls.traits - TRAITS.keys())
+        if unknown:
+            raise TypeError(f"{cls.__name__} declares unknown traits {unknown}: choose from {sorted(TRAITS)} (steertax.tasks.traits)")
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+
+    @classmethod
+    def score_label(cls, scorer: str | None = None) -> str:
+        """The primary score in a few words, as ``scorer`` measures it (a figure's panel title)."""
+        return cls.headline or f"{cls.name} {cls.metric}"
 
     # -- data
     def load_items(self) -> list[Item]:
@@ -104,7 +136,10 @@ class Task:
 
     def is_harmful(self, item: Item) -> bool | None:
         """Whether the item's request is harmful (a condition should fire), for a conditional run's
-        confusion matrix: False for helpfulness tasks, None where the question does not apply."""
+        confusion matrix: True for a task declaring :data:`~steertax.tasks.traits.HARMFUL_ITEMS`, False for
+        helpfulness tasks, None where the question does not apply."""
+        if HARMFUL_ITEMS in self.traits:
+            return True
         return False if self.axis == "helpfulness" else None
 
     def request_text(self, item: Item) -> str:

@@ -26,6 +26,7 @@ from steertax.models import format_chat
 from steertax.scoring import score_sequences
 from steertax.tasks.base import EvalContext, Item, Task
 from steertax.tasks.judges import JUDGES, ModelJudge
+from steertax.tasks.traits import DEFAULT_ALIGNMENT, HARMFUL_ITEMS, SAFE_PROMPT_RATE, THREE_H_HARMLESS, THREE_H_HELPFUL
 
 # Scoring continuations. None of them is a training template of steertax.interventions.steering.pairs.refusal_pairs.
 REFUSAL = (
@@ -256,10 +257,8 @@ class Refusal(BehaviorTask):
     a ``prompt`` column (optional ``id``)."""
 
     name = "refusal"
-
-    def is_harmful(self, item: Item) -> bool | None:
-        return True
-
+    traits = frozenset({HARMFUL_ITEMS, DEFAULT_ALIGNMENT, THREE_H_HARMLESS})
+    headline = "refusal B"
     description = "refusal of harmful requests (B = P(refuse) - P(comply))"
 
     def load_items(self) -> list[Item]:
@@ -282,9 +281,7 @@ class RefusalAttack(BehaviorTask):
 
     name = "refusal_attack"
     description = "refusal under jailbreak prompts (JailbreakBench artifacts)"
-
-    def is_harmful(self, item: Item) -> bool | None:
-        return True
+    traits = frozenset({HARMFUL_ITEMS})
 
     def __init__(self, *, attacks: Sequence[str] = ATTACKS, target_model: str = "vicuna-13b-v1.5", **kw: Any) -> None:
         super().__init__(**kw)
@@ -372,6 +369,11 @@ class OverRefusal(BehaviorTask):
     the harmless rate on unsafe prompts: the helpfulness-harmlessness pair."""
 
     name = "over_refusal"
+    traits = frozenset({SAFE_PROMPT_RATE, THREE_H_HELPFUL})
+
+    @classmethod
+    def score_label(cls, scorer: str | None = None) -> str:
+        return SAFE_ANSWERED.get(scorer or "", "safe prompts answered")
 
     def is_harmful(self, item: Item) -> bool | None:
         return item.data["label"] == "unsafe"

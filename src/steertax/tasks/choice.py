@@ -27,6 +27,7 @@ from steertax.errors import ConfigError, DataError
 from steertax.models import format_chat
 from steertax.scoring import next_token_logprobs, score_sequences
 from steertax.tasks.base import EvalContext, Item, Task
+from steertax.tasks.traits import DEFAULT_HELPFULNESS, HONEST_SPECIALIST_DATA, TAX_BENCHMARK, THREE_H_HELPFUL, THREE_H_HONEST
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -146,6 +147,8 @@ class ARC(ClozeTask):
 class ARCEasy(ARC):
     name = "arc_easy"
     split = "easy"
+    traits = frozenset({DEFAULT_HELPFULNESS, THREE_H_HELPFUL})
+    headline = "ARC-Easy P(correct)"
     description = "ARC-Easy, cloze-scored"
 
 
@@ -184,6 +187,8 @@ class TruthfulQA(ClozeTask):
 
     name = "truthfulqa"
     description = "TruthfulQA MC1 / MC2"
+    traits = frozenset({TAX_BENCHMARK, HONEST_SPECIALIST_DATA, THREE_H_HONEST})
+    headline = "TruthfulQA MC2"
     metric = "mc2"
     metrics = ("mc2", "p_correct", "p_correct_raw", "acc")
 
@@ -275,6 +280,7 @@ class BBQ(ClozeTask):
     answers) − 1 on disambiguated items and s_AMB = (1 − acc_ambig)·s_DIS(ambiguous items)."""
 
     name = "bbq"
+    traits = frozenset({TAX_BENCHMARK})
     axis = "alignment"
     metric = "acc"
     metrics = ("acc", "p_correct", "p_correct_raw", "pred_biased", "pred_unknown")
@@ -408,6 +414,7 @@ class MMLU(Task):
     Own data: CSV/JSONL with ``question``, ``A``-``D``, ``answer`` (a letter)."""
 
     name = "mmlu"
+    traits = frozenset({TAX_BENCHMARK})
     chance = 0.25
     axis = "helpfulness"
     metric = "p_abcd"

@@ -14,12 +14,14 @@ from steertax.data.loaders import load_rows
 from steertax.models import format_chat
 from steertax.scoring import drift
 from steertax.tasks.base import EvalContext, Item, Task
+from steertax.tasks.traits import DISTANCE_FROM_BASE
 
 DRIFT_METRICS = ("kl", "ce", "ce_delta")  # distances from the base model, not helpfulness scores (no tax %)
 
 
 class Drift(Task):
     name = "drift"
+    traits = frozenset({DISTANCE_FROM_BASE})
     axis = "helpfulness"
     metric = "kl"
     metrics = DRIFT_METRICS

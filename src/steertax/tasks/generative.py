@@ -22,6 +22,7 @@ from steertax.data.loaders import load_rows
 from steertax.generation import Generation, Stop, generate_detailed
 from steertax.tasks.base import EvalContext, Item, Task
 from steertax.tasks.sandbox import run_python
+from steertax.tasks.traits import NEEDS_FINISHED_ANSWER, TAX_BENCHMARK
 
 _NUM = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _ANSWER = re.compile(r"answer is", re.IGNORECASE)
@@ -119,7 +120,7 @@ class GSM8K(Task):
     metric = "acc"
     metrics = ("acc",)
     description = "GSM8K exact match"
-    needs_finished_answer = True
+    traits = frozenset({NEEDS_FINISHED_ANSWER, TAX_BENCHMARK})
 
     def __init__(self, *, max_new_tokens: int | None = None, chat: bool = True, source: Any = None) -> None:
         super().__init__(max_new_tokens=max_new_tokens, chat=chat, source=str(source) if source else None)
@@ -249,7 +250,7 @@ class HumanEval(Task):
     metric = "pass"
     metrics = ("pass",)
     description = "HumanEval pass@1 (sandboxed)"
-    needs_finished_answer = True
+    traits = frozenset({NEEDS_FINISHED_ANSWER, TAX_BENCHMARK})
     USER = "Complete the following Python function.\n```python\n{prompt}```"
     SYSTEM_NO_PREFILL = (
         "Complete the given Python function correctly. Put the complete function in one ```python code block, "

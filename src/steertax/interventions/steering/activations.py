@@ -17,6 +17,7 @@ import transformers
 from torch import nn
 
 from steertax.errors import DataError
+from steertax.interventions.steering.extraction import get_extraction_method
 from steertax.models import encode, find_blocks
 
 __all__ = ["pad_batch", "forward", "capture", "LayerAccumulator", "position_ids_from_mask", "cache_arg", "output_cache"]
@@ -52,7 +53,8 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 _ACCEPTS_POS: dict[type, bool] = {}
 
 
-def _accepts_position_ids(model: nn.Module) -> bool:
+def accepts_position_ids(model: nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``position_ids`` (detected once per model class)."""
     t = type(model)
     if t not in _ACCEPTS_POS:
         try:
@@ -65,7 +67,8 @@ def _accepts_position_ids(model: nn.Module) -> bool:
 _CACHE_ARG: dict[type, str] = {}
 
 
-def _transformers_version() -> tuple[int, int]:
+def transformers_version() -> tuple[int, int]:
+    """(major, minor) of the installed transformers; (0, 0) if it cannot be read."""
     try:
         major, minor = transformers.__version__.split(".")[:2]
         return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
@@ -89,7 +92,7 @@ def cache_arg(model: nn.Module) -> str:
         elif "past_key_values" in params:
             _CACHE_ARG[t] = "past_key_values"
         else:
-            _CACHE_ARG[t] = "cache" if _transformers_version() >= (5, 24) else "past_key_values"
+            _CACHE_ARG[t] = "cache" if transformers_version() >= (5, 24) else "past_key_values"
     return _CACHE_ARG[t]
 
 
@@ -105,7 +108,7 @@ def output_cache(out: Any) -> Any:
 
 def forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
     """``model(...)`` with position ids derived from the attention mask (left padding safe)."""
-    if _accepts_position_ids(model) and "position_ids" not in kwargs:
+    if accepts_position_ids(model) and "position_ids" not in kwargs:
         kwargs["position_ids"] = position_ids_from_mask(attention_mask)
     return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
@@ -114,7 +117,8 @@ class _Stop(Exception):
     pass
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (cpu for a model without parameters)."""
     try:
         return next(model.parameters()).device
     except StopIteration:
@@ -198,7 +202,7 @@ def capture(
     deepest = layers[-1]
     enc = [encode(tokenizer, t) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(enc[i]))
-    dev = _model_device(model)
+    dev = model_device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     store: dict[int, torch.Tensor] = {}
 
@@ -230,11 +234,13 @@ def capture(
 
 @dataclass
 class LayerAccumulator:
-    """Streaming moments of paired activations at one layer (float64): memory is O(d²), not O(pairs).
+    """Streaming statistics of paired activations at one layer (float64) for one extraction method: memory
+    is O(d) (O(d²) for a method that asks for Σ d dᵀ), not O(pairs).
 
-    Keeps n, Σa, Σm, Σd (d = a − m), Σ s·d with a seeded random sign s per pair (RepE's random pair
-    order), Σ d dᵀ, and the residual-norm sum. The probe is an SGD logistic regression fitted
-    incrementally on ±d/2 (pairs centered at their midpoint, no intercept).
+    Keeps, for every method, n, Σa, Σm, Σd (d = a − m), Σ s·d with a seeded random sign s per pair (RepE's
+    random pair order) and the residual-norm sum; Σ d dᵀ when the method declares the ``"dd"`` statistic;
+    and the method's own streaming ``state`` (e.g. the probe's incremental logistic regression). The method,
+    a name registered in :mod:`steertax.interventions.steering.extraction`, turns them into the direction.
     """
 
     dim: int
@@ -248,14 +254,16 @@ class LayerAccumulator:
     sum_dd: np.ndarray | None = field(init=False, default=None)
     norm_sum: float = 0.0
     norm_n: int = 0
-    _probe: Any = field(init=False, default=None)
-    _scale: float | None = field(init=False, default=None)
+    state: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        self._method = get_extraction_method(self.method)
         z = lambda: np.zeros(self.dim, dtype=np.float64)  # noqa: E731
         self.sum_a, self.sum_m, self.sum_d, self.sum_sd = z(), z(), z(), z()
-        if self.method == "pca":
+        if "dd" in self._method.stats:
             self.sum_dd = np.zeros((self.dim, self.dim), dtype=np.float64)
+        if self._method.state is not None:
+            self.state = self._method.state(self.dim, self.seed)
         self._rng = np.random.default_rng(self.seed)
 
     def update(self, a: torch.Tensor, m: torch.Tensor, norms_a: torch.Tensor, norms_m: torch.Tensor) -> None:
@@ -272,17 +280,8 @@ class LayerAccumulator:
             self.sum_dd += D.T @ D
         self.norm_sum += float(norms_a.double().sum() + norms_m.double().sum())
         self.norm_n += 2 * len(D)
-        if self.method == "probe":
-            from sklearn.linear_model import SGDClassifier
-
-            if self._probe is None:
-                self._probe = SGDClassifier(loss="log_loss", alpha=1e-4, fit_intercept=False, random_state=self.seed)
-                self._scale = float(np.sqrt((D**2).sum(1).mean()) / 2) or 1.0
-            X = np.concatenate([D / 2, -D / 2]) / self._scale
-            y = np.concatenate([np.ones(len(D)), np.zeros(len(D))])
-            perm = self._rng.permutation(len(X))
-            for _ in range(5):
-                self._probe.partial_fit(X[perm], y[perm], classes=np.array([0.0, 1.0]))
+        if self.state is not None:
+            self.state.update(D, self._rng)
 
     @property
     def mean_norm(self) -> float:
@@ -292,21 +291,12 @@ class LayerAccumulator:
         """Unit direction; + points to the aligned side (mean aligned-minus-misaligned projects > 0)."""
         if self.n < 1:
             raise DataError("no pairs were accumulated")
+        if self.n < self._method.min_pairs:
+            raise DataError(f"{self.method} needs at least {self._method.min_pairs} pairs")
         mean_d = self.sum_d / self.n
-        if self.method == "mean_diff":
-            v = mean_d.copy()
-        elif self.method == "pca":
-            if self.n < 2:
-                raise DataError("pca needs at least 2 pairs")
-            assert self.sum_dd is not None  # allocated by __post_init__ when method == "pca"
-            mu = self.sum_sd / self.n
-            cov = self.sum_dd / self.n - np.outer(mu, mu)
-            w, vecs = np.linalg.eigh(cov)
-            v = vecs[:, -1].copy()
-        elif self.method == "probe":
-            v = self._probe.coef_.reshape(-1).astype(np.float64)
-        else:
-            raise ValueError(f"unknown method {self.method!r}: use pca, mean_diff or probe")
+        v = np.asarray(self._method.direction(self), dtype=np.float64)
+        if v.shape != (self.dim,):
+            raise ValueError(f"extraction method {self.method!r} gave a direction of shape {v.shape}, not ({self.dim},)")
         nrm = np.linalg.norm(v)
         if not np.isfinite(nrm) or nrm == 0:
             raise DataError(f"{self.method} gave a zero direction: are the aligned and misaligned texts identical?")

@@ -9,17 +9,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from steertax import __version__
 from steertax._util import parse_layers
+from steertax._version import __version__
 from steertax.errors import DataError
 from steertax.interventions.steering.activations import LayerAccumulator, capture
+from steertax.interventions.steering.extraction import get_extraction_method
 from steertax.interventions.steering.pairs import ContrastPair, PairSet, as_pairs
 from steertax.interventions.steering.vectors import SteeringVector, now_iso
 from steertax.models import encode, hidden_size, model_id, num_layers
 
-__all__ = ["extract_vector", "METHODS"]
-
-METHODS = ("pca", "mean_diff", "probe")
+__all__ = ["extract_vector"]
 
 
 def _answer_starts(tokenizer: Any, pairs: Sequence[ContrastPair]) -> list[int]:
@@ -99,9 +98,11 @@ def extract_vector(
         pairs: a :class:`~steertax.interventions.steering.pairs.PairSet`, ContrastPairs, or (aligned text, misaligned text)
             tuples (full texts, already formatted).
         layers: ``"all"``, ``"8-12,14"`` or a list of block indices.
-        method: ``pca`` (RepE: first principal component of pair differences in random order, sign
-            fixed so the mean aligned-minus-misaligned difference projects positively), ``mean_diff``
-            (difference of class means) or ``probe`` (logistic-regression weight on pair differences).
+        method: an extraction method registered in :mod:`steertax.interventions.steering.extraction`:
+            ``pca`` (RepE: first principal component of pair differences in random order), ``mean_diff``
+            (difference of class means) or ``probe`` (logistic-regression weight on pair differences), or
+            one registered with ``register_extraction_method``. Every direction is unit norm, its sign
+            fixed so the mean aligned-minus-misaligned difference projects positively.
         position: ``last`` token, or ``answer_mean`` over the answer tokens after ``pair.prompt``;
             default: the PairSet's ``default_position`` (``answer_mean`` for refusal-vs-compliance
             answers, ``last`` for prompt contrasts), else ``last``.
@@ -111,8 +112,7 @@ def extract_vector(
     Memory does not grow with the number of pairs: activations are folded into per-layer moments
     batch by batch, and the held-out pass only keeps counts.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
+    get_extraction_method(method)  # an unknown name: a ValueError naming the registered ones
     plist = as_pairs(pairs)
     if position is None:
         position = pairs.default_position if isinstance(pairs, PairSet) else "last"

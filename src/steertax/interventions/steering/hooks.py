@@ -229,7 +229,7 @@ def _check_modes(positions: str, operator: str) -> None:
         raise ValueError(f"operator must be 'add', 'ablate' or 'ablate_add', got {operator!r}")
 
 
-def _steering_directions(model: nn.Module, vector: Any, layers: Any, force: bool) -> tuple[Any, dict[int, torch.Tensor]]:
+def steering_directions(model: nn.Module, vector: Any, layers: Any, force: bool) -> tuple[Any, dict[int, torch.Tensor]]:
     """The model's decoder blocks and the direction to add at each steered layer, checked against the
     model (recorded model unless ``force``, hidden size always)."""
 
@@ -247,7 +247,7 @@ def _steering_directions(model: nn.Module, vector: Any, layers: Any, force: bool
     return blocks, dirs
 
 
-def _layer_strengths(vector: Any, layers: Sequence[int], s: float | torch.Tensor, relative: bool) -> dict[int, Any]:
+def layer_strengths(vector: Any, layers: Sequence[int], s: float | torch.Tensor, relative: bool) -> dict[int, Any]:
     """The absolute r_e per steered layer: ``s``, or ``s`` times the layer's recorded mean residual norm
     when ``relative``."""
 
@@ -425,8 +425,8 @@ def steer(
         with _knob_rows(model, vector, s, positions, operator, relative, condition) as handle:
             yield handle
         return
-    blocks, dirs = _steering_directions(model, vector, layers, force)
-    per_layer = _layer_strengths(vector, list(dirs), s, relative)
+    blocks, dirs = steering_directions(model, vector, layers, force)
+    per_layer = layer_strengths(vector, list(dirs), s, relative)
     handle = SteeringHandle(sorted(dirs), s, positions, operator, relative, per_layer)
 
     state = _PositionState()

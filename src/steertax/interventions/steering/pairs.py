@@ -96,7 +96,8 @@ def harmless_instructions(split: str = "train") -> list[str]:
     return [r["instruction"] for r in read_json(data_path("refusal_direction", f"harmless_{split}.json"))]
 
 
-def _advbench_rows() -> list[dict[str, str]]:
+def advbench_rows() -> list[dict[str, str]]:
+    """The bundled AdvBench rows (``goal``: a harmful request, ``target``: the start of a compliant answer)."""
     return read_csv(data_path("advbench", "harmful_behaviors.csv"), required=("goal", "target"))
 
 
@@ -122,7 +123,8 @@ COMPLIANCE_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def _object_of(target: str) -> str:
+def object_of(target: str) -> str:
+    """What an AdvBench ``target`` offers (``"Sure, here is a tutorial on X"`` -> ``"a tutorial on X"``); "that" otherwise."""
     for lead in ("Sure, here is ", "Sure, here are ", "Sure, here's "):
         if target.startswith(lead):
             return target[len(lead) :].rstrip(". ")
@@ -144,7 +146,7 @@ def refusal_pairs(
     restates the same object inside a refusal opening. Goals that also occur in refusal_direction's
     harmful test split are excluded by default, so that split stays held out for evaluation.
     """
-    rows = _advbench_rows()
+    rows = advbench_rows()
     if exclude_test:
         test = {s.strip().lower() for s in harmful_instructions("test")}
         rows = [r for r in rows if r["goal"].strip().lower() not in test]
@@ -154,7 +156,7 @@ def refusal_pairs(
         rows = rows[:n]
     pairs = []
     for r in rows:
-        obj = _object_of(r["target"])
+        obj = object_of(r["target"])
         ref = rng.choice(REFUSAL_TEMPLATES).format(obj=obj)
         comp = rng.choice(COMPLIANCE_TEMPLATES).format(obj=obj)
         prompt = format_chat(tokenizer, r["goal"], chat=chat)

@@ -29,7 +29,8 @@ class SteeringVector:
     Attributes:
         directions: layer index -> float32 unit vector of the model's hidden size.
         model_id, hidden_size, num_layers: the model it was extracted from.
-        method: ``pca`` (RepE reading vector), ``mean_diff`` or ``probe``.
+        method: the extraction method's name: ``pca`` (RepE reading vector), ``mean_diff``, ``probe`` or one
+            registered in :mod:`steertax.interventions.steering.extraction`.
         position: where activations were read (``last`` token or ``answer_mean``).
         pair_source, n_pairs, n_heldout: the contrast data.
         accuracy: layer -> fraction of held-out pairs whose aligned member projects higher.
