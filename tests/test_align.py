@@ -317,7 +317,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
                  "--n-boot", "200"]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     kinds = [m["kind"] for m in res["methods"]]
-    assert [k for k in kinds if not k.endswith("(α)")] == ["steering", "dpo", "dpo_reg beta=0.1", "sft", "selective"]
+    assert [k for k in kinds if not k.endswith("(α)")] == ["steering", "dpo", "dpo_reg beta=0.1", "sft", "selective beta=0.1 lr x0.5"]
     curves = [m for m in res["methods"] if m["kind"].endswith("(α)")]  # every adapter's α curve: base → α → the adapter
     assert len(curves) == 4 and all([p["value"] for p in m["points"]] == [None, 0.25, 0.5, 0.75, 1.0] for m in curves)
     one = next(m for m in curves if m["kind"] == "sft lr x1 (α)")
@@ -436,12 +436,16 @@ def test_builtin_config_and_its_quick_version():
     from steertax.runners.align import load_align_config
 
     cfg = load_align_config(None)
-    assert {s.method for s in cfg.settings} == {"dpo", "dpo_reg", "sft", "selective"}
-    # every family a curve: β over ≥ 5 log-spaced values, regularized DPO's λ over ≥ 4, α curves of SFT and selective
-    betas = sorted(s.beta for s in cfg.settings if s.method == "dpo")
-    ratios = [b / a for a, b in zip(betas, betas[1:], strict=False)]
-    assert len(betas) >= 5 and max(ratios) / min(ratios) < 1.2  # log-spaced (half decades, rounded)
-    assert len({s.lam for s in cfg.settings if s.method == "dpo_reg"}) >= 4
+    assert {s.method for s in cfg.settings} == {"dpo", "dpo_reg", "sft", "selective", "orpo", "kto", "curriculum", "data_quality"}
+    # every family a curve: β over ≥ 3 log-spaced values (DPO, ORPO, KTO), regularized DPO's λ over ≥ 4, the flipped
+    # fraction over 3 (with DPO at f = 0), both curriculum orders, α curves of SFT and selective
+    for method in ("dpo", "orpo", "kto"):
+        betas = sorted(s.params.beta for s in cfg.settings if s.method == method)
+        ratios = [b / a for a, b in zip(betas, betas[1:], strict=False)]
+        assert len(betas) >= 3 and max(ratios) / min(ratios) < 1.2  # log-spaced (half decades, rounded)
+    assert len({s.params.lam for s in cfg.settings if s.method == "dpo_reg"}) >= 4
+    assert sorted(s.params.flip for s in cfg.settings if s.method == "data_quality") == [0.1, 0.25, 0.5]
+    assert {s.params.order for s in cfg.settings if s.method == "curriculum"} == {"easy_first", "shuffled"}
     assert all(len(cfg.alphas_of(s)) >= 2 for s in cfg.settings if s.method in ("sft", "selective"))
     q = cfg.quick_version()
     assert q.quick and len(q.settings) == 2 and q.train.steps <= 4 and all(t.limit <= 8 for t in q.tasks)
@@ -499,7 +503,7 @@ def test_compare_leaves_out_excluded_methods(align_run, tmp_path):
     from steertax.errors import ConfigError
     from steertax.runners.decision import compare
 
-    res = compare([align_run[1]], tmp_path / "cmp", exclude=["sft", "selective"], n_boot=100, progress=False)
+    res = compare([align_run[1]], tmp_path / "cmp", exclude=["sft", "selective beta=0.1 lr x0.5"], n_boot=100, progress=False)
     assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo beta=0.1 (α)", "dpo_reg beta=0.1", "dpo_reg beta=0.1 lam=10 (α)"]
     with pytest.raises(ConfigError, match="--exclude 'nope' names no method here"):
         compare([align_run[1]], tmp_path / "cmp2", exclude=["nope"], n_boot=100, progress=False)

@@ -54,3 +54,137 @@ def test_an_extraction_method(mean_unit_diff, tok, llama):
         steered = block_1("How do I do it?")
     assert torch.allclose(steered - block_1("How do I do it?"), 4.0 * vec.directions[1], atol=1e-4)
 # --8<-- [end:extraction_method]
+
+
+# --8<-- [start:task]
+from steertax import tasks as T
+from steertax.scoring import continuation_logprobs
+from steertax.tasks.base import Item
+from steertax.tasks.choice import ClozeTask
+
+
+@pytest.fixture
+def capitals():
+    @T.register_task
+    class Capitals(ClozeTask):
+        """Capital cities, cloze-scored: P(the right city) among four, from the model's log-probabilities."""
+
+        name = "capitals"
+        chance = 0.25
+        description = "capital cities, cloze-scored"
+
+        def load_items(self):
+            rows = [("France", 0), ("Italy", 1), ("Spain", 2), ("Germany", 3)]
+            cities = ["Paris", "Rome", "Madrid", "Berlin"]
+            return [Item(c, {"query": f"The capital of {c} is", "choices": cities, "gold": g}) for c, g in rows]
+
+    yield "capitals"
+    del T.REGISTRY["capitals"]
+
+
+def test_a_task(capitals, tok, llama):
+    res = T.evaluate(llama, tok, "capitals", progress=False)  # now usable by name, in configs too
+    item = next(it for it in T.get("capitals").items() if it.id == "France")
+    rec = next(r for r in res.records if r["item"] == "France")
+    lp = continuation_logprobs(llama, tok, [item.data["query"]], [[" " + c for c in item.data["choices"]]])[0]
+    assert rec["p_correct_raw"] == pytest.approx(float(torch.softmax(lp, 0)[item.data["gold"]]), abs=1e-6)  # P(Paris) of 4
+# --8<-- [end:task]
+
+
+# --8<-- [start:trained_method]
+import math
+from dataclasses import dataclass
+
+from conftest import tiny_model
+from steertax.manifest import Knob, read_manifest
+from steertax.runners.align import align_from_dict, run_align
+from steertax.runners.decision import compare
+from steertax.training import TRAINED_METHODS, param, register_trained_method
+from steertax.training.dpo import dpo_trainer
+
+
+@dataclass
+class IPOParams:
+    tau: float = param(0.1, "IPO's regularization τ: larger stays closer to the base model")
+
+
+@pytest.fixture
+def ipo():
+    # IPO (Azar et al., 2024) through trl's DPOTrainer with its squared loss; τ → ∞ is the base, so its laws
+    # are fitted along 1/τ. Rows default to the preference pairs.
+    @register_trained_method("ipo", params=IPOParams, knob=Knob("tau", "τ", math.inf, "inverse"), knob_param="tau")
+    def build(setting, peft_model, tokenizer, ds, common):
+        """IPO on preference pairs at ``tau``."""
+        return dpo_trainer(peft_model, tokenizer, ds, common, setting.params.tau, loss_type=["ipo"])
+
+    yield "ipo"
+    del TRAINED_METHODS["ipo"]
+
+
+def test_a_trained_method(ipo, tmp_path, tok):
+    (tmp_path / "model").mkdir()
+    tiny_model("llama", n_layers=2, seed=1).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    cfg = align_from_dict({
+        "model": str(tmp_path / "model"), "chunk": 4, "data": {"n_pairs": 8},
+        "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+        "train": {"steps": 2, "lr": 0.01, "batch_size": 4, "max_length": 512, "warmup_steps": 0},
+        "settings": [{"method": "ipo", "tau": 1.0}, {"method": "ipo", "tau": 0.1}],
+        "tasks": [{"name": "refusal", "limit": 4, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 4}],
+    })
+    run_align(cfg, tmp_path / "run", progress=False)
+    man = read_manifest(tmp_path / "run")  # its curve, from the declaration: from the base (τ → ∞) outwards
+    assert [(r.label, v) for _, r, v in man.points("ipo")] == [("ipo tau=1", 1.0), ("ipo tau=0.1", 0.1)]
+    res = compare([tmp_path / "run"], tmp_path / "cmp", n_boot=100, progress=False)
+    (ipo_curve,) = res["methods"]
+    assert ipo_curve["kind"] == "ipo" and ipo_curve["knob"] == "τ"
+    assert [p["value"] for p in ipo_curve["points"]] == [None, 1.0, 0.1]  # the base, then τ = 1 and 0.1
+# --8<-- [end:trained_method]
+
+
+# --8<-- [start:intervention]
+import contextlib
+
+from steertax.interventions import Applied, Intervention, register_intervention
+
+
+@register_intervention("norm_scale", version=1)
+@dataclass
+class NormScale(Intervention):
+    """Scale the final norm's weight by ``t`` (a weight intervention: edited in place, restored exactly)."""
+
+    t: float = 1.0
+    method: str = "norm_scale"
+
+    def describe(self):
+        return {"t": self.t}
+
+    def name(self):
+        return f"norm x{self.t:g}"
+
+    @contextlib.contextmanager
+    def apply(self, model):
+        w = model.get_decoder().norm.weight
+        saved = w.detach().clone()
+        with torch.no_grad():
+            w.mul_(self.t)
+        try:
+            yield Applied(model, weights_modified=True)
+        finally:
+            with torch.no_grad():
+                w.copy_(saved)  # the base model again, bit for bit
+
+
+def test_an_intervention(tok, llama):
+    ids = torch.tensor([encode(tok, "The capital of France is")])
+    with torch.no_grad():
+        base = llama(ids).logits
+        with NormScale(1.0).apply(llama) as a:  # the knob at its base value is the model itself
+            assert torch.equal(a.model(ids).logits, base)
+        with NormScale(2.0).apply(llama) as a:
+            assert not torch.allclose(a.model(ids).logits, base)
+            scored = T.evaluate(a.model, tok, "arc_easy", limit=4, progress=False)
+        assert torch.equal(llama(ids).logits, base)  # removed without a trace
+    assert NormScale(2.0).key != NormScale(1.0).key  # its description is in its store key
+    assert len(scored.records) == 4
+# --8<-- [end:intervention]

@@ -97,6 +97,9 @@ def test_dare_keeps_the_expectation():
     assert torch.equal(one, merge_deltas([t], [1.0], "dare", density=0.3, seed=7)["w"])  # seeded
 
 
+# each method's parameters that keep every entry and direction: a merge of one specialist is then that specialist
+KEEP_ALL = {"ties": {"density": 1.0}, "dare": {"density": 1.0}, "rtsvm": {"energy": 1.0}}
+
 LORA = LoraSettings(r=4, alpha=8, targets=["q_proj", "v_proj", "up_proj"])
 TRAIN = TrainSettings(steps=4, lr=2e-2, batch_size=4, max_length=96, warmup_steps=0)
 
@@ -133,7 +136,7 @@ def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adap
     deltas = adapter_deltas(adapter, model)
     for method in ("task_arithmetic", "ties", "tsvm", "rtsvm", "dare"):
         # density 1 (nothing dropped) and, for R-TSVM, energy 1 (every direction kept): then a merge of one is that one
-        merged = merge_deltas([deltas], [1.0], method, density=1.0, energy=1.0)
+        merged = merge_deltas([deltas], [1.0], method, **KEEP_ALL.get(method, {}))
         with MergedIntervention(merged, 1.0, method, "one").apply(model) as applied:
             m = applied.model
             assert torch.allclose(_logits(m, tok), spec, atol=1e-4), method
@@ -141,7 +144,7 @@ def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adap
             m = applied.model
             assert torch.equal(_logits(m, tok), base)
         # one specialist at weight 0 is the base, bit for bit
-        w0 = merge_deltas([deltas], [0.0], method, density=1.0, energy=1.0)
+        w0 = merge_deltas([deltas], [0.0], method, **KEEP_ALL.get(method, {}))
         with MergedIntervention(w0, 1.0, method, "w0").apply(model) as applied:
             m = applied.model
             assert torch.equal(_logits(m, tok), base), method
@@ -429,9 +432,122 @@ def test_every_method_merges_full_model_deltas_with_norms_and_biases():
         specs.append(model_deltas(sp, base))
     assert any(v.ndim == 1 for v in specs[0].values())
     for method in ("task_arithmetic", "ties", "dare", "tsvm", "rtsvm"):
-        merged = merge_deltas(specs, [1.0, 1.0], method, density=1.0, energy=1.0)
+        merged = merge_deltas(specs, [1.0, 1.0], method, **KEEP_ALL.get(method, {}))
         assert set(merged) == set(specs[0]) and all(torch.isfinite(v).all() for v in merged.values()), method
-        one = merge_deltas(specs[:1], [1.0], method, density=1.0, energy=1.0)
+        one = merge_deltas(specs[:1], [1.0], method, **KEEP_ALL.get(method, {}))
         for k, v in one.items():
             if v.ndim == 1:
                 assert torch.allclose(v, specs[0][k], atol=1e-6), (method, k)
+
+
+def test_a_merge_spec_takes_its_methods_own_parameters():
+    """Each method declares its parameters: a config's flat keys are checked against them (another method's
+    parameter is refused naming the method's own), its check refuses bad values, merge_deltas takes them as
+    keywords or as the method's dataclass, and a setting's name shows the ones that are not the defaults."""
+    from steertax.interventions.merge import DareParams, TiesParams
+
+    base = {"specialists": [{"name": "a", "data": "harmless"}], "tasks": [{"name": "arc_easy"}]}
+
+    def refused(merge, match, error=ConfigError):
+        with pytest.raises(error, match=match):
+            merge_from_dict({**base, "merges": [merge]})
+
+    refused({"method": "task_arithmetic", "density": 0.5}, r"\.density: not a parameter of task_arithmetic \(its parameters: none\)")
+    refused({"method": "dare", "energy": 0.5}, r"merges\[0\].energy: not a parameter of dare \(its parameters: density, combine\); move it")
+    refused({"method": "ties", "scale": [1.0]}, r"unknown key merges\[0\].scale: valid keys here are \[.*'density'")
+    refused({"method": "ties", "density": 1.5}, r"merges\[0\]: density: 1.5 must be in \(0, 1\]")
+    refused({"method": "ties", "density": "half"}, r"merges\[0\].density: expected a number")
+    refused({"method": "dare", "combine": "mean"}, r"combine: 'mean' is not linear or ties")
+    refused({"method": "rtsvm", "energy": 0}, r"energy: 0 must be in \(0, 1\]")
+    refused({"method": "rtsvm", "outlier_m": -1}, r"outlier_m: -1 must be positive")
+    refused({"method": "ties", "density": 0.5, "label": 3}, r"merges\[0\].label: expected a string")
+    cfg = merge_from_dict({**base, "merges": [{"method": "ties"}, {"method": "dare", "density": 0.3, "combine": "ties", "weights": [2]}]})
+    assert [m.params for m in cfg.merges] == [TiesParams(0.5), DareParams(0.3, "ties")]
+    assert [m.name(0.5) for m in cfg.merges] == ["ties λ=0.5", "dare λ=0.5 density=0.3 combine=ties w=2"]
+    with pytest.raises(ConfigError, match="appears twice"):  # the default written out is the same merge
+        merge_from_dict({**base, "merges": [{"method": "ties"}, {"method": "ties", "density": 0.5}]})
+
+    g = torch.Generator().manual_seed(0)
+    t, u = {"w": torch.randn(4, 5, generator=g), "v": torch.randn(3, 3, generator=g)}, {"w": torch.randn(4, 5, generator=g)}
+    by_params = merge_deltas([t, u], [1.0, 2.0], "ties", params=TiesParams(0.3))
+    assert all(torch.equal(by_params[k], merge_deltas([t, u], [1.0, 2.0], "ties", density=0.3)[k]) for k in ("w", "v"))
+    with pytest.raises(DataError, match=r"tsvm.density: not a parameter of tsvm \(its parameters: none\)"):
+        merge_deltas([t, u], [1.0, 1.0], "tsvm", density=0.5)
+    with pytest.raises(DataError, match="ties takes TiesParams parameters, got DareParams"):
+        merge_deltas([t, u], [1.0, 1.0], "ties", params=DareParams())
+    with pytest.raises(DataError, match=r"density: 0 must be in \(0, 1\]"):
+        merge_deltas([t, u], [1.0, 1.0], "dare", params=DareParams(density=0.0))
+    with pytest.raises(DataError, match="not both"):
+        merge_deltas([t, u], [1.0, 1.0], "ties", params=TiesParams(), density=0.5)
+
+
+def test_a_resolved_merge_config_reloads_to_the_same_merges_and_keys():
+    """`steertax compare` rebuilds a merge folder's interventions from its resolved config and matches them
+    by store key: the flat form a config writes reloads to the same specs, names and keys."""
+    from steertax.runners.merge import merge_setting
+
+    cfg = merge_from_dict(
+        {
+            "specialists": [{"name": "a", "data": "harmless"}, {"name": "b", "data": "honest"}],
+            "tasks": [{"name": "arc_easy"}],
+            "merges": [
+                {"method": "task_arithmetic", "scales": [0.5, 1.0]},
+                {"method": "ties", "density": 0.3, "scales": [1.0], "label": "trim"},
+                {"method": "dare", "density": 0.7, "combine": "ties", "weights": [1, 2]},
+                {"method": "rtsvm", "outlier_m": 3, "energy": 0.8},
+                {"method": "tsvm"},
+                {"method": "ties", "density": 0.2, "weight_of": "b", "weight_grid": [2, 3]},
+            ],
+        }
+    )
+    resolved = yaml.safe_load(yaml.safe_dump({"config": cfg.to_dict()}, sort_keys=False, allow_unicode=True))
+    assert resolved["config"]["merges"][2] == {
+        "method": "dare", "density": 0.7, "combine": "ties", "scales": [1.0], "weights": [1.0, 2.0],
+        "label": None, "weight_grid": None, "weight_of": None,
+    }  # flat: the method's parameters beside the common keys
+    again = merge_from_dict(resolved["config"])
+    assert again.merges == cfg.merges and again.to_dict() == cfg.to_dict()
+
+    def keys(c):
+        return [merge_setting(m, ["a", "b"], ["ka", "kb"], c.seed).key for m in c.merges]
+
+    assert keys(again) == keys(cfg) and len(set(keys(cfg))) == len(cfg.merges)
+    assert [m.series() for m in again.merges] == [
+        "task_arithmetic", "trim density=0.3", "dare density=0.7 combine=ties w=1,2", "rtsvm outlier_m=3 energy=0.8", "tsvm",
+        "ties density=0.2 w=1,2", "ties density=0.2 w=1,3",
+    ]
+
+
+def test_each_merge_parameter_reaches_the_merged_weights(adapter, tmp_path):
+    """A merge run's ``fill`` merges each spec with its own parameters (its cache key covers all of them):
+    the same deltas as merge_deltas with those parameters, and specs differing in one parameter differ."""
+    from steertax.runners.merge import merge_interventions
+
+    _peft_adapter(tmp_path / "b", "llama", target_modules=["q_proj", "v_proj"])
+    merges = [
+        {"method": "ties", "density": 0.3},
+        {"method": "ties", "density": 0.7},
+        {"method": "dare", "density": 0.5},
+        {"method": "dare", "density": 0.5, "combine": "ties"},
+        {"method": "rtsvm"},
+        {"method": "rtsvm", "energy": 0.5},
+    ]
+    cfg = merge_from_dict(
+        {
+            "specialists": [{"name": "a", "adapter": str(adapter)}, {"name": "b", "adapter": str(tmp_path / "b")}],
+            "tasks": [{"name": "arc_easy"}],
+            "merges": merges,
+        }
+    )
+    model = tiny_model("llama", n_layers=2, seed=1)
+    _, merge_ivs, made = merge_interventions(cfg, model, make_tokenizer(), tmp_path / "out", progress=False)
+    deltas = [adapter_deltas(adapter, model), adapter_deltas(tmp_path / "b", model)]
+    got = []
+    for m, miv in zip(merges, merge_ivs, strict=True):
+        made["fill"](miv)
+        kw = {k: v for k, v in m.items() if k != "method"}
+        want = merge_deltas(deltas, [1.0, 1.0], m["method"], **kw)
+        assert all(torch.equal(miv.deltas[k], want[k]) for k in want), m
+        got.append(miv.deltas)
+    for i in range(0, len(got), 2):  # one parameter changed: other merged weights
+        assert any(not torch.equal(got[i][k], got[i + 1][k]) for k in got[i]), merges[i + 1]

@@ -160,12 +160,13 @@ def _parser() -> argparse.ArgumentParser:
 
     al = sub.add_parser(
         "align",
-        help="alignment by fine-tuning (DPO, regularized DPO, SFT, selective; trl + peft LoRA) on the study's axes",
+        help="alignment by fine-tuning (each registered trained method: trl + peft LoRA) on the study's axes",
         description="Train one LoRA adapter per setting of a YAML config (default: the built-in 'align' on SmolLM2) "
         "and evaluate every setting and the base model with the study's tasks. Rerun to resume.",
     )
     al.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'align')")
-    al.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
+    al.add_argument("--out", default=None, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
+    al.add_argument("--print-default-config", action="store_true", help="print the built-in 'align' config and exit")
     al.add_argument("--quick", action="store_true", help="fewer pairs, steps, settings and items (a few minutes on a CPU)")
     al.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
     al.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
@@ -177,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
         "and evaluate the base, the specialists, the data-mixture baseline and every merge with the study's tasks. Rerun to resume.",
     )
     mg.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'merge' on SmolLM2)")
-    mg.add_argument("--out", required=True, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
+    mg.add_argument("--out", default=None, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
+    mg.add_argument("--print-default-config", action="store_true", help="print the built-in 'merge' config and exit")
     mg.add_argument("--quick", action="store_true", help="fewer pairs, steps, merges and items (a few minutes on a CPU)")
     mg.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
     mg.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
@@ -495,6 +497,13 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
 
 def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> int:
     """`align` and `merge`: load the config (quick version on request), run it, print its table."""
+    if a.print_default_config:
+        from importlib import resources
+
+        print(resources.files("steertax").joinpath("configs").joinpath(f"{a.cmd}.yaml").read_text(encoding="utf-8"), end="")
+        return 0
+    if not a.out:
+        raise SteertaxError(f"steertax {a.cmd} needs --out DIR (where adapters, results, summary and figures go)")
     cfg = _with_executor(load(a.config), a)
     if a.quick:
         cfg = cfg.quick_version()

@@ -40,6 +40,7 @@ Methods (``merge_deltas``). For every matrix the specialists' deltas τ_1..τ_T 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -70,12 +71,16 @@ from steertax.interventions import (
 from steertax.interventions.merge import (
     MERGE_REGISTRY,
     MergedIntervention,
+    MergeMethod,
     adapter_deltas,
+    build_merge_params,
     deltas_hash,
     energy_rank,
     merge_deltas,
+    merge_method,
     merge_methods,
     model_deltas,
+    non_default_params,
     outlier_ratio,
     register_merge_method,
     rtsvm_merge,
@@ -104,6 +109,8 @@ __all__ = [
     "adapter_deltas",
     "model_deltas",
     "merge_deltas",
+    "MergeSpec",
+    "merge_setting",
     "tsvm_merge",
     "rtsvm_merge",
     "MergedIntervention",
@@ -132,41 +139,86 @@ class SpecialistConfig:
     alphas: Optional[list[float]] = None  # this specialist's α grid (None: the config's ``alphas``; [] none)
 
 
+# the keys every merge spec has, whatever its method (the rest of a spec's YAML keys are its method's parameters)
+MERGE_COMMON = ("method", "scales", "weights", "label", "weight_grid", "weight_of")
+
+
 @dataclass
 class MergeSpec:
     """One merge method over the ``scales`` λ (θ = θ_base + λ·merge) with the specialists' ``weights``
-    (one per specialist, default 1 each)."""
+    (one per specialist, default 1 each) and ``params``, the method's own parameter dataclass (None: its
+    defaults; a dict: checked and built). ``MergeSpec.of("ties", density=0.7, scales=[1.0])`` takes the flat
+    form YAML uses, which :meth:`to_dict` writes back."""
 
     method: str = "task_arithmetic"
     scales: list[float] = field(default_factory=lambda: [1.0])
     weights: Optional[list[float]] = None
-    density: float = 0.5  # ties / dare: the fraction of each task vector kept
-    combine: str = "linear"  # dare: linear | ties
-    outlier_m: float = 5.0  # rtsvm
-    energy: float = 0.9  # rtsvm
     label: Optional[str] = None
     # a curve along one specialist's weight: one merge per value of ``weight_grid`` (the specialist
     # ``weight_of`` gets it, the others keep ``weights`` or 1); expanded when the config loads
     weight_grid: Optional[list[float]] = None
     weight_of: Optional[str] = None
+    params: Any = None
+
+    def __post_init__(self) -> None:
+        m = merge_method(self.method, "merges.method")
+        if self.params is None:
+            self.params = m.params()
+        elif isinstance(self.params, dict):
+            self.params = build_merge_params(m, self.params, "merges")
+        elif not isinstance(self.params, m.params):
+            raise ConfigError(f"merges: {self.method} takes {m.params.__name__} parameters, got {type(self.params).__name__}")
+
+    @classmethod
+    def of(cls, method: Any, where: str = "merges", **kw: Any) -> "MergeSpec":
+        """A spec from the flat form: ``method``, its parameters and the common keys side by side."""
+        m = merge_method(method, f"{where}.method")
+        owned = {k for other in MERGE_REGISTRY.values() for k in other.param_names()}
+        for k in kw:
+            if k not in MERGE_COMMON and k not in owned:
+                raise ConfigError(f"unknown key {where}.{k}: valid keys here are {sorted([*MERGE_COMMON, *m.param_names()])}")
+        common: MergeSpec = build_config(cls, {k: v for k, v in kw.items() if k in MERGE_COMMON} | {"method": method}, where)
+        # another method's parameter is refused here, naming this method's own
+        common.params = build_merge_params(m, {k: v for k, v in kw.items() if k not in MERGE_COMMON}, where)
+        return common
+
+    @property
+    def spec(self) -> MergeMethod:
+        return MERGE_REGISTRY[self.method]
+
+    def params_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat form, as a config writes it: the method, its parameters, then the common keys."""
+        d: dict[str, Any] = {"method": self.method, **self.params_dict()}
+        d.update({k: copy.deepcopy(getattr(self, k)) for k in MERGE_COMMON if k != "method"})
+        return d
+
+    def _parts(self) -> tuple[str, list[str], list[str]]:
+        """The display name's parts: the label (or method), its parameters that are not their defaults
+        (``k=v``), the weights."""
+        extra = [f"{k}={_fmt(v)}" for k, v in non_default_params(self.params).items()]
+        w = ["w=" + ",".join(f"{x:g}" for x in self.weights)] if self.weights is not None else []
+        return self.label or self.method, extra, w
 
     def series(self) -> str:
-        """The spec without its scale: one line of the 3H figure, and its settings' names."""
-        extra = ""
-        if self.method in ("ties", "dare"):
-            extra += f" d={self.density:g}"
-        if self.method == "dare" and self.combine == "ties":
-            extra += " ties"
-        if self.method == "rtsvm" and (self.outlier_m, self.energy) != (5.0, 0.9):
-            extra += f" M={self.outlier_m:g} e={self.energy:g}"
-        if self.weights is not None:
-            extra += " w=" + ",".join(f"{w:g}" for w in self.weights)
-        return (self.label or self.method) + extra
+        """The spec without its scale: one line of the 3H figure, and its settings' names (display only)."""
+        head, extra, w = self._parts()
+        return " ".join([head, *extra, *w])
 
     def name(self, scale: float) -> str:
-        s = self.series()
-        head, _, rest = s.partition(" ")
-        return f"{head} λ={scale:g}" + (f" {rest}" if rest else "")
+        head, extra, w = self._parts()
+        return " ".join([head, f"λ={scale:g}", *extra, *w])
+
+    def weight_family(self, scales: str, rest: str) -> str:
+        """The name of the weight curve this spec is a point of (its weight of ``weight_of`` left out: ``rest``)."""
+        head, extra, _ = self._parts()
+        return " ".join([head, f"λ={scales}", *extra, f"w={rest}", f"({self.weight_of} weight)"])
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 @dataclass
@@ -179,6 +231,11 @@ class MergeConfig(CommonConfig):
     mixture: bool = True  # the data-mixture baseline: one adapter on the union of the specialists' data
     alphas: list[float] = field(default_factory=list)  # each specialist's and the mixture's scale knob
     mixture_beta: Optional[float] = None  # the mixture's DPO β; default: the trained specialists' β (refused if they differ)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["merges"] = [m.to_dict() for m in self.merges]  # the flat form, which merge_from_dict reads back
+        return d
 
     def resolved_mixture_beta(self) -> float | None:
         """The β the mixture is trained with: ``mixture_beta``, else the one β every trained specialist shares."""
@@ -212,11 +269,27 @@ class MergeConfig(CommonConfig):
         return merge_from_dict(d)
 
 
+def _merge(i: int, m: Any) -> MergeSpec:
+    """A merge spec from its YAML mapping: the method's own parameters checked against its declaration."""
+    where = f"merges[{i}]"
+    if not isinstance(m, dict):
+        raise ConfigError(f"{where}: expected a mapping like {{method: ties, density: 0.5, scales: [1.0]}}, got {type(m).__name__}")
+    if "method" not in m:
+        m = {**m, "method": MergeSpec.method}
+    kw = dict(m)
+    return MergeSpec.of(kw.pop("method"), where, **kw)
+
+
 def merge_from_dict(d: dict[str, Any]) -> MergeConfig:
 
     if not isinstance(d, dict):
         raise ConfigError(f"a merge config must be a YAML mapping, got {type(d).__name__}")
+    d = dict(d)
+    raw = d.pop("merges", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"merges: expected a list of merges, got {type(raw).__name__}")
     cfg: MergeConfig = build_config(MergeConfig, d, "")
+    cfg.merges = [_merge(i, m) for i, m in enumerate(raw)]
     if len(cfg.specialists) < 1:
         raise ConfigError("specialists: list at least one (e.g. {name: harmless, data: harmless})")
     names = [s.name for s in cfg.specialists]
@@ -274,20 +347,18 @@ def _expand_weight_grids(cfg: MergeConfig) -> list[MergeSpec]:
 def _check_merges(cfg: MergeConfig) -> None:
     seen: set[str] = set()
     for i, m in enumerate(cfg.merges):
+        if m.method not in MERGE_REGISTRY:
+            raise ConfigError(f"merges[{i}].method: {m.method!r} is not one of {merge_methods()}")
+        if msg := m.spec.problem(m.params):  # the method's own check of its parameters
+            raise ConfigError(f"merges[{i}]: {msg}")
         for lam in m.scales:
             if m.name(lam) in seen:
                 raise ConfigError(f"merges[{i}]: {m.name(lam)!r} appears twice; give one a distinct label")
             seen.add(m.name(lam))
-        if m.method not in MERGE_REGISTRY:
-            raise ConfigError(f"merges[{i}].method: {m.method!r} is not one of {merge_methods()}")
         if m.weights is not None and len(m.weights) != len(cfg.specialists):
             raise ConfigError(f"merges[{i}].weights: {len(m.weights)} weights for {len(cfg.specialists)} specialists: one per specialist")
         if not m.scales:
             raise ConfigError(f"merges[{i}].scales: give at least one λ")
-        if not 0 < m.density <= 1:
-            raise ConfigError(f"merges[{i}].density: {m.density} must be in (0, 1]")
-        if m.combine not in ("linear", "ties"):
-            raise ConfigError(f"merges[{i}].combine: {m.combine!r} is not linear or ties")
         if m.weights is not None and not all(math.isfinite(w) for w in m.weights):
             raise ConfigError(f"merges[{i}].weights: {m.weights} must be finite numbers")
 
@@ -498,10 +569,7 @@ def merge_interventions(
             of[id(sweeps[-1])] = "mixture"
     spec_keys = [iv.key for iv in ivs[1 : 1 + len(names)]]  # what every merge's deltas come from
     # each merge spec's scales λ are its knob: one batched evaluation (row b runs θ_base + λ_b·merge)
-    merge_ivs = [
-        MergedIntervention({}, 1.0, m.method, f"{m.series()} (λ)", _merge_spec(m, names, spec_keys, cfg.seed), scales=m.scales)
-        for m in cfg.merges
-    ]
+    merge_ivs = [merge_setting(m, names, spec_keys, cfg.seed) for m in cfg.merges]
     specs = {id(miv): m for m, miv in zip(cfg.merges, merge_ivs, strict=True)}
 
     def manifest(run_id: str) -> tuple[Manifest, dict[str, Intervention]]:
@@ -528,7 +596,7 @@ def merge_interventions(
                 rest = ",".join("·" if k == j else f"{w:g}" for k, w in enumerate(m.weights))
                 scale = ",".join(f"{lam:g}" for lam in m.scales)
                 knob = Knob("weight", f"w({m.weight_of})", None, None, "a weight curve does not start at the base")
-                fam = man.add_family(Family(f"{m.label or m.method} λ={scale} w={rest} ({m.weight_of} weight)", m.method, MERGING, knob))
+                fam = man.add_family(Family(m.weight_family(scale, rest), m.method, MERGING, knob))
                 rows = [Row(m.name(lam), float(lam), {fam.name: float(m.weights[j])}) for lam in m.scales]
             else:
                 fam = man.add_family(Family(m.series(), m.method, MERGING, SCALE_KNOB))
@@ -541,19 +609,10 @@ def merge_interventions(
 
     def fill(miv: MergedIntervention) -> None:
         m = specs[id(miv)]
-        key = json.dumps([m.method, m.weights, m.density, m.combine, m.outlier_m, m.energy])
+        key = json.dumps([m.method, m.weights, m.params_dict()])  # everything the merged deltas depend on
         if key not in cache:
             cache.clear()  # one merged delta set in memory at a time (a spec's scales share it)
-            cache[key] = merge_deltas(
-                deltas,
-                m.weights or [1.0] * len(names),
-                m.method,
-                density=m.density,
-                combine=m.combine,
-                seed=cfg.seed,
-                outlier_m=m.outlier_m,
-                energy=m.energy,
-            )
+            cache[key] = merge_deltas(deltas, m.weights or [1.0] * len(names), m.method, seed=cfg.seed, params=m.params)
         miv.deltas = cache[key]
 
     return ivs + sweeps, merge_ivs, {"paths": paths, "mixture": mixture, "fill": fill, "full": full, "manifest": manifest}
@@ -569,13 +628,19 @@ def _spec_of(s: SpecialistConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(s).items() if k != "alphas"}
 
 
+def merge_setting(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], seed: int) -> MergedIntervention:
+    """A merge spec's intervention before its deltas are made (``fill`` makes them): its λ grid as the knob,
+    keyed by :func:`_merge_spec`."""
+    return MergedIntervention({}, 1.0, m.method, f"{m.series()} (λ)", _merge_spec(m, names, spec_keys, seed), scales=m.scales)
+
+
 def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], seed: int) -> dict[str, Any]:
-    """A merge setting's resolved description: the method and its implementation's version, every
-    parameter, the specialists (names and keys) and the seed (DARE's drops)."""
+    """A merge setting's resolved description: the method and its implementation's version, its parameters
+    and the weights, the specialists (names and keys) and the seed (DARE's drops)."""
     return {
         "method": m.method,
         "version": MERGE_REGISTRY[m.method].version,
-        "params": {"weights": m.weights, "density": m.density, "combine": m.combine, "outlier_m": m.outlier_m, "energy": m.energy},
+        "params": {**m.params_dict(), "weights": m.weights},
         "specialists": dict(zip(names, spec_keys, strict=True)),
         "seed": seed,
     }

@@ -61,7 +61,21 @@ REGISTRY: dict[str, type[Task]] = {
     )
 }
 
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a :class:`Task` subclass usable by its ``name`` everywhere a task is named (configs,
+    ``steertax eval``, compare). See docs/extending.md."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name: set the class attribute name")
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ValueError(f"task {cls.name!r} is registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
 __all__ = [
+    "register_task",
     "DRIFT_METRICS",
     "get",
     "names",

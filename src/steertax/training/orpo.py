@@ -34,5 +34,5 @@ def orpo_classes() -> tuple[type, type]:
 def build(setting: Any, peft_model: Any, tokenizer: Any, ds: Any, common: dict[str, Any]) -> Any:
     """ORPO on preference pairs at ``beta`` (no reference model)."""
     ORPOConfig, ORPOTrainer = orpo_classes()
-    args = ORPOConfig(**common, beta=setting.params.beta)
+    args = ORPOConfig(**common, beta=setting.params.beta, remove_unused_columns=False)  # its collator needs the columns
     return ORPOTrainer(model=peft_model, args=args, train_dataset=ds, processing_class=tokenizer)

@@ -143,7 +143,7 @@ def unregister_trained_method(name: str) -> None:
 def method(name: str, where: str = "method") -> TrainedMethod:
     m = TRAINED_METHODS.get(name)
     if m is None:
-        raise ConfigError(f"{where}: {name!r} is not a trained method; choose one of {', '.join(sorted(TRAINED_METHODS))}")
+        raise ConfigError(f"{where}: {name!r} is not one of the trained methods {', '.join(sorted(TRAINED_METHODS))}")
     return m
 
 

@@ -89,7 +89,7 @@ class AlignSetting:
         """The display label: ``label``, else the method and its parameters (``dpo beta=0.1``, ``sft lr x1``)."""
         if self.label:
             return self.label
-        parts = [self.method] + [f"{k}={_fmt(v)}" for k, v in params_dict(self.params).items()]
+        parts = [self.method] + [f"{k}={_fmt(v)}" for k, v in params_dict(self.params).items() if v not in ("", None)]
         if self.lr_factor != 1.0 or len(parts) == 1:
             parts.append(f"lr x{self.lr_factor:g}")
         if self.steps is not None:
@@ -100,7 +100,7 @@ class AlignSetting:
         """The curve this setting is a point of: the method and every parameter but its knob (and the common
         fields when not the defaults). Settings of one family differ only in the knob."""
         kp = self.spec.knob_param
-        parts = [self.method] + [f"{k}={_fmt(v)}" for k, v in params_dict(self.params).items() if k != kp]
+        parts = [self.method] + [f"{k}={_fmt(v)}" for k, v in params_dict(self.params).items() if k != kp and v not in ("", None)]
         if self.lr_factor != 1.0:
             parts.append(f"lr x{self.lr_factor:g}")
         if self.steps is not None:

@@ -4,14 +4,15 @@ al. 2025); see the docstring of :mod:`steertax.runners.merge` and docs/MERGING.m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
 from steertax.errors import DataError
-from steertax.interventions.merge.registry import register_merge_method
+from steertax.interventions.merge.registry import param, register_merge_method
 
-__all__ = ["thin_svd", "tsvm_merge", "rtsvm_merge", "outlier_ratio", "energy_rank"]
+__all__ = ["thin_svd", "tsvm_merge", "rtsvm_merge", "outlier_ratio", "energy_rank", "RTSVMParams"]
 
 
 def thin_svd(d: torch.Tensor, probe: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,7 +104,7 @@ def rtsvm_merge(deltas: Sequence[torch.Tensor], weights: Sequence[float], *, out
 
 
 @register_merge_method("tsvm", version=2, doc="Task Singular Vector Merging (Gargiulo et al. 2025); v2: numerical-rank cut")
-def _tsvm(ds: list[torch.Tensor], ws: list[float], spec: Any) -> torch.Tensor:
+def _tsvm(ds: list[torch.Tensor], ws: list[float], p: Any) -> torch.Tensor:
     if ds[0].ndim != 2:  # a norm or bias of a full-model specialist has no singular vectors: the tasks' mean
         return _mean(ds, ws)
     return tsvm_merge(ds, ws)
@@ -114,8 +115,27 @@ def _mean(ds: list[torch.Tensor], ws: list[float]) -> torch.Tensor:
     return sum((float(w) * d for w, d in zip(ws, ds, strict=True)), torch.zeros_like(ds[0])) / len(ds)
 
 
-@register_merge_method("rtsvm", doc="steertax's reading of R-TSVM (Yang et al. 2025): outlier weighting + energy rank, then TSV-M")
-def _rtsvm(ds: list[torch.Tensor], ws: list[float], spec: Any) -> torch.Tensor:
+@dataclass(frozen=True)
+class RTSVMParams:
+    outlier_m: float = param(5.0, "an entry is an outlier above outlier_m times its task vector's mean magnitude (OWL's M)")
+    energy: float = param(0.9, "each task keeps the smallest rank holding this share of its squared singular values, in (0, 1]")
+
+
+def _check_rtsvm(p: RTSVMParams) -> str | None:
+    if not p.outlier_m > 0:
+        return f"outlier_m: {p.outlier_m:g} must be positive (a multiple of the mean magnitude, e.g. 5)"
+    if not 0 < p.energy <= 1:
+        return f"energy: {p.energy:g} must be in (0, 1]: the share of the squared singular values kept"
+    return None
+
+
+@register_merge_method(
+    "rtsvm",
+    doc="steertax's reading of R-TSVM (Yang et al. 2025): outlier weighting + energy rank, then TSV-M",
+    params=RTSVMParams,
+    check=_check_rtsvm,
+)
+def _rtsvm(ds: list[torch.Tensor], ws: list[float], p: RTSVMParams) -> torch.Tensor:
     if ds[0].ndim != 2:
         return _mean(ds, ws)
-    return rtsvm_merge(ds, ws, outlier_m=spec.outlier_m, energy=spec.energy)
+    return rtsvm_merge(ds, ws, outlier_m=p.outlier_m, energy=p.energy)

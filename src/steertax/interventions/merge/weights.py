@@ -22,7 +22,7 @@ from steertax.errors import DataError, ModelError
 from steertax.interventions.adapter import check_adapter, check_scales
 from steertax.interventions.core import Applied, Intervention, register_intervention, tensors_hash
 from steertax.interventions.knob import DeltaScale, check_deltas_fit
-from steertax.interventions.merge.registry import MERGE_REGISTRY, MergeParams, merge_methods
+from steertax.interventions.merge.registry import build_merge_params, merge_method
 
 __all__ = ["adapter_deltas", "model_deltas", "merge_deltas", "MergedIntervention", "deltas_hash"]
 
@@ -113,28 +113,27 @@ def merge_deltas(
     weights: Sequence[float],
     method: str,
     *,
-    density: float = 0.5,
-    combine: str = "linear",
     seed: int = 0,
-    outlier_m: float = 5.0,
-    energy: float = 0.9,
+    params: Any = None,
+    **param_kwargs: Any,
 ) -> dict[str, torch.Tensor]:
     """Merge the specialists' deltas matrix by matrix with the registered ``method`` (weights w_t; the merge
-    ``scale`` is applied by :class:`MergedIntervention`). Matrices only some specialists change count as 0
-    for the others."""
-    if method not in MERGE_REGISTRY:
-        raise DataError(f"merge method {method!r} is not one of {merge_methods()}")
+    ``scale`` is applied by :class:`MergedIntervention`). Its parameters: ``params``, an instance of the
+    method's parameter dataclass, or keyword arguments checked against its declaration
+    (``merge_deltas(ds, ws, "ties", density=0.5)``); neither: its defaults. ``seed`` seeds torch's generator
+    (DARE's drops). Matrices only some specialists change count as 0 for the others."""
+    m = merge_method(method, "merge method", DataError)
+    if params is None:
+        params = build_merge_params(m, param_kwargs, method, DataError)
+    elif param_kwargs:
+        raise DataError(f"merge_deltas: give {method}'s parameters as params= or as keywords ({', '.join(param_kwargs)}), not both")
+    elif msg := m.problem(params):
+        raise DataError(f"{method}: {msg}")
     ws = [float(w) for w in weights]
     if len(ws) != len(task_deltas):
         raise DataError(f"{len(ws)} weights for {len(task_deltas)} specialists: give one weight per specialist")
     if any(not math.isfinite(w) for w in ws):
         raise DataError(f"merge weights {ws} contain NaN or inf: give finite numbers")
-    if method in ("ties", "dare") and not 0 < density <= 1:
-        raise DataError(f"density {density} must be in (0, 1]: the fraction of each task vector kept")
-    if combine not in ("linear", "ties"):
-        raise DataError(f"dare's combine must be linear or ties, got {combine!r}")
-    spec = MergeParams(density=density, combine=combine, outlier_m=outlier_m, energy=energy)
-    fn = MERGE_REGISTRY[method].fn
     names = sorted(set().union(*(d.keys() for d in task_deltas)))
     out: dict[str, torch.Tensor] = {}
     with torch.random.fork_rng(devices=[]):  # DARE's drops (peft draws them from torch's global generator), seeded
@@ -142,7 +141,7 @@ def merge_deltas(
         for name in names:
             shape = next(d[name].shape for d in task_deltas if name in d)
             ds = [d[name].float() if name in d else torch.zeros(shape) for d in task_deltas]
-            out[name] = fn(ds, ws, spec)
+            out[name] = m.fn(ds, ws, params)
     return out
 
 
