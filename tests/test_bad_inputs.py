@@ -62,23 +62,30 @@ def env(tmp_path_factory):
         if f.suffix == ".yaml":
             (d / f.name).write_bytes(f.read_bytes().replace(b"{tiny}", str(tiny).encode()).replace(b"{pairs}", str(pairs).encode())
                                      .replace(b"{c}", str(CORPUS).encode()).replace(b"{d}", str(d).encode()))
-    # folders for `steertax compare` (its checks read only the resolved config and look for the store) and `tax --aligned`
+    # folders for `steertax compare` (its checks read only the manifest and look for the store) and `tax --aligned`
     import yaml
+
+    from steertax.manifest import Manifest
 
     def run_folder(name, kind="config", model=str(tiny), tasks=("refusal", "arc_easy"), results=True):
         f = d / name
         f.mkdir()
         cfg = {"model": model, "tasks": [{"name": t} for t in tasks]}
         (f / f"{kind}.resolved.yaml").write_text(yaml.safe_dump({"run_id": name, "config": cfg}))
-        if results:
+        if results:  # a finished run: its store and its manifest
             (f / "results.sqlite").write_bytes(b"")
+            Manifest("run" if kind == "config" else kind, name, model, None, 0, cfg["tasks"], "k").write(f)
 
     run_folder("run_a")
     run_folder("run_other_model", model="someone/else")
     run_folder("unfinished_run", results=False)
     run_folder("align_unfinished", kind="align", results=False)
+    run_folder("old_run", results=False)
+    (d / "old_run" / "results.sqlite").write_bytes(b"")  # finished before manifests existed
     (d / "damaged_run").mkdir()
     (d / "damaged_run" / "config.resolved.yaml").write_text("run_id: [unclosed\n")
+    (d / "damaged_run" / "results.sqlite").write_bytes(b"")
+    (d / "damaged_run" / "manifest.json").write_text('{"manifest_version": 1, "kind": [unclosed\n')
     (d / "broken_adapter").mkdir()
     (d / "broken_adapter" / "adapter_config.json").write_text('{"peft_type": "LORA", "target_modules": ["q_proj"]}\n')
     # earlier results that must survive every failure
@@ -497,7 +504,8 @@ BEFORE_LOAD = [
     ([CP, "{res}/eval.json", "--out", "{res}/cmp"], ["eval.json is a file, not a run folder"]),
     ([CP, "{d}/unfinished_run", "--out", "{res}/cmp"], ["unfinished_run has no results.sqlite", "rerun the same `steertax run`"]),
     ([CP, "{d}/align_unfinished", "--out", "{res}/cmp"], ["has no results.sqlite", "`steertax align`"]),
-    ([CP, "{d}/damaged_run", "--out", "{res}/cmp"], ["config.resolved.yaml is not readable YAML", "damaged"]),
+    ([CP, "{d}/damaged_run", "--out", "{res}/cmp"], ["manifest.json is not readable JSON", "rerun the command that wrote the folder"]),
+    ([CP, "{d}/old_run", "--out", "{res}/cmp"], ["written by an older steertax (no manifest.json)", "rerun the same `steertax run`"]),
     ([CP, "{d}/run_a", "--helpfulness", "mmlu", "--out", "{res}/cmp"], ["has no task 'mmlu'", "with --helpfulness"]),
     ([CP, "{d}/run_a", "--alignment", "bias_agreement[generate]", "--out", "{res}/cmp"], ["has no task 'bias_agreement'", "--alignment"]),
     ([CP, "{d}/run_a", "{d}/run_other_model", "--out", "{res}/cmp"], ["different models", "someone/else"]),

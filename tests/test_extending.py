@@ -188,3 +188,72 @@ def test_an_intervention(tok, llama):
     assert NormScale(2.0).key != NormScale(1.0).key  # its description is in its store key
     assert len(scored.records) == 4
 # --8<-- [end:intervention]
+
+
+# --8<-- [start:merge_method]
+import json
+from dataclasses import dataclass
+
+from steertax._util import quiet_renamed_checkpointing
+from steertax.cli import main
+from steertax.errors import ConfigError
+from steertax.interventions.merge import MERGE_REGISTRY, param, register_merge_method
+from steertax.runners.merge import merge_from_dict
+
+
+@dataclass(frozen=True)
+class PruneParams:
+    keep: float = param(0.5, "the fraction of the merged delta's entries kept, the largest by magnitude")
+
+
+@pytest.fixture
+def magnitude_prune():
+    @register_merge_method(
+        "magnitude_prune",
+        doc="Σ w_t τ_t, pruned to its largest entries",
+        params=PruneParams,
+        check=lambda p: None if 0 < p.keep <= 1 else f"keep: {p.keep} must be in (0, 1]",
+    )
+    def merge(deltas, weights, params):  # one matrix's task vectors (float32), their weights, a PruneParams
+        total = sum(w * d for w, d in zip(weights, deltas, strict=True))
+        cut = total.abs().flatten().quantile(1 - params.keep)
+        return torch.where(total.abs() >= cut, total, 0.0)
+
+    yield "magnitude_prune"
+    del MERGE_REGISTRY["magnitude_prune"]  # unregistered: other tests see the built-in methods only
+
+
+def random_lora(path, seed):  # a specialist: a LoRA adapter of the tiny model with random weights
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    with quiet_renamed_checkpointing():  # transformers' renamed gradient-checkpointing flag, which peft still reads
+        get_peft_model(tiny_model("llama", n_layers=2, seed=1), lora).save_pretrained(path)
+    return str(path)
+
+
+def test_a_merge_method(magnitude_prune, tmp_path, tok):
+    tiny_model("llama", n_layers=2, seed=1).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    cfg = {
+        "model": str(tmp_path / "model"), "chunk": 4,
+        "specialists": [{"name": "a", "adapter": random_lora(tmp_path / "a", 1)}, {"name": "b", "adapter": random_lora(tmp_path / "b", 2)}],
+        "merges": [
+            {"method": "task_arithmetic", "scales": [0.5, 1.0]},
+            {"method": "magnitude_prune", "keep": 1.0, "scales": [0.5, 1.0]},  # everything kept: task arithmetic
+            {"method": "magnitude_prune", "scales": [0.5, 1.0]},  # keep: 0.5, its default
+        ],
+        "tasks": [{"name": "refusal", "limit": 4, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 4}],
+    }
+    with pytest.raises(ConfigError, match=r"density: not a parameter of magnitude_prune \(its parameters: keep\)"):
+        merge_from_dict({**cfg, "merges": [{"method": "magnitude_prune", "density": 0.5}]})
+    (tmp_path / "merge.yaml").write_text(json.dumps(cfg))
+    assert main(["--quiet", "merge", str(tmp_path / "merge.yaml"), "--out", str(tmp_path / "run")]) == 0
+    scores = {r["setting"]: r["tasks"] for r in json.loads((tmp_path / "run" / "summary.json").read_text())["settings"]}
+    assert scores["magnitude_prune λ=1 keep=1"] == scores["task_arithmetic λ=1"]  # keep reaches the function
+    assert scores["magnitude_prune λ=1"] != scores["task_arithmetic λ=1"]
+    res = compare([tmp_path / "run"], tmp_path / "cmp", n_boot=100, progress=False)
+    merges = {m["kind"]: m["knob"] for m in res["methods"] if m["family"] == "merging"}
+    assert merges == {"task_arithmetic": "λ", "magnitude_prune keep=1": "λ", "magnitude_prune": "λ"}  # curves over λ
+# --8<-- [end:merge_method]

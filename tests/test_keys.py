@@ -141,21 +141,24 @@ def test_every_merge_field_changes_a_merges_key():
     def key(m: MergeSpec, lam=1.0, keys=spec_keys, seed=0) -> str:
         return MergedIntervention({}, lam, m.method, m.name(lam), _merge_spec(m, names, keys, seed)).key
 
-    m0 = MergeSpec(method="dare")
+    m0 = MergeSpec.of("dare")
     seen = {key(m0)}
     variants = [
-        key(dataclasses.replace(m0, method="ties")),
         key(dataclasses.replace(m0, weights=[2.0, 1.0])),
-        key(dataclasses.replace(m0, density=0.7)),
-        key(dataclasses.replace(m0, combine="ties")),
-        key(dataclasses.replace(m0, outlier_m=3.0)),
-        key(dataclasses.replace(m0, energy=0.8)),
         key(m0, lam=0.5),
         key(m0, keys=["k1", "k3"]),  # a specialist retrained
         key(m0, seed=1),  # DARE's drops
     ]
+    # every parameter of every method (a value other than its default), each in a spec of its own method
+    changed = {"density": 0.7, "combine": "ties", "outlier_m": 3.0, "energy": 0.8}
+    for name, spec in MERGE_REGISTRY.items():
+        base = MergeSpec.of(name)
+        if name != "dare":  # another method
+            variants.append(key(base))
+        for f in dataclasses.fields(spec.params):
+            variants.append(key(dataclasses.replace(base, params=dataclasses.replace(base.params, **{f.name: changed[f.name]}))))
     for k in variants:
-        assert k not in seen
+        assert k not in seen  # no two collide: a parameter change of one method never gives another's key
         seen.add(k)
     MERGE_REGISTRY["dare"] = dataclasses.replace(MERGE_REGISTRY["dare"], version=MERGE_REGISTRY["dare"].version + 1)
     try:

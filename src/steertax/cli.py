@@ -1,5 +1,11 @@
 """The ``steertax`` command: thin wrappers over the Python API.
 
+Each command declares itself where its handler is: ``@command(name, help=..., description=..., args=[...])``
+over the handler, with its arguments written as ``arg(...)`` (``add_argument``'s own signature) and the
+groups several commands share (``MODEL``, ``EXECUTOR``, ...) defined once below; ``COMMANDS`` lists them in
+the order ``steertax --help`` shows, and the parser is built from that list. A handler imports what it runs
+inside its body, so ``steertax --help`` loads no command's runner.
+
 Errors from bad input print one line (``steertax: error: ...``) and exit with code 2; ``--debug``
 shows the traceback instead. Nothing is written before the input is validated, and every write is
 atomic, so a failed command leaves earlier results as they were.
@@ -9,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from steertax.errors import SteertaxError
 
@@ -26,259 +33,124 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", default="smollm2", help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]"
-    )
-    p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 [float32 on CPU]")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda if available]")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+# --------------------------------------------------------------------------- how a command declares itself
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = _Parser(
-        prog="steertax",
-        description="Steer language models and measure what it buys (alignment) and costs (helpfulness).",
-    )
-    ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    """One ``add_argument`` call: the positional name or the flags, and the keywords. A callable ``choices``
+    is called when the parser is built (the names a registry holds then)."""
 
-    e = sub.add_parser(
-        "extract",
-        help="extract a steering vector from contrast pairs",
-        description="Extract a per-layer steering vector (+ = aligned) and save it as safetensors + JSON.",
-    )
-    _add_model(e)
-    e.add_argument(
-        "--pairs", default="refusal", help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]"
-    )
-    e.add_argument("--n-pairs", type=int, default=None, help="use at most this many pairs")
-    e.add_argument("--layers", default="8-12", help="e.g. 8-12,14 or all [8-12]")
+    names: tuple[str, ...]
+    kwargs: dict[str, Any]
+
+    def add_to(self, p: argparse.ArgumentParser) -> None:
+        kw = dict(self.kwargs)
+        if callable(kw.get("choices")):
+            kw["choices"] = kw["choices"]()
+        p.add_argument(*self.names, **kw)
+
+
+def arg(*names: str, **kwargs: Any) -> Arg:
+    """An argument, written as to ``add_argument``."""
+    return Arg(names, kwargs)
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, its line in ``steertax --help``, the description ``steertax NAME --help``
+    opens with (None: none), its arguments in help order, and its handler (returns the exit code)."""
+
+    name: str
+    help: str
+    description: str | None
+    args: tuple[Arg, ...]
+    run: Handler
+
+
+def command(name: str, *, help: str, description: str | None = None, args: Sequence[Arg] = ()) -> Callable[[Handler], Command]:
+    """Declare the decorated handler as the command ``name`` (COMMANDS puts it on the command line)."""
+
+    def declare(run: Handler) -> Command:
+        return Command(name, help, description, tuple(args), run)
+
+    return declare
+
+
+# --------------------------------------------------------------------------- arguments several commands share
+
+MODEL = (
+    arg("--model", default="smollm2", help="built-in name (smollm2, qwen2.5-coder-0.5b), .gguf file, model dir or hub id [smollm2]"),
+    arg("--dtype", default=None, help="float32 | float16 | bfloat16 [float32 on CPU]"),
+    arg("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda if available]"),
+    arg("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)"),
+)
+SEED = arg("--seed", type=int, default=0)
+VECTOR_LAYERS = arg("--layers", default=None, help="subset of the vector's layers [all of them]")
+STUDY_DIR = "a `steertax run` output folder"
+EXECUTOR = (  # run, align, merge
+    arg("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]"),
+    arg("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]"),
+)
+
+
+def config_file(help: str) -> Arg:
+    """run, align, merge: the YAML config, optional (a built-in one by default)."""
+    return arg("config", nargs="?", default=None, help=help)
+
+
+def out_folder(help: str) -> Arg:
+    """run, align, merge: --out, checked by the handler (not needed with --print-default-config or --check)."""
+    return arg("--out", default=None, help=help)
+
+
+def quick(help: str) -> Arg:
+    """--quick: the command's scaled-down version."""
+    return arg("--quick", action="store_true", help=help)
+
+
+def print_default_config(which: str) -> Arg:
+    return arg("--print-default-config", action="store_true", help=f"print {which} config and exit")
+
+
+def backend(help: str) -> Arg:
+    return arg("--backend", default="hf", choices=["hf", "vllm"], help=help)
+
+
+# --------------------------------------------------------------------------- the commands, in help order
+
+
+def _extraction_methods() -> tuple[str, ...]:
     from steertax.interventions.steering.extraction import extraction_methods
 
-    e.add_argument("--method", default="pca", choices=extraction_methods())
-    e.add_argument("--position", default=None, choices=["last", "answer_mean"], help="[answer_mean for refusal pairs, else last]")
-    e.add_argument("--raw", action="store_true", help="no chat template (the paper's base-model prompts)")
-    e.add_argument("--heldout", type=float, default=0.2, help="fraction of pairs held out for accuracy [0.2]")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=16)
-    e.add_argument("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)")
-
-    cd = sub.add_parser(
-        "condition",
-        help="fit a condition for conditional steering (steer only prompts it fires on)",
-        description="Fit a CAST condition: a direction, layer and threshold that separate two prompt sets; saved as safetensors + JSON.",
-    )
-    _add_model(cd)
-    cd.add_argument("--positive", default="harmful", help="prompts it should fire on: harmful | harmless | a .txt/.jsonl [harmful]")
-    cd.add_argument("--negative", default="harmless", help="prompts it should not fire on [harmless]")
-    cd.add_argument("--n", type=int, default=128, help="prompts per side, half fit and half validate [128]")
-    cd.add_argument("--layers", default="0-7", help="candidate layers, below the layers you will steer [0-7]")
-    cd.add_argument("--objective", default="f1", choices=["f1", "fpr"], help="maximize F1, or catch most at FPR <= --target-fpr [f1]")
-    cd.add_argument("--target-fpr", type=float, default=0.05)
-    cd.add_argument(
-        "--read",
-        default="mean",
-        choices=["mean", "last", "all"],
-        help="mean of the prompt's token states after the first, the last one's, or all [mean]",
-    )
-    cd.add_argument(
-        "--score",
-        default="cosine",
-        choices=["cosine", "reference"],
-        help="cos(h, c), or IBM activation-steering's cos(h, tanh(P h)) [cosine]",
-    )
-    cd.add_argument("--chat", action="store_true", help="read requests inside the chat template (default: the request's own text)")
-    cd.add_argument("--seed", type=int, default=0)
-    cd.add_argument("--batch-size", type=int, default=32)
-    cd.add_argument("--out", required=True, help="output .safetensors path")
-
-    g = sub.add_parser("generate", help="print unsteered and steered completions side by side")
-    _add_model(g)
-    g.add_argument("--vector", required=True, help="a .safetensors vector from `steertax extract`")
-    g.add_argument("--strength", action="append", required=True, help="r_e, the L2 norm added per layer (+ = aligned); repeat for several")
-    g.add_argument("--layers", default=None, help="subset of the vector's layers [all of them]")
-    g.add_argument("--relative", action="store_true", help="strength in multiples of each layer's mean residual norm")
-    g.add_argument("--positions", default="all", choices=["all", "prompt", "generated"])
-    g.add_argument("--condition", default=None, help="a condition file (steertax condition): steer only prompts it fires on")
-    g.add_argument("--prompt", action="append", required=True, help="user message; repeat for several")
-    g.add_argument("--max-new-tokens", type=int, default=64)
-    g.add_argument("--raw", action="store_true", help="no chat template")
-    g.add_argument("--force", action="store_true", help="allow a vector recorded for another model of the same shape")
-    g.add_argument("--width", type=int, default=0, help="column width [terminal width]")
-    g.add_argument(
-        "--backend", default="hf", choices=["hf", "vllm"], help="where generation runs (vllm: its own environment, make vllm) [hf]"
-    )
-
-    ev = sub.add_parser(
-        "eval",
-        help="score a task at one or more strengths and print a table",
-        description="Evaluate an alignment or helpfulness task under steering.",
-    )
-    _add_model(ev)
-    ev.add_argument("--task", required=True, action="append", help="task name (repeatable); see `steertax tasks`")
-    ev.add_argument("--limit", type=int, default=None, help="deterministic subset of this many items")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--vector", default=None, help="a .safetensors vector (needed for non-zero strengths)")
-    ev.add_argument(
-        "--strength",
-        action="append",
-        default=None,
-        help="r_e (repeatable, or comma-separated); 0 is always included when a vector is given",
-    )
-    ev.add_argument("--layers", default=None, help="subset of the vector's layers")
-    ev.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="task option for every --task, or TASK.KEY=VALUE for one, e.g. refusal.scorers=[logprob] (YAML values)",
-    )
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--force", action="store_true")
-    ev.add_argument("--json", default=None, help="write records and summaries to this JSON file")
-
-    sub.add_parser("tasks", help="list the tasks")
-
-    r = sub.add_parser(
-        "run",
-        help="the tradeoff study: sweep, fitted laws, theory, efficient strength, tax, report",
-        description="Run the study from a YAML config (default: the built-in SmolLM2 study).",
-    )
-    r.add_argument("config", nargs="?", default=None, help="YAML file or built-in name (default, paper-qwen, conditional)")
-    r.add_argument("--out", default=None, help="output folder (rerun the same command to resume)")
-    r.add_argument("--quick", action="store_true", help="a scaled-down smoke run (minutes on a CPU)")
-    r.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
-    r.add_argument(
-        "--check",
-        action="store_true",
-        help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)",
-    )
-    r.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
-    r.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
-
-    al = sub.add_parser(
-        "align",
-        help="alignment by fine-tuning (each registered trained method: trl + peft LoRA) on the study's axes",
-        description="Train one LoRA adapter per setting of a YAML config (default: the built-in 'align' on SmolLM2) "
-        "and evaluate every setting and the base model with the study's tasks. Rerun to resume.",
-    )
-    al.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'align')")
-    al.add_argument("--out", default=None, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
-    al.add_argument("--print-default-config", action="store_true", help="print the built-in 'align' config and exit")
-    al.add_argument("--quick", action="store_true", help="fewer pairs, steps, settings and items (a few minutes on a CPU)")
-    al.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
-    al.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
-
-    mg = sub.add_parser(
-        "merge",
-        help="alignment by model merging (task arithmetic, TIES, DARE, TSV-M, R-TSVM) vs a data mixture, on the study's axes",
-        description="Train (or load) specialist adapters, merge their task vectors with every configured method and scale, "
-        "and evaluate the base, the specialists, the data-mixture baseline and every merge with the study's tasks. Rerun to resume.",
-    )
-    mg.add_argument("config", nargs="?", default=None, help="YAML file (default: the built-in 'merge' on SmolLM2)")
-    mg.add_argument("--out", default=None, help="output folder: adapters/, results.sqlite, summary.json, table.md, figures/")
-    mg.add_argument("--print-default-config", action="store_true", help="print the built-in 'merge' config and exit")
-    mg.add_argument("--quick", action="store_true", help="fewer pairs, steps, merges and items (a few minutes on a CPU)")
-    mg.add_argument("--executor", default=None, choices=["local", "ray"], help="where cells run [the config's executor.kind: local]")
-    mg.add_argument("--ray-address", default=None, help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001) [start a local one]")
-
-    cp = sub.add_parser(
-        "compare",
-        help="which method buys alignment cheapest: every method on one item set and base, paired decisions at matched alignment",
-        description="Put `steertax run`, `steertax align` and `steertax merge` output folders of one model on one "
-        "alignment-vs-helpfulness frontier on the same items against one base: every setting with paired 95% CIs, each "
-        "method's curve along its knob (r, β, λ, merge scale), ΔH at matched ΔB from one bootstrap over items for the whole "
-        "chain, pairwise verdicts with Holm (or BH) adjusted p-values, and the items that would decide what is undecided. "
-        "Without --evaluate the folders' own rows on their common items are used (their base rows must agree); with "
-        "--evaluate the model scores every folder's interventions on one item list per task into OUT/results.sqlite.",
-    )
-    cp.add_argument("dirs", nargs="+", help="output folders of `steertax run`, `steertax align` and/or `steertax merge`")
-    cp.add_argument("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go")
-    cp.add_argument("--alignment", default=None, help="the alignment entry (default: the task declaring DEFAULT_ALIGNMENT: refusal)")
-    cp.add_argument("--helpfulness", default=None, help="the helpfulness entry (default: the task declaring DEFAULT_HELPFULNESS: arc_easy)")
-    cp.add_argument("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)")
-    cp.add_argument("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the highest ΔB any curve reaches]")
-    cp.add_argument("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)")
-    cp.add_argument("--adjust", default="holm", choices=["holm", "bh"], help="multiplicity control: Holm (FWER) or BH (FDR) [holm]")
-    cp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    cp.add_argument("--exclude", default="", help="methods to leave out, comma-separated, by their names in compare.md")
-    cp.add_argument("--evaluate", action="store_true", help="load the model and score every method on the same items and base")
-    cp.add_argument("--limit", type=int, default=None, help="--evaluate: items per compared task [the largest any folder used]")
-    cp.add_argument("--until-decided", action="store_true", help="--evaluate: add items while comparisons are undecided")
-    cp.add_argument("--budget", type=int, default=None, help="--until-decided: the most items to add per task")
-    cp.add_argument("--step", type=int, default=16, help="--until-decided: items added per task per look (default 16)")
-
-    for name, hlp in (
-        ("fit", "refit the laws and rewrite summary.json and the report"),
-        ("theory", "estimate the theory's constants from logits, then refit and report"),
-    ):
-        q = sub.add_parser(name, help=hlp)
-        q.add_argument("dir", help="a `steertax run` output folder")
-
-    tx = sub.add_parser(
-        "tax",
-        help="the alignment tax: a study's table at r* (DIR), or base vs aligned model on benchmarks (--base/--aligned)",
-        description="With DIR (a `steertax run` folder): print its tax table at r* after refitting. With --base: score the "
-        "base and the aligned model (another model with the same tokenizer, a peft adapter folder, or --vector/--strength "
-        "for the base steered) on each benchmark; tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI, the "
-        "mean tax, and the helpful (XSTest safe) and harmless (XSTest unsafe) rates judged from generations.",
-    )
-    tx.add_argument("dir", nargs="?", default=None, help="a `steertax run` output folder")
-    tx.add_argument("--base", help="the base model (hub id, folder, .gguf, built-in name)")
-    tx.add_argument("--aligned", help="the aligned model, or a peft adapter folder of the base")
-    tx.add_argument("--vector", help="instead of --aligned: a steering vector; the aligned model is the base steered at --strength")
-    tx.add_argument("--strength", type=float, help="r_e for --vector")
-    tx.add_argument("--from-study", default=None, help="instead of --aligned: a `steertax run` folder (its vector at its r*)")
-    tx.add_argument(
-        "--benchmarks",
-        default=None,
-        help="comma-separated tasks (default: the tasks declaring TAX_BENCHMARK: mmlu, humaneval, gsm8k, truthfulqa, bbq)",
-    )
-    tx.add_argument("--limit", type=int, default=None, help="items per benchmark (default: all)")
-    tx.add_argument("--quick", action="store_true", help="16 items per benchmark and for the rates")
-    tx.add_argument(
-        "--backend", default="hf", choices=["hf", "vllm"], help="where generations run (vllm: its own environment, make vllm) [hf]"
-    )
-    tx.add_argument("--json", default=None, help="write the result as JSON")
-    tx.add_argument("--markdown", default=None, help="write the table as markdown")
-
-    i = sub.add_parser("info", help="describe a saved vector")
-    i.add_argument("vector")
-
-    x = sub.add_parser(
-        "export",
-        help="write a vector for llama.cpp (control-vector GGUF) or lm-evaluation-harness",
-        description="Export a steertax vector. gguf: llama.cpp control vector (unit directions, + = aligned; "
-        "`--control-vector-scaled FILE R` applies r_e = R). lm-eval: a `steered` .pt file at one "
-        "strength (lm_eval --model steered --model_args pretrained=...,steer_path=FILE).",
-    )
-    x.add_argument("vector", help="a .safetensors vector from `steertax extract`")
-    x.add_argument("--format", required=True, choices=["gguf", "lm-eval"])
-    x.add_argument("--out", required=True, help="output file (.gguf or .pt)")
-    x.add_argument("--layers", default=None, help="subset of the vector's layers [all of them]")
-    x.add_argument("--strength", default=None, help="lm-eval: r_e written into the file (required for lm-eval)")
-    x.add_argument("--action", default="add", choices=["add", "clamp"], help="lm-eval: add r·v̂, or clamp the v̂ component to r [add]")
-    x.add_argument("--model", default=None, help="lm-eval: read hookpoint names from this model [else --hookpoint-template]")
-    x.add_argument("--hookpoint-template", default="layers.{}", help="lm-eval hookpoint without --model [layers.{}]")
-    x.add_argument("--negate", action="store_true", help="swap the poles before exporting")
-
-    m = sub.add_parser(
-        "import",
-        help="read a llama.cpp control-vector GGUF (repeng, cvector-generator, EasySteer, steertax)",
-        description="Import a control-vector GGUF as a steertax vector (directions rescaled to unit norm; "
-        "the file's norms are kept in the provenance).",
-    )
-    m.add_argument("file", help="a .gguf control vector")
-    m.add_argument("--out", required=True, help="output .safetensors path")
-    m.add_argument("--model", default=None, help="bind the vector to this model (checks hidden size and layers)")
-    m.add_argument("--negate", action="store_true", help="flip the sign (when the file's + is the misaligned pole)")
-    m.add_argument("--aligned-pole", default=None, help="what + means, in words")
-    m.add_argument("--misaligned-pole", default=None, help="what - means, in words")
-    return ap
+    return extraction_methods()
 
 
+@command(
+    "extract",
+    help="extract a steering vector from contrast pairs",
+    description="Extract a per-layer steering vector (+ = aligned) and save it as safetensors + JSON.",
+    args=[
+        *MODEL,
+        arg(
+            "--pairs",
+            default="refusal",
+            help="refusal | harmful_harmless | a .csv/.jsonl with aligned,misaligned[,prompt] columns [refusal]",
+        ),
+        arg("--n-pairs", type=int, default=None, help="use at most this many pairs"),
+        arg("--layers", default="8-12", help="e.g. 8-12,14 or all [8-12]"),
+        arg("--method", default="pca", choices=_extraction_methods),
+        arg("--position", default=None, choices=["last", "answer_mean"], help="[answer_mean for refusal pairs, else last]"),
+        arg("--raw", action="store_true", help="no chat template (the paper's base-model prompts)"),
+        arg("--heldout", type=float, default=0.2, help="fraction of pairs held out for accuracy [0.2]"),
+        SEED,
+        arg("--batch-size", type=int, default=16),
+        arg("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)"),
+    ],
+)
 def _cmd_extract(a: argparse.Namespace) -> int:
     from steertax.interventions.steering.extract import extract_vector
     from steertax.interventions.steering.pairs import get_pairs
@@ -307,6 +179,36 @@ def _cmd_extract(a: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "condition",
+    help="fit a condition for conditional steering (steer only prompts it fires on)",
+    description="Fit a CAST condition: a direction, layer and threshold that separate two prompt sets; saved as safetensors + JSON.",
+    args=[
+        *MODEL,
+        arg("--positive", default="harmful", help="prompts it should fire on: harmful | harmless | a .txt/.jsonl [harmful]"),
+        arg("--negative", default="harmless", help="prompts it should not fire on [harmless]"),
+        arg("--n", type=int, default=128, help="prompts per side, half fit and half validate [128]"),
+        arg("--layers", default="0-7", help="candidate layers, below the layers you will steer [0-7]"),
+        arg("--objective", default="f1", choices=["f1", "fpr"], help="maximize F1, or catch most at FPR <= --target-fpr [f1]"),
+        arg("--target-fpr", type=float, default=0.05),
+        arg(
+            "--read",
+            default="mean",
+            choices=["mean", "last", "all"],
+            help="mean of the prompt's token states after the first, the last one's, or all [mean]",
+        ),
+        arg(
+            "--score",
+            default="cosine",
+            choices=["cosine", "reference"],
+            help="cos(h, c), or IBM activation-steering's cos(h, tanh(P h)) [cosine]",
+        ),
+        arg("--chat", action="store_true", help="read requests inside the chat template (default: the request's own text)"),
+        SEED,
+        arg("--batch-size", type=int, default=32),
+        arg("--out", required=True, help="output .safetensors path"),
+    ],
+)
 def _cmd_condition(a: argparse.Namespace) -> int:
     from steertax._util import parse_layers
     from steertax.interventions.conditional import fit_from_sources, prompt_set
@@ -352,6 +254,25 @@ def _columns(texts: Sequence[str], headers: Sequence[str], width: int) -> str:
     return "\n".join(lines)
 
 
+@command(
+    "generate",
+    help="print unsteered and steered completions side by side",
+    args=[
+        *MODEL,
+        arg("--vector", required=True, help="a .safetensors vector from `steertax extract`"),
+        arg("--strength", action="append", required=True, help="r_e, the L2 norm added per layer (+ = aligned); repeat for several"),
+        VECTOR_LAYERS,
+        arg("--relative", action="store_true", help="strength in multiples of each layer's mean residual norm"),
+        arg("--positions", default="all", choices=["all", "prompt", "generated"]),
+        arg("--condition", default=None, help="a condition file (steertax condition): steer only prompts it fires on"),
+        arg("--prompt", action="append", required=True, help="user message; repeat for several"),
+        arg("--max-new-tokens", type=int, default=64),
+        arg("--raw", action="store_true", help="no chat template"),
+        arg("--force", action="store_true", help="allow a vector recorded for another model of the same shape"),
+        arg("--width", type=int, default=0, help="column width [terminal width]"),
+        backend("where generation runs (vllm: its own environment, make vllm) [hf]"),
+    ],
+)
 def _cmd_generate(a: argparse.Namespace) -> int:
     import shutil
 
@@ -417,6 +338,35 @@ def _parse_strengths(values: Sequence[str] | None) -> list[float]:
     return out
 
 
+@command(
+    "eval",
+    help="score a task at one or more strengths and print a table",
+    description="Evaluate an alignment or helpfulness task under steering.",
+    args=[
+        *MODEL,
+        arg("--task", required=True, action="append", help="task name (repeatable); see `steertax tasks`"),
+        arg("--limit", type=int, default=None, help="deterministic subset of this many items"),
+        SEED,
+        arg("--vector", default=None, help="a .safetensors vector (needed for non-zero strengths)"),
+        arg(
+            "--strength",
+            action="append",
+            default=None,
+            help="r_e (repeatable, or comma-separated); 0 is always included when a vector is given",
+        ),
+        arg("--layers", default=None, help="subset of the vector's layers"),
+        arg(
+            "--option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="task option for every --task, or TASK.KEY=VALUE for one, e.g. refusal.scorers=[logprob] (YAML values)",
+        ),
+        arg("--batch-size", type=int, default=32),
+        arg("--force", action="store_true"),
+        arg("--json", default=None, help="write records and summaries to this JSON file"),
+    ],
+)
 def _cmd_eval(a: argparse.Namespace) -> int:
     import json
 
@@ -486,6 +436,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+@command("tasks", help="list the tasks")
 def _cmd_tasks(a: argparse.Namespace) -> int:
     from steertax import tasks as T
 
@@ -495,68 +446,23 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
     return 0
 
 
-def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> int:
-    """`align` and `merge`: load the config (quick version on request), run it, print its table."""
-    if a.print_default_config:
-        from importlib import resources
-
-        print(resources.files("steertax").joinpath("configs").joinpath(f"{a.cmd}.yaml").read_text(encoding="utf-8"), end="")
-        return 0
-    if not a.out:
-        raise SteertaxError(f"steertax {a.cmd} needs --out DIR (where adapters, results, summary and figures go)")
-    cfg = _with_executor(load(a.config), a)
-    if a.quick:
-        cfg = cfg.quick_version()
-    with _time_split(a.out, a.quiet):
-        summ = run(cfg, a.out, progress=not a.quiet)
-    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
-    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/{figure}, {a.out}/results.sqlite, {a.out}/adapters/")
-    return 0 if summ["settings"] else 1
-
-
-def _cmd_align(a: argparse.Namespace) -> int:
-    from steertax.runners.align import load_align_config, run_align
-
-    return _run_settings(a, load_align_config, run_align, "align.png")
-
-
-def _cmd_merge(a: argparse.Namespace) -> int:
-    from steertax.runners.merge import load_merge_config, run_merge
-
-    return _run_settings(a, load_merge_config, run_merge, "merge_3h.png")
-
-
-def _cmd_compare(a: argparse.Namespace) -> int:
-    from steertax import tasks as T
-    from steertax.runners.decision import compare
-    from steertax.runners.preflight import check_compare, parse_levels, raise_problems
-
-    a.alignment = a.alignment or T.task_with(T.DEFAULT_ALIGNMENT)  # the defaults are declared by the tasks (traits)
-    a.helpfulness = a.helpfulness or T.task_with(T.DEFAULT_HELPFULNESS)
-    raise_problems(check_compare(a), "before reading any results")  # every input, before anything is read or written
-    compare(
-        a.dirs,
-        a.out,
-        alignment=a.alignment,
-        helpfulness=a.helpfulness,
-        helpfulness_weight=a.helpfulness_weight,
-        levels=parse_levels(a.levels),
-        alpha=a.alpha,
-        adjust=a.adjust,
-        n_boot=a.n_boot,
-        evaluate=a.evaluate,
-        limit=a.limit,
-        until_decided=a.until_decided,
-        budget=a.budget,
-        step=a.step,
-        progress=not a.quiet,
-        exclude=[x.strip() for x in a.exclude.split(",") if x.strip()],
-    )
-    print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
-    print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")
-    return 0
-
-
+@command(
+    "run",
+    help="the tradeoff study: sweep, fitted laws, theory, efficient strength, tax, report",
+    description="Run the study from a YAML config (default: the built-in SmolLM2 study).",
+    args=[
+        config_file("YAML file or built-in name (default, paper-qwen, conditional)"),
+        out_folder("output folder (rerun the same command to resume)"),
+        quick("a scaled-down smoke run (minutes on a CPU)"),
+        print_default_config("the default"),
+        arg(
+            "--check",
+            action="store_true",
+            help="only check the config, data files, pairs/vector, model name and --out (nothing is loaded or written)",
+        ),
+        *EXECUTOR,
+    ],
+)
 def _cmd_run(a: argparse.Namespace) -> int:
     from importlib import resources
 
@@ -587,8 +493,6 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 def _with_executor(cfg: Any, a: argparse.Namespace) -> Any:
     """--executor / --ray-address over the config's ``executor``."""
-    import dataclasses
-
     from steertax.runners.executors import check_executor
 
     ex = cfg.executor
@@ -650,6 +554,125 @@ def _no_r_star(eff: dict[str, Any]) -> str:
     return f"{why} ({eff['detail']})" if eff.get("detail") else why
 
 
+SETTINGS_OUT = "output folder: adapters/, results.sqlite, summary.json, table.md, figures/"  # align, merge
+
+
+def _run_settings(a: argparse.Namespace, load: Any, run: Any, figure: str) -> int:
+    """`align` and `merge`: load the config (quick version on request), run it, print its table."""
+    if a.print_default_config:
+        from importlib import resources
+
+        print(resources.files("steertax").joinpath("configs").joinpath(f"{a.cmd}.yaml").read_text(encoding="utf-8"), end="")
+        return 0
+    if not a.out:
+        raise SteertaxError(f"steertax {a.cmd} needs --out DIR (where adapters, results, summary and figures go)")
+    cfg = _with_executor(load(a.config), a)
+    if a.quick:
+        cfg = cfg.quick_version()
+    with _time_split(a.out, a.quiet):
+        summ = run(cfg, a.out, progress=not a.quiet)
+    print((Path(a.out) / "table.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/summary.json, {a.out}/table.md, {a.out}/figures/{figure}, {a.out}/results.sqlite, {a.out}/adapters/")
+    return 0 if summ["settings"] else 1
+
+
+@command(
+    "align",
+    help="alignment by fine-tuning (each registered trained method: trl + peft LoRA) on the study's axes",
+    description="Train one LoRA adapter per setting of a YAML config (default: the built-in 'align' on SmolLM2) "
+    "and evaluate every setting and the base model with the study's tasks. Rerun to resume.",
+    args=[
+        config_file("YAML file (default: the built-in 'align')"),
+        out_folder(SETTINGS_OUT),
+        print_default_config("the built-in 'align'"),
+        quick("fewer pairs, steps, settings and items (a few minutes on a CPU)"),
+        *EXECUTOR,
+    ],
+)
+def _cmd_align(a: argparse.Namespace) -> int:
+    from steertax.runners.align import load_align_config, run_align
+
+    return _run_settings(a, load_align_config, run_align, "align.png")
+
+
+@command(
+    "merge",
+    help="alignment by model merging (task arithmetic, TIES, DARE, TSV-M, R-TSVM) vs a data mixture, on the study's axes",
+    description="Train (or load) specialist adapters, merge their task vectors with every configured method and scale, "
+    "and evaluate the base, the specialists, the data-mixture baseline and every merge with the study's tasks. Rerun to resume.",
+    args=[
+        config_file("YAML file (default: the built-in 'merge' on SmolLM2)"),
+        out_folder(SETTINGS_OUT),
+        print_default_config("the built-in 'merge'"),
+        quick("fewer pairs, steps, merges and items (a few minutes on a CPU)"),
+        *EXECUTOR,
+    ],
+)
+def _cmd_merge(a: argparse.Namespace) -> int:
+    from steertax.runners.merge import load_merge_config, run_merge
+
+    return _run_settings(a, load_merge_config, run_merge, "merge_3h.png")
+
+
+@command(
+    "compare",
+    help="which method buys alignment cheapest: every method on one item set and base, paired decisions at matched alignment",
+    description="Put `steertax run`, `steertax align` and `steertax merge` output folders of one model on one "
+    "alignment-vs-helpfulness frontier on the same items against one base: every setting with paired 95% CIs, each "
+    "method's curve along its knob (r, β, λ, merge scale), ΔH at matched ΔB from one bootstrap over items for the whole "
+    "chain, pairwise verdicts with Holm (or BH) adjusted p-values, and the items that would decide what is undecided. "
+    "Without --evaluate the folders' own rows on their common items are used (their base rows must agree); with "
+    "--evaluate the model scores every folder's interventions on one item list per task into OUT/results.sqlite.",
+    args=[
+        arg("dirs", nargs="+", help="output folders of `steertax run`, `steertax align` and/or `steertax merge`"),
+        arg("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go"),
+        arg("--alignment", default=None, help="the alignment entry (default: the task declaring DEFAULT_ALIGNMENT: refusal)"),
+        arg("--helpfulness", default=None, help="the helpfulness entry (default: the task declaring DEFAULT_HELPFULNESS: arc_easy)"),
+        arg("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)"),
+        arg("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the highest ΔB any curve reaches]"),
+        arg("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)"),
+        arg("--adjust", default="holm", choices=["holm", "bh"], help="multiplicity control: Holm (FWER) or BH (FDR) [holm]"),
+        arg("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)"),
+        arg("--exclude", default="", help="methods to leave out, comma-separated, by their names in compare.md"),
+        arg("--evaluate", action="store_true", help="load the model and score every method on the same items and base"),
+        arg("--limit", type=int, default=None, help="--evaluate: items per compared task [the largest any folder used]"),
+        arg("--until-decided", action="store_true", help="--evaluate: add items while comparisons are undecided"),
+        arg("--budget", type=int, default=None, help="--until-decided: the most items to add per task"),
+        arg("--step", type=int, default=16, help="--until-decided: items added per task per look (default 16)"),
+    ],
+)
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from steertax import tasks as T
+    from steertax.runners.decision import compare
+    from steertax.runners.preflight import check_compare, parse_levels, raise_problems
+
+    a.alignment = a.alignment or T.task_with(T.DEFAULT_ALIGNMENT)  # the defaults are declared by the tasks (traits)
+    a.helpfulness = a.helpfulness or T.task_with(T.DEFAULT_HELPFULNESS)
+    raise_problems(check_compare(a), "before reading any results")  # every input, before anything is read or written
+    compare(
+        a.dirs,
+        a.out,
+        alignment=a.alignment,
+        helpfulness=a.helpfulness,
+        helpfulness_weight=a.helpfulness_weight,
+        levels=parse_levels(a.levels),
+        alpha=a.alpha,
+        adjust=a.adjust,
+        n_boot=a.n_boot,
+        evaluate=a.evaluate,
+        limit=a.limit,
+        until_decided=a.until_decided,
+        budget=a.budget,
+        step=a.step,
+        progress=not a.quiet,
+        exclude=[x.strip() for x in a.exclude.split(",") if x.strip()],
+    )
+    print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/compare.json, {a.out}/compare.md, {a.out}/figures/frontier.png")
+    return 0
+
+
+@command("fit", help="refit the laws and rewrite summary.json and the report", args=[arg("dir", help=STUDY_DIR)])
 def _cmd_fit(a: argparse.Namespace) -> int:
     from steertax.runners.study import analyze
 
@@ -687,6 +710,7 @@ def print_fits(summ: dict[str, Any]) -> None:
         print(f"{name:<24} theory bound {b['bound']}: {b['verdict']}")
 
 
+@command("theory", help="estimate the theory's constants from logits, then refit and report", args=[arg("dir", help=STUDY_DIR)])
 def _cmd_theory(a: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -718,6 +742,32 @@ def _cmd_theory(a: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "tax",
+    help="the alignment tax: a study's table at r* (DIR), or base vs aligned model on benchmarks (--base/--aligned)",
+    description="With DIR (a `steertax run` folder): print its tax table at r* after refitting. With --base: score the "
+    "base and the aligned model (another model with the same tokenizer, a peft adapter folder, or --vector/--strength "
+    "for the base steered) on each benchmark; tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI, the "
+    "mean tax, and the helpful (XSTest safe) and harmless (XSTest unsafe) rates judged from generations.",
+    args=[
+        arg("dir", nargs="?", default=None, help=STUDY_DIR),
+        arg("--base", help="the base model (hub id, folder, .gguf, built-in name)"),
+        arg("--aligned", help="the aligned model, or a peft adapter folder of the base"),
+        arg("--vector", help="instead of --aligned: a steering vector; the aligned model is the base steered at --strength"),
+        arg("--strength", type=float, help="r_e for --vector"),
+        arg("--from-study", default=None, help="instead of --aligned: a `steertax run` folder (its vector at its r*)"),
+        arg(
+            "--benchmarks",
+            default=None,
+            help="comma-separated tasks (default: the tasks declaring TAX_BENCHMARK: mmlu, humaneval, gsm8k, truthfulqa, bbq)",
+        ),
+        arg("--limit", type=int, default=None, help="items per benchmark (default: all)"),
+        quick("16 items per benchmark and for the rates"),
+        backend("where generations run (vllm: its own environment, make vllm) [hf]"),
+        arg("--json", default=None, help="write the result as JSON"),
+        arg("--markdown", default=None, help="write the table as markdown"),
+    ],
+)
 def _cmd_tax(a: argparse.Namespace) -> int:
     if a.base is not None or a.aligned is not None or a.vector is not None or a.strength is not None or a.from_study is not None:
         return _cmd_tax_models(a)
@@ -847,6 +897,7 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
     return str(vector_file), float(eff["r_star"])
 
 
+@command("info", help="describe a saved vector", args=[arg("vector")])
 def _cmd_info(a: argparse.Namespace) -> int:
     from steertax.interventions.steering.vectors import SteeringVector
 
@@ -854,6 +905,24 @@ def _cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "export",
+    help="write a vector for llama.cpp (control-vector GGUF) or lm-evaluation-harness",
+    description="Export a steertax vector. gguf: llama.cpp control vector (unit directions, + = aligned; "
+    "`--control-vector-scaled FILE R` applies r_e = R). lm-eval: a `steered` .pt file at one "
+    "strength (lm_eval --model steered --model_args pretrained=...,steer_path=FILE).",
+    args=[
+        arg("vector", help="a .safetensors vector from `steertax extract`"),
+        arg("--format", required=True, choices=["gguf", "lm-eval"]),
+        arg("--out", required=True, help="output file (.gguf or .pt)"),
+        VECTOR_LAYERS,
+        arg("--strength", default=None, help="lm-eval: r_e written into the file (required for lm-eval)"),
+        arg("--action", default="add", choices=["add", "clamp"], help="lm-eval: add r·v̂, or clamp the v̂ component to r [add]"),
+        arg("--model", default=None, help="lm-eval: read hookpoint names from this model [else --hookpoint-template]"),
+        arg("--hookpoint-template", default="layers.{}", help="lm-eval hookpoint without --model [layers.{}]"),
+        arg("--negate", action="store_true", help="swap the poles before exporting"),
+    ],
+)
 def _cmd_export(a: argparse.Namespace) -> int:
     from steertax.interventions.steering.interop import export_gguf, export_lm_eval
     from steertax.interventions.steering.vectors import SteeringVector
@@ -891,6 +960,20 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "import",
+    help="read a llama.cpp control-vector GGUF (repeng, cvector-generator, EasySteer, steertax)",
+    description="Import a control-vector GGUF as a steertax vector (directions rescaled to unit norm; "
+    "the file's norms are kept in the provenance).",
+    args=[
+        arg("file", help="a .gguf control vector"),
+        arg("--out", required=True, help="output .safetensors path"),
+        arg("--model", default=None, help="bind the vector to this model (checks hidden size and layers)"),
+        arg("--negate", action="store_true", help="flip the sign (when the file's + is the misaligned pole)"),
+        arg("--aligned-pole", default=None, help="what + means, in words"),
+        arg("--misaligned-pole", default=None, help="what - means, in words"),
+    ],
+)
 def _cmd_import(a: argparse.Namespace) -> int:
     from steertax.interventions.steering.interop import import_gguf
 
@@ -909,23 +992,39 @@ def _cmd_import(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "extract": _cmd_extract,
-    "condition": _cmd_condition,
-    "generate": _cmd_generate,
-    "info": _cmd_info,
-    "eval": _cmd_eval,
-    "tasks": _cmd_tasks,
-    "run": _cmd_run,
-    "align": _cmd_align,
-    "merge": _cmd_merge,
-    "compare": _cmd_compare,
-    "fit": _cmd_fit,
-    "theory": _cmd_theory,
-    "tax": _cmd_tax,
-    "export": _cmd_export,
-    "import": _cmd_import,
-}
+COMMANDS: tuple[Command, ...] = (
+    _cmd_extract,
+    _cmd_condition,
+    _cmd_generate,
+    _cmd_eval,
+    _cmd_tasks,
+    _cmd_run,
+    _cmd_align,
+    _cmd_merge,
+    _cmd_compare,
+    _cmd_fit,
+    _cmd_theory,
+    _cmd_tax,
+    _cmd_info,
+    _cmd_export,
+    _cmd_import,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line: --debug and --quiet, then one subcommand per entry of COMMANDS."""
+    ap = _Parser(
+        prog="steertax",
+        description="Steer language models and measure what it buys (alignment) and costs (helpfulness).",
+    )
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help, description=c.description)
+        for x in c.args:
+            x.add_to(p)
+    return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -941,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:  # pragma: no cover
             pass
     try:
-        return COMMANDS[a.cmd](a)
+        return {c.name: c.run for c in COMMANDS}[a.cmd](a)
     except (SteertaxError, OSError, ValueError) as e:
         # bad input (ours), unreadable/unwritable files, and values the libraries below refuse
         if a.debug:

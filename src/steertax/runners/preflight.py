@@ -40,7 +40,7 @@ from steertax.interventions.adapter import lora_targets_in
 from steertax.interventions.conditional import Condition, prompt_set
 from steertax.interventions.steering.pairs import PAIR_BUILDERS, check_pairs_file
 from steertax.interventions.steering.vectors import SteeringVector
-from steertax.manifest import read_manifest
+from steertax.manifest import folder_kind, read_manifest
 from steertax.tasks.behavior import BehaviorTask
 
 __all__ = ["preflight", "check_study"]
@@ -587,9 +587,10 @@ def _compare_folder(d: Path, alignment: str, helpfulness: str) -> str:
         raise DataError(f"{d} does not exist: give the --out folder of {kinds}")
     if not d.is_dir():
         raise DataError(f"{d} is a file, not a run folder: give the --out folder of {kinds}")
-    man = read_manifest(d)
+    kind = folder_kind(d)
     if not (d / "results.sqlite").is_file():
-        raise DataError(f"{d} has no results.sqlite: the {man.kind} has scored nothing yet; rerun the same `steertax {man.kind}` command")
+        raise DataError(f"{d} has no results.sqlite: the {kind} has scored nothing yet; rerun the same `steertax {kind}` command")
+    man = read_manifest(d)
     keys = [str(t.get("label") or t.get("name")) for t in man.tasks if isinstance(t, dict)]
     for flag, entry in (("--alignment", alignment), ("--helpfulness", helpfulness)):
         task = entry.split("[", 1)[0] if entry.endswith("]") else entry  # an entry names a task and, in brackets, a scorer

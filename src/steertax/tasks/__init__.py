@@ -62,7 +62,6 @@ REGISTRY: dict[str, type[Task]] = {
 }
 
 
-
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make a :class:`Task` subclass usable by its ``name`` everywhere a task is named (configs,
     ``steertax eval``, compare). See docs/extending.md."""

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from steertax.errors import ConfigError
 from steertax.manifest import Knob
+from steertax.params import NoParams, param, typed
 from steertax.training.data import preference_rows
 
 __all__ = ["TrainedMethod", "TRAINED_METHODS", "register_trained_method", "param", "Anchor", "build_params", "params_dict"]
@@ -69,17 +70,6 @@ class TrainedMethod:
 
 
 TRAINED_METHODS: dict[str, TrainedMethod] = {}
-
-
-@dataclass
-class NoParams:
-    """A method without parameters of its own."""
-
-
-def param(default: Any, help: str, *, yaml: Optional[str] = None) -> Any:
-    """A method parameter: its default, its help text and (optionally) its YAML name."""
-    meta = {"help": help} | ({"yaml": yaml} if yaml else {})
-    return field(default=default, metadata=meta)
 
 
 def register_trained_method(
@@ -158,7 +148,7 @@ def build_params(m: TrainedMethod, given: dict[str, Any], where: str) -> Any:
     kw: dict[str, Any] = {}
     for k, v in given.items():
         f = names.get(k, k)
-        kw[f] = _typed(hints[f], v, f"{where}.{k}")
+        kw[f] = typed(hints[f], v, f"{where}.{k}")
     p = m.params(**kw)
     if m.check is not None and (msg := m.check(p)):
         raise ConfigError(f"{where}: {msg}")
@@ -167,27 +157,3 @@ def build_params(m: TrainedMethod, given: dict[str, Any], where: str) -> Any:
 
 def params_dict(p: Any) -> dict[str, Any]:
     return dataclasses.asdict(p)
-
-
-def _typed(hint: Any, v: Any, where: str) -> Any:
-    """Check a YAML value against a parameter's type (float accepts ints; bools are not numbers)."""
-    if hint is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {v!r}")
-        v = float(v)
-        if v != v or v in (float("inf"), float("-inf")):
-            raise ConfigError(f"{where}: {v!r} is not a finite number")
-        return v
-    if hint is int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{where}: expected an integer, got {v!r}")
-        return v
-    if hint is str:
-        if not isinstance(v, str):
-            raise ConfigError(f"{where}: expected text, got {v!r}")
-        return v
-    if hint is bool:
-        if not isinstance(v, bool):
-            raise ConfigError(f"{where}: expected true or false, got {v!r}")
-        return v
-    return v

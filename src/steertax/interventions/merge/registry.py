@@ -15,14 +15,14 @@ when the values are invalid (``None`` when they are fine).
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
 
 from steertax.errors import ConfigError
+from steertax.params import NoParams, non_default_params, param, typed
 
 __all__ = [
     "MergeMethod",
@@ -35,16 +35,6 @@ __all__ = [
     "build_merge_params",
     "non_default_params",
 ]
-
-
-@dataclass(frozen=True)
-class NoParams:
-    """A merge method without parameters of its own."""
-
-
-def param(default: Any, help: str) -> Any:
-    """A merge method's parameter: its default and its help text (the field's ``metadata["help"]``)."""
-    return field(default=default, metadata={"help": help})
 
 
 MergeFn = Callable[[list[torch.Tensor], list[float], Any], torch.Tensor]
@@ -130,35 +120,7 @@ def build_merge_params(m: MergeMethod, given: Mapping[str, Any], where: str, err
                 f"{where}.{k}: not a parameter of {m.name} (its parameters: {', '.join(own) or 'none'}); move it to a method that has it"
             )
     hints = typing.get_type_hints(m.params)
-    p = m.params(**{k: _typed(hints[k], v, f"{where}.{k}", error) for k, v in given.items()})
+    p = m.params(**{k: typed(hints[k], v, f"{where}.{k}", error) for k, v in given.items()})
     if m.check is not None and (msg := m.check(p)):
         raise error(f"{where}: {msg}")
     return p
-
-
-def non_default_params(p: Any) -> dict[str, Any]:
-    """The parameters of ``p`` whose values are not their defaults (in declaration order)."""
-    out = {}
-    for f in dataclasses.fields(p):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        v = getattr(p, f.name)
-        if v != default:
-            out[f.name] = v
-    return out
-
-
-def _typed(hint: Any, v: Any, where: str, error: type[Exception]) -> Any:
-    """A value checked against its parameter's type (a float accepts an int and must be finite; a bool is no number)."""
-    if hint is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise error(f"{where}: expected a number, got {v!r}")
-        if not math.isfinite(v):
-            raise error(f"{where}: {v!r} is not a finite number")
-        return float(v)
-    if hint is int and (isinstance(v, bool) or not isinstance(v, int)):
-        raise error(f"{where}: expected an integer, got {v!r}")
-    if hint is str and not isinstance(v, str):
-        raise error(f"{where}: expected text, got {v!r}")
-    if hint is bool and not isinstance(v, bool):
-        raise error(f"{where}: expected true or false, got {v!r}")
-    return v
