@@ -644,19 +644,26 @@ def test_the_papers_laws_along_a_scale_knob():
         "B": np.stack([base["B"] + 0.8 * a + rng.normal(0, 0.02, n) for a in alphas]),
         "H": np.stack([base["H"] - 0.2 * a * a + rng.normal(0, 0.005, n) for a in alphas]),
     }
-    laws = knob_laws(base, Family("dpo (α)", "α", [f"α={a}" for a in alphas], alphas, sc), {"B": "alignment", "H": "helpfulness"})
+    from steertax.manifest import ALPHA_KNOB, Knob
+    from steertax.training.dpo import BETA_KNOB
+    from steertax.training.dpo_reg import LAMBDA_KNOB
+
+    fam = Family("dpo (α)", "α", [f"α={a}" for a in alphas], alphas, sc, spec=ALPHA_KNOB)
+    laws = knob_laws(base, fam, {"B": "alignment", "H": "helpfulness"})
     assert laws["fitted"] and laws["B"]["holds"] is True and laws["H"]["holds"] is True
     assert "α = 0" in laws["B"]["verdict"] and "linearly" in laws["B"]["verdict"]
     # β (the base at ∞) is fitted along 1/β: alignment linear in 1/β is recognized, with the knob named so
     betas = [4.0, 2.0, 4 / 3, 1.0]  # 1/β = 0.25, 0.5, 0.75, 1 (the α rows above)
-    beta = knob_laws(base, Family("dpo", "β", ["b1", "b2", "b3", "b4"], betas, sc), {"B": "alignment"})
+    beta = knob_laws(base, Family("dpo", "β", ["b1", "b2", "b3", "b4"], betas, sc, spec=BETA_KNOB), {"B": "alignment"})
     assert beta["fitted"] and beta["knob"] == "1/β" and beta["B"]["holds"] is True and "1/β = 0" in beta["B"]["verdict"]
     # regularized DPO's λ curve ends at λ = 0 (DPO itself, 1/λ = ∞): that end is left out of the fit
     lam_sc = {"B": np.concatenate([sc["B"], sc["B"][-1:] + 0.5])}
-    lam = knob_laws(base, Family("dpo_reg", "λ", ["l1", "l2", "l3", "l4", "dpo"], [*betas, 0.0], lam_sc), {"B": "alignment"})
+    lam_fam = Family("dpo_reg", "λ", ["l1", "l2", "l3", "l4", "dpo"], [*betas, 0.0], lam_sc, spec=LAMBDA_KNOB)
+    lam = knob_laws(base, lam_fam, {"B": "alignment"})
     assert lam["fitted"] and lam["knob"] == "1/λ" and lam["B"]["holds"] is True
-    for knob, vals in (("w(harmless)", [1.5, 2.0, 3.0]), ("β", [0.1, 1.0, 10.0])):  # not from the base outwards
-        got = knob_laws(base, Family("x", knob, ["a", "b", "c"], vals, {"B": sc["B"][:3]}), {"B": "alignment"})
+    weight = Knob("weight", "w(harmless)", None, None, "a weight curve does not start at the base")
+    for knob, vals in ((weight, [1.5, 2.0, 3.0]), (BETA_KNOB, [0.1, 1.0, 10.0])):  # not from the base outwards
+        got = knob_laws(base, Family("x", knob.symbol, ["a", "b", "c"], vals, {"B": sc["B"][:3]}, spec=knob), {"B": "alignment"})
         assert not got["fitted"] and "does not start at the base" in got["reason"]
 
 

@@ -1,9 +1,9 @@
 """The cross-method frontier figure of ``steertax compare``: ΔH against ΔB for every method, drawn so that a
 reader can tell 16 or more methods apart.
 
-Each method belongs to a family (:data:`FAMILIES`, :func:`family_of`): steering (steering, conditional),
-fine-tuning (the trained adapters: DPO, DPO+reg, SFT, selective, the data mixture and the merge inputs, the
-specialists), merging (every merge method) and the base model. A family owns a hue range (steering blues,
+Each method belongs to a family (its run manifest's group; :func:`family_of` as a fallback): steering (steering,
+conditional), fine-tuning (every registered trained method, the data mixture and the merge inputs, the
+specialists), merging (every registered merge method) and the base model. A family owns a hue range (steering blues,
 fine-tuning oranges and reds, merging greens and purples, base greys) and a line style, so its methods read
 as one group; within it the colours differ, and markers differ across the figure as far as there are
 markers (:func:`method_styles`): no two methods share a colour and marker pair.
@@ -16,16 +16,19 @@ from typing import Any, Mapping, Sequence
 
 from steertax.interventions.merge.registry import MERGE_REGISTRY
 from steertax.reports.study import png
+from steertax.training.registry import TRAINED_METHODS
 
 __all__ = ["FAMILIES", "FAMILY_ORDER", "family_of", "method_styles", "frontier_figure"]
 
 FAMILY_ORDER = ("steering", "fine-tuning", "merging", "base", "other")
 
+# the kinds that are no registered method (the registries say the rest: a trained method is fine-tuning, a merge
+# method merging)
 FAMILIES: dict[str, str] = {
     "steering": "steering",
     "conditional": "steering",
-    **dict.fromkeys(("dpo", "dpo_reg", "sft", "selective", "mixture", "specialist"), "fine-tuning"),
-    **dict.fromkeys(("task_arithmetic", "ties", "dare", "tsv_m", "tsvm", "r_tsvm", "rtsvm", "average"), "merging"),
+    "mixture": "fine-tuning",
+    "specialist": "fine-tuning",
     "base": "base",
 }
 
@@ -43,15 +46,13 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "<", ">", "h", "d", "8", "H"
 
 
 def family_of(kind: str) -> str:
-    """The family of a method kind: steering, fine-tuning, merging, base, or other (unknown kinds). Any
-    registered merge method is merging; a kind with a qualifier (``specialist:harmless``) counts as its head."""
-
-    for k in (kind, kind.split(":")[0].split("[")[0].strip()):
-        if k in FAMILIES:
-            return FAMILIES[k]
-        if k in MERGE_REGISTRY:
-            return "merging"
-    return "other"
+    """The family of a method kind (a fallback: a run manifest's families carry their own group): steering,
+    fine-tuning (every registered trained method), merging (every registered merge method), base, or other."""
+    if kind in FAMILIES:
+        return FAMILIES[kind]
+    if kind in TRAINED_METHODS:
+        return "fine-tuning"
+    return "merging" if kind in MERGE_REGISTRY else "other"
 
 
 def method_styles(kinds: Sequence[str], families: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:

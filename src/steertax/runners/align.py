@@ -276,7 +276,8 @@ def align_manifest(cfg: AlignConfig, run_id: str, out: Path) -> Manifest:
                 main_row[j].on[fam] = a.value
     for s, afam in alpha_of:  # the α curve of a point on another curve is compared with the steering curves only
         parent = main_row[cfg.settings.index(s)]
-        afam.primary = not any(len(man.points(f)) >= 2 for f in parent.on if not f.endswith("(α)") and man.family(f).knob != POINT_KNOB)
+        curves = [f for f in parent.on if man.family(f).knob not in (ALPHA_KNOB, POINT_KNOB)]
+        afam.primary = not any(len(man.points(f)) >= 2 for f in curves)
     return man
 
 

@@ -430,7 +430,7 @@ def _law_axis(fam: Family) -> tuple[str, list[float], list[int]] | str:
     keep = [j for j, x in enumerate(vals) if x is not None and (knob.axis == "value" or x > 0)]
     v = [knob.law_value(float(vals[j])) for j in keep]  # type: ignore[arg-type]
     if v != sorted(v) or not v or v[0] <= 0:
-        return f"knob {fam.knob} does not rise from the base: no law along it is fitted"
+        return f"knob {fam.knob} does not start at the base (its settings are not in order from it): no law along it is fitted"
     return str(knob.law_axis), v, keep
 
 
