@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from steertax.interventions.merge import adapter_deltas, merge_deltas
 from steertax.models import load_model
-from steertax.runners.merge import adapter_deltas, merge_deltas
 
 
 def main() -> None:

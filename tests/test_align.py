@@ -16,6 +16,7 @@ import yaml
 import steertax as st
 from conftest import make_tokenizer, tiny_model
 from steertax import DataError
+from steertax.analysis.stats import paired_change
 from steertax.cli import main
 from steertax.errors import ConfigError, ModelError
 from steertax.interventions import AdapterIntervention, check_adapter
@@ -28,7 +29,6 @@ from steertax.runners.align import (
     preference_data,
     train_setting,
 )
-from steertax.runners.compare import paired_change
 from steertax.store import ResultStore
 
 LORA = LoraSettings(r=4, alpha=8, targets=["q_proj", "v_proj", "up_proj"])
@@ -302,7 +302,7 @@ def test_adapter_for_another_base_is_refused(rows, tmp_path):
 
 def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_dir, tmp_path, capsys):
     from steertax.config import from_dict
-    from steertax.runners.decision import compare
+    from steertax.runners.compare import compare
     from steertax.runners.study import run_study
 
     study = from_dict({
@@ -501,7 +501,7 @@ def test_compare_refuses_folders_whose_base_rows_differ(align_run, tmp_path, cap
 
 def test_compare_leaves_out_excluded_methods(align_run, tmp_path):
     from steertax.errors import ConfigError
-    from steertax.runners.decision import compare
+    from steertax.runners.compare import compare
 
     res = compare([align_run[1]], tmp_path / "cmp", exclude=["sft", "selective beta=0.1 lr x0.5"], n_boot=100, progress=False)
     assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo beta=0.1 (α)", "dpo_reg beta=0.1", "dpo_reg beta=0.1 lam=10 (α)"]
@@ -540,7 +540,7 @@ def test_the_align_figure_draws_the_knob_curves_from_the_manifest():
     down, and regularized DPO's in λ order ending at DPO at its β (λ = 0, a point of both curves); a curve that does
     not start at the base (the flipped fraction f) does not start at (0, 0). No label is read."""
     from steertax.manifest import ALPHA_KNOB, POINT_KNOB, Family
-    from steertax.runners.compare import _training_curves
+    from steertax.reports.align import _training_curves
     from steertax.training.data_quality import FLIP_KNOB
     from steertax.training.dpo import BETA_KNOB
     from steertax.training.dpo_reg import LAMBDA_KNOB

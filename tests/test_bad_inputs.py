@@ -604,7 +604,7 @@ def test_tax_with_good_inputs_gets_to_the_model(env, no_model, tmp_path, capsys)
 def test_measure_alignment_tax_checks_everything_first(env, no_model):
     """The library entry point runs the same checks (all problems in one typed error, `.problems`)."""
     from steertax.errors import StrengthError
-    from steertax.runners.compare import check_alignment_tax, measure_alignment_tax
+    from steertax.runners.tax import check_alignment_tax, measure_alignment_tax
 
     with pytest.raises(VectorError) as ei:
         measure_alignment_tax(env["tiny"], vector=f"{env['d']}/missing.safetensors", strength=float("nan"), benchmarks=["mmlu", "nope"])

@@ -206,7 +206,7 @@ def test_conditional_study_end_to_end(tmp_path):
     import sqlite3
 
     from steertax.config import from_dict
-    from steertax.runners.decision import compare
+    from steertax.runners.compare import compare
     from steertax.runners.study import run_study
 
     d = tmp_path / "tiny"

@@ -635,7 +635,7 @@ def test_efficient_point_held_out_interval_covers_the_truth():
 def test_the_papers_laws_along_a_scale_knob():
     """Along an α knob (base at 0): alignment linear in α and helpfulness quadratic are recognized as such;
     β and regularized DPO's λ (base at ∞) along 1/β and 1/λ; a knob that does not start at the base says why."""
-    from steertax.runners.decision import knob_laws
+    from steertax.analysis.knob_laws import knob_laws
 
     rng = np.random.default_rng(5)
     n, alphas = 80, [0.25, 0.5, 0.75, 1.0]

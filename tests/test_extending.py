@@ -98,7 +98,7 @@ from dataclasses import dataclass
 from conftest import tiny_model
 from steertax.manifest import Knob, read_manifest
 from steertax.runners.align import align_from_dict, run_align
-from steertax.runners.decision import compare
+from steertax.runners.compare import compare
 from steertax.training import TRAINED_METHODS, param, register_trained_method
 from steertax.training.dpo import dpo_trainer
 

@@ -13,6 +13,7 @@ import torch
 from conftest import make_tokenizer, tiny_model
 from steertax import interventions as I
 from steertax.interventions.conditional import Condition
+from steertax.interventions.merge import MERGE_REGISTRY, MergedIntervention
 from steertax.interventions.steering.vectors import SteeringVector
 from steertax.runners.align import (
     TRAINED_METHODS,
@@ -24,7 +25,7 @@ from steertax.runners.align import (
     register_trained_method,
     run_align,
 )
-from steertax.runners.merge import MERGE_REGISTRY, MergedIntervention, MergeSpec, _merge_spec
+from steertax.runners.merge import MergeSpec, _merge_spec
 from steertax.store import ResultStore
 
 

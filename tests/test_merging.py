@@ -17,18 +17,18 @@ from conftest import make_tokenizer, tiny_model
 from steertax.cli import main
 from steertax.errors import ConfigError, DataError, ModelError
 from steertax.interventions import AdapterIntervention
-from steertax.runners.align import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
-from steertax.runners.merge import (
+from steertax.interventions.merge import (
     MergedIntervention,
     adapter_deltas,
     energy_rank,
     merge_deltas,
-    merge_from_dict,
     model_deltas,
     outlier_ratio,
     rtsvm_merge,
     tsvm_merge,
 )
+from steertax.runners.align import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
+from steertax.runners.merge import merge_from_dict
 
 
 def _orthogonal(n, seed):
@@ -153,7 +153,7 @@ def test_merged_intervention_weight_one_is_the_specialist_and_zero_the_base(adap
 
 
 def test_a_full_model_specialist():
-    from steertax.runners.merge import model_deltas
+    from steertax.interventions.merge import model_deltas
 
     tok = make_tokenizer()
     base, spec = tiny_model("llama", n_layers=2, seed=1), tiny_model("llama", n_layers=2, seed=1)
@@ -279,7 +279,7 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     assert {m["family"] for m in res["methods"]} == {"fine-tuning", "merging"}
     # --evaluate rebuilds every setting (specialists, mixture, merges over the cached specialists) and scores
     # them on one item list against one base: the same numbers as the folder's own rows
-    from steertax.runners.decision import compare
+    from steertax.runners.compare import compare
 
     ev = compare([out], tmp_path / "cmp-ev", evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
     assert [(r["method"], r["setting"]) for r in ev["table"]] == [(r["method"], r["setting"]) for r in res["table"]]
@@ -318,7 +318,7 @@ def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
 
 
 def test_thin_svd_is_the_svd_for_low_and_full_rank():
-    from steertax.runners.merge import thin_svd
+    from steertax.interventions.merge import thin_svd
 
     g = torch.Generator().manual_seed(3)
     low = (torch.randn(300, 8, generator=g) @ torch.randn(8, 500, generator=g)).float()  # a LoRA-like delta, float32
@@ -338,7 +338,8 @@ def test_thin_svd_is_the_svd_for_low_and_full_rank():
 def test_the_guides_example_method_is_registered_and_merges():
     """docs/DESIGN.md's "Adding a merge method" example (steertax/merges/average.py): registered by its file
     alone, usable by name in merge_deltas and in a merge config, in the store key, and the weighted mean."""
-    from steertax.runners.merge import MERGE_REGISTRY, merge_deltas, merge_from_dict
+    from steertax.interventions.merge import MERGE_REGISTRY, merge_deltas
+    from steertax.runners.merge import merge_from_dict
 
     assert "average" in MERGE_REGISTRY and MERGE_REGISTRY["average"].version == 1
     g = torch.Generator().manual_seed(0)

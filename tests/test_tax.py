@@ -515,7 +515,7 @@ def test_cli_tax_and_fit_print_the_reason_instead_of_a_table(monkeypatch, capsys
 
 
 def test_tax_markdown_names_what_the_mean_averages():
-    from steertax.runners.compare import tax_markdown
+    from steertax.runners.tax import tax_markdown
 
     ids = [f"i{k}" for k in range(6)]
     pairs = {"mmlu": ({i: 0.5 for i in ids}, {i: 0.45 for i in ids}), "gsm8k": ({i: 0.02 for i in ids}, {i: 0.0 for i in ids})}
@@ -538,7 +538,7 @@ def test_tax_markdown_names_what_the_mean_averages():
 
 
 def test_safe_prompt_rates_have_one_name_per_metric():
-    from steertax.runners.merge import _axes_3h
+    from steertax.reports.merge import _axes_3h
 
     def labels(scorer):
         s = {"entries": [{"name": "refusal", "scorer": "logprob"}, {"name": "over_refusal", "scorer": scorer}]}

@@ -154,7 +154,7 @@ def test_the_manifest_places_each_setting_on_its_declared_curve(tmp_path):
 def test_curriculum_and_data_quality_run_through_align_and_compare(tmp_path):
     """End to end on a tiny model: the curves reach compare.json with their knobs; the f curve is not fitted (its
     reason comes from the declaration) and the share curve is compared at matched ΔB like any other."""
-    from steertax.runners.decision import compare
+    from steertax.runners.compare import compare
 
     tiny_dir = tmp_path / "tiny"
     tiny_model("llama", n_layers=2, seed=1).save_pretrained(tiny_dir)

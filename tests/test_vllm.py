@@ -83,8 +83,8 @@ def test_vllm_refuses_what_it_cannot_run(smol_vec):
     with pytest.raises(ConfigError, match="positions"):
         generate(model, tok, PROMPTS[:1], vec, 4.0, positions="generated", backend="vllm", max_new_tokens=4)
     from steertax.interventions import Applied
+    from steertax.interventions.merge import MergedIntervention
     from steertax.runners.executors import check_backend
-    from steertax.runners.merge import MergedIntervention
 
     iv = MergedIntervention({}, 1.0, "ties", "ties λ=1")
     with pytest.raises(ConfigError, match="reloads the checkpoint"):  # an intervention that changes weights says so

@@ -643,7 +643,7 @@ def _cmd_merge(a: argparse.Namespace) -> int:
 )
 def _cmd_compare(a: argparse.Namespace) -> int:
     from steertax import tasks as T
-    from steertax.runners.decision import compare
+    from steertax.runners.compare import compare
     from steertax.runners.preflight import check_compare, parse_levels, raise_problems
 
     a.alignment = a.alignment or T.task_with(T.DEFAULT_ALIGNMENT)  # the defaults are declared by the tasks (traits)
@@ -798,7 +798,7 @@ def _cmd_tax(a: argparse.Namespace) -> int:
 def _cmd_tax_models(a: argparse.Namespace) -> int:
     import json
 
-    from steertax.runners.compare import TAX_BENCHMARKS, measure_alignment_tax, tax_markdown
+    from steertax.runners.tax import TAX_BENCHMARKS, measure_alignment_tax, tax_markdown
 
     limit = a.limit if a.limit is not None else (16 if a.quick else None)
     benches = list(TAX_BENCHMARKS) if a.benchmarks is None else [b.strip() for b in a.benchmarks.split(",") if b.strip()]
@@ -831,8 +831,8 @@ def _check_tax_inputs(a: argparse.Namespace, limit: int | None, benches: list[st
     """Every problem with `steertax tax --base ...`'s inputs in one error, before any model loads; returns
     the vector and strength to measure (``--from-study``'s vector at its r*, else --vector/--strength)."""
     from steertax.errors import ConfigError
-    from steertax.runners.compare import check_alignment_tax
     from steertax.runners.preflight import output_problem, raise_problems
+    from steertax.runners.tax import check_alignment_tax
 
     problems: list[SteertaxError] = []
     if a.dir is not None:

@@ -34,10 +34,10 @@ from steertax.interventions import AdapterIntervention, BaseIntervention, adapte
 from steertax.interventions.adapter import check_scales
 from steertax.interventions.core import description_hash
 from steertax.manifest import ALPHA_KNOB, POINT_KNOB, Entry, Family, Manifest, Row
-from steertax.runners.compare import summarize_run
 from steertax.runners.executors import check_executor
 from steertax.runners.preflight import check_lora_targets, check_run, raise_problems
 from steertax.runners.session import session
+from steertax.runners.summary import summarize_run
 from steertax.training import TRAINED_METHODS, AlignSetting, DataSettings, LoraSettings, RowsContext, TrainSettings, register_trained_method
 from steertax.training.data import data_fingerprint, preference_data, read_preferences
 from steertax.training.registry import GROUP, build_params, params_dict

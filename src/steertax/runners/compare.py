@@ -1,598 +1,427 @@
-"""Methods on the same axes: per-setting scores, paired changes against the base model with bootstrap
-CIs, the alignment tax, and the alignment-vs-helpfulness figure of an ``steertax align`` run.
+"""`steertax compare`: every method on one item set and one base, decided with valid intervals.
 
-tax % = (base − aligned) / base · 100 for helpfulness benchmarks (negative = improvement); alignment
-rows report the gain ΔB instead. Every change is paired by item (the same items for base and the
-setting) and its 95% CI comes from a bootstrap over items.
+Each input folder (a `steertax run` study, an `align` run, a `merge` run) contributes *families*: steering
+and conditional steering over r ≥ 0, DPO over β (from the base, β → ∞, down), regularized DPO over λ, each
+merge method over its scale λ, and single settings (SFT, selective, a specialist, the mixture) as points.
+
+Two ways to put them on the same items against the same base:
+
+- **Without ``--evaluate``** the folders' own rows are used, restricted to the items every folder scored
+  (their number is printed); the folders' base rows must agree on those items (the same model, prompts and
+  scorers), else the comparison is refused in one line naming the fix.
+- **With ``--evaluate``** the model is loaded once, every folder's interventions are rebuilt (the vector
+  and condition files, the adapter folders, the merge specs over the cached specialists) and every missing
+  cell is scored into ``OUT/results.sqlite`` on one item list per task and one base evaluation. The store
+  is resumable by cell, and cells are cut from a seeded shuffle so that adding items adds cells and never
+  changes a finished one: ``--until-decided`` grows the items of the compared tasks by ``--step`` up to
+  ``--budget`` while comparisons are undecided, spending α over the looks (see
+  :mod:`steertax.analysis.decide`).
+
+The statistics (one bootstrap over items for the whole chain, matched-ΔB interpolation, Holm/BH verdicts,
+items to decide) are :func:`steertax.analysis.decide.decide` and :func:`~steertax.analysis.decide.setting_contrasts`.
 """
 
 from __future__ import annotations
 
-import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from steertax.analysis.stats import TAX_BASE_FLOOR, mean_tax, paired_change
-from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, StrengthError, VectorError
+from steertax.analysis.decide import Family, decide, efficient_point, sequential_levels, setting_contrasts
+from steertax.analysis.knob_laws import knob_laws
+from steertax.analysis.tax import split_items
+from steertax.config import CommonConfig, TaskConfig, from_dict, upgrade_resolved
+from steertax.errors import ConfigError, DataError
 from steertax.interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
-from steertax.interventions.steering.hooks import check_strength
+from steertax.interventions.conditional import Condition
+from steertax.interventions.core import description_hash
 from steertax.interventions.steering.vectors import SteeringVector
-from steertax.manifest import RESOLVED_FILES, Knob, Manifest, read_manifest
-from steertax.models import ALIASES, BUILTIN_MODELS, load_model
-from steertax.reports.study import png
-from steertax.runners.executors import check_backend
-from steertax.runners.preflight import Problems, raise_problems, resolve_model
-from steertax.store import ResultStore
-from steertax.tasks.behavior import SAFE_ANSWERED, UNSAFE_REFUSED
+from steertax.manifest import Entry
+from steertax.reports.compare import compare_markdown
+from steertax.reports.frontier import frontier_figure
+from steertax.runners.folders import (
+    Rows,
+    Setting,
+    Source,
+    check_same_tasks,
+    common_items,
+    drop_families,
+    entry_of,
+    families_on_items,
+    read_folder,
+    resolve_path,
+    scorer_of,
+    task_conf,
+)
+from steertax.runners.merge import merge_from_dict, merge_interventions
+from steertax.runners.session import session
 from steertax.tasks.drift import DRIFT_METRICS
-from steertax.vllm_backend import require_vllm
 
-__all__ = ["paired_change", "summarize_run", "markdown_table"]  # paired_change lives in steertax.analysis.stats
-
-
-def _by_item(records: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:
-    out: dict[str, list[float]] = {}
-    for r in records:
-        v = r.get(metric)
-        if v is not None:
-            out.setdefault(str(r["item"]), []).append(float(v))
-    return {k: float(np.mean(v)) for k, v in out.items()}
+__all__ = ["compare", "CompareConfig"]
 
 
-def _entries(task_cfgs: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (task, scorer), named like the study's (``refusal``, ``refusal[generate]``)."""
+# --------------------------------------------------------------------------- reading folders
 
-    out = []
-    for t in task_cfgs:
-        task = T.get(t["name"], **t.get("options", {}))
-        key = t.get("label") or t["name"]
-        scorers = sorted({r["scorer"] for r in records if r["task"] == key}, key=lambda s: (s != "logprob", s))
-        for k, sc in enumerate(scorers):
-            out.append({"name": key if k == 0 else f"{key}[{sc}]", "task": key, "scorer": sc, "axis": task.axis, "metric": task.metric})
+
+# --------------------------------------------------------------------------- rows on common items
+
+
+# --------------------------------------------------------------------------- --evaluate: one store, one base
+
+
+@dataclass
+class CompareConfig(CommonConfig):
+    """The evaluation of ``steertax compare --evaluate``: the model and the compared tasks at their limits."""
+
+    backend: str = "hf"
+    device: str | None = None
+    growable_cells: bool = True  # cells from the seeded shuffle: --until-decided adds cells, never changes one
+
+
+def _scope(cfg: CompareConfig) -> str:
+    """The compare store's scope: the model, dtype, seed and the tasks *without* their limits (cells are
+    stable under growing limits, so more items add cells to the same scope)."""
+    tasks = [{"name": t.name, "options": t.options, "label": t.label} for t in cfg.tasks]
+    return "compare-" + description_hash({"model": cfg.model, "dtype": cfg.dtype, "seed": cfg.seed, "tasks": tasks}, 12)
+
+
+def _study_interventions(src: Source, model: Any) -> dict[str, Intervention]:
+    r = src.resolved
+    cfg = from_dict(upgrade_resolved(r["config"]))
+    vec = SteeringVector.load(resolve_path(r["resolved"]["vector_file"], src.folder))
+    vec.check_compatible(model, force=False)
+    if cfg.vector.negate:
+        vec = -vec
+    vec = vec.select(cfg.vector.layers)
+    out: dict[str, Intervention] = {}
+    for f in src.families:
+        grid = [0.0] + [s.value for s in f.settings if s.value is not None]
+        cond = Condition.load(resolve_path(r["resolved"]["condition_file"], src.folder)) if f.kind == "conditional" else None
+        out[f.name] = SteeringIntervention(vec, grid, cond)
     return out
 
 
-def _rows_of(man: Manifest, recs: dict[str, list[dict[str, Any]]]) -> Any:
-    """(entry, its rows, the summary row to fill) per setting of the manifest, knob sweeps expanded per value."""
-    for e in man.entries:
-        for mrow in e.rows:
-            rs = [r for r in recs.get(e.key) or [] if mrow.strength is None or float(r["strength"]) == mrow.strength]
-            if not rs:
+def _evaluate_all(sources: list[Source], out: Path, cfg: CompareConfig, progress: bool) -> None:
+    """Score every folder's interventions on the compare store's items; point every setting at its new rows."""
+    scope = _scope(cfg)
+    with session(cfg, out, scope, progress=progress) as S:
+        base_key = S.evaluate(BaseIntervention())
+        for src in sources:
+            src.base = Setting("base", None, out / "results.sqlite", base_key)
+            if src.kind == "run":
+                ivs = _study_interventions(src, S.model)
+                for f in src.families:
+                    key = S.evaluate(ivs[f.name])
+                    for st in f.settings:
+                        st.store, st.key = out / "results.sqlite", key
                 continue
-            row: dict[str, Any] = {"method": e.method, "setting": mrow.label, "key": e.key, "tasks": {}, "on": dict(mrow.on)}
-            if mrow.strength is not None:  # a row of a batched sweep: the knob of the curve it sits on
-                fam = man.family(next(iter(mrow.on)))
-                v = mrow.on[fam.name]
-                row["knob"] = {
-                    "name": fam.knob.symbol,
-                    "value": v,
-                    "of": e.extra.get("of"),
-                    "family": fam.name,
-                    "param": fam.knob.name,
-                    "strength": mrow.strength,
-                }
-                row["knob"]["extrapolated"] = fam.knob.name == "alpha" and v is not None and v > 1
-            yield e, rs, row
+            built: dict[str, Intervention] = {}
+            fill = None
+            assert src.manifest is not None
+            if src.kind == "merge":
+                mcfg = merge_from_dict(src.resolved["config"])
+                ivs_m, merge_ivs, made = merge_interventions(mcfg, S.model, S.tokenizer, src.folder, progress)
+                built = made["manifest"](src.manifest.run_id)[1]  # the folder's interventions by their store keys
+                fill = made["fill"]
+            new_key: dict[str, str] = {}  # a folder's key -> its intervention's key in the compare store
+            for f in src.families:
+                for st in f.settings:
+                    if st.key not in new_key:
+                        iv = built.get(st.key)
+                        if iv is None:
+                            iv = _rebuilt_adapter(src, src.manifest.entry(st.key))
+                        elif fill is not None and not isinstance(iv, AdapterIntervention) and not getattr(iv, "deltas", None):
+                            fill(iv)
+                        new_key[st.key] = S.evaluate(iv)
+                    st.store, st.key = out / "results.sqlite", new_key[st.key]
 
 
-def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
-    """summary.json, table.md and figures/align.png of an align (or merge) run folder; returns the summary."""
-
-    out = Path(out)
-    man = read_manifest(out)
-    if man.kind not in ("align", "merge"):
-        raise DataError(f"{out} is a `steertax {man.kind}` folder: this reads `steertax align` and `steertax merge` folders")
-    with ResultStore(out / "results.sqlite") as store:
-        recs = {e.key: store.records(e.key) for e in man.entries}
-        store.to_parquet_many(out / "results.parquet", [e.key for e in man.entries])
-    base_key = man.base_key
-    if not recs.get(base_key):
-        raise DataError(f"{out}: the base model's rows are missing; rerun `steertax {man.kind}` to finish the run")
-    entries = _entries(man.tasks, recs[base_key])
-    settings = []
-    for e_man, rs, row in _rows_of(man, recs):
-        for e in entries:
-            mine = [r for r in rs if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
-            base = [r for r in recs[base_key] if r["task"] == e["task"] and r["scorer"] == e["scorer"]]
-            ch = paired_change(_by_item(base, e["metric"]), _by_item(mine, e["metric"]), n_boot=n_boot)
-            y = [v for v in _by_item(mine, e["metric"]).values() if np.isfinite(v)]
-            ch["stderr"] = float(np.std(y, ddof=1) / np.sqrt(len(y))) if len(y) > 1 else None
-            if e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS:
-                ch["tax_percent"], ch["tax_ci95"] = None, None
-            row["tasks"][e["name"]] = ch
-        if e_man.adapter and "knob" not in row:
-            row["adapter"] = e_man.adapter
-        settings.append(row)
-    _attach_training(out, settings)
-    summary = {
-        "run_id": man.run_id,
-        "kind": man.kind,
-        "model": man.model,
-        "entries": entries,
-        "families": [f.to_dict() for f in man.families],
-        "settings": settings,
-        "quick": _quick(out, man),
-    }
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "table.md", markdown_table(summary))
-    (out / "figures").mkdir(exist_ok=True)
-    atomic_write_bytes(out / "figures" / "align.png", align_figure(summary))
-    return summary
+def _rebuilt_adapter(src: Source, entry: Entry) -> Intervention:
+    """An align or merge folder's adapter setting (or its α sweep) from its adapter folder."""
+    if not entry.adapter:
+        raise DataError(f"{src.folder}: setting {entry.label!r} has no adapter folder to rebuild it from: rerun its command")
+    path = resolve_path(entry.adapter, src.folder)
+    scales = tuple(entry.extra.get("values") or ())
+    if scales:
+        return AdapterIntervention(path, entry.method, entry.extra.get("of") or entry.label, {"from": entry.key}, scales)
+    return AdapterIntervention(path, entry.method, entry.label, {"from": entry.key})
 
 
-def _quick(out: Path, man: Manifest) -> bool:
-    resolved = yaml.safe_load((out / RESOLVED_FILES[man.kind]).read_text(encoding="utf-8")) or {}
-    return bool((resolved.get("config") or {}).get("quick", False))
+def _compare_config(sources: Sequence[Source], keys: Sequence[tuple[str, str | None]], limit: int | None, chunk: int) -> CompareConfig:
+    models = {s.model for s in sources}
+    if len(models) > 1:
+        raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
+    dtypes = {s.dtype for s in sources}
+    if len(dtypes) > 1:
+        raise DataError(f"these folders load the model in different dtypes ({sorted(map(str, dtypes))}): compare runs of one dtype")
+    tasks = []
+    for key, scorer in keys:
+        confs = [task_conf(s, key) for s in sources]
+        lims = [c.get("limit") for c in confs]
+        lim = limit if limit is not None else (None if any(x is None for x in lims) else max(int(x) for x in lims if x is not None))
+        if lim is not None:
+            lim = int(math.ceil(lim / chunk) * chunk)
+        c = confs[0]
+        opts = dict(c.get("options") or {})
+        if "scorers" in opts:  # score only what the comparison reads
+            opts["scorers"] = [scorer_of(c, scorer)]
+        tasks.append(TaskConfig(name=c["name"], limit=lim, options=opts, label=c.get("label")))
+    cfg = CompareConfig(model=sources[0].model, dtype=sources[0].dtype, seed=sources[0].seed, chunk=chunk, tasks=tasks)
+    cfg.check_common()
+    return cfg
 
 
-def _attach_training(out: Path, settings: list[dict[str, Any]]) -> None:
-    """Each adapter setting's training log (steps, lr, losses, ||ΔW||²), from its own adapter folder."""
-    for row in settings:
-        path = row.pop("adapter", None)
-        info_path = Path(path) / "setting.json" if path else None
-        if info_path is None or not info_path.is_file():
+# --------------------------------------------------------------------------- the comparison
+
+
+def _default_pairs(fams: Sequence[Family]) -> list[tuple[str, str]]:
+    """Settings against settings: within a trained or merged family (β against β, λ against λ), merge methods against each
+    other at the same scale, and each merge setting at the largest scale against the mixture."""
+    pairs: list[tuple[str, str]] = []
+    for f in fams:
+        if f.group == "steering":  # strengths against strengths are the curve itself, not a question
             continue
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        hist = info.get("history") or []
-        row["training"] = {
-            "adapter": str(path),
-            "steps": info.get("steps"),
-            "lr": info.get("lr"),
-            "first_loss": hist[0]["loss"] if hist else None,
-            "final_loss": hist[-1]["loss"] if hist else None,
-            "delta_sq_norm": info.get("delta_sq_norm"),
-        }
-        if info.get("preservation"):
-            row["training"]["preservation"] = info["preservation"]
+        for i, a in enumerate(f.settings):
+            pairs += [(f"{f.name}/{a}", f"{f.name}/{b}") for b in f.settings[i + 1 :]]
+    merges = [f for f in fams if f.group == "merging"]
+    for i, fa in enumerate(merges):
+        for fb in merges[i + 1 :]:
+            for sa, va in zip(fa.settings, fa.values, strict=True):
+                for sb, vb in zip(fb.settings, fb.values, strict=True):
+                    if va == vb:
+                        pairs.append((f"{fa.name}/{sa}", f"{fb.name}/{sb}"))
+    mix = next((f for f in fams if f.name == "mixture"), None)
+    if mix is not None:
+        for m in merges:
+            top = max(range(len(m.settings)), key=lambda j: m.values[j] or 0)
+            pairs.append((f"{m.name}/{m.settings[top]}", f"mixture/{mix.settings[0]}"))
+    return pairs
 
 
-def _fmt(x: Any, nd: int = 3) -> str:
-    return "—" if x is None else f"{x:.{nd}f}"
-
-
-def _ci(c: Any, nd: int = 3) -> str:
-    return "" if not c else f" [{c[0]:.{nd}f}, {c[1]:.{nd}f}]"
-
-
-def markdown_table(summary: dict[str, Any]) -> str:
-    """Per setting and benchmark: the score, its paired change from the base (95% CI) and the tax %."""
-    how = "merging" if summary.get("kind") == "merge" else "fine-tuning"
-    lines = [f"# Alignment by {how}: {summary['model']}", ""]
-    lines.append("| method | setting | benchmark | axis | score | change vs base (95% CI) | tax % (95% CI) |")
-    lines.append("|---|---|---|---|---|---|---|")
-    ent = {e["name"]: e for e in summary["entries"]}
-    for row in summary["settings"]:
-        for name, ch in row["tasks"].items():
-            tax = "" if ch.get("tax_percent") is None or row["method"] == "base" else f"{ch['tax_percent']:.1f}{_ci(ch.get('tax_ci95'), 1)}"
-            delta = "" if row["method"] == "base" else f"{_fmt(ch['delta'])}{_ci(ch.get('delta_ci95'))}"
-            lines.append(f"| {row['method']} | {row['setting']} | {name} | {ent[name]['axis']} | {_fmt(ch['value'])} | {delta} | {tax} |")
-    lines.append("")
-    lines.append("tax % = (base − aligned)/base·100 on helpfulness benchmarks; negative = improvement. Changes are paired by item.")
-    for row in summary["settings"]:
-        pres = (row.get("training") or {}).get("preservation")
-        if pres:
-            lines.append(
-                f"{row['setting']}: {pres['kept']} of {pres['asked']} capability-preservation answers used; "
-                f"{pres['dropped_truncated']} ran past {pres['max_new_tokens']} tokens and were dropped "
-                "(a cut answer would teach stopping early)."
-            )
-    return "\n".join(lines) + "\n"
-
-
-def _training_curves(summary: dict[str, Any], al: str, he: str) -> list[list[tuple[float, float]]]:
-    """(ΔB, ΔH) lines of an align run's knob curves other than α (β, λ, f, share of training, …) from the manifest's
-    families: each in knob order, from the base (ΔB = ΔH = 0) when the curve starts there."""
-    lines = []
-    for fam in summary.get("families") or []:
-        knob = Knob.from_dict(fam["knob"])
-        if knob.name in ("alpha", "setting"):
-            continue
-        pts = []
-        for row in summary["settings"]:
-            v = (row.get("on") or {}).get(fam["name"])
-            a, b = row["tasks"].get(al) or {}, row["tasks"].get(he) or {}
-            if fam["name"] in (row.get("on") or {}) and v is not None and a.get("delta") is not None and b.get("delta") is not None:
-                pts.append((knob.sort_key(v), (a["delta"], b["delta"])))
-        line = ([(0.0, 0.0)] if knob.base is not None else []) + [p for _, p in sorted(pts)]
-        if len(pts) >= 2:
-            lines.append(line)
-    return lines
-
-
-def align_figure(summary: dict[str, Any]) -> bytes:
-    """ΔH (each helpfulness benchmark) against ΔB (the first alignment entry), one point per setting
-    with paired 95% CI bars, one marker per method; each adapter's α curve (base → α → adapter) as a thin line,
-    the β and λ curves dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    al = [e["name"] for e in summary["entries"] if e["axis"] == "alignment"]
-    he = [e["name"] for e in summary["entries"] if e["axis"] == "helpfulness" and e["metric"] not in DRIFT_METRICS]
-    fig, axes = plt.subplots(1, max(1, len(he)), figsize=(5.2 * max(1, len(he)), 4.4), squeeze=False)
-    marks = ("o", "s", "^", "D", "v", "P", "X", "p", "<", ">", "h", "d")
-    markers = {"base": "*"} | {
-        m: marks[k % len(marks)] for k, m in enumerate(dict.fromkeys(r["method"] for r in summary["settings"] if r["method"] != "base"))
-    }
-    for ax, h in zip(axes[0], he or [None], strict=True):
-        if not al or h is None:
-            ax.text(0.5, 0.5, "needs an alignment and a helpfulness task", ha="center", transform=ax.transAxes)
-            continue
-        colour: dict[str, Any] = {}
-        ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # a distinct colour for each of up to 20 settings
-        for row in summary["settings"]:
-            a, b = row["tasks"][al[0]], row["tasks"][h]
-            if a["delta"] is None or b["delta"] is None or "knob" in row:
-                continue
-            xe = None if not a.get("delta_ci95") else [[a["delta"] - a["delta_ci95"][0]], [a["delta_ci95"][1] - a["delta"]]]
-            ye = None if not b.get("delta_ci95") else [[b["delta"] - b["delta_ci95"][0]], [b["delta_ci95"][1] - b["delta"]]]
-            eb = ax.errorbar(a["delta"], b["delta"], xerr=xe, yerr=ye, fmt=markers.get(row["method"], "o"), capsize=3, label=row["setting"])
-            colour[row["setting"]] = eb.lines[0].get_color()
-        curves: dict[str, list[tuple[float, float, float]]] = {}
-        for row in summary["settings"]:  # an adapter's α curve: from the base (α = 0) through α to the adapter (α = 1)
-            kn = row.get("knob") or {}
-            a, b = row["tasks"][al[0]], row["tasks"][h]
-            if kn.get("name") == "α" and kn.get("of") in colour and a["delta"] is not None and b["delta"] is not None:
-                curves.setdefault(kn["of"], [(0.0, 0.0, 0.0)]).append((kn["value"], a["delta"], b["delta"]))
-        for of, pts in curves.items():
-            par = next(r for r in summary["settings"] if r["setting"] == of and "knob" not in r)  # the adapter the sweep scales
-            pts.append((1.0, par["tasks"][al[0]]["delta"], par["tasks"][h]["delta"]))
-            pts.sort()
-            ax.plot([p[1] for p in pts], [p[2] for p in pts], "-", marker=".", color=colour[of], lw=1, alpha=0.7)
-        for line in _training_curves(summary, al[0], h):  # β and λ curves, from the base outwards
-            ax.plot([p[0] for p in line], [p[1] for p in line], "--", color="#555", lw=0.9, alpha=0.8, zorder=0)
-        ax.axhline(0, color="#999", lw=0.8)
-        ax.axvline(0, color="#999", lw=0.8)
-        ax.set_xlabel(f"ΔB ({al[0]})")
-        ax.set_ylabel(f"ΔH ({h})")
-        ax.set_title(f"{summary['model']}: fine-tuning settings")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return png(fig)
-
-
-# --------------------------------------------------------------------------- base vs aligned
-
-TAX_BENCHMARKS = T.with_trait(T.TAX_BENCHMARK)  # the tasks that declare it, in the registry's order
-
-
-def measure_alignment_tax(
-    base: str,
-    aligned: str | None = None,
-    *,
-    vector: str | None = None,
-    strength: float | None = None,
-    benchmarks: Sequence[str] = TAX_BENCHMARKS,
-    limit: int | None = None,
-    rates_limit: int | None = None,
-    seed: int = 0,
-    batch_size: int = 16,
-    n_boot: int = 1000,
-    progress: bool = True,
-    backend: str = "hf",
-) -> dict[str, Any]:
-    """The alignment tax of ``aligned`` against ``base`` on each benchmark: base and aligned scores,
-    tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI (negative = improvement; no % where
-    the base is under :data:`~steertax.analysis.stats.TAX_BASE_FLOOR`), the mean tax over the helpfulness
-    benchmarks that have a tax % (``mean_tax_over`` names them; alignment-axis ones such as BBQ are not
-    averaged) with a bootstrap CI, and the helpful rate (XSTest safe + JBB benign prompts answered) and
-    harmless rate (XSTest unsafe prompts refused), both judged from greedy generations.
-
-    ``aligned`` is another model sharing the base's tokenizer (e.g. base vs instruct), or a peft adapter
-    folder of the base (e.g. from ``steertax align``); with ``vector`` and ``strength`` instead, the
-    aligned model is the base steered at r_e = ``strength``. ``backend``: where the generations run (hf or
-    vllm; vllm steers through hooks and cannot apply an adapter).
-
-    Every input is checked first, before any model loads (:func:`check_alignment_tax`): one typed error
-    names every problem."""
-
-    raise_problems(
-        check_alignment_tax(
-            base,
-            aligned,
-            vector=vector,
-            strength=strength,
-            benchmarks=benchmarks,
-            limit=limit,
-            rates_limit=rates_limit,
-            seed=seed,
-            batch_size=batch_size,
-            n_boot=n_boot,
-            backend=backend,
-        )
-    )
-
-    model, tok = load_model(base)
-    other: Any = None
-    iv: Intervention
-    if vector is not None:
-        vec = SteeringVector.load(vector)
-        vec.check_compatible(model)
-        iv = SteeringIntervention(vec, [float(strength or 0.0)], label=f"r={strength:g}")
-    elif (Path(str(aligned)) / "adapter_config.json").is_file():
-        iv = AdapterIntervention(Path(str(aligned)), "adapter", str(aligned))
-    else:
-        other, tok2 = load_model(str(aligned))
-        if tok2.get_vocab() != tok.get_vocab():
-            raise ModelError(f"{aligned} and {base} have different tokenizers: the tax compares models that read the same tokens")
-        iv = BaseIntervention(method="model", label=str(aligned))
-    specs: list[tuple[str, Any, int | None]] = [(b, T.get(b), limit) for b in benchmarks]
-    specs.append(("rates", T.get(T.task_with(T.SAFE_PROMPT_RATE), scorers=["generate"]), rates_limit or limit))
-    rows: dict[str, Any] = {}
-    pairs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}  # helpfulness benchmarks: base, aligned by item
-    for name, task, lim in specs:
-        items = task.items(lim, seed)
-        res_b = T.evaluate(model, tok, task, items=items, batch_size=batch_size, progress=progress, backend=backend)
-        if other is not None:
-            res_a = T.evaluate(other, tok, task, items=items, batch_size=batch_size, progress=progress, backend=backend)
-        else:
-            with iv.apply(model) as a:
-                check_backend(a, backend, iv)
-                res_a = T.evaluate(
-                    a.model,
-                    tok,
-                    task,
-                    a.vector,
-                    a.strengths,
-                    items=items,
-                    batch_size=batch_size,
-                    progress=progress,
-                    reference=a.reference,
-                    backend=backend,
-                )
-        if name == "rates":
-            for metric, label in (("helpful", "helpful_rate"), ("harmless", "harmless_rate")):
-                rows[label] = paired_change(_by_item(res_b.records, metric), _by_item(res_a.records, metric), n_boot=n_boot, seed=seed)
-            continue
-        by_b, by_a = _by_item(res_b.records, task.metric), _by_item(res_a.records, task.metric)
-        ch = paired_change(by_b, by_a, n_boot=n_boot, seed=seed)
-        ch.update(metric=task.metric, axis=task.axis)
-        if task.axis != "helpfulness" or task.metric in DRIFT_METRICS:  # an alignment gain is not a tax
-            ch.update(tax_percent=None, tax_ci95=None, tax_note=f"{task.axis} benchmark: the change is not a tax")
-        else:
-            pairs[name] = (by_b, by_a)
-        if task.needs_finished_answer:
-            ch["truncated"] = {
-                "base": float(np.mean([r.get("truncated", 0.0) for r in res_b.records])),
-                "aligned": float(np.mean([r.get("truncated", 0.0) for r in res_a.records])),
+def _figure_methods(
+    fams: Sequence[Family], dec: dict[str, Any], al: str, he: str, mean_dh: dict[tuple[str, str], float | None], w: float
+) -> list[dict[str, Any]]:
+    methods = []
+    for f in fams:
+        pts: list[dict[str, Any]] = [
+            {
+                "setting": "base",
+                "value": None,
+                "tasks": {al: {"delta": 0.0, "delta_ci95": [0.0, 0.0]}, he: {"delta": 0.0, "delta_ci95": [0.0, 0.0]}},
+                "dH_mean": 0.0,
             }
-        rows[name] = ch
-    mt = mean_tax(pairs, n_boot=n_boot, seed=seed)  # each benchmark's own resamples, as in its tax CI
-    for b in benchmarks:
-        if b not in pairs:
-            mt["mean_tax_excluded"][b] = f"{rows[b]['axis']} benchmark (not a helpfulness tax)"
+        ]
+        for s in dec["settings"][f.name]:
+            pts.append(
+                {
+                    "setting": s["setting"],
+                    "value": s["value"],
+                    "tasks": {
+                        al: {"delta": s["dB"]["estimate"], "delta_ci95": s["dB"]["ci95"]},
+                        he: {"delta": s["dH"]["estimate"], "delta_ci95": s["dH"]["ci95"]},
+                    },
+                    "dH_mean": mean_dh.get((f.name, s["setting"])),
+                }
+            )
+        best = max(pts[1:], key=lambda p: w * p["tasks"][he]["delta"] + (1 - w) * p["tasks"][al]["delta"])
+        u = w * best["tasks"][he]["delta"] + (1 - w) * best["tasks"][al]["delta"]
+        methods.append({"kind": f.name, "family": f.group, "knob": f.knob, "points": pts, "optimum": {"setting": best["setting"], "U": u}})
+    return methods
+
+
+def _star_the_efficient_point(m: dict[str, Any]) -> None:
+    """The figure's star: the point chosen on the validation half (the all-items optimum kept beside it)."""
+    if m["efficient"].get("setting") is not None:
+        held = m["efficient"]["held_out"]["U"]["estimate"]
+        m["optimum"] = {
+            "setting": m["efficient"]["setting"],
+            "U": held,
+            "chosen_on": "validation half (U held-out)",
+            "all_items": m["optimum"],
+        }
+
+
+def _analyze(
+    sources: list[Source],
+    alignment: str,
+    helpfulness: str,
+    *,
+    levels: Sequence[float] | None,
+    alpha: float,
+    adjust: str,
+    n_boot: int,
+    seed: int,
+    helpfulness_weight: float,
+    other_tasks: bool = True,
+) -> dict[str, Any]:
+    tasks0 = sources[0].tasks
+    ent = {alignment: entry_of(tasks0, alignment), helpfulness: entry_of(tasks0, helpfulness)}
+    if ent[alignment][3] != "alignment":
+        raise DataError(f"--alignment {alignment!r} is a {ent[alignment][3]} task: choose an alignment task")
+    if ent[helpfulness][3] != "helpfulness" or ent[helpfulness][2] in DRIFT_METRICS:
+        raise DataError(f"--helpfulness {helpfulness!r} is not a helpfulness benchmark with a score: choose one (e.g. arc_easy)")
+    others = []
+    for t in tasks0:
+        k = str(t.get("label") or t.get("name"))
+        if not other_tasks or k in ent or not all(any((x.get("label") or x.get("name")) == k for x in s.tasks) for s in sources):
+            continue
+        e = entry_of(tasks0, k)
+        if e[3] == "helpfulness" and e[2] not in DRIFT_METRICS:
+            others.append(k)
+    for k in others:
+        ent[k] = entry_of(tasks0, k)
+    check_same_tasks(sources, ent)
+    rows = Rows()
+    common = common_items(sources, rows, ent)
+    fams = families_on_items(sources, common, list(ent))
+    reach_any = max((float(np.max(np.mean(f.scores[alignment] - common[alignment]["base"], axis=1))) for f in fams), default=float("-inf"))
+    if levels:
+        too_high = [L for L in levels if L > reach_any]
+        if too_high:
+            raise DataError(
+                f"no method reaches ΔB = {too_high[0]:g} on {alignment!r} (the highest any setting reaches is "
+                f"{reach_any:.3g}): choose lower --levels"
+            )
+    base = {e: common[e]["base"] for e in ent}
+    dec = decide(base, fams, alignment, helpfulness, levels=levels, alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed)
+    con = setting_contrasts(
+        base, fams, [alignment, helpfulness], _default_pairs(fams), alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed
+    )
+    mean_over = [helpfulness, *others]
+    mean_dh: dict[tuple[str, str], float | None] = {}
+    for f in fams:
+        for j, s in enumerate(f.settings):
+            mean_dh[(f.name, s)] = float(np.mean([np.mean(f.scores[e][j] - base[e]) for e in mean_over]))
+    methods = _figure_methods(fams, dec, alignment, helpfulness, mean_dh, helpfulness_weight)
+    # each family's efficient point: chosen on half of the items (split by item id), measured on the other half
+    validation = {
+        t: np.asarray([i in split_items(common[t]["items"], 0.5, seed)[0] for i in common[t]["items"]]) for t in (alignment, helpfulness)
+    }
+    for m, f in zip(methods, fams, strict=True):
+        m["laws"] = knob_laws(base, f, {alignment: "alignment", helpfulness: "helpfulness"}, n_boot=min(n_boot, 200), seed=seed)
+        try:
+            m["efficient"] = efficient_point(base, f, alignment, helpfulness, helpfulness_weight, validation, n_boot=n_boot, seed=seed)
+        except ValueError as e:
+            m["efficient"] = {"setting": None, "reason": str(e)}
+        _star_the_efficient_point(m)
+    table = []
+    for m in methods:
+        for p in m["points"][1:]:
+            a, h = p["tasks"][alignment], p["tasks"][helpfulness]
+            table.append(
+                {
+                    "method": m["kind"],
+                    "family": m["family"],
+                    "setting": p["setting"],
+                    "dB": a["delta"],
+                    "dB_ci95": a["delta_ci95"],
+                    "dH": h["delta"],
+                    "dH_ci95": h["delta_ci95"],
+                    "dH_mean": p["dH_mean"],
+                }
+            )
     return {
-        "base": base,
-        "aligned": aligned or f"{base} steered at r = {strength:g} ({vector})",
-        "benchmarks": {b: rows[b] for b in benchmarks},
-        **mt,
-        "tax_base_floor": TAX_BASE_FLOOR,
-        "helpful_rate": rows["helpful_rate"],
-        "harmless_rate": rows["harmless_rate"],
-        "limit": limit,
-        "seed": seed,
+        "model": sources[0].model,
+        "alignment": alignment,
+        "helpfulness": helpfulness,
+        "helpfulness_weight": helpfulness_weight,
+        "folders": [str(s.folder) for s in sources],
+        "items": {e: {"n_common": len(common[e]["items"]), "per_folder": common[e]["counts"]} for e in ent},
+        "mean_over": mean_over,
+        "methods": methods,
+        "table": table,
+        "levels": dec["levels"],
+        "decisions": {k: v for k, v in dec.items() if k != "settings"},
+        "contrasts": con,
     }
 
 
-# --------------------------------------------------------------------------- tax inputs, checked before any model loads
-
-
-def check_alignment_tax(
-    base: str | None,
-    aligned: str | None = None,
+def compare(
+    dirs: Sequence[str | Path],
+    out: str | Path,
     *,
-    vector: str | None = None,
-    strength: float | None = None,
-    benchmarks: Sequence[str] = TAX_BENCHMARKS,
+    alignment: str = T.task_with(T.DEFAULT_ALIGNMENT),
+    helpfulness: str = T.task_with(T.DEFAULT_HELPFULNESS),
+    helpfulness_weight: float = 0.5,
+    n_boot: int = 2000,
+    levels: Sequence[float] | None = None,
+    alpha: float = 0.05,
+    adjust: str = "holm",
+    evaluate: bool = False,
     limit: int | None = None,
-    rates_limit: int | None = None,
+    until_decided: bool = False,
+    budget: int | None = None,
+    step: int = 16,
+    chunk: int = 16,
+    progress: bool = True,
     seed: int = 0,
-    batch_size: int = 16,
-    n_boot: int = 1000,
-    backend: str = "hf",
-    require_aligned: bool = True,
-) -> list[SteertaxError]:
-    """Every problem with :func:`measure_alignment_tax`'s inputs, found without loading a model and
-    without the network: the base (and an aligned model) resolve the way ``load_model`` will resolve
-    them; an aligned folder is a model or a peft adapter; the vector loads and fits the base as far as
-    its config.json tells; the strength is finite; the benchmarks are known tasks, each once; the
-    limits, batch size and bootstrap count are in range; the backend exists (vllm: installed, and
-    given what it can run). ``require_aligned=False``: the caller reports a missing aligned model itself
-    (the CLI's ``--from-study``). Reads files only; writes nothing."""
-
-    P = Problems()
-    info: dict[str, Any] = {"name": str(base), "label": str(base), "kind": None, "num_layers": None, "hidden_size": None}
-    if base is None or not str(base).strip():
-        P.add(ConfigError("no base model: add --base MODEL (a built-in name, a model folder, a .gguf file or a hub id)"))
+    exclude: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Every folder's methods on one frontier and one item set, decided (see the module docstring). Writes
+    ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result."""
+    if until_decided and not evaluate:
+        raise ConfigError("--until-decided adds items, which needs --evaluate (it scores them): add --evaluate")
+    if until_decided and (budget is None or budget <= 0):
+        raise ConfigError(f"--budget {budget} adds no items: give the most items to add per task (e.g. --budget 256)")
+    if step <= 0 or step % chunk:
+        raise ConfigError(f"--step {step} must be a positive multiple of the cell size {chunk}")
+    if adjust not in ("holm", "bh"):
+        raise ConfigError(f"--adjust {adjust!r}: use holm or bh")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha {alpha} must be in (0, 1)")
+    out = Path(out)
+    sources = [read_folder(d) for d in dirs]
+    drop_families(sources, exclude)
+    models = {s.model for s in sources}
+    if len(models) > 1:
+        raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
+    kw = dict(levels=levels, alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed, helpfulness_weight=helpfulness_weight)
+    looks: list[dict[str, Any]] = []
+    if not evaluate:
+        res = _analyze(sources, alignment, helpfulness, **kw)  # type: ignore[arg-type]
+        res["evaluated"] = False
     else:
-        with P.at(f"--base {base}", wrap=ModelError):
-            _missing_path(str(base))
-            resolve_model(str(base), info)
-    if aligned is not None and vector is not None:
-        P.add(ConfigError("--aligned and --vector both give the aligned model: pass one of them"))
-    elif aligned is None and vector is None and require_aligned:
-        P.add(ConfigError("give the aligned model as --aligned MODEL_OR_ADAPTER, or as --vector FILE --strength R (the base steered)"))
-    if aligned is not None:
-        with P.at(f"--aligned {aligned}", wrap=ModelError):
-            _check_aligned(str(aligned), backend)
-    if vector is not None:
-        if strength is None:
-            P.add(ConfigError("--vector needs --strength R: the steered model to compare with the base"))
-        with P.at(f"--vector {vector}", wrap=VectorError):
-            _check_tax_vector(str(vector), info if info["kind"] is not None else None)
-    elif strength is not None and require_aligned:
-        P.add(ConfigError(f"--strength {strength} steers the base along a vector, but no --vector is given: add --vector FILE"))
-    if strength is not None:
-        with P.at("--strength", wrap=StrengthError):
-            check_strength(strength)
-    _check_benchmarks(benchmarks, P)
-    _check_tax_numbers(limit, rates_limit, batch_size, n_boot, P)
-    _check_tax_backend(backend, base, aligned, P)
-    return P.items
-
-
-def _check_tax_numbers(limit: int | None, rates_limit: int | None, batch_size: int, n_boot: int, P: Any) -> None:
-
-    for flag, n, low in (("--limit", limit, 1), ("rates_limit", rates_limit, 1), ("batch_size", batch_size, 1), ("n_boot", n_boot, 0)):
-        if (n is None and flag in ("--limit", "rates_limit")) or (flag == "rates_limit" and n == limit):
-            continue
-        if isinstance(n, bool) or not isinstance(n, int) or n < low:
-            what = "must be positive" if low else "must be 0 or more"
-            hint = " (items per benchmark), or leave it out for all" if flag == "--limit" else ""
-            P.add(ConfigError(f"{flag} {n!r} {what}{hint}"))
-
-
-def _check_tax_backend(backend: str, base: str | None, aligned: str | None, P: Any) -> None:
-
-    if backend not in ("hf", "vllm"):
-        P.add(ConfigError(f"--backend {backend!r} is not hf or vllm"))
-    elif backend == "vllm":
-        with P.at("--backend vllm", wrap=ConfigError):
-            require_vllm()
-        for flag, name in (("--base", base), ("--aligned", aligned)):
-            if name is not None and _is_hub_id(str(name)):
-                P.add(
-                    ConfigError(
-                        f"{flag} {name}: backend 'vllm' loads the model from its local folder, and a hub id is not one: "
-                        "download it (huggingface-cli download) and pass the folder, or use --backend hf"
-                    )
-                )
-
-
-def _is_hub_id(name: str) -> bool:
-    """What ``load_model`` would fetch from the hub (not a built-in name, a .gguf or an existing path)."""
-
-    key = ALIASES.get(name.lower(), name.lower())
-    return key not in BUILTIN_MODELS and not name.lower().endswith(".gguf") and not Path(name).expanduser().exists()
-
-
-def _check_aligned(name: str, backend: str) -> None:
-    """``--aligned``: a peft adapter folder (what measure_alignment_tax applies to the base), else a model
-    that ``load_model`` resolves."""
-
-    p = Path(name).expanduser()
-    if p.is_dir() and (p / "adapter_config.json").exists():
-        try:
-            meta = json.loads((p / "adapter_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ModelError(f"its adapter_config.json is not readable JSON ({e.__class__.__name__}): save the adapter again") from None
-        if not isinstance(meta, dict):
-            raise ModelError("its adapter_config.json is not a JSON object: is it a peft adapter folder?")
-        if not any((p / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
-            raise ModelError("a peft adapter folder without adapter_model.safetensors: save the adapter's weights there (or retrain it)")
-        if backend == "vllm":
-            raise ConfigError("a peft adapter, which backend 'vllm' cannot apply (it loads the checkpoint's own weights): use --backend hf")
-        return
-    if p.is_dir() and not (p / "config.json").is_file():
-        raise ModelError(
-            "a folder with neither adapter_config.json (a peft adapter) nor config.json (a model): give the adapter "
-            "folder `steertax align` saved, a model folder, a .gguf file, a hub id or a built-in name"
-        )
-    _missing_path(name)
-    resolve_model(name, {"name": name, "label": name, "kind": None, "num_layers": None, "hidden_size": None})
-
-
-def _missing_path(name: str) -> None:
-    """A name written as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``) that does not exist: said so, rather
-    than that it is an unknown model."""
-
-    p = Path(name).expanduser()
-    if not p.exists() and (name.startswith(("/", ".", "~")) or name.count("/") > 1):
-        raise ModelError(
-            "does not exist: check the path (a model folder, a peft adapter folder or a .gguf file), "
-            "or give a hub id like 'org/name' or a built-in name"
-        )
-
-
-def _check_tax_vector(path: str, base: dict[str, Any] | None) -> None:
-    """The vector loads, and fits the base as far as it is known without loading it (what
-    ``check_compatible`` will demand of the loaded model)."""
-
-    vec = SteeringVector.load(path)
-    if base is None:
-        return
-    if base["hidden_size"] is not None and base["hidden_size"] != vec.hidden_size:
-        raise VectorError(
-            f"extracted from {vec.model_id!r} with hidden size {vec.hidden_size}, but --base {base['name']} has "
-            f"{base['hidden_size']}: extract a vector from the base model (steertax extract --model BASE)"
-        )
-    if vec.model_id != base["label"] or (base["num_layers"] is not None and base["num_layers"] != vec.num_layers):
-        n = "" if base["num_layers"] is None else f" ({base['num_layers']} layers)"
-        raise VectorError(
-            f"extracted from {vec.model_id!r} ({vec.num_layers} layers), but --base is {base['label']!r}{n}: extract "
-            f"a vector from the base model (steertax extract --model BASE), or pass --base {vec.model_id}"
-        )
-
-
-def _check_benchmarks(benchmarks: Sequence[str], P: Any) -> None:
-
-    if isinstance(benchmarks, str):
-        P.add(ConfigError(f"benchmarks {benchmarks!r} is one string: give a list of task names, e.g. ['mmlu', 'gsm8k']"))
-        return
-    names = [str(b) for b in benchmarks]
-    if not names:
-        P.add(ConfigError(f"--benchmarks names no benchmark: give comma-separated tasks, e.g. mmlu,gsm8k (choose from {T.names()})"))
-    unknown = [b for b in names if b not in T.REGISTRY]
-    if unknown:
-        which = ", ".join(map(repr, unknown))
-        P.add(ConfigError(f"--benchmarks: unknown benchmark{'s' if len(unknown) > 1 else ''} {which}: choose from {T.names()}"))
-    for b in dict.fromkeys(names):
-        if T.has_trait(b, T.DISTANCE_FROM_BASE):
-            P.add(
-                ConfigError(f"{b} is a distance from the base (0 for the base), so it has no tax %: use it in `steertax align` or a study")
+        keys = [entry_of(sources[0].tasks, e)[:2] for e in (alignment, helpfulness)]
+        cfg = _compare_config(sources, keys, limit, chunk)
+        n0 = {t.label or t.name: len(T.get(t.name, **t.options).items(t.limit, cfg.seed)) for t in cfg.tasks}
+        n_max = {k: n + (budget or 0) for k, n in n0.items()}
+        k_looks = 1 + (math.ceil((budget or 0) / step) if until_decided else 0)
+        while True:
+            _evaluate_all(sources, out, cfg, progress)
+            used = {t.label or t.name: len(T.get(t.name, **t.options).items(t.limit, cfg.seed)) for t in cfg.tasks}
+            frac = [max(used[k] / n_max[k] for k in used)] if until_decided else [1.0]
+            a_k = sequential_levels([*(lk["fraction"] for lk in looks), frac[0]], alpha)[-1] if until_decided else alpha
+            res = _analyze(sources, alignment, helpfulness, **{**kw, "alpha": a_k}, other_tasks=False)  # type: ignore[arg-type]
+            undecided = [c for c in res["decisions"]["comparisons"] if c["status"] == "ok" and not c["decided"]]
+            looks.append({"look": len(looks) + 1, "items": used, "fraction": frac[0], "alpha": a_k, "undecided": len(undecided)})
+            grown = False
+            if until_decided and undecided and len(looks) < k_looks:
+                for t in cfg.tasks:
+                    full = len(T.get(t.name, **t.options).load_items())
+                    k = t.label or t.name
+                    new = min(used[k] + step, n_max[k], full)
+                    if new > used[k]:
+                        t.limit, grown = new, True
+            if not grown:
+                break
+        res["evaluated"] = True
+        res["looks"] = looks
+        if until_decided:
+            res["sequential"] = (
+                f"α spent over {len(looks)} look(s) as α·(t_k² − t_(k−1)²), t = share of the item budget used "
+                "(union bound: any false decision at any look has probability ≤ α)"
             )
-    twice = sorted({b for b in names if names.count(b) > 1})
-    if twice:
-        P.add(ConfigError(f"--benchmarks names {', '.join(twice)} more than once: name each benchmark once"))
-    for b in names:
-        if b in T.REGISTRY:
-            with P.at(f"--benchmarks {b}", wrap=ConfigError):
-                T.get(b)
-    rates = T.task_with(T.SAFE_PROMPT_RATE)
-    with P.at(f"the helpful/harmless rates ({rates})", wrap=ConfigError):
-        T.get(rates, scorers=["generate"])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "compare.json", res)
+    atomic_write_text(out / "compare.md", compare_markdown(res))
+    (out / "figures").mkdir(exist_ok=True)
+    atomic_write_bytes(out / "figures" / "frontier.png", frontier_figure(res))
+    return res
 
 
-def tax_markdown(res: dict[str, Any]) -> str:
-    lines = [
-        f"# Alignment tax: {res['aligned']} vs {res['base']}",
-        "",
-        "| benchmark | axis | metric | base | aligned | change (95% CI) | tax % (95% CI) | n |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    notes = []
-    for b, r in res["benchmarks"].items():
-        tax = "—" if r.get("tax_percent") is None else f"{r['tax_percent']:.1f}{_ci(r.get('tax_ci95'), 1)}"
-        change = "—" if r.get("delta") is None else f"{_fmt(r['delta'])}{_ci(r.get('delta_ci95'))}"
-        lines.append(
-            f"| {b} | {r.get('axis', '—')} | {r['metric']} | {_fmt(r['base'])} | {_fmt(r['value'])} | {change} | {tax} | {r['n']} |"
-        )
-        if r.get("tax_note") and r.get("axis", "helpfulness") == "helpfulness":
-            notes.append(f"- {b}: {r['tax_note']}.")
-    mt, over = res.get("mean_tax_percent"), res.get("mean_tax_over")
-    what = f" over {', '.join(over)}" if over else ""
-    ci = _ci(res.get("mean_tax_ci95"), 1)
-    lines += ["", f"Mean tax{what}: {'—' if mt is None else f'{mt:.1f} %{ci}'} (negative = improvement).", ""]
-    if res.get("mean_tax_note"):
-        lines += [f"{res['mean_tax_note']}.", ""]
-    excl = res.get("mean_tax_excluded") or {}
-    if excl:
-        lines += ["Not in the mean: " + "; ".join(f"{b} ({why})" for b, why in excl.items()) + ".", ""]
-    if notes:
-        floor = res.get("tax_base_floor", TAX_BASE_FLOOR)
-        lines += [f"Why a tax % or its CI is missing (tax % needs a base of at least {floor:g}):", *notes, ""]
-    rates = (
-        ("helpful_rate", f"helpful rate = {SAFE_ANSWERED['generate']}"),
-        ("harmless_rate", f"harmless rate = {UNSAFE_REFUSED['generate']}"),
-    )
-    for k, what in rates:
-        r = res[k]
-        change = f"{_fmt(r['delta'])}{_ci(r.get('delta_ci95'))}"
-        lines.append(f"- {what}: {_fmt(r['base'])} → {_fmt(r['value'])} (change {change}, n = {r['n']})")
-    return "\n".join(lines) + "\n"
+# --------------------------------------------------------------------------- words

@@ -1,41 +1,12 @@
-"""Model merging on the same axes: task vectors of specialists, merged by task arithmetic, TIES, DARE,
-TSV-M or R-TSVM, applied to the base model as one more intervention.
+"""``steertax merge``: model merging on the same axes as steering and fine-tuning.
 
-Task vectors. A specialist is a peft LoRA adapter of the base model (``steertax align`` trains them) or a
-full model of the same architecture; its task vector per weight matrix is τ = θ_specialist − θ_base (for
-an adapter, exactly the merged delta ``scale · B @ A``).
-
-Methods (``merge_deltas``). For every matrix the specialists' deltas τ_1..τ_T with weights w_t:
-
-- ``task_arithmetic``: Σ w_t τ_t (Ilharco et al. 2023), via peft's ``merge_utils.task_arithmetic``.
-- ``ties``: trim each τ_t to its top ``density`` fraction by magnitude, elect each entry's sign by the
-  larger total mass, average the entries that agree (Yadav et al. 2023), via peft's ``merge_utils.ties``
-  (which elects the sign on the unweighted, trimmed deltas and applies w_t after the election).
-- ``dare``: drop each entry with probability 1 − ``density`` and rescale the rest by 1/``density`` (Yu et
-  al. 2024), then combine linearly (``combine: linear``) or TIES-style (``combine: ties``); peft's
-  ``dare_linear`` / ``dare_ties``, seeded.
-- ``tsvm``: Task Singular Vector Merging (Gargiulo et al., CVPR 2025; our torch implementation of their
-  reference code): per matrix, SVD each w_t τ_t, keep its top k_t singular triplets (default
-  k = ⌊min(m, n)/T⌋, the fraction 1/T of the full rank), concatenate the kept U's and V's across tasks,
-  replace each concatenation by its nearest orthonormal matrix (the polar factor, orthogonal
-  Procrustes: P Qᵀ from its SVD P Σ Qᵀ), keep the singular values, and recombine U⊥ diag(s) V⊥ᵀ. When the
-  tasks' subspaces are already orthogonal this is exactly Σ w_t τ_t. Singular values that are zero to
-  numerical precision are left out (a LoRA delta has rank at most its r; the reference code keeps
-  k of them anyway, whose arbitrary directions would then enter the orthogonalization).
-- ``rtsvm``: R-TSVM (Yang et al. 2025, arXiv 2502.06876, "Mix Data or Merge Models?"; renamed RESM in
-  its later version): TSV-M with *outlier-aware parameter weighting* and *sparsity-adaptive rank
-  selection*. The paper's abstracts name these two steps and motivate them by the heavy-tailed parameter
-  distribution of LLM task vectors and by layer sparsity; their formulas are not in any source we could
-  read (no code was released). What steertax does, our reading, documented in docs/MERGING.md:
-  (1) outlier weighting: per matrix, task t's outlier ratio D_t = fraction of entries with |τ_ij| >
-  M · mean|τ| (M = ``outlier_m``, 5 by default as in OWL's layerwise outlier ratio); its weight is
-  multiplied by 2·D̄/(D_t + D̄) (D̄ the tasks' mean ratio: 1 for an average task, up to 2 for one without
-  outliers, toward 0 for one dominated by them, i.e. by noise) and the weights are rescaled to keep
-  their sum; (2) sparsity-adaptive rank: k_t = the smallest rank
-  holding ``energy`` (0.9) of τ_t's squared singular values (a sparse, low-effective-rank delta keeps
-  few directions), capped so that Σ_t k_t ≤ min(m, n); then TSV-M.
-
-``scale`` (λ) multiplies the merged delta: θ = θ_base + λ · merge(τ_1..τ_T).
+Specialists (peft LoRA adapters trained here by DPO on their data, existing adapters, or full models of the
+base's architecture) give task vectors τ_t = θ_specialist − θ_base; each merge spec merges them with a registered
+merge method (:mod:`steertax.interventions.merge`: task arithmetic, TIES, DARE, TSV-M, R-TSVM, averaging; each
+declares its parameters, its algorithm documented in its own file and in docs/MERGING.md) and applies
+θ = θ_base + λ · merge(τ_1..τ_T) over its scale grid λ in one batched evaluation. The base, each specialist, the
+data-mixture baseline (one adapter on the union of the specialists' data) and every merge are evaluated into one
+store; the run's ``manifest.json`` records every setting and curve. Safe to kill and rerun.
 """
 
 from __future__ import annotations
@@ -59,7 +30,6 @@ import yaml
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_text
 from steertax.config import CommonConfig, build_config, load_yaml, quick_tasks
-from steertax.data import data_path, read_jsonl
 from steertax.errors import ConfigError, DataError
 from steertax.interventions import (
     AdapterIntervention,
@@ -75,45 +45,34 @@ from steertax.interventions.merge import (
     adapter_deltas,
     build_merge_params,
     deltas_hash,
-    energy_rank,
     merge_deltas,
     merge_method,
     merge_methods,
     model_deltas,
     non_default_params,
-    outlier_ratio,
-    register_merge_method,
-    rtsvm_merge,
-    thin_svd,
-    tsvm_merge,
 )
-from steertax.interventions.steering.pairs import REFUSAL_TEMPLATES
 from steertax.manifest import ALPHA_KNOB, POINT_KNOB, SCALE_KNOB, Entry, Family, Knob, Manifest, Row
 from steertax.models import load_model
-from steertax.reports.study import png
+from steertax.reports.merge import three_h_figure
 from steertax.runners.align import check_alphas
-from steertax.runners.compare import summarize_run
 from steertax.runners.executors import check_executor
 from steertax.runners.preflight import check_lora_targets, check_run, raise_problems, resolve_model
 from steertax.runners.session import session
+from steertax.runners.summary import summarize_run
 from steertax.tasks import get as get_task
-from steertax.training import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
+from steertax.training import AlignSetting, LoraSettings, TrainSettings, train_setting
+from steertax.training.specialists import SPECIALIST_DATA, specialist_data
 
 __all__ = [
-    "MERGE_REGISTRY",
-    "register_merge_method",
-    "merge_methods",
-    "thin_svd",
-    "outlier_ratio",
-    "energy_rank",
-    "adapter_deltas",
-    "model_deltas",
-    "merge_deltas",
+    "MergeConfig",
     "MergeSpec",
+    "SpecialistConfig",
+    "load_merge_config",
+    "merge_from_dict",
+    "merge_interventions",
     "merge_setting",
-    "tsvm_merge",
-    "rtsvm_merge",
-    "MergedIntervention",
+    "check_merge",
+    "run_merge",
 ]
 
 
@@ -121,8 +80,6 @@ TRAINED, MERGING = "fine-tuning", "merging"  # the groups of methods reports col
 
 
 # --------------------------------------------------------------------------- `steertax merge`
-
-SPECIALIST_DATA = ("harmless", "helpful", "honest")
 
 
 @dataclass
@@ -371,40 +328,6 @@ def load_merge_config(path_or_name: str | Path | None) -> MergeConfig:
 # -- the specialists' data
 
 
-def _refusal(rng: random.Random) -> str:
-
-    return rng.choice(REFUSAL_TEMPLATES).format(obj="that")
-
-
-def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] | None = None) -> list[dict[str, str]]:
-    """Preference pairs for one specialist.
-
-    - ``harmless``: AdvBench harmful requests -> a refusal chosen, compliance rejected (``steertax align``'s pairs).
-    - ``helpful``: AlpacaEval instructions -> the reference answer (its first 60 words) chosen, a refusal rejected.
-    - ``honest``: TruthfulQA questions the evaluation does not use -> the true MC1 answer chosen, a false one rejected.
-    - a ``.jsonl`` path: the user's pairs (prompt, chosen, rejected)."""
-
-    rng = random.Random(seed + 11)
-    if kind == "harmless":
-        return preference_data("refusal", n, seed)
-    if kind == "helpful":
-        rows = read_jsonl(data_path("alpaca_eval", "alpaca_eval.jsonl"))
-        pick = rng.sample(range(len(rows)), min(n, len(rows)))
-        return [
-            {"prompt": rows[i]["instruction"], "chosen": " ".join(rows[i]["output"].split()[:60]), "rejected": _refusal(rng)} for i in pick
-        ]
-    if kind == "honest":
-        items = [it for it in T.get(T.task_with(T.HONEST_SPECIALIST_DATA)).items(None, seed) if it.id not in (exclude_truthfulqa or set())]
-        rng.shuffle(items)
-        out = []
-        for it in items[:n]:
-            d = it.data
-            wrong = [a for k, a in enumerate(d["mc1"]) if k != d["mc1_gold"]]
-            out.append({"prompt": d["query"][3:-3].strip(), "chosen": d["mc1"][d["mc1_gold"]], "rejected": rng.choice(wrong)})
-        return out
-    return preference_data(kind, n, seed)
-
-
 # -- the run
 
 
@@ -644,101 +567,3 @@ def _merge_spec(m: MergeSpec, names: Sequence[str], spec_keys: Sequence[str], se
         "specialists": dict(zip(names, spec_keys, strict=True)),
         "seed": seed,
     }
-
-
-def _axes_3h(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """The 3H axes a merge run measured: (entry name, label), a panel per task that declares a THREE_H_* trait."""
-    ents = {e["name"]: e for e in summary["entries"]}
-    out = [
-        (name, f"{h}: {T.REGISTRY[name].score_label(ents[name]['scorer'])}")
-        for h, trait in T.THREE_H
-        for name in T.with_trait(trait)
-        if name in ents
-    ]
-    return out or [(e["name"], e["name"]) for e in summary["entries"]][:3]
-
-
-def three_h_figure(summary: dict[str, Any]) -> bytes:
-    """One panel per 3H axis: the change from the base (paired 95% CI) for every setting, merge methods
-    as lines over their scale λ, an adapter's α curve (the mixture's, by default) on the same scale axis, the
-    specialists and the data mixture as labelled reference lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    axes_ = _axes_3h(summary)
-    fig, axs = plt.subplots(1, len(axes_), figsize=(4.6 * len(axes_), 4.2), squeeze=False)
-    rows = [r for r in summary["settings"] if r["method"] != "base"]
-    merged = [r for r in rows if r["method"] in MERGE_REGISTRY]
-    methods = list(dict.fromkeys(_series(r) for r in merged))  # one line per spec (its λ sweep)
-    for ax, (name, label) in zip(axs[0], axes_, strict=True):
-        for m in methods:
-            pts = sorted(
-                ((r["knob"]["strength"], r["tasks"][name]) for r in merged if _series(r) == m and name in r["tasks"]),
-                key=lambda p: p[0],
-            )
-            pts = [p for p in pts if p[1]["delta"] is not None]
-            if not pts:
-                continue
-            ys = [p[1]["delta"] for p in pts]
-            err = [
-                [y - (p[1].get("delta_ci95") or [y, y])[0] for y, p in zip(ys, pts, strict=True)],
-                [(p[1].get("delta_ci95") or [y, y])[1] - y for y, p in zip(ys, pts, strict=True)],
-            ]
-            ax.errorbar([p[0] for p in pts], ys, yerr=err, fmt="o-", capsize=2, ms=4, lw=1, label=m)
-        for k, (of, curve) in enumerate(_alpha_curves(rows, name).items()):
-            ax.errorbar(
-                [p[0] for p in curve],
-                [p[1] for p in curve],
-                yerr=[[p[2] for p in curve], [p[3] for p in curve]],
-                fmt="s--",
-                capsize=2,
-                ms=4,
-                lw=1,
-                color=("k", "#666", "#aaa")[k % 3],  # the α curves in greys: no clash with the merge lines' colours
-                label=f"{of} (α)",
-            )
-        for k, r in enumerate(x for x in rows if x["method"] in ("specialist", "mixture") and "knob" not in x):
-            c = r["tasks"].get(name) or {}
-            if c.get("delta") is None:
-                continue
-            ax.axhline(
-                c["delta"],
-                ls="--" if r["method"] == "mixture" else ":",
-                lw=1,
-                color=f"C{len(methods) + k}",
-                label=f"{r['setting']} ({r['method']})",
-            )
-        ax.axhline(0, color="#999", lw=0.8)
-        ax.set_xlabel("scale: merge λ, adapter α")
-        ax.set_ylabel(f"Δ {label}")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
-    axs[0][0].legend(fontsize=7)
-    fig.suptitle(f"{summary['model']}: merging specialists vs the data mixture (change from the base, 95% CI)", fontsize=10)
-    fig.tight_layout()
-    return png(fig)
-
-
-def _alpha_curves(rows: Sequence[dict[str, Any]], task: str) -> dict[str, list[tuple[float, float, float, float]]]:
-    """Each swept adapter's α curve on one axis: (α, Δ, lower and upper CI arm), from the base (α = 0) to the
-    adapter (α = 1)."""
-    curves: dict[str, list[tuple[float, float, float, float]]] = {}
-    swept = {(r.get("knob") or {}).get("of") for r in rows if r.get("knob")}
-    for r in rows:
-        c = r["tasks"].get(task) or {}
-        kn = r.get("knob") or {}
-        of = kn.get("of") if kn else (r["setting"] if r["setting"] in swept else None)
-        if of is None or c.get("delta") is None or r["method"] not in ("specialist", "mixture"):
-            continue
-        lo, hi = c.get("delta_ci95") or [c["delta"], c["delta"]]
-        curves.setdefault(of, [(0.0, 0.0, 0.0, 0.0)]).append((float(kn.get("value", 1.0)), c["delta"], c["delta"] - lo, hi - c["delta"]))
-    return {of: sorted(pts) for of, pts in curves.items() if len(pts) >= 3}
-
-
-def _series(row: dict[str, Any]) -> str:
-    """A merge row's line in the 3H figure: its λ curve (from the manifest), or the row itself for a point of a
-    weight curve (whose λ grid is its own)."""
-    kn = row["knob"]
-    return str(kn["family"]) if kn["param"] == SCALE_KNOB.name else str(row["setting"])

@@ -1,0 +1,156 @@
+"""``compare.md``: the decision of ``steertax compare`` in words: each verdict, the matched levels, the efficient point of
+every method and its laws along its knob."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:+.{nd}f}"
+
+
+def _c(c: Any, nd: int = 3) -> str:
+    return "" if not c else f" [{c[0]:+.{nd}f}, {c[1]:+.{nd}f}]"
+
+
+def _p(p: Any) -> str:
+    return "—" if p is None or not math.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
+def _need(c: dict[str, Any]) -> str:
+    if c.get("decided") or c.get("status") != "ok":
+        return ""
+    n = c.get("items_needed") or {}
+    return ", ".join(f"{v} {t}" for t, v in n.items() if v is not None) or "—"
+
+
+def compare_markdown(res: dict[str, Any]) -> str:
+    al, he = res["alignment"], res["helpfulness"]
+    d = res["decisions"]
+    items = res["items"]
+    how = (
+        "scored here on one item list per task against one base evaluation (--evaluate)"
+        if res.get("evaluated")
+        else ("the folders' own rows on the items every folder scored, one base (the folders' base rows agree on them)")
+    )
+    lines = [
+        f"# Which method buys alignment cheapest: {res['model']}",
+        "",
+        f"ΔB = change of {al} ({items[al]['n_common']} items), ΔH = change of {he} ({items[he]['n_common']} items), "
+        f"both from the base on the same items: {how}.",
+        f"Intervals: 95% normal bootstrap over items ({d['n_boot']} replicates, one resample of every task per replicate for every "
+        f"method). Verdicts at α = {d['alpha']:g}, {'Holm' if d['adjust'] == 'holm' else 'Benjamini–Hochberg'} over the "
+        f"{d['n_tests']} comparisons formed. Rule: {d['rule']}.",
+        "",
+        "## Settings",
+        "",
+        "| method | family | setting | ΔB (95% CI) | ΔH (95% CI) | mean ΔH |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in res["table"]:
+        dB, dH = f"{_f(r['dB'])}{_c(r['dB_ci95'])}", f"{_f(r['dH'])}{_c(r['dH_ci95'])}"
+        lines.append(f"| {r['method']} | {r['family']} | {r['setting']} | {dB} | {dH} | {_f(r['dH_mean'])} |")
+    lines += ["", f"mean ΔH over {', '.join(res['mean_over'])}.", ""]
+    lines += _efficient_md(res) + _laws_md(res, al, he)
+    lines += ["## ΔH at matched alignment", ""]
+    lines += ["| ΔB level | method | ΔH (95% CI) | status |", "|---|---|---|---|"]
+    for m in d["matched"]:
+        val = f"{_f(m.get('estimate'))}{_c(m.get('ci95'))}" if m["status"] == "ok" else "—"
+        lines.append(f"| {m['level']:g} | {m['family']} | {val} | {m['status']}{' (' + m['why'] + ')' if m.get('why') else ''} |")
+    lines += ["", "## Decisions: ΔH_A − ΔH_B at the same ΔB (positive: A keeps more helpfulness)", ""]
+    lines += [
+        "| A | B | at ΔB | ΔH_A − ΔH_B (95% CI) | p | adjusted p | verdict | items to decide (80% power) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in (c for c in d["comparisons"] if c["status"] == "ok"):
+        lv = c["level"] if isinstance(c["level"], str) else f"{c['level']:g}"
+        diff = f"{_f(c.get('diff'))}{_c(c.get('ci95'))}"
+        lines.append(
+            f"| {c['a']} | {c['b']} | {lv} | {diff} | {_p(c.get('p'))} | {_p(c.get('p_adjusted'))} | {c['verdict']} | {_need(c)} |"
+        )
+    rest = [c for c in d["comparisons"] if c["status"] != "ok"]
+    if rest:
+        lines += ["", f"Not formed ({len(rest)}, not counted in the adjustment): a method does not reach the level or is flat there.", ""]
+        for c in rest:
+            lv = c["level"] if isinstance(c["level"], str) else f"ΔB {c['level']:g}"
+            lines.append(f"- {c['a']} vs {c['b']} at {lv}: {c['status']}")
+    con = res["contrasts"]
+    if con["comparisons"]:
+        lines += [
+            "",
+            f"## Settings against settings (not matched; {'Holm' if con['adjust'] == 'holm' else 'BH'} over these {con['n_tests']})",
+            "",
+        ]
+        lines += ["| A | B | task | A − B (95% CI) | adjusted p | verdict | items to decide |", "|---|---|---|---|---|---|---|"]
+        for c in con["comparisons"]:
+            diff = f"{_f(c.get('diff'))}{_c(c.get('ci95'))}" if c["status"] == "ok" else "—"
+            lines.append(f"| {c['a']} | {c['b']} | {c['task']} | {diff} | {_p(c.get('p_adjusted'))} | {c['verdict']} | {_need(c)} |")
+    if res.get("looks"):
+        lines += ["", "## Looks", ""]
+        for lk in res["looks"]:
+            its = ", ".join(f"{v} {k}" for k, v in lk["items"].items())
+            lines.append(f"- look {lk['look']}: {its}; α = {lk['alpha']:.3g}; {lk['undecided']} undecided")
+        if res.get("sequential"):
+            lines.append(f"- {res['sequential']}")
+    undecided = [c for c in d["comparisons"] if c["status"] == "ok" and not c["decided"]]
+    if undecided:
+        dd = [c["detectable_difference"] for c in undecided if c.get("detectable_difference") is not None]
+        if dd:
+            lines += ["", f"With these items the undecided comparisons detect differences of {min(dd):.3f} to {max(dd):.3f} at 80% power."]
+    return "\n".join(lines) + "\n"
+
+
+def _efficient_md(res: dict[str, Any]) -> list[str]:
+    """compare.md's table of each method's efficient point."""
+    lines: list[str] = []
+    eff = [m for m in res["methods"] if (m.get("efficient") or {}).get("setting")]
+    if eff:
+        w = eff[0]["efficient"]["helpfulness_weight"]
+        lines += [
+            f"## Efficient point of each method (U = {w:g}·ΔH + {1 - w:g}·ΔB)",
+            "",
+            "Chosen on half of the items (split by item id), measured on the other half; the choice's stability from the "
+            "validation items resampled.",
+            "",
+            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | knob value CI | chosen in |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in eff:
+            e = m["efficient"]
+            ho = e["held_out"]
+            share = e["choice_share"].get(e["setting"], 0.0)
+            vci = "—" if not e.get("value_ci95") else f"[{e['value_ci95'][0]:g}, {e['value_ci95'][1]:g}]"
+            lines.append(
+                f"| {m['kind']} | {m['knob']} | {e['setting']} | {_f(ho['dB']['estimate'])}{_c(ho['dB']['ci95'])} | "
+                f"{_f(ho['dH']['estimate'])}{_c(ho['dH']['ci95'])} | {_f(ho['U']['estimate'])}{_c(ho['U']['ci95'])} | {vci} | "
+                f"{100 * share:.0f}% of replicates |"
+            )
+        lines.append("")
+    return lines
+
+
+def _laws_md(res: dict[str, Any], al: str, he: str) -> list[str]:
+    """compare.md's table of the laws along each scale knob."""
+    lines: list[str] = []
+    fitted = [m for m in res["methods"] if (m.get("laws") or {}).get("fitted")]
+    if fitted:
+        lines += [
+            "## The paper's laws along each knob",
+            "",
+            "The study's candidate laws (AICc) and local test, fitted along each knob from the base (0): r, α and a "
+            "merge's λ as they are; DPO's β and regularized DPO's λ along 1/β and 1/λ (their base is at ∞; the "
+            "KL-regularized optimum tilts the base by reward/β). Does alignment rise linearly and helpfulness fall "
+            "quadratically near 0?",
+            "",
+            "| method | law axis | task | selected law | paper's local law | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in fitted:
+            for t in (al, he):
+                L = m["laws"].get(t) or {}
+                holds = {True: "holds", False: "does not hold", None: "can't tell"}[L.get("holds")]
+                lines.append(f"| {m['kind']} | {m['laws']['knob']} | {t} | {L.get('law') or '—'} | {holds} | {L.get('verdict', '')} |")
+        lines.append("")
+    return lines
