@@ -249,12 +249,14 @@ def loads(monkeypatch):
         calls.append(str(name))
         raise ModelLoaded(str(name))
 
+    fake_load_model.is_fake = True  # a module first imported while an earlier test's fake was in place holds that fake
     real = steertax.models.load_model
     src = Path(steertax.models.__file__).parent
     for f in sorted(src.rglob("*.py")):
         if "load_model" in f.read_text(encoding="utf-8"):
             mod = importlib.import_module(".".join(("steertax", *f.relative_to(src).with_suffix("").parts)).removesuffix(".__init__"))
-            if getattr(mod, "load_model", None) is real:
+            got = getattr(mod, "load_model", None)
+            if got is real or getattr(got, "is_fake", False):
                 monkeypatch.setattr(mod, "load_model", fake_load_model)
     monkeypatch.setattr(steertax.models, "load_model", fake_load_model)
     return calls

@@ -35,7 +35,7 @@ from steertax.interventions.conditional import Condition, check_condition_layer,
 from steertax.interventions.steering.extract import extract_vector
 from steertax.interventions.steering.pairs import get_pairs
 from steertax.interventions.steering.vectors import SteeringVector, now_iso
-from steertax.manifest import R_KNOB, Entry, Family, Manifest, Row
+from steertax.manifest import R_KNOB, Entry, Family, Manifest, Row, folder_kind
 from steertax.reports.study import write_report
 from steertax.runners.preflight import preflight
 from steertax.runners.session import session
@@ -597,6 +597,8 @@ def analyze(out: str | Path) -> dict[str, Any]:
     cfg_path = out / "config.resolved.yaml"
     if not cfg_path.is_file():
         raise DataError(f"{out} has no config.resolved.yaml: is it a `steertax run` output folder?")
+    if (kind := folder_kind(out)) != "run":
+        raise DataError(f"{out} is a `steertax {kind}` folder: this reads `steertax run` folders (compare it with `steertax compare`)")
     resolved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     cfg = from_dict(upgrade_resolved(resolved["config"]))
     run_id = resolved["run_id"]
