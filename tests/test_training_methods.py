@@ -207,3 +207,28 @@ def test_empty_or_non_mapping_configs_are_one_line(tmp_path, capsys, command, te
     assert main(["--quiet", command, str(cfg), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0] and f"steertax {command} --print-default-config" in err[0], err
+
+
+def test_training_precision_is_bf16_only_where_the_device_computes_it_natively(monkeypatch, tmp_path):
+    """trl trains in bf16 by default; on a CPU without native bf16 (AVX2) that takes a scalar matmul ~20x slower, so
+    `train.precision: auto` resolves per machine, the adapter's key records what it resolved to, and an explicit
+    precision is kept."""
+    from steertax.training.settings import resolved_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the CPU resolution")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolved_precision("auto") == "fp32" and resolved_precision("bf16") == "bf16"
+    cfg = align_from_dict({"settings": [{"method": "dpo"}], "tasks": [{"name": "arc_easy"}]})
+    fp32 = cfg.training_spec(cfg.settings[0])
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolved_precision("auto") == "bf16"
+    bf16 = cfg.training_spec(cfg.settings[0])
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16") and cfg.training_hash(cfg.settings[0]) == align_from_dict(
+        {"settings": [{"method": "dpo"}], "tasks": [{"name": "arc_easy"}]}).training_hash(cfg.settings[0])
+    with pytest.raises(ConfigError, match="train.precision: 'fp8' is not one of auto, bf16, fp32"):
+        align_from_dict({"train": {"precision": "fp8"}, "settings": [{"method": "dpo"}], "tasks": [{"name": "arc_easy"}]})
+    model, tok = tiny_model("llama", n_layers=2, seed=1), make_tokenizer()
+    info = train_setting(model, tok, AlignSetting.of("dpo"), preference_data("refusal", 4), tmp_path / "a", lora=LORA,
+                         train=TrainSettings(steps=1, batch_size=4, max_length=512, warmup_steps=0, precision="fp32"), progress=False)
+    assert info["precision"] == "fp32"

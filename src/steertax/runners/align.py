@@ -41,6 +41,7 @@ from steertax.runners.summary import summarize_run
 from steertax.training import TRAINED_METHODS, AlignSetting, DataSettings, LoraSettings, RowsContext, TrainSettings, register_trained_method
 from steertax.training.data import data_fingerprint, preference_data, read_preferences
 from steertax.training.registry import GROUP, build_params, params_dict
+from steertax.training.settings import PRECISIONS, resolved_precision
 from steertax.training.trainer import checkpoint_dir, lora_delta_sq_norm, train_setting
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class AlignConfig(CommonConfig):
         if files:
             spec["param_files"] = files
         spec["trainer_version"] = s.spec.version
+        spec["precision"] = resolved_precision(self.train.precision)  # auto resolves per machine: bf16 and fp32 adapters differ
         return spec
 
     def training_hash(self, s: AlignSetting) -> str:
@@ -175,6 +177,8 @@ def align_from_dict(d: Any) -> AlignConfig:
             raise ConfigError(f"{k}: {v} must be a positive integer")
     if not cfg.train.lr > 0:
         raise ConfigError(f"train.lr: {cfg.train.lr!r} must be positive")
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: {cfg.train.precision!r} is not one of {', '.join(PRECISIONS)}")
     return cfg
 
 

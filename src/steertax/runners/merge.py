@@ -61,6 +61,7 @@ from steertax.runners.session import session
 from steertax.runners.summary import summarize_run
 from steertax.tasks import get as get_task
 from steertax.training import AlignSetting, LoraSettings, TrainSettings, train_setting
+from steertax.training.settings import resolved_precision
 from steertax.training.specialists import SPECIALIST_DATA, specialist_data
 
 __all__ = [
@@ -213,6 +214,7 @@ class MergeConfig(CommonConfig):
     def training_hash(self, name: str, data: Any) -> str:
         spec = {k: self.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
         spec.update(name=name, data=data, eval_tasks=self.to_dict()["tasks"])  # honest data excludes the evaluated items
+        spec["precision"] = resolved_precision(self.train.precision)  # auto resolves per machine
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def quick_version(self) -> "MergeConfig":
@@ -468,6 +470,7 @@ def merge_interventions(
     names = [s.name for s in cfg.specialists]
     deltas = [full[n] if n in full else adapter_deltas(paths[n], model) for n in names]
     common = {k: cfg.to_dict()[k] for k in ("model", "dtype", "seed", "n_pairs", "lora", "train", "quick")}
+    common["precision"] = resolved_precision(cfg.train.precision)
     ivs: list[Intervention] = [BaseIntervention()]
     sweeps: list[Intervention] = []  # the α curve of every specialist and the mixture (one batched evaluation each)
     of: dict[int, str] = {}

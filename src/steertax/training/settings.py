@@ -8,10 +8,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+
 from steertax.errors import ConfigError
 from steertax.training.registry import TRAINED_METHODS, build_params, method, params_dict
 
-__all__ = ["LoraSettings", "TrainSettings", "DataSettings", "AlignSetting", "COMMON_FIELDS"]
+__all__ = ["LoraSettings", "TrainSettings", "DataSettings", "AlignSetting", "COMMON_FIELDS", "PRECISIONS", "resolved_precision"]
 
 
 @dataclass
@@ -22,6 +24,9 @@ class LoraSettings:
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 @dataclass
 class TrainSettings:
     steps: int = 12
@@ -29,6 +34,22 @@ class TrainSettings:
     batch_size: int = 8
     max_length: int = 128
     warmup_steps: int = 5
+    # bf16 mixed precision (trl's default) or fp32; auto: bf16 where the device computes it natively (a CUDA GPU with
+    # bf16, a CPU with AVX512-BF16/AMX), else fp32 (on an AVX2 CPU, bf16 matmuls fall back to a scalar kernel: ~20x slower)
+    precision: str = "auto"
+
+
+def resolved_precision(precision: str) -> str:
+    """``bf16`` or ``fp32``: ``auto`` resolved for this machine (see :class:`TrainSettings`)."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "fp32"
 
 
 @dataclass
