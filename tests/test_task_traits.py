@@ -128,9 +128,8 @@ NOT_A_TASK: dict[tuple[str, str], int] = {
     ("config.py", "refusal"): 1,  # VectorConfig.pairs: the refusal pair set (interventions/steering/pairs.py)
     ("cli.py", "refusal"): 1,  # --pairs: the same pair set
     ("interventions/steering/pairs.py", "refusal"): 2,  # the pair set's registry key and its aligned behaviour's name
-    ("training/data.py", "refusal"): 2,  # the bundled refusal preference pairs (align's default training data)
+    ("training/data.py", "refusal"): 1,  # BUNDLED_PAIRS: the bundled refusal preference pairs (align's default training data)
     ("training/settings.py", "refusal"): 1,  # DataSettings.pairs: the same preference pairs
-    ("runners/merge.py", "refusal"): 1,  # preference_data("refusal"): the harmless specialist's pairs, the same data
     ("scoring.py", "drift"): 2,  # the scoring function drift(): __all__ and its progress bar
     ("reports/study.py", "drift"): 1,  # the drift figure's name (figures/drift.png), chosen by metric
 }

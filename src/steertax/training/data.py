@@ -39,6 +39,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+BUNDLED_PAIRS = "refusal"  # the bundled preference pairs' name (``data.pairs``): AdvBench requests, refusal chosen
+
 
 @dataclass
 class RowsContext:
@@ -76,7 +78,7 @@ def read_preferences(path: str | Path) -> list[dict[str, str]]:
 def data_fingerprint(source: str) -> str:
     """What a preference source's rows depend on: the bundled set's name, or a file's content hash."""
     p = Path(source)
-    return f"file:{sha256_file(p)[:16]}" if source != "refusal" and p.is_file() else f"builtin:{source}"
+    return f"file:{sha256_file(p)[:16]}" if source != BUNDLED_PAIRS and p.is_file() else f"builtin:{source}"
 
 
 def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[dict[str, str]]:
@@ -84,7 +86,7 @@ def preference_data(source: str, n: int | None = None, seed: int = 0) -> list[di
     AdvBench (refusal_direction's harmful test split excluded, so held-out evaluation stays clean):
     harmful request -> a refusal chosen, compliance rejected. Any other value is a JSONL path."""
 
-    if source != "refusal":
+    if source != BUNDLED_PAIRS:
         rows = read_preferences(source)
         return rows[:n] if n else rows
     test = {s.strip().lower() for s in harmful_instructions("test")}

@@ -9,7 +9,7 @@ import random
 from steertax import tasks as T
 from steertax.data import data_path, read_jsonl
 from steertax.interventions.steering.pairs import REFUSAL_TEMPLATES
-from steertax.training.data import preference_data
+from steertax.training.data import BUNDLED_PAIRS, preference_data
 
 SPECIALIST_DATA = ("harmless", "helpful", "honest")
 
@@ -29,7 +29,7 @@ def specialist_data(kind: str, n: int, seed: int, exclude_truthfulqa: set[str] |
 
     rng = random.Random(seed + 11)
     if kind == "harmless":
-        return preference_data("refusal", n, seed)
+        return preference_data(BUNDLED_PAIRS, n, seed)
     if kind == "helpful":
         rows = read_jsonl(data_path("alpaca_eval", "alpaca_eval.jsonl"))
         pick = rng.sample(range(len(rows)), min(n, len(rows)))
