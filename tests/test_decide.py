@@ -680,3 +680,20 @@ def test_a_level_some_replicates_miss_is_ill_conditioned_and_says_how_many():
     got = _at_level(fam, four, dH, 0.8, 0.05)
     assert got["status"] == "ill-conditioned" and got["why"] == "25% of replicates do not reach it"
     assert _at_level(fam, four[[0, 2, 3, 4]], dH[:4], 0.8, 0.05)["status"] == "ok"
+
+
+def test_a_curve_that_does_not_start_at_the_base_is_interpolated_along_its_own_settings():
+    """The flipped fraction f starts at DPO (f = 0), not at the base: a level below its lowest ΔB is not reached on
+    it (no segment from the base), and a level between its settings is read on the segment between them."""
+    from steertax.manifest import Knob
+
+    base, fams = _two_task_data()
+    a = fams[0]
+    own = Family("F", "f", a.settings, [0.0, 0.25, 0.5], a.scores, spec=Knob("flip", "f", None, None, "starts at DPO"))
+    from_base = Family("F0", "f", a.settings, [0.0, 0.25, 0.5], a.scores)  # the same points, read from the base
+    res = decide(base, [own, from_base], ALIGN, HELP, levels=[0.2, 1.0], n_boot=50, seed=1)
+    m = {(r["family"], r["level"]): r for r in res["matched"]}
+    assert m[("F", 0.2)]["status"] == "not reached" and m[("F0", 0.2)]["status"] == "ok"
+    assert m[("F0", 0.2)]["segment"] == ["base", a.settings[0]]
+    assert m[("F", 1.0)]["status"] == "ok" and m[("F", 1.0)]["segment"][0] != "base"
+    assert m[("F", 1.0)]["estimate"] == pytest.approx(m[("F0", 1.0)]["estimate"])  # the same segment when it is not the first

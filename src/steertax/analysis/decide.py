@@ -222,8 +222,12 @@ def _verdict(a: str, b: str, d: float, p_adj: float, alpha: float, n_items: dict
 
 
 def _at_level(fam: Family, dB: np.ndarray, dH: np.ndarray, L: np.ndarray | float, alpha: float) -> dict[str, Any]:
-    """One family's ΔH at a level (a number, or one per replicate): status ok / not reached / ill-conditioned."""
-    h, seg = interpolate_at(dB, dH, L)
+    """One family's ΔH at a level (a number, or one per replicate): status ok / not reached / ill-conditioned.
+    A curve whose knob does not start at the base (its declared base is None: a weight curve, the flipped fraction
+    f, ORPO's β) is interpolated along its own settings only, never on a segment from the base."""
+    first = 1 if fam.spec is not None and fam.spec.base is None else 0
+    h, seg = interpolate_at(dB[:, first:], dH[:, first:], L)
+    seg = np.where(seg >= 0, seg + first, seg)
     if not np.isfinite(h[0]):
         return {"status": NOT_REACHED, "values": h}
     k0 = int(seg[0])
