@@ -186,7 +186,8 @@ def test_killing_the_ray_driver_resumes(cluster, study_cfg):
 def test_ray_merge_writes_the_local_rows(cluster, tmp_path):
     """A merge run's settings (base, specialists, mixture, merges) on Ray workers: the local rows exactly."""
     from steertax.runners.executors import ExecutorConfig
-    from steertax.runners.merge import load_merge_config, run_merge
+    from steertax.runners.merge import run_merge
+    from steertax.runners.merge_config import load_merge_config
     from test_merging import _merge_cfg
 
     d = tmp_path / "tiny"

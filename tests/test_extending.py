@@ -198,7 +198,7 @@ from steertax._util import quiet_renamed_checkpointing
 from steertax.cli import main
 from steertax.errors import ConfigError
 from steertax.interventions.merge import MERGE_REGISTRY, param, register_merge_method
-from steertax.runners.merge import merge_from_dict
+from steertax.runners.merge_config import merge_from_dict
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from conftest import make_tokenizer, tiny_model
 from steertax.config import from_dict
 from steertax.generation import cut_at_stop, generate_detailed
 from steertax.models import format_chat
-from steertax.runners.study import truncation
+from steertax.runners.study_summary import truncation
 from steertax.tasks.generative import ANSWER_LINE, final_number, humaneval_program, token_budget
 
 

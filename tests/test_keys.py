@@ -25,7 +25,8 @@ from steertax.runners.align import (
     register_trained_method,
     run_align,
 )
-from steertax.runners.merge import MergeSpec, _merge_spec
+from steertax.runners.merge import merge_spec as _merge_spec
+from steertax.runners.merge_config import MergeSpec
 from steertax.store import ResultStore
 
 

@@ -28,7 +28,7 @@ from steertax.interventions.merge import (
     tsvm_merge,
 )
 from steertax.runners.align import AlignSetting, LoraSettings, TrainSettings, preference_data, train_setting
-from steertax.runners.merge import merge_from_dict
+from steertax.runners.merge_config import merge_from_dict
 
 
 def _orthogonal(n, seed):
@@ -199,7 +199,7 @@ def test_bad_merge_inputs(adapter, tmp_path):
 
 
 def test_builtin_merge_config_draws_every_method_as_a_curve():
-    from steertax.runners.merge import load_merge_config
+    from steertax.runners.merge_config import load_merge_config
 
     cfg = load_merge_config(None)
     by_method: dict[str, int] = {}
@@ -303,7 +303,8 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_smollm2_merge_of_two_adapters_lands_in_the_store(tmp_path):
-    from steertax.runners.merge import load_merge_config, run_merge
+    from steertax.runners.merge import run_merge
+    from steertax.runners.merge_config import load_merge_config
 
     cfg = load_merge_config(None).to_dict()
     cfg["specialists"] = cfg["specialists"][:2]
@@ -339,7 +340,7 @@ def test_the_guides_example_method_is_registered_and_merges():
     """docs/DESIGN.md's "Adding a merge method" example (steertax/merges/average.py): registered by its file
     alone, usable by name in merge_deltas and in a merge config, in the store key, and the weighted mean."""
     from steertax.interventions.merge import MERGE_REGISTRY, merge_deltas
-    from steertax.runners.merge import merge_from_dict
+    from steertax.runners.merge_config import merge_from_dict
 
     assert "average" in MERGE_REGISTRY and MERGE_REGISTRY["average"].version == 1
     g = torch.Generator().manual_seed(0)
@@ -400,15 +401,16 @@ def test_the_mixture_is_trained_with_its_stated_beta(monkeypatch, tmp_path):
     """The mixture's β is configurable and stated; specialists with different β and no mixture_beta are refused
     (the mixture used to take the first specialist's β silently)."""
     import steertax.runners.merge as M
+    from steertax.runners.merge_config import load_merge_config, merge_from_dict
 
-    cfg = M.load_merge_config(None)
+    cfg = load_merge_config(None)
     assert cfg.resolved_mixture_beta() == 0.1
     d = cfg.to_dict()
     d["specialists"][1]["beta"] = 0.5
     with pytest.raises(ConfigError, match="mixture_beta"):
-        M.merge_from_dict(d)
+        merge_from_dict(d)
     d["mixture_beta"] = 0.3
-    cfg = M.merge_from_dict(d)
+    cfg = merge_from_dict(d)
     seen = {}
 
     def fake_train(cfg, name, rows, beta, *a, **k):

@@ -373,7 +373,7 @@ def test_bound_check_missing_stderr_is_a_missing_check():
 def test_study_bound_verdict_says_cant_tell_without_stderr():
     from types import SimpleNamespace
 
-    from steertax.runners.study import _bound_checks
+    from steertax.runners.study_summary import _bound_checks
 
     bs = [{"strength": s, "mean": m, "stderr": None} for s, m in ((0.0, 0.5), (1.0, 0.9), (2.0, 0.95))]
     tasks_out = {"arc": {"axis": "helpfulness", "metric": "p_correct", "by_strength": bs, "fit": {}}}
@@ -434,7 +434,7 @@ GRID = [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0]
 
 
 def test_study_tax_table_uses_the_held_out_items(study_cfg):
-    from steertax.runners.study import _efficient, _study_split, _tax
+    from steertax.runners.study_summary import _efficient, _study_split, _tax
 
     ents = _study_entries(GRID)
     eff = _efficient(study_cfg, ents, GRID)
@@ -451,7 +451,7 @@ def test_study_tax_table_uses_the_held_out_items(study_cfg):
 
 
 def test_no_law_fits_means_no_r_star_and_no_tax(study_cfg):
-    from steertax.runners.study import _efficient, _tax
+    from steertax.runners.study_summary import _efficient, _tax
 
     ents = _study_entries(GRID, law_ok=False)  # one strength only: no law can be fitted
     eff = _efficient(study_cfg, ents, GRID)
@@ -460,8 +460,9 @@ def test_no_law_fits_means_no_r_star_and_no_tax(study_cfg):
 
 
 def test_report_says_held_out_items_and_prints_no_tax_without_r_star(study_cfg, tmp_path):
+    from steertax._util import sanitize_json as _sanitize
     from steertax.reports.study import write_report
-    from steertax.runners.study import _efficient, _sanitize, _tax
+    from steertax.runners.study_summary import _efficient, _tax
 
     def summary(ents):
         eff = _efficient(study_cfg, ents, GRID)
@@ -495,7 +496,7 @@ def test_report_says_held_out_items_and_prints_no_tax_without_r_star(study_cfg, 
 
 
 def test_cli_tax_and_fit_print_the_reason_instead_of_a_table(monkeypatch, capsys, tmp_path):
-    import steertax.runners.study as study
+    import steertax.runners.study_summary as study
     from steertax.cli import main
 
     eff = {"ok": False, "reason": "no law fits, r* not chosen", "detail": "no law could be fitted to refusal on the validation split"}
@@ -515,7 +516,7 @@ def test_cli_tax_and_fit_print_the_reason_instead_of_a_table(monkeypatch, capsys
 
 
 def test_tax_markdown_names_what_the_mean_averages():
-    from steertax.runners.tax import tax_markdown
+    from steertax.reports.tax import tax_markdown
 
     ids = [f"i{k}" for k in range(6)]
     pairs = {"mmlu": ({i: 0.5 for i in ids}, {i: 0.45 for i in ids}), "gsm8k": ({i: 0.02 for i in ids}, {i: 0.0 for i in ids})}

@@ -1,15 +1,18 @@
-"""Small shared helpers: atomic writes, hashing, cache directory, layer-range parsing."""
+"""Small shared helpers: atomic writes, strict JSON, hashing, cache directory, layer-range parsing."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from steertax.errors import LayerError
 
@@ -65,6 +68,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def json_default(o: object) -> object:
+    """``json.dumps``' ``default`` for numpy values: floats (NaN and infinities as null), integers, booleans,
+    arrays; anything else as its text."""
+    if isinstance(o, np.floating):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def sanitize_json(o: Any) -> Any:
+    """Strict JSON: NaN and infinities become null, inside dicts and lists too."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: sanitize_json(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [sanitize_json(v) for v in o]
+    return o
 
 
 def parse_layers(spec: str | int | Iterable[int] | None, num_layers: int | None = None) -> list[int]:

@@ -609,7 +609,8 @@ def _cmd_align(a: argparse.Namespace) -> int:
     ],
 )
 def _cmd_merge(a: argparse.Namespace) -> int:
-    from steertax.runners.merge import load_merge_config, run_merge
+    from steertax.runners.merge import run_merge
+    from steertax.runners.merge_config import load_merge_config
 
     return _run_settings(a, load_merge_config, run_merge, "merge_3h.png")
 
@@ -674,7 +675,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 
 @command("fit", help="refit the laws and rewrite summary.json and the report", args=[arg("dir", help=STUDY_DIR)])
 def _cmd_fit(a: argparse.Namespace) -> int:
-    from steertax.runners.study import analyze
+    from steertax.runners.study_summary import analyze
 
     summ = analyze(a.dir)
     print_fits(summ)
@@ -720,7 +721,8 @@ def _cmd_theory(a: argparse.Namespace) -> int:
     from steertax.config import from_dict, upgrade_resolved
     from steertax.interventions.steering.vectors import SteeringVector
     from steertax.models import load_model
-    from steertax.runners.study import analyze, compute_theory
+    from steertax.runners.study import compute_theory
+    from steertax.runners.study_summary import analyze
 
     d = Path(a.dir)
     if not (d / "config.resolved.yaml").is_file():
@@ -773,7 +775,7 @@ def _cmd_tax(a: argparse.Namespace) -> int:
         return _cmd_tax_models(a)
     if a.dir is None:
         raise SteertaxError("steertax tax needs a study folder (steertax tax DIR) or models (steertax tax --base M --aligned A)")
-    from steertax.runners.study import analyze
+    from steertax.runners.study_summary import analyze
 
     summ = analyze(a.dir)
     eff = summ["efficient_strength"]
@@ -798,7 +800,8 @@ def _cmd_tax(a: argparse.Namespace) -> int:
 def _cmd_tax_models(a: argparse.Namespace) -> int:
     import json
 
-    from steertax.runners.tax import TAX_BENCHMARKS, measure_alignment_tax, tax_markdown
+    from steertax.reports.tax import tax_markdown
+    from steertax.runners.tax import TAX_BENCHMARKS, measure_alignment_tax
 
     limit = a.limit if a.limit is not None else (16 if a.quick else None)
     benches = list(TAX_BENCHMARKS) if a.benchmarks is None else [b.strip() for b in a.benchmarks.split(",") if b.strip()]

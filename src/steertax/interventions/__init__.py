@@ -9,7 +9,7 @@ registration (:func:`register_intervention`):
   knob, one row per strength), optionally gated by a :class:`~steertax.interventions.conditional.Condition` (conditional
   steering: method ``conditional``).
 - :class:`AdapterIntervention` (``adapter``): a peft LoRA adapter (``steertax align``, merge specialists).
-- :class:`~steertax.runners.merge.MergedIntervention`: merged task-vector weights at a scale λ.
+- :class:`~steertax.interventions.merge.MergedIntervention`: merged task-vector weights at a scale λ.
 
 Every intervention has a ``key``: a hash of its complete resolved description (every field that can
 change a result, and the version of its implementation), and :func:`store_key` is the one function that

@@ -1,6 +1,6 @@
 """``steertax tax``: the alignment tax of one aligned model (an adapter, a model, a steering vector at a strength)
-against its base on capability benchmarks, with the helpful and harmless rates on the same prompts; its input
-checks (before any model loads) and its markdown."""
+against its base on capability benchmarks, with the helpful and harmless rates on the same prompts; and its input
+checks (before any model loads); the markdown is :func:`steertax.reports.tax.tax_markdown`."""
 
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ from steertax.interventions import AdapterIntervention, BaseIntervention, Interv
 from steertax.interventions.steering.hooks import check_strength
 from steertax.interventions.steering.vectors import SteeringVector
 from steertax.models import ALIASES, BUILTIN_MODELS, load_model
-from steertax.reports.align import fmt, fmt_ci
 from steertax.runners.executors import check_backend
 from steertax.runners.preflight import Problems, raise_problems, resolve_model
 from steertax.runners.summary import by_item
-from steertax.tasks.behavior import SAFE_ANSWERED, UNSAFE_REFUSED
 from steertax.tasks.drift import DRIFT_METRICS
 from steertax.vllm_backend import require_vllm
 
@@ -320,40 +318,3 @@ def _check_benchmarks(benchmarks: Sequence[str], P: Any) -> None:
     rates = T.task_with(T.SAFE_PROMPT_RATE)
     with P.at(f"the helpful/harmless rates ({rates})", wrap=ConfigError):
         T.get(rates, scorers=["generate"])
-
-
-def tax_markdown(res: dict[str, Any]) -> str:
-    lines = [
-        f"# Alignment tax: {res['aligned']} vs {res['base']}",
-        "",
-        "| benchmark | axis | metric | base | aligned | change (95% CI) | tax % (95% CI) | n |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    notes = []
-    for b, r in res["benchmarks"].items():
-        tax = "—" if r.get("tax_percent") is None else f"{r['tax_percent']:.1f}{fmt_ci(r.get('tax_ci95'), 1)}"
-        change = "—" if r.get("delta") is None else f"{fmt(r['delta'])}{fmt_ci(r.get('delta_ci95'))}"
-        lines.append(f"| {b} | {r.get('axis', '—')} | {r['metric']} | {fmt(r['base'])} | {fmt(r['value'])} | {change} | {tax} | {r['n']} |")
-        if r.get("tax_note") and r.get("axis", "helpfulness") == "helpfulness":
-            notes.append(f"- {b}: {r['tax_note']}.")
-    mt, over = res.get("mean_tax_percent"), res.get("mean_tax_over")
-    what = f" over {', '.join(over)}" if over else ""
-    ci = fmt_ci(res.get("mean_tax_ci95"), 1)
-    lines += ["", f"Mean tax{what}: {'—' if mt is None else f'{mt:.1f} %{ci}'} (negative = improvement).", ""]
-    if res.get("mean_tax_note"):
-        lines += [f"{res['mean_tax_note']}.", ""]
-    excl = res.get("mean_tax_excluded") or {}
-    if excl:
-        lines += ["Not in the mean: " + "; ".join(f"{b} ({why})" for b, why in excl.items()) + ".", ""]
-    if notes:
-        floor = res.get("tax_base_floor", TAX_BASE_FLOOR)
-        lines += [f"Why a tax % or its CI is missing (tax % needs a base of at least {floor:g}):", *notes, ""]
-    rates = (
-        ("helpful_rate", f"helpful rate = {SAFE_ANSWERED['generate']}"),
-        ("harmless_rate", f"harmless rate = {UNSAFE_REFUSED['generate']}"),
-    )
-    for k, what in rates:
-        r = res[k]
-        change = f"{fmt(r['delta'])}{fmt_ci(r.get('delta_ci95'))}"
-        lines.append(f"- {what}: {fmt(r['base'])} → {fmt(r['value'])} (change {change}, n = {r['n']})")
-    return "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
 """TSV-M (Task Singular Vector Merging, Gargiulo et al., CVPR 2025) and steertax's reading of R-TSVM (Yang et
-al. 2025); see the docstring of :mod:`steertax.runners.merge` and docs/MERGING.md for what comes from which paper.
+al. 2025); see docs/MERGING.md for what comes from which paper.
 """
 
 from __future__ import annotations
