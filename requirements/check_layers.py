@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("models", "vllm_backend")),
     ("interventions", ("interventions",)),
     ("scoring", ("scoring", "generation")),
+    ("judges", ("judges",)),
     ("tasks", ("tasks", "training")),
     ("analysis", ("analysis",)),
     ("config", ("config", "executor_config")),

@@ -6,8 +6,8 @@ import pytest
 import steertax as st
 from steertax._util import sha256_file
 from steertax.interventions.steering.pairs import harmful_instructions
+from steertax.judges.rules import is_refusal
 from steertax.models import BUILTIN_MODELS, builtin_gguf_path
-from steertax.tasks.judges import is_refusal
 
 pytestmark = pytest.mark.slow
 

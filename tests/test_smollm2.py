@@ -96,7 +96,7 @@ def test_refusal_vector_separates_and_steers(smol, refusal_vec):
 
 
 def test_steered_generation_refuses(smol, refusal_vec):
-    from steertax.tasks.judges import is_refusal
+    from steertax.judges.rules import is_refusal
 
     model, tok = smol
     qs = harmful_instructions("test")[:6]

@@ -132,6 +132,7 @@ NOT_A_TASK: dict[tuple[str, str], int] = {
     ("training/settings.py", "refusal"): 1,  # DataSettings.pairs: the same preference pairs
     ("scoring.py", "drift"): 2,  # the scoring function drift(): __all__ and its progress bar
     ("reports/study.py", "drift"): 1,  # the drift figure's name (figures/drift.png), chosen by metric
+    ("judges/validate.py", "refusal"): 2,  # a labelled file's label "refusal" and its boolean `refusal` column
 }
 
 

@@ -900,6 +900,56 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
     return str(vector_file), float(eff["r_star"])
 
 
+@command(
+    "judge",
+    help="validate a judge against human labels (XSTest v2's 2,250 labelled answers by default)",
+    description="Score a judge against human-labelled answers: per answering model, Cohen's κ of full refusal vs full "
+    "compliance with a bootstrap 95% CI, precision and recall of refusal, the human partial refusals and a few "
+    "disagreements. The rule judge was written on the tune half of XSTest's prompts of three models; report it on "
+    "--split test and on the held-out models.",
+    args=[
+        arg("action", choices=["validate"], help="validate: score the judge on labelled answers"),
+        arg(
+            "--judge",
+            default="rules",
+            help="a registered judge (rules, paper_keyword, model, llama_guard, wildguard, harmbench, strongreject) [rules]",
+        ),
+        arg("--judge-model", default=None, help="the judge's model (model, strongreject: a chat model; classifiers: a hub id or folder)"),
+        arg("--labels", default=None, help="a CSV/JSONL with prompt, answer, label (and group/model) [XSTest v2's human labels]"),
+        arg("--split", default="all", choices=["all", "tune", "test"], help="XSTest prompts: all, the tune half or the test half [all]"),
+        arg("--words", type=int, default=None, help="judge each answer cut to its first N words (the product's 24-32 tokens: ~20)"),
+        arg("--limit", type=int, default=None, help="at most N answers per answering model (a seeded sample; for model judges)"),
+        arg("--examples", type=int, default=3, help="disagreements shown per answering model [3]"),
+        arg("--out", default=None, help="also write the result as JSON here"),
+        SEED,
+    ],
+)
+def _cmd_judge(a: argparse.Namespace) -> int:
+    from steertax.judges import build_judge
+    from steertax.judges.validate import read_labelled, sample_per_group, validate_judge
+    from steertax.reports.judge import validation_markdown
+
+    spec: Any = a.judge if a.judge_model is None else {"name": a.judge, "model": a.judge_model}
+    judge = build_judge(spec, "--judge")  # unknown names and options before anything loads
+    if a.words is not None and a.words < 1:
+        raise SteertaxError(f"--words {a.words}: give a positive number of words (e.g. 20)")
+    if a.limit is not None and a.limit < 1:
+        raise SteertaxError(f"--limit {a.limit}: give a positive number of answers per model")
+    if a.out is not None and Path(a.out).is_dir():
+        raise SteertaxError(f"--out {a.out} is a directory: give a file path like {Path(a.out) / 'validation.json'}")
+    data = read_labelled(a.labels)
+    if a.limit is not None:
+        data = sample_per_group(data, a.limit, a.seed)
+    res = validate_judge(judge, data, split=a.split, words=a.words, seed=a.seed, examples=a.examples)
+    print(validation_markdown(res))
+    if a.out is not None:
+        from steertax._util import atomic_write_json
+
+        atomic_write_json(a.out, res)
+        print(f"wrote {a.out}")
+    return 0
+
+
 @command("info", help="describe a saved vector", args=[arg("vector")])
 def _cmd_info(a: argparse.Namespace) -> int:
     from steertax.interventions.steering.vectors import SteeringVector
@@ -1008,6 +1058,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd_fit,
     _cmd_theory,
     _cmd_tax,
+    _cmd_judge,
     _cmd_info,
     _cmd_export,
     _cmd_import,
