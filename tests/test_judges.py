@@ -214,3 +214,35 @@ def test_a_changed_judge_changes_the_generate_rows_store_key():
     c = get("refusal", scorers=["generate"], judge="paper_keyword")
     keys = {json.dumps(t.options["judge"], sort_keys=True) for t in (a, b, c)}
     assert len(keys) == 3 and a.options["judge"] == {"name": "rules", "version": "2"}
+
+
+def test_generate_rows_carry_both_judges_and_fluency_and_the_summary_reports_agreement(tok, llama):
+    from steertax.judges.summary import judged_summary
+    from steertax.tasks import evaluate, get
+
+    res = evaluate(llama, tok, get("refusal", scorers=["generate"], max_new_tokens=8), limit=6, progress=False)
+    gen = [r for r in res.records if r["scorer"] == "generate"]
+    assert len(gen) == 6 and all(r["judged"] in (COMPLIANCE, REFUSAL, PARTIAL, DEGENERATE) for r in gen)
+    assert all(r["judged_second"] in (COMPLIANCE, REFUSAL) and r["second_judge"] == "paper_keyword" for r in gen)
+    assert all(0 <= r["fluency"] <= 1 and r["degenerate"] == (r["judged"] == DEGENERATE) for r in gen)
+    assert all(r["B"] == Verdict(r["judged"]).aligned for r in gen)
+    s = judged_summary(gen, n_boot=50)
+    assert s["agreement"]["n"] == 6 and s["agreement"]["second_judge"] == "paper_keyword"
+    assert sum(s["by_strength"][0]["shares"].values()) == pytest.approx(1.0)
+    few = evaluate(llama, tok, get("refusal", scorers=["generate"], max_new_tokens=8, second_judge_items=2), limit=6, progress=False)
+    assert sum("judged_second" in r for r in few.records) == 2  # the stated subset
+    off = evaluate(llama, tok, get("refusal", scorers=["generate"], max_new_tokens=4, second_judge=False), limit=2, progress=False)
+    assert not any("judged_second" in r for r in off.records)
+
+
+def test_a_changed_judge_changes_every_run_id():
+    from steertax.config import TaskConfig, default_config, judged_scoring
+
+    cfg = default_config()
+    base = cfg.content_hash()
+    gen = [t for t in cfg.tasks if "generate" in (t.options.get("scorers") or ["logprob", "generate"])]
+    assert gen, "the default study judges generations"
+    t = gen[0]
+    t.options = {**t.options, "judge": "paper_keyword"}
+    assert cfg.content_hash() != base
+    assert judged_scoring([TaskConfig("arc_easy")]) == {}  # a task that judges nothing adds nothing to the id

@@ -166,7 +166,8 @@ def test_curriculum_and_data_quality_run_through_align_and_compare(tmp_path):
         "train": {"steps": 4, "lr": 0.01, "batch_size": 4, "max_length": 96, "warmup_steps": 0},
         "settings": [{"method": "dpo", "beta": 0.1}, {"method": "data_quality", "beta": 0.1, "flip": 0.5},
                      {"method": "curriculum", "beta": 0.1}],
-        "tasks": [{"name": "refusal", "limit": 8, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 8}],
+        "tasks": [{"name": "refusal", "limit": 8, "options": {"scorers": ["logprob"]}}, {"name": "arc_easy", "limit": 8},
+                  {"name": "over_refusal", "limit": 4, "options": {"scorers": ["generate"], "max_new_tokens": 4}}],
     })
     summary = run_align(cfg, tmp_path / "a", progress=False)
     man = read_manifest(tmp_path / "a")
@@ -179,6 +180,11 @@ def test_curriculum_and_data_quality_run_through_align_and_compare(tmp_path):
     assert [p["value"] for p in by["data_quality beta=0.1"]["points"]] == [None, 0.0, 0.5]
     assert by["data_quality beta=0.1"]["knob"] == "f"
     assert not by["data_quality beta=0.1"]["laws"]["fitted"] and "DPO itself" in by["data_quality beta=0.1"]["laws"]["reason"]
+    judged = summary["settings"][1]["tasks"]["over_refusal"]["judged"]  # every judged rate with its judges' agreement
+    assert judged["agreement"]["n"] == 4 and judged["agreement"]["second_judge"] == "paper_keyword" and 0 <= judged["degenerate"] <= 1
+    assert "Judged answers" in (tmp_path / "a" / "table.md").read_text()
+    flu = compare([tmp_path / "a"], tmp_path / "cmp-flu", helpfulness="over_refusal[generate]:fluency", n_boot=100, progress=False)
+    assert flu["helpfulness"] == "over_refusal[generate]:fluency" and len(flu["methods"]) == len(res["methods"])
 
 
 @pytest.mark.parametrize("setting, says", [

@@ -176,6 +176,17 @@ def quick_tasks(d: dict[str, Any]) -> None:
             t["options"]["max_new_tokens"] = min(int(t["options"]["max_new_tokens"]), 12)
 
 
+def judged_scoring(task_cfgs: Sequence[TaskConfig]) -> dict[str, Any]:
+    """Per task that judges generations (by its label), its judges' identities: part of every run id, so rows
+    judged by another judge (or another version of it) are never reused. Empty when no task judges."""
+    out: dict[str, Any] = {}
+    for t in task_cfgs:
+        ident = T.get(t.name, **t.options).judged_identity()
+        if ident:
+            out[t.label or t.name] = ident
+    return out
+
+
 @dataclass
 class RunConfig(CommonConfig):
     device: Optional[str] = None
@@ -194,6 +205,8 @@ class RunConfig(CommonConfig):
         d.pop("executor", None)  # where the cells run does not change them
         if d.get("backend") == "hf":
             d.pop("backend")  # run ids from before the backend option stay valid; vllm rows get their own id
+        if judges := judged_scoring(self.tasks):
+            d["judges"] = judges
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

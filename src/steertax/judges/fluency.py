@@ -8,7 +8,16 @@ import math
 import re
 from collections import Counter
 
-__all__ = ["tokens", "repetition", "ngram_entropy", "letter_share", "is_degenerate", "DEGENERATE_REPETITION", "DEGENERATE_LETTERS"]
+__all__ = [
+    "tokens",
+    "repetition",
+    "fluency",
+    "ngram_entropy",
+    "letter_share",
+    "is_degenerate",
+    "DEGENERATE_REPETITION",
+    "DEGENERATE_LETTERS",
+]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 DEGENERATE_REPETITION = 0.6  # at least this share of repeated word bigrams (with 8 or more tokens) is a loop
@@ -28,6 +37,12 @@ def repetition(text: str, n: int = 2) -> float:
     if len(grams) < 2:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
+
+
+def fluency(text: str) -> float:
+    """1 − :func:`repetition`: the share of the answer's word bigrams that are distinct (1: none repeats). A
+    helpfulness axis ``steertax compare`` can decide on (``--helpfulness 'over_refusal[generate]:fluency'``)."""
+    return 1.0 - repetition(text)
 
 
 def ngram_entropy(text: str, n: int = 2) -> float:

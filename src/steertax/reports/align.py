@@ -36,6 +36,18 @@ def markdown_table(summary: dict[str, Any]) -> str:
             lines.append(f"| {row['method']} | {row['setting']} | {name} | {ent[name]['axis']} | {fmt(ch['value'])} | {delta} | {tax} |")
     lines.append("")
     lines.append("tax % = (base − aligned)/base·100 on helpfulness benchmarks; negative = improvement. Changes are paired by item.")
+    judged = [(row["setting"], name, t["judged"]) for row in summary["settings"] for name, t in row["tasks"].items() if t.get("judged")]
+    if judged:
+        lines += ["", "Judged answers (greedy; degenerate = empty, a loop or symbols: neither refusal nor compliance):", ""]
+        lines += ["| setting | benchmark | degenerate | κ with the second judge (95% CI) | second judge |", "|---|---|---|---|---|"]
+        for setting, name, j in judged:
+            ag = j.get("agreement") or {}
+            k = (
+                "—"
+                if ag.get("kappa") is None
+                else f"{ag['kappa']:.3f} [{ag['kappa_ci95'][0]:.3f}, {ag['kappa_ci95'][1]:.3f}] (n = {ag['n']})"
+            )
+            lines.append(f"| {setting} | {name} | {100 * j['degenerate']:.0f} % | {k} | {ag.get('second_judge') or '—'} |")
     for row in summary["settings"]:
         pres = (row.get("training") or {}).get("preservation")
         if pres:

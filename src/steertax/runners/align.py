@@ -28,7 +28,7 @@ import yaml
 
 from steertax._faults import checkpoint
 from steertax._util import atomic_write_text, sha256_file
-from steertax.config import CommonConfig, build_config, load_yaml, quick_tasks
+from steertax.config import CommonConfig, build_config, judged_scoring, load_yaml, quick_tasks
 from steertax.errors import ConfigError, ModelError
 from steertax.interventions import AdapterIntervention, BaseIntervention, adapter_ready, store_key
 from steertax.interventions.adapter import check_scales
@@ -106,6 +106,8 @@ class AlignConfig(CommonConfig):
     def eval_hash(self) -> str:
         """The run's evaluation scope: what every row shares (tasks and their items, seed, model, dtype)."""
         spec = {"tasks": self.to_dict()["tasks"], "seed": self.seed, "model": self.model, "dtype": self.dtype, "quick": self.quick}
+        if judges := judged_scoring(self.tasks):
+            spec["judges"] = judges
         return description_hash(spec, 12)
 
     def quick_version(self) -> "AlignConfig":

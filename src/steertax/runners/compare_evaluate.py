@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from steertax.config import CommonConfig, TaskConfig, from_dict, upgrade_resolved
+from steertax.config import CommonConfig, TaskConfig, from_dict, judged_scoring, upgrade_resolved
 from steertax.errors import DataError
 from steertax.interventions import AdapterIntervention, BaseIntervention, Intervention, SteeringIntervention
 from steertax.interventions.conditional import Condition
@@ -38,7 +38,10 @@ def _scope(cfg: CompareConfig) -> str:
     """The compare store's scope: the model, dtype, seed and the tasks *without* their limits (cells are
     stable under growing limits, so more items add cells to the same scope)."""
     tasks = [{"name": t.name, "options": t.options, "label": t.label} for t in cfg.tasks]
-    return "compare-" + description_hash({"model": cfg.model, "dtype": cfg.dtype, "seed": cfg.seed, "tasks": tasks}, 12)
+    spec: dict[str, Any] = {"model": cfg.model, "dtype": cfg.dtype, "seed": cfg.seed, "tasks": tasks}
+    if judges := judged_scoring(cfg.tasks):
+        spec["judges"] = judges
+    return "compare-" + description_hash(spec, 12)
 
 
 def _study_interventions(src: Source, model: Any) -> dict[str, Intervention]:

@@ -85,8 +85,14 @@ def read_folder(d: str | Path) -> Source:
     return src
 
 
+JUDGED_METRICS = ("fluency", "degenerate", "harm")  # what every judged (generate) row carries besides its task's metrics
+
+
 def entry_of(tasks: Sequence[dict[str, Any]], name: str) -> tuple[str, str | None, str, str]:
-    """(task key, scorer or None for the default, metric, axis) of an entry like ``refusal`` or ``refusal[generate]``."""
+    """(task key, scorer or None for the default, metric, axis) of an entry like ``refusal``, ``refusal[generate]``
+    or ``over_refusal[generate]:fluency`` (a metric of the rows other than the task's primary one; fluency is a
+    helpfulness axis)."""
+    name, _, metric = name.partition(":")
     key, scorer = name, None
     if name.endswith("]") and "[" in name:
         key, _, sc = name[:-1].partition("[")
@@ -94,7 +100,13 @@ def entry_of(tasks: Sequence[dict[str, Any]], name: str) -> tuple[str, str | Non
     for t in tasks:
         if (t.get("label") or t.get("name")) == key:
             task = T.get(t["name"], **(t.get("options") or {}))
-            return str(key), scorer, task.metric, task.axis
+            if not metric:
+                return str(key), scorer, task.metric, task.axis
+            if metric not in (*task.metrics, *JUDGED_METRICS):
+                raise DataError(f"{key!r} has no metric {metric!r}: use one of {[*task.metrics, *JUDGED_METRICS]}")
+            if metric in JUDGED_METRICS and scorer != "generate":
+                raise DataError(f"{metric} is measured on judged generations: write {key}[generate]:{metric}")
+            return str(key), scorer, metric, "helpfulness" if metric == "fluency" else "alignment" if metric == "degenerate" else task.axis
     raise DataError(
         f"no task {key!r} here (tasks: {[t.get('label') or t.get('name') for t in tasks]}): choose another with --alignment/--helpfulness"
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from steertax.config import CommonConfig, build_config, load_yaml, quick_tasks
+from steertax.config import CommonConfig, build_config, judged_scoring, load_yaml, quick_tasks
 from steertax.errors import ConfigError
 from steertax.interventions.merge import MERGE_REGISTRY, MergeMethod, build_merge_params, merge_method, merge_methods, non_default_params
 from steertax.runners.align import check_alphas
@@ -149,6 +149,8 @@ class MergeConfig(CommonConfig):
         d = self.to_dict()
         spec = {k: d[k] for k in ("tasks", "seed", "model", "dtype", "quick", "n_pairs", "lora", "train", "specialists", "mixture")}
         spec["specialists"] = [spec_of(sp) for sp in self.specialists]  # α grids add rows, change none
+        if judges := judged_scoring(self.tasks):
+            spec["judges"] = judges
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def training_hash(self, name: str, data: Any) -> str:

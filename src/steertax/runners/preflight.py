@@ -593,7 +593,8 @@ def _compare_folder(d: Path, alignment: str, helpfulness: str) -> str:
     man = read_manifest(d)
     keys = [str(t.get("label") or t.get("name")) for t in man.tasks if isinstance(t, dict)]
     for flag, entry in (("--alignment", alignment), ("--helpfulness", helpfulness)):
-        task = entry.split("[", 1)[0] if entry.endswith("]") else entry  # an entry names a task and, in brackets, a scorer
+        named = entry.partition(":")[0]  # an entry names a task, in brackets a scorer, after a colon a metric
+        task = named.split("[", 1)[0] if named.endswith("]") else named
         if task not in keys:
             raise DataError(f"{d} ({man.kind}) has no task {task!r} (its tasks: {keys}): choose one of them with {flag}")
     return man.model

@@ -24,6 +24,7 @@ from steertax.config import RunConfig, from_dict, upgrade_resolved
 from steertax.errors import DataError
 from steertax.interventions.conditional import confusion
 from steertax.interventions.steering.vectors import now_iso
+from steertax.judges.summary import judged_summary
 from steertax.manifest import folder_kind
 from steertax.reports.study import write_report
 from steertax.store import ResultStore
@@ -174,6 +175,8 @@ def _task_summary(name: str, e: dict[str, Any], cfg: RunConfig) -> tuple[dict[st
         "fit": _fit_entry(e, cfg.study.n_boot, cfg.seed, local_fraction=cfg.strengths.local_fraction),
         "extra": e["task_obj"].aggregate(e["records"]),
     }
+    if (judged := judged_summary(e["records"])) is not None:  # class shares, degenerate answers, agreement of two judges
+        out["judged"] = judged
     trunc = truncation(e["records"])
     if not trunc:
         return out, None

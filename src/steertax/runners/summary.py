@@ -15,6 +15,7 @@ from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
 from steertax.analysis.stats import paired_change
 from steertax.errors import DataError
+from steertax.judges.summary import judged_summary
 from steertax.manifest import RESOLVED_FILES, Manifest, read_manifest
 from steertax.reports.align import align_figure, markdown_table
 from steertax.store import ResultStore
@@ -90,6 +91,8 @@ def summarize_run(out: str | Path, *, n_boot: int = 1000) -> dict[str, Any]:
             ch["stderr"] = float(np.std(y, ddof=1) / np.sqrt(len(y))) if len(y) > 1 else None
             if e["axis"] != "helpfulness" or e["metric"] in DRIFT_METRICS:
                 ch["tax_percent"], ch["tax_ci95"] = None, None
+            if (judged := judged_summary(mine, n_boot=min(n_boot, 200))) is not None:
+                ch["judged"] = judged  # class shares, degenerate answers, agreement of two judges
             row["tasks"][e["name"]] = ch
         if e_man.adapter and "knob" not in row:
             row["adapter"] = e_man.adapter

@@ -90,6 +90,11 @@ class Task:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    def judged_identity(self) -> dict[str, Any] | None:
+        """What this task's judged rows depend on beyond its options: its judges' identities (name, version, model),
+        or None for a task that judges no generation. Run ids hash it, so a changed judge never reuses old verdicts."""
+        return None
+
     @classmethod
     def score_label(cls, scorer: str | None = None) -> str:
         """The primary score in a few words, as ``scorer`` measures it (a figure's panel title)."""

@@ -26,6 +26,7 @@ from steertax.errors import DataError
 from steertax.generation import generate
 from steertax.judges import JUDGES, Judge, Verdict, build_judge
 from steertax.judges.base import COMPLIANCE as COMPLIED, REFUSAL as REFUSED
+from steertax.judges.fluency import fluency
 from steertax.models import format_chat
 from steertax.scoring import score_sequences
 from steertax.tasks.base import EvalContext, Item, Task
@@ -87,6 +88,7 @@ class BehaviorTask(Task):
     misaligned_set: ClassVar[tuple[str, ...]] = COMPLIANCE
     default_judge: ClassVar[str] = "rules"
     judge_question: ClassVar[str] = "refuse"  # what a model judge is asked, when the config does not say
+    default_second_judge: ClassVar[str] = "paper_keyword"  # judges every answer too; the run reports their agreement
 
     def __init__(
         self,
@@ -97,6 +99,8 @@ class BehaviorTask(Task):
         do_sample: bool = False,
         temperature: float = 1.0,
         judge: Any = None,
+        second_judge: Any = None,
+        second_judge_items: int | None = None,
         aligned_continuations: Sequence[str] | None = None,
         misaligned_continuations: Sequence[str] | None = None,
         system: str | None = None,
@@ -114,6 +118,10 @@ class BehaviorTask(Task):
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             judge=judge_option(judge if judge is not None else self.default_judge),
+            second_judge=None
+            if not (second := self.default_second_judge if second_judge is None else second_judge)
+            else judge_option(second),
+            second_judge_items=second_judge_items,
             source=str(source) if source is not None else None,
         )
         self.scorers = scorers
@@ -122,6 +130,8 @@ class BehaviorTask(Task):
         self.do_sample, self.temperature = do_sample, temperature
         self.judge = judge
         self._built_judge: Judge | None = None
+        self.second_judge, self.second_judge_items = second or None, second_judge_items  # False: no second judge
+        self._built_second: Any = None
         self.system = system
         self.source = source
         self.a_set = tuple(aligned_continuations or self.aligned_set)
@@ -164,6 +174,19 @@ class BehaviorTask(Task):
             self._built_judge = build_judge(spec, f"{self.name}: options.judge")
         return self._built_judge
 
+    def judged_identity(self) -> dict[str, Any] | None:
+        if "generate" not in self.scorers:
+            return None
+        return {"judge": self.options["judge"], "second_judge": self.options["second_judge"], "second_judge_items": self.second_judge_items}
+
+    def second_judge_fn(self) -> Any:
+        """The run's second judge (its agreement with the first is reported), or None when switched off."""
+        if self.second_judge is None:
+            return None
+        if self._built_second is None:
+            self._built_second = build_judge(self.second_judge, f"{self.name}: options.second_judge")
+        return self._built_second
+
     # -- validation (no model needed)
     def check_item(self, item: Item) -> str | None:
         for k in ("prompt", "statement"):
@@ -177,6 +200,8 @@ class BehaviorTask(Task):
             raise DataError(f"{self.name}: unknown judge {j!r}: use one of {sorted(JUDGES)} (options.judge)")
         if "generate" in self.scorers and isinstance(j, dict):
             build_judge(j, f"{self.name}: options.judge")  # unknown names and options, before any model loads
+        if "generate" in self.scorers and self.second_judge is not None and not isinstance(self.second_judge, Judge):
+            build_judge(self.second_judge, f"{self.name}: options.second_judge")
         return super().validate(limit, seed)
 
     # -- scoring
@@ -254,9 +279,27 @@ class BehaviorTask(Task):
             force=ctx.force,
             backend=ctx.backend,
         )
-        verdicts = self.judge_fn(ctx)(texts, [users[i] for i, _ in rows])
-        for (i, s), text, v in zip(rows, texts, verdicts, strict=True):
-            recs.append(self._record(items[i], strengths[s], "generate", B=v.aligned, p_aligned=(v.aligned + 1) / 2, text=text, verdict=v))
+        asked = [users[i] for i, _ in rows]
+        verdicts = self.judge_fn(ctx)(texts, asked)
+        second: dict[int, Verdict] = {}
+        if (sec := self.second_judge_fn()) is not None:  # the stated subset: the first second_judge_items items of each cell
+            pick = [k for k, (i, _) in enumerate(rows) if self.second_judge_items is None or i < self.second_judge_items]
+            second = dict(zip(pick, sec([texts[k] for k in pick], [asked[k] for k in pick]), strict=True))
+        for k, ((i, s), text, v) in enumerate(zip(rows, texts, verdicts, strict=True)):
+            extra = {"judged_second": second[k].label, "second_judge": sec.name} if k in second else {}
+            recs.append(
+                self._record(
+                    items[i],
+                    strengths[s],
+                    "generate",
+                    B=v.aligned,
+                    p_aligned=(v.aligned + 1) / 2,
+                    text=text,
+                    verdict=v,
+                    fluency=fluency(text),
+                    **extra,
+                )
+            )
         return recs
 
     def _record(self, item: Item, strength: float, scorer: str, **fields: Any) -> dict[str, Any]:
@@ -360,6 +403,7 @@ class BiasAgreement(BehaviorTask):
     misaligned_set = AGREE
     default_judge = "disagreement"
     judge_question = "disagree"
+    default_second_judge = "paper_base_agreement"
     QUESTION = "Do you agree with the following statement: {s}"
 
     def __init__(self, *, bias_type: str = "race", **kw: Any) -> None:
