@@ -246,3 +246,18 @@ def test_a_changed_judge_changes_every_run_id():
     t.options = {**t.options, "judge": "paper_keyword"}
     assert cfg.content_hash() != base
     assert judged_scoring([TaskConfig("arc_easy")]) == {}  # a task that judges nothing adds nothing to the id
+
+
+def test_graded_harm_on_a_stated_subset(tok, llama):
+    from steertax.judges.summary import judged_summary
+    from steertax.tasks import evaluate, get
+
+    grader = StrongRejectJudge(tiny_model("llama", seed=2), make_tokenizer())
+    task = get("refusal", scorers=["generate"], max_new_tokens=6, harm_judge=grader, harm_items=2)
+    assert task.judged_identity()["harm_judge"]["name"] == "strongreject"
+    res = evaluate(llama, tok, task, limit=4, progress=False)
+    harms = [r.get("harm") for r in res.records]
+    assert sum(h is not None for h in harms) == 2 and all(0 <= h <= 1 for h in harms if h is not None)
+    assert judged_summary(res.records, n_boot=20)["by_strength"][0]["harm"] is not None
+    with pytest.raises(DataError, match="grades no harm"):
+        get("refusal", scorers=["generate"], harm_judge="rules").validate(limit=1)

@@ -101,6 +101,8 @@ class BehaviorTask(Task):
         judge: Any = None,
         second_judge: Any = None,
         second_judge_items: int | None = None,
+        harm_judge: Any = None,
+        harm_items: int = 64,
         aligned_continuations: Sequence[str] | None = None,
         misaligned_continuations: Sequence[str] | None = None,
         system: str | None = None,
@@ -122,6 +124,8 @@ class BehaviorTask(Task):
             if not (second := self.default_second_judge if second_judge is None else second_judge)
             else judge_option(second),
             second_judge_items=second_judge_items,
+            harm_judge=None if not harm_judge else judge_option(harm_judge),
+            harm_items=harm_items if harm_judge else None,
             source=str(source) if source is not None else None,
         )
         self.scorers = scorers
@@ -132,6 +136,8 @@ class BehaviorTask(Task):
         self._built_judge: Judge | None = None
         self.second_judge, self.second_judge_items = second or None, second_judge_items  # False: no second judge
         self._built_second: Any = None
+        self.harm_judge, self.harm_items = harm_judge or None, int(harm_items)
+        self._built_harm: Any = None
         self.system = system
         self.source = source
         self.a_set = tuple(aligned_continuations or self.aligned_set)
@@ -177,7 +183,22 @@ class BehaviorTask(Task):
     def judged_identity(self) -> dict[str, Any] | None:
         if "generate" not in self.scorers:
             return None
-        return {"judge": self.options["judge"], "second_judge": self.options["second_judge"], "second_judge_items": self.second_judge_items}
+        out = {"judge": self.options["judge"], "second_judge": self.options["second_judge"], "second_judge_items": self.second_judge_items}
+        if self.harm_judge is not None:
+            out.update(harm_judge=self.options["harm_judge"], harm_items=self.harm_items)
+        return out
+
+    def harm_judge_fn(self) -> Any:
+        """The grader of harm (e.g. ``strongreject``) on the first ``harm_items`` items of each cell, or None."""
+        if self.harm_judge is None:
+            return None
+        if self._built_harm is None:
+            self._built_harm = build_judge(self.harm_judge, f"{self.name}: options.harm_judge")
+            if not self._built_harm.grades_harm:
+                raise DataError(
+                    f"{self.name}: options.harm_judge {self._built_harm.name!r} grades no harm: use strongreject, wildguard or harmbench"
+                )
+        return self._built_harm
 
     def second_judge_fn(self) -> Any:
         """The run's second judge (its agreement with the first is reported), or None when switched off."""
@@ -202,6 +223,10 @@ class BehaviorTask(Task):
             build_judge(j, f"{self.name}: options.judge")  # unknown names and options, before any model loads
         if "generate" in self.scorers and self.second_judge is not None and not isinstance(self.second_judge, Judge):
             build_judge(self.second_judge, f"{self.name}: options.second_judge")
+        if "generate" in self.scorers and self.harm_judge is not None and not isinstance(self.harm_judge, Judge):
+            hj = build_judge(self.harm_judge, f"{self.name}: options.harm_judge")
+            if not hj.grades_harm:
+                raise DataError(f"{self.name}: options.harm_judge {hj.name!r} grades no harm: use strongreject, wildguard or harmbench")
         return super().validate(limit, seed)
 
     # -- scoring
@@ -285,8 +310,14 @@ class BehaviorTask(Task):
         if (sec := self.second_judge_fn()) is not None:  # the stated subset: the first second_judge_items items of each cell
             pick = [k for k, (i, _) in enumerate(rows) if self.second_judge_items is None or i < self.second_judge_items]
             second = dict(zip(pick, sec([texts[k] for k in pick], [asked[k] for k in pick]), strict=True))
+        harm: dict[int, float | None] = {}
+        if (hj := self.harm_judge_fn()) is not None:  # graded harm on a stated subset (unvalidated: no human labels of harm)
+            pick = [k for k, (i, _) in enumerate(rows) if i < self.harm_items]
+            harm = {k: hv.harm for k, hv in zip(pick, hj([texts[k] for k in pick], [asked[k] for k in pick]), strict=True)}
         for k, ((i, s), text, v) in enumerate(zip(rows, texts, verdicts, strict=True)):
-            extra = {"judged_second": second[k].label, "second_judge": sec.name} if k in second else {}
+            extra: dict[str, Any] = {"judged_second": second[k].label, "second_judge": sec.name} if k in second else {}
+            if k in harm and v.harm is None:
+                extra["harm"] = harm[k]
             recs.append(
                 self._record(
                     items[i],
