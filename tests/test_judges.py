@@ -261,3 +261,26 @@ def test_graded_harm_on_a_stated_subset(tok, llama):
     assert judged_summary(res.records, n_boot=20)["by_strength"][0]["harm"] is not None
     with pytest.raises(DataError, match="grades no harm"):
         get("refusal", scorers=["generate"], harm_judge="rules").validate(limit=1)
+
+
+def test_judge_models_are_checked_before_anything_loads(tmp_path, capsys):
+    from steertax.cli import main
+
+    plain = tmp_path / "plain"
+    tiny_model("llama").save_pretrained(plain)
+    make_tokenizer(chat_template=False).save_pretrained(plain)
+    capsys.readouterr()  # the save's progress bar
+    with pytest.raises(ConfigError, match="has no chat template"):
+        build_judge({"name": "model", "model": str(plain)}).check()
+    with pytest.raises(ConfigError, match="is not a model folder"):
+        build_judge({"name": "strongreject", "model": str(tmp_path)}).check()
+    build_judge({"name": "llama_guard", "model": str(plain)}).check()  # a classifier reads its own prompt: no template needed
+    build_judge({"name": "model", "model": "org/some-judge"}).check()  # a hub id: checked when it loads
+    for argv, says in (
+        (["judge", "validate", "--judge", "model", "--judge-model", str(plain)], "has no chat template"),
+        (["judge", "validate", "--judge", "nope"], "unknown judge 'nope'"),
+        (["judge", "validate", "--labels", str(tmp_path / "none.csv")], "does not exist"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err

@@ -931,6 +931,7 @@ def _cmd_judge(a: argparse.Namespace) -> int:
 
     spec: Any = a.judge if a.judge_model is None else {"name": a.judge, "model": a.judge_model}
     judge = build_judge(spec, "--judge")  # unknown names and options before anything loads
+    judge.check()  # a judge model folder that is not a (chat) model
     if a.words is not None and a.words < 1:
         raise SteertaxError(f"--words {a.words}: give a positive number of words (e.g. 20)")
     if a.limit is not None and a.limit < 1:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
 from steertax.errors import ConfigError
-from steertax.models import has_chat_template, load_model, model_id
+from steertax.models import ALIASES, BUILTIN_MODELS, has_chat_template, load_model, model_id
 
 __all__ = [
     "COMPLIANCE",
@@ -77,6 +78,9 @@ class Judge:
         """What identifies this judge's verdicts: its name, version and model (name and weights' hash)."""
         return {"name": self.name, "version": self.version}
 
+    def check(self) -> None:
+        """Checks that need no model (a model judge's folder and chat template); raises ConfigError."""
+
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
 
@@ -105,6 +109,20 @@ class ModelBackedJudge(Judge):
         self.dtype, self.device = dtype, device
         self._fingerprint: str | None = None
 
+    def check(self) -> None:
+        """What can be checked of a named judge model before anything loads: a local folder must be a model folder
+        and, for a judge that asks a chat model, carry a chat template (built-in models do; hub ids are checked
+        when they load)."""
+        if self._model is not None or self.model_name.lower() in BUILTIN_MODELS or self.model_name.lower() in ALIASES:
+            return
+        path = Path(self.model_name).expanduser()
+        if self.model_name.count("/") == 1 and not path.exists() and not self.model_name.startswith((".", "/", "~")):
+            return  # a hub id
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"judge model {self.model_name!r} is not a model folder, a built-in name or a hub id: give one")
+        if self.needs_chat_template and not _folder_has_chat_template(path):
+            raise ConfigError(f"judge model {self.model_name!r} has no chat template: the {self.name} judge asks a chat (instruct) model")
+
     def loaded(self) -> tuple[Any, Any]:
         """The judge model and its tokenizer (loaded now when named)."""
         if self._model is None:
@@ -118,6 +136,16 @@ class ModelBackedJudge(Judge):
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(model)
         return {**super().identity(), "model": self.model_name, "weights": self._fingerprint}
+
+
+def _folder_has_chat_template(path: Path) -> bool:
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    cfg = path / "tokenizer_config.json"
+    try:
+        return bool(json.loads(cfg.read_text(encoding="utf-8")).get("chat_template")) if cfg.is_file() else False
+    except (OSError, ValueError):
+        return False
 
 
 JUDGES: dict[str, Callable[..., Judge]] = {}

@@ -220,11 +220,12 @@ class BehaviorTask(Task):
         if "generate" in self.scorers and isinstance(j, str) and j not in JUDGES:
             raise DataError(f"{self.name}: unknown judge {j!r}: use one of {sorted(JUDGES)} (options.judge)")
         if "generate" in self.scorers and isinstance(j, dict):
-            build_judge(j, f"{self.name}: options.judge")  # unknown names and options, before any model loads
+            build_judge(j, f"{self.name}: options.judge").check()  # unknown names, options and judge models, before any model loads
         if "generate" in self.scorers and self.second_judge is not None and not isinstance(self.second_judge, Judge):
-            build_judge(self.second_judge, f"{self.name}: options.second_judge")
+            build_judge(self.second_judge, f"{self.name}: options.second_judge").check()
         if "generate" in self.scorers and self.harm_judge is not None and not isinstance(self.harm_judge, Judge):
             hj = build_judge(self.harm_judge, f"{self.name}: options.harm_judge")
+            hj.check()
             if not hj.grades_harm:
                 raise DataError(f"{self.name}: options.harm_judge {hj.name!r} grades no harm: use strongreject, wildguard or harmbench")
         return super().validate(limit, seed)
