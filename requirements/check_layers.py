@@ -32,7 +32,7 @@ from check_imports import module_name  # noqa: E402
 # Lowest first; each entry names modules or packages relative to the package root (a dotted entry, e.g.
 # "interventions.merge", would give a subpackage a layer of its own: the longest matching entry wins).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("_util", "_faults", "_version", "errors", "timing", "params")),
+    ("foundation", ("_util", "_faults", "_version", "errors", "timing", "params", "outputs")),
     ("data", ("data", "store", "manifest")),
     ("models", ("models", "vllm_backend")),
     ("interventions", ("interventions",)),

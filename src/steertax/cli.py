@@ -18,12 +18,14 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from steertax.errors import SteertaxError
+from steertax.outputs import check_output, locked_folder, storage_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,10 +41,17 @@ class _Parser(argparse.ArgumentParser):
 @dataclasses.dataclass(frozen=True)
 class Arg:
     """One ``add_argument`` call: the positional name or the flags, and the keywords. A callable ``choices``
-    is called when the parser is built (the names a registry holds then)."""
+    is called when the parser is built (the names a registry holds then). ``output``: what the argument names
+    when the command writes there (``file`` or ``folder``): checked before any work, and a folder is locked for
+    the command's life (one writer per run folder)."""
 
     names: tuple[str, ...]
     kwargs: dict[str, Any]
+    output: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return str(self.kwargs.get("dest") or self.names[0].lstrip("-").replace("-", "_"))
 
     def add_to(self, p: argparse.ArgumentParser) -> None:
         kw = dict(self.kwargs)
@@ -51,9 +60,9 @@ class Arg:
         p.add_argument(*self.names, **kw)
 
 
-def arg(*names: str, **kwargs: Any) -> Arg:
-    """An argument, written as to ``add_argument``."""
-    return Arg(names, kwargs)
+def arg(*names: str, output: str | None = None, **kwargs: Any) -> Arg:
+    """An argument, written as to ``add_argument`` (``output``: see :class:`Arg`)."""
+    return Arg(names, kwargs, output)
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -103,8 +112,8 @@ def config_file(help: str) -> Arg:
 
 
 def out_folder(help: str) -> Arg:
-    """run, align, merge: --out, checked by the handler (not needed with --print-default-config or --check)."""
-    return arg("--out", default=None, help=help)
+    """run, align, merge: --out, the run folder (not needed with --print-default-config or --check)."""
+    return arg("--out", default=None, help=help, output="folder")
 
 
 def quick(help: str) -> Arg:
@@ -148,7 +157,7 @@ def _extraction_methods() -> tuple[str, ...]:
         arg("--heldout", type=float, default=0.2, help="fraction of pairs held out for accuracy [0.2]"),
         SEED,
         arg("--batch-size", type=int, default=16),
-        arg("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)"),
+        arg("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)", output="file"),
     ],
 )
 def _cmd_extract(a: argparse.Namespace) -> int:
@@ -206,7 +215,7 @@ def _cmd_extract(a: argparse.Namespace) -> int:
         arg("--chat", action="store_true", help="read requests inside the chat template (default: the request's own text)"),
         SEED,
         arg("--batch-size", type=int, default=32),
-        arg("--out", required=True, help="output .safetensors path"),
+        arg("--out", required=True, help="output .safetensors path", output="file"),
     ],
 )
 def _cmd_condition(a: argparse.Namespace) -> int:
@@ -364,7 +373,7 @@ def _parse_strengths(values: Sequence[str] | None) -> list[float]:
         ),
         arg("--batch-size", type=int, default=32),
         arg("--force", action="store_true"),
-        arg("--json", default=None, help="write records and summaries to this JSON file"),
+        arg("--json", default=None, help="write records and summaries to this JSON file", output="file"),
     ],
 )
 def _cmd_eval(a: argparse.Namespace) -> int:
@@ -626,7 +635,7 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     "--evaluate the model scores every folder's interventions on one item list per task into OUT/results.sqlite.",
     args=[
         arg("dirs", nargs="+", help="output folders of `steertax run`, `steertax align` and/or `steertax merge`"),
-        arg("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go"),
+        arg("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go", output="folder"),
         arg("--alignment", default=None, help="the alignment entry (default: the task declaring DEFAULT_ALIGNMENT: refusal)"),
         arg("--helpfulness", default=None, help="the helpfulness entry (default: the task declaring DEFAULT_HELPFULNESS: arc_easy)"),
         arg("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)"),
@@ -766,8 +775,8 @@ def _cmd_theory(a: argparse.Namespace) -> int:
         arg("--limit", type=int, default=None, help="items per benchmark (default: all)"),
         quick("16 items per benchmark and for the rates"),
         backend("where generations run (vllm: its own environment, make vllm) [hf]"),
-        arg("--json", default=None, help="write the result as JSON"),
-        arg("--markdown", default=None, help="write the table as markdown"),
+        arg("--json", default=None, help="write the result as JSON", output="file"),
+        arg("--markdown", default=None, help="write the table as markdown", output="file"),
     ],
 )
 def _cmd_tax(a: argparse.Namespace) -> int:
@@ -920,7 +929,7 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
         arg("--words", type=int, default=None, help="judge each answer cut to its first N words (the product's 24-32 tokens: ~20)"),
         arg("--limit", type=int, default=None, help="at most N answers per answering model (a seeded sample; for model judges)"),
         arg("--examples", type=int, default=3, help="disagreements shown per answering model [3]"),
-        arg("--out", default=None, help="also write the result as JSON here"),
+        arg("--out", default=None, help="also write the result as JSON here", output="file"),
         SEED,
     ],
 )
@@ -968,7 +977,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
     args=[
         arg("vector", help="a .safetensors vector from `steertax extract`"),
         arg("--format", required=True, choices=["gguf", "lm-eval"]),
-        arg("--out", required=True, help="output file (.gguf or .pt)"),
+        arg("--out", required=True, help="output file (.gguf or .pt)", output="file"),
         VECTOR_LAYERS,
         arg("--strength", default=None, help="lm-eval: r_e written into the file (required for lm-eval)"),
         arg("--action", default="add", choices=["add", "clamp"], help="lm-eval: add r·v̂, or clamp the v̂ component to r [add]"),
@@ -1021,7 +1030,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     "the file's norms are kept in the provenance).",
     args=[
         arg("file", help="a .gguf control vector"),
-        arg("--out", required=True, help="output .safetensors path"),
+        arg("--out", required=True, help="output .safetensors path", output="file"),
         arg("--model", default=None, help="bind the vector to this model (checks hidden size and layers)"),
         arg("--negate", action="store_true", help="flip the sign (when the file's + is the misaligned pole)"),
         arg("--aligned-pole", default=None, help="what + means, in words"),
@@ -1082,6 +1091,19 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _run_command(c: Command, a: argparse.Namespace) -> int:
+    """Check every output path the command declares before any work, hold its output folder's lock while it
+    runs (one writer per run folder), then run it."""
+    outs: list[tuple[Arg, str]] = [(x, str(getattr(a, x.dest))) for x in c.args if x.output and getattr(a, x.dest, None) is not None]
+    for x, v in outs:
+        check_output(v, x.names[0], str(x.output))
+    with contextlib.ExitStack() as stack:
+        for x, v in outs:
+            if x.output == "folder":
+                stack.enter_context(locked_folder(v, x.names[0]))
+        return c.run(a)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
@@ -1095,10 +1117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:  # pragma: no cover
             pass
     try:
-        return {c.name: c.run for c in COMMANDS}[a.cmd](a)
-    except (SteertaxError, OSError, ValueError) as e:
-        # bad input (ours), unreadable/unwritable files, and values the libraries below refuse
+        return _run_command({c.name: c for c in COMMANDS}[a.cmd], a)
+    except (SteertaxError, OSError, ValueError, sqlite3.Error) as e:
+        # bad input (ours), unreadable/unwritable files (a full disk too), and values the libraries below refuse
         if a.debug:
+            raise
+        if (line := storage_error(e)) is not None:
+            print(f"steertax: error: {line}", file=sys.stderr)
+            return 2
+        if isinstance(e, sqlite3.Error):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         if not isinstance(e, SteertaxError):

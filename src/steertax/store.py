@@ -11,6 +11,7 @@ Every row names its intervention: ``method`` (``steering``, ``base``, ``dpo``, `
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -110,7 +111,9 @@ class ResultStore:
             checkpoint("in-cell")  # test-only fault injection (steertax._faults)
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            if self.db.in_transaction:  # a failed COMMIT (disk full) may have ended it: never mask the real error
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
             raise
         checkpoint("cell")
 
