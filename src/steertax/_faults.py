@@ -18,24 +18,37 @@ no flush, exactly like an OOM kill or a power cut. Points (where ``checkpoint`` 
 ``report``    ``report.write_report``: figures written, before report.html is written
 ``adapter``   ``align.run_align``: a trained adapter moved into place, before it is evaluated
 
-Unset (always, outside the tests), ``checkpoint`` is one environment lookup and returns.
+``STEERTAX_TEST_HOLD_AT=POINT:PATH`` instead holds the process at POINT until the file PATH exists (at most
+120 s): a concurrency test starts a second command while the first is known to be inside its work.
+
+Unset (always, outside the tests), ``checkpoint`` is two environment lookups and returns.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
-__all__ = ["ENV", "POINTS", "checkpoint"]
+__all__ = ["ENV", "HOLD_ENV", "POINTS", "checkpoint"]
 
 ENV = "STEERTAX_TEST_KILL_AT"
+HOLD_ENV = "STEERTAX_TEST_HOLD_AT"
 POINTS = frozenset({"start", "vector", "in-cell", "cell", "analysis", "report", "adapter"})
 
 _hits: dict[str, int] = {}
 
 
 def checkpoint(point: str) -> None:
-    """SIGKILL this process if ``$STEERTAX_TEST_KILL_AT`` names ``point`` (and this is its N-th hit)."""
+    """SIGKILL this process if ``$STEERTAX_TEST_KILL_AT`` names ``point`` (and this is its N-th hit); hold it
+    while ``$STEERTAX_TEST_HOLD_AT`` names ``point`` and its file does not exist yet."""
+    hold = os.environ.get(HOLD_ENV)
+    if hold:
+        name, _, path = hold.partition(":")
+        if name == point and path:
+            end = time.monotonic() + 120
+            while not os.path.exists(path) and time.monotonic() < end:
+                time.sleep(0.05)
     want = os.environ.get(ENV)
     if not want:
         return

@@ -129,6 +129,24 @@ def backend(help: str) -> Arg:
     return arg("--backend", default="hf", choices=["hf", "vllm"], help=help)
 
 
+def _check_model_inputs(a: argparse.Namespace, *, layers: str | None = None, vec: Any = None) -> None:
+    """What a command's model, layers and vector can be checked for from the model's config alone, before it
+    loads: an unknown model, layers outside the model, a vector of another hidden size."""
+    from steertax._util import parse_layers
+    from steertax.errors import VectorError
+    from steertax.runners.preflight import model_shape, resolve_model
+
+    resolve_model(str(a.model), {})
+    n, h = model_shape(str(a.model))
+    if layers is not None and layers != "all" and n is not None:
+        parse_layers(layers, n)
+    if vec is not None and h is not None and vec.hidden_size != h:
+        raise VectorError(
+            f"{a.vector} holds a vector of hidden size {vec.hidden_size}, but {a.model} has hidden size {h}: "
+            f"extract one for this model (steertax extract --model {a.model})"
+        )
+
+
 # --------------------------------------------------------------------------- the commands, in help order
 
 
@@ -166,8 +184,9 @@ def _cmd_extract(a: argparse.Namespace) -> int:
     from steertax.models import load_model
 
     out = Path(a.out)
-    if out.exists() and out.is_dir():
-        raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'vector.safetensors'}")
+    _check_model_inputs(a, layers=a.layers)
+    if not 0 <= a.heldout < 1:
+        raise SteertaxError(f"--heldout {a.heldout}: give a fraction in [0, 1) of the pairs to hold out (e.g. 0.2)")
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     ps = get_pairs(a.pairs, tok, a.n_pairs, seed=a.seed, chat=not a.raw)
     v = extract_vector(
@@ -224,8 +243,11 @@ def _cmd_condition(a: argparse.Namespace) -> int:
     from steertax.models import find_blocks, load_model
 
     out = Path(a.out)
-    if out.exists() and out.is_dir():
-        raise SteertaxError(f"--out {out} is a directory: give a file path like {out / 'condition.safetensors'}")
+    if not 0 < a.target_fpr < 1:
+        raise SteertaxError(f"--target-fpr {a.target_fpr}: give a false-positive rate in (0, 1), e.g. 0.05")
+    if a.n < 4:
+        raise SteertaxError(f"--n {a.n}: give at least 4 prompts per side (half fit the condition, half validate it)")
+    _check_model_inputs(a, layers=a.layers)
     prompt_set(a.positive, 8, a.seed), prompt_set(a.negative, 8, a.seed)  # a bad source fails before the model loads
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     cond = fit_from_sources(
@@ -291,7 +313,12 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     from steertax.models import load_model
 
     strengths = [float(check_strength(s)) for s in a.strength]
+    if a.max_new_tokens < 1:
+        raise SteertaxError(f"--max-new-tokens {a.max_new_tokens}: give a positive number of tokens (e.g. 64)")
+    if any(not p.strip() for p in a.prompt):
+        raise SteertaxError("--prompt is empty: give the user message to answer")
     vec = SteeringVector.load(a.vector)
+    _check_model_inputs(a, vec=vec)
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     vec.check_compatible(model, force=a.force)
     if a.layers is not None:
@@ -401,8 +428,11 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         for n in target:
             opts[n][k] = yaml.safe_load(v)
     tasks = [T.get(n, **opts[n]) for n in a.task]  # validate before loading the model
+    if a.limit is not None and a.limit < 1:
+        raise SteertaxError(f"--limit {a.limit}: give a positive number of items (or leave it out for all)")
     strengths = _parse_strengths(a.strength)
     vec = SteeringVector.load(a.vector) if a.vector else None
+    _check_model_inputs(a, vec=vec)
     if vec is None and any(s != 0 for s in strengths):
         raise SteertaxError("non-zero --strength needs --vector: extract one with `steertax extract`")
     if vec is not None:

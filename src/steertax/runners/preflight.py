@@ -24,6 +24,7 @@ import importlib.util
 import json
 import math
 import os
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -409,6 +410,37 @@ def _check_out(out: Path, P: Problems) -> None:
             raise ConfigError(
                 f"{probe} is not writable, so {out} cannot be {'written' if probe == out else 'created'}: choose another --out"
             )
+        check_store(out / "results.sqlite")
+
+
+def check_store(path: Path) -> None:
+    """A results store that exists must be a readable SQLite database whose integrity check passes, before the
+    model loads or anything in its folder is rewritten."""
+    if not path.exists():
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        ok = str(e)
+    if ok != "ok":
+        raise DataError(f"{path} is not a readable results store ({ok}): move it away to start the run over, or choose another --out")
+
+
+def model_shape(name: str) -> tuple[Optional[int], Optional[int]]:
+    """(num_layers, hidden_size) of model ``name`` from its config alone (a folder's config.json, a built-in model's
+    converted config once it has been loaded here once); (None, None) when not at hand without loading it."""
+    key = M.ALIASES.get(name.lower(), name.lower())
+    path = cache_dir() / "converted" / M.BUILTIN_MODELS[key].sha256 if key in M.BUILTIN_MODELS else Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        return None, None
+    try:
+        return _shape(_config_json(path))
+    except ModelError:
+        return None, None
 
 
 # --------------------------------------------------------------------------- entry points

@@ -75,6 +75,9 @@ def export_gguf(vector: SteeringVector, path: str | Path, *, model_hint: str | N
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: the file gets the user's umask, like any other output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

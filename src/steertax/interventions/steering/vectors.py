@@ -164,6 +164,8 @@ class SteeringVector:
         path = Path(path)
         if not path.is_file():
             raise VectorError(f"vector file {path} does not exist: check the path or create it with `steertax extract`")
+        if path.suffix.lower() == ".gguf":
+            raise VectorError(f"{path} is a GGUF file: read a control vector with `steertax import {path} --out vector.safetensors`")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta_s = (f.metadata() or {}).get(_META_KEY)
