@@ -12,14 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from test_crash import rows, start, tiny_study
 
 from steertax._faults import HOLD_ENV
 from steertax.cli import COMMANDS, main
 from steertax.outputs import LOCK_FILE, check_output, locked_folder, storage_error
+from test_crash import rows, start, tiny_study
 
 
 def _one_line(capsys) -> str:
@@ -117,7 +116,8 @@ def test_every_declared_output_is_checked_before_any_work(tmp_path, capsys):
     a_dir = tmp_path / "dir"
     a_dir.mkdir()
     declared = {c.name: [x for x in c.args if x.output] for c in COMMANDS}
-    assert {n for n, xs in declared.items() if xs} >= {"extract", "condition", "eval", "run", "align", "merge", "compare", "tax", "judge", "export", "import"}
+    writers = {"extract", "condition", "eval", "run", "align", "merge", "compare", "tax", "judge", "export", "import"}
+    assert {n for n, xs in declared.items() if xs} >= writers
     with pytest.raises(Exception, match="is a folder"):
         check_output(a_dir, "--json", "file")
     with pytest.raises(Exception, match="is a file"):

@@ -58,7 +58,8 @@ class ResultStore:
                     self.db.execute(f"ALTER TABLE results ADD COLUMN {col} TEXT NOT NULL DEFAULT {default}")
         except sqlite3.DatabaseError as e:
             raise DataError(
-                f"{self.path} is not a steertax results database ({e}): move it away (a run starts over), or point at the run folder that holds yours"
+                f"{self.path} is not a steertax results database ({e}): move it away (a run starts over), "
+                "or point at the run folder that holds yours"
             ) from None
 
     def close(self) -> None:

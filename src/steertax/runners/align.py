@@ -136,7 +136,8 @@ def check_alphas(alphas: Any, where: str = "alphas") -> list[float]:
         raise ConfigError(f"{where}: {got} lists 0 or 1, which are the base and the adapter (evaluated anyway): list the values between")
     if neg := [a for a in got if a < 0]:
         raise ConfigError(
-            f"{where}: {neg} < 0 would invert the adapter (θ_base − |α|·Δθ), not interpolate it: list values in (0, 1), or > 1 to extrapolate"
+            f"{where}: {neg} < 0 would invert the adapter (θ_base − |α|·Δθ), not interpolate it: "
+            "list values in (0, 1), or > 1 to extrapolate"
         )
     return got
 
