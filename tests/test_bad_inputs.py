@@ -86,6 +86,13 @@ def env(tmp_path_factory):
     (d / "damaged_run" / "config.resolved.yaml").write_text("run_id: [unclosed\n")
     (d / "damaged_run" / "results.sqlite").write_bytes(b"")
     (d / "damaged_run" / "manifest.json").write_text('{"manifest_version": 1, "kind": [unclosed\n')
+    (d / "corrupt_run").mkdir()
+    (d / "corrupt_run" / "results.sqlite").write_bytes(b"this is not a database " * 200)
+    (d / "run_ok.yaml").write_text(yaml.safe_dump({"model": str(tiny), "vector": {"pairs": str(pairs), "n_pairs": 8, "layers": "1-2"},
+                                                   "strengths": {"values": [0, 1]}, "tasks": [{"name": "arc_easy", "limit": 2}]}))
+    (d / "align_negative_alpha.yaml").write_text(yaml.safe_dump({"model": str(tiny), "alphas": [-1.0], "settings": [{"method": "dpo"}],
+                                                                 "tasks": [{"name": "arc_easy", "limit": 2}]}))
+    (d / "x.gguf").write_bytes(b"GGUF" + bytes(60))
     (d / "broken_adapter").mkdir()
     (d / "broken_adapter" / "adapter_config.json").write_text('{"peft_type": "LORA", "target_modules": ["q_proj"]}\n')
     # earlier results that must survive every failure
@@ -558,6 +565,24 @@ BEFORE_LOAD = [
     ([MG, "{d}/merge_unknown_model.yaml", "--out", "{d}/merge_out"], ["unknown model 'no-such-model-anywhere'"]),
     ([MG, "{d}/merge_task_missing_source.yaml", "--out", "{d}/merge_out"], ["nosuch.csv", "does not exist"]),
     ([MG, "{d}/merge_specialist_model_missing.yaml", "--out", "{d}/merge_out"], ["no_such_model"]),
+    # every command's checks before any work: limits, layers, rates, token counts, vector shapes, outputs, a corrupt store
+    (["eval", "--model", "{tiny}", "--task", "arc_easy", "--limit", "0"], ["--limit 0", "positive number"]),
+    (["eval", "--model", "{tiny}", "--task", "arc_easy", "--limit=-1"], ["--limit -1"]),
+    (["eval", "--model", "{tiny}", "--task", "arc_easy", "--vector", "{other_vec}", "--strength", "1"], ["hidden size 64", "hidden size 32"]),
+    (["eval", "--model", "{tiny}", "--task", "arc_easy", "--json", "{res}"], ["--json", "is a folder"]),
+    (["extract", "--model", "{tiny}", "--pairs", "{pairs}", "--layers", "30", "--out", "{res}/v.safetensors"], ["30"]),
+    (["extract", "--model", "{tiny}", "--pairs", "{pairs}", "--layers", "4-2", "--out", "{res}/v.safetensors"], ["4-2"]),
+    (["extract", "--model", "{tiny}", "--out", "{pairs}/v.safetensors"], ["cannot be created", "is a file, not a folder"]),
+    (["condition", "--model", "{tiny}", "--target-fpr", "1.5", "--out", "{res}/c.safetensors"], ["--target-fpr 1.5"]),
+    (["condition", "--model", "{tiny}", "--n", "1", "--out", "{res}/c.safetensors"], ["--n 1", "at least 4"]),
+    (["condition", "--model", "{tiny}", "--layers", "40", "--out", "{res}/c.safetensors"], ["40"]),
+    (["generate", "--model", "{tiny}", "--vector", "{vec}", "--strength", "1", "--prompt", "hi", "--max-new-tokens", "0"],
+     ["--max-new-tokens 0"]),
+    (["generate", "--model", "{tiny}", "--vector", "{vec}", "--strength", "1", "--prompt", ""], ["--prompt is empty"]),
+    (["generate", "--model", "{tiny}", "--vector", "{other_vec}", "--strength", "1", "--prompt", "hi"], ["hidden size 64"]),
+    (["run", "{d}/run_ok.yaml", "--out", "{d}/corrupt_run"], ["corrupt_run/results.sqlite is not a readable results store"]),
+    (["info", "{d}/x.gguf"], ["is a GGUF file", "steertax import"]),
+    ([AL, "{d}/align_negative_alpha.yaml", "--out", "{d}/align_out"], ["would invert the adapter"]),
     # LoRA targets that name no module of the model (matched against its config, without loading it)
     ([AL, "{d}/align_lora_unknown_layer.yaml", "--out", "{d}/align_out"], ["lora.targets", "match no module"]),
     ([MG, "{d}/merge_lora_unknown_layer.yaml", "--out", "{d}/merge_out"], ["lora.targets", "match no module"]),

@@ -27,6 +27,13 @@ def _one_line(capsys) -> str:
     return err[0]
 
 
+def _held(lock) -> bool:
+    try:
+        return lock.read_text().startswith("pid")
+    except FileNotFoundError:
+        return False
+
+
 def test_two_runs_into_one_folder_one_writes_the_other_exits_2(tmp_path):
     d, cfg = tiny_study(tmp_path)
     ref, out, go = tmp_path / "ref", tmp_path / "out", tmp_path / "go"
@@ -36,7 +43,7 @@ def test_two_runs_into_one_folder_one_writes_the_other_exits_2(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lock = out / LOCK_FILE
     end = time.monotonic() + 120
-    while not (lock.exists() and lock.read_text().startswith("pid")) and time.monotonic() < end:
+    while not _held(lock) and time.monotonic() < end:
         time.sleep(0.05)
     second = subprocess.run([sys.executable, "-m", "steertax.cli", "--quiet", "run", str(cfg), "--out", str(out)],
                             capture_output=True, text=True, timeout=120)
@@ -60,7 +67,7 @@ def test_the_lock_names_its_holder_and_a_refused_fresh_folder_is_removed(tmp_pat
     out = tmp_path / "fresh"
     with locked_folder(out):
         assert (out / LOCK_FILE).read_text().startswith(f"pid {os.getpid()}")
-    assert out.is_dir()  # a folder that did its work stays
+    assert out.is_dir() and not (out / LOCK_FILE).exists()  # a folder that did its work stays; the lock file goes
     gone = tmp_path / "gone"
     with pytest.raises(RuntimeError), locked_folder(gone):
         raise RuntimeError("refused")

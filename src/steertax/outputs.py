@@ -50,7 +50,7 @@ def check_output(path: str | os.PathLike[str], flag: str, kind: str) -> None:
         raise OutputError(f"{flag} {p} is a file: give a folder (it is created if missing)")
     anc = _first_existing(p if kind == "folder" else p.parent)
     if anc.exists() and not anc.is_dir():
-        raise OutputError(f"{flag} {p}: {anc} is a file, not a folder: choose a path inside a folder")
+        raise OutputError(f"{flag} {p} cannot be created: {anc} is a file, not a folder: choose a path inside a folder")
     if not os.access(anc, os.W_OK | os.X_OK):
         why = "is on a read-only file system" if _read_only(anc) else "is not writable by you"
         raise OutputError(f"{flag} {p}: {anc} {why}: choose another {flag}")
@@ -67,38 +67,43 @@ def _read_only(p: Path) -> bool:
 
 @contextlib.contextmanager
 def locked_folder(path: str | os.PathLike[str], flag: str = "--out") -> Iterator[Path]:
-    """Hold an exclusive advisory lock on run folder ``path`` while the block runs (created if missing; a
-    folder this call created is removed again if the block fails and leaves it empty). Another command holding
-    it: one line naming that command and the fix. The OS releases the lock when the process ends, even on SIGKILL."""
+    """Hold an exclusive advisory lock on run folder ``path`` while the block runs (the folder is created if
+    missing). Another command holding it: one line naming that command and the fix. The lock file (and a folder
+    this call created, when the block fails and leaves it empty) is removed on the way out, so a refused command
+    leaves the folder as it was; the OS releases the lock when the process ends, even on SIGKILL."""
     p = Path(path).expanduser()
     created = not p.exists()
     p.mkdir(parents=True, exist_ok=True)
     lock = p / LOCK_FILE
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
             raise OutputError(
                 f"{flag} {p} is being written by another steertax command ({holder}): wait for it to finish, or choose another {flag}"
             ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file as we opened it: lock the new one
+    ok = False
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: steertax {' '.join(sys.argv[1:])}"[:500].encode(), 0)
-        ok = False
-        try:
-            yield p
-            ok = True
-        finally:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            if not ok and created:
-                with contextlib.suppress(OSError):
-                    lock.unlink()
-                if p.is_dir() and not any(p.iterdir()):
-                    shutil.rmtree(p, ignore_errors=True)
+        yield p
+        ok = True
     finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still holding it: a waiting opener re-checks the inode
         os.close(fd)
+        if not ok and created and p.is_dir() and not any(p.iterdir()):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def storage_error(e: BaseException) -> str | None:
