@@ -568,7 +568,8 @@ BEFORE_LOAD = [
     # every command's checks before any work: limits, layers, rates, token counts, vector shapes, outputs, a corrupt store
     (["eval", "--model", "{tiny}", "--task", "arc_easy", "--limit", "0"], ["--limit 0", "positive number"]),
     (["eval", "--model", "{tiny}", "--task", "arc_easy", "--limit=-1"], ["--limit -1"]),
-    (["eval", "--model", "{tiny}", "--task", "arc_easy", "--vector", "{other_vec}", "--strength", "1"], ["hidden size 64", "hidden size 32"]),
+    (["eval", "--model", "{tiny}", "--task", "arc_easy", "--vector", "{other_vec}", "--strength", "1"],
+     ["hidden size 64", "hidden size 32"]),
     (["eval", "--model", "{tiny}", "--task", "arc_easy", "--json", "{res}"], ["--json", "is a folder"]),
     (["extract", "--model", "{tiny}", "--pairs", "{pairs}", "--layers", "30", "--out", "{res}/v.safetensors"], ["30"]),
     (["extract", "--model", "{tiny}", "--pairs", "{pairs}", "--layers", "4-2", "--out", "{res}/v.safetensors"], ["4-2"]),
