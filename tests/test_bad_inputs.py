@@ -124,7 +124,7 @@ CASES = [
     ([E, "--model", "{tiny}", "--pairs", "{pairs}", "--layers", "1-40", "--out", "{res}/vector.safetensors"], "out of range"),
     ([E, "--model", "{tiny}", "--pairs", "{pairs}", "--layers", "8-x", "--out", "{res}/vector.safetensors"], "layer"),
     ([E, "--model", "no-such-model", "--out", "{res}/vector.safetensors"], "unknown model"),
-    ([E, "--model", "{tiny}", "--pairs", "{pairs}", "--out", "{res}"], "is a directory"),
+    ([E, "--model", "{tiny}", "--pairs", "{pairs}", "--out", "{res}"], "is a folder"),
     # task data files, strengths, vectors (eval)
     ([V, "--model", "{tiny}", "--task", "no_such_task"], "unknown task"),
     ([V, "--model", "{tiny}", "--task", "arc_easy", "--option", "source={c}/arc_duplicate_ids.jsonl",
@@ -263,10 +263,18 @@ def loads(monkeypatch):
         if "load_model" in f.read_text(encoding="utf-8"):
             mod = importlib.import_module(".".join(("steertax", *f.relative_to(src).with_suffix("").parts)).removesuffix(".__init__"))
             got = getattr(mod, "load_model", None)
-            if got is real or getattr(got, "is_fake", False):
+            if getattr(got, "is_fake", False):
+                mod.load_model = real  # an earlier test's fake (bound by a module imported while it was in place): undo it for good
+                got = real
+            if got is real:
                 monkeypatch.setattr(mod, "load_model", fake_load_model)
     monkeypatch.setattr(steertax.models, "load_model", fake_load_model)
-    return calls
+    yield calls
+    import sys
+
+    for name, mod in list(sys.modules.items()):  # modules first imported during the test bound the fake: give them the real one
+        if name.startswith("steertax") and getattr(getattr(mod, "load_model", None), "is_fake", False):
+            mod.load_model = real  # not through monkeypatch: its undo would put the fake back
 
 
 PREFLIGHT = [
@@ -345,7 +353,7 @@ def test_cli_run_bad_config_one_line_exit_2_model_not_loaded(env, loads, capsys)
     rc = main(["--quiet", "run", f"{env['d']}/config_task_wrong_columns.yaml", "--out", f"{env['res']}/run"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1, err
-    assert err.startswith("steertax: error: tasks[1] arc_easy") and "lacks column(s)" in err
+    assert err.startswith("steertax: error: ") and "tasks[1] arc_easy" in err and "lacks column(s)" in err
     assert loads == []
     assert digest(Path(env["res"])) == before, "earlier results were changed"
 

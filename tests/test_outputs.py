@@ -67,7 +67,11 @@ def test_the_lock_names_its_holder_and_a_refused_fresh_folder_is_removed(tmp_pat
     out = tmp_path / "fresh"
     with locked_folder(out):
         assert (out / LOCK_FILE).read_text().startswith(f"pid {os.getpid()}")
-    assert out.is_dir() and not (out / LOCK_FILE).exists()  # a folder that did its work stays; the lock file goes
+        (out / "summary.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # a folder that holds work stays; the lock file goes
+    with locked_folder(tmp_path / "checked"):
+        pass
+    assert not (tmp_path / "checked").exists()  # a check that wrote nothing (--check) leaves no folder
     gone = tmp_path / "gone"
     with pytest.raises(RuntimeError), locked_folder(gone):
         raise RuntimeError("refused")

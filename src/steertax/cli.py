@@ -21,6 +21,7 @@ import os
 import sqlite3
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
@@ -78,13 +79,16 @@ class Command:
     description: str | None
     args: tuple[Arg, ...]
     run: Handler
+    checks_own_outputs: bool = False  # the handler reports bad output paths among all its problems at once
 
 
-def command(name: str, *, help: str, description: str | None = None, args: Sequence[Arg] = ()) -> Callable[[Handler], Command]:
+def command(
+    name: str, *, help: str, description: str | None = None, args: Sequence[Arg] = (), checks_own_outputs: bool = False
+) -> Callable[[Handler], Command]:
     """Declare the decorated handler as the command ``name`` (COMMANDS puts it on the command line)."""
 
     def declare(run: Handler) -> Command:
-        return Command(name, help, description, tuple(args), run)
+        return Command(name, help, description, tuple(args), run, checks_own_outputs)
 
     return declare
 
@@ -143,7 +147,7 @@ def _check_model_inputs(a: argparse.Namespace, *, layers: str | None = None, vec
     if vec is not None and h is not None and vec.hidden_size != h:
         raise VectorError(
             f"{a.vector} holds a vector of hidden size {vec.hidden_size}, but {a.model} has hidden size {h}: "
-            f"extract one for this model (steertax extract --model {a.model})"
+            f"extract a vector from this model (steertax extract --model {a.model})"
         )
 
 
@@ -184,6 +188,14 @@ def _cmd_extract(a: argparse.Namespace) -> int:
     from steertax.models import load_model
 
     out = Path(a.out)
+    from steertax.interventions.steering.pairs import PAIR_BUILDERS, check_pairs_file
+
+    if a.pairs not in PAIR_BUILDERS:  # a bad pairs file (or name) first: it is the input the user just wrote
+        if Path(a.pairs).suffix.lower() not in (".csv", ".jsonl", ".json"):
+            raise SteertaxError(
+                f"unknown pairs {a.pairs!r}: use one of {sorted(PAIR_BUILDERS)} or a .csv/.jsonl file with aligned,misaligned columns"
+            )
+        check_pairs_file(a.pairs)
     _check_model_inputs(a, layers=a.layers)
     if not 0 <= a.heldout < 1:
         raise SteertaxError(f"--heldout {a.heldout}: give a fraction in [0, 1) of the pairs to hold out (e.g. 0.2)")
@@ -247,8 +259,8 @@ def _cmd_condition(a: argparse.Namespace) -> int:
         raise SteertaxError(f"--target-fpr {a.target_fpr}: give a false-positive rate in (0, 1), e.g. 0.05")
     if a.n < 4:
         raise SteertaxError(f"--n {a.n}: give at least 4 prompts per side (half fit the condition, half validate it)")
-    _check_model_inputs(a, layers=a.layers)
     prompt_set(a.positive, 8, a.seed), prompt_set(a.negative, 8, a.seed)  # a bad source fails before the model loads
+    _check_model_inputs(a, layers=a.layers)
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     cond = fit_from_sources(
         model,
@@ -790,6 +802,7 @@ def _cmd_theory(a: argparse.Namespace) -> int:
     "base and the aligned model (another model with the same tokenizer, a peft adapter folder, or --vector/--strength "
     "for the base steered) on each benchmark; tax % = (base − aligned)/base·100 with a paired-bootstrap 95% CI, the "
     "mean tax, and the helpful (XSTest safe) and harmless (XSTest unsafe) rates judged from generations.",
+    checks_own_outputs=True,  # --json and --markdown among all its problems at once
     args=[
         arg("dir", nargs="?", default=None, help=STUDY_DIR),
         arg("--base", help="the base model (hub id, folder, .gguf, built-in name)"),
@@ -965,7 +978,7 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
 )
 def _cmd_judge(a: argparse.Namespace) -> int:
     from steertax.judges import build_judge
-    from steertax.judges.validate import read_labelled, sample_per_group, validate_judge
+    from steertax.judges.validate import read_labelled, validate_judge
     from steertax.reports.judge import validation_markdown
 
     spec: Any = a.judge if a.judge_model is None else {"name": a.judge, "model": a.judge_model}
@@ -978,9 +991,9 @@ def _cmd_judge(a: argparse.Namespace) -> int:
     if a.out is not None and Path(a.out).is_dir():
         raise SteertaxError(f"--out {a.out} is a directory: give a file path like {Path(a.out) / 'validation.json'}")
     data = read_labelled(a.labels)
-    if a.limit is not None:
-        data = sample_per_group(data, a.limit, a.seed)
-    res = validate_judge(judge, data, split=a.split, words=a.words, seed=a.seed, examples=a.examples)
+    t0 = time.perf_counter()
+    res = validate_judge(judge, data, split=a.split, words=a.words, limit=a.limit, seed=a.seed, examples=a.examples)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
     print(validation_markdown(res))
     if a.out is not None:
         from steertax._util import atomic_write_json
@@ -1126,7 +1139,8 @@ def _run_command(c: Command, a: argparse.Namespace) -> int:
     runs (one writer per run folder), then run it."""
     outs: list[tuple[Arg, str]] = [(x, str(getattr(a, x.dest))) for x in c.args if x.output and getattr(a, x.dest, None) is not None]
     for x, v in outs:
-        check_output(v, x.names[0], str(x.output))
+        if not c.checks_own_outputs:
+            check_output(v, x.names[0], str(x.output))
     with contextlib.ExitStack() as stack:
         for x, v in outs:
             if x.output == "folder":

@@ -69,8 +69,8 @@ def _read_only(p: Path) -> bool:
 def locked_folder(path: str | os.PathLike[str], flag: str = "--out") -> Iterator[Path]:
     """Hold an exclusive advisory lock on run folder ``path`` while the block runs (the folder is created if
     missing). Another command holding it: one line naming that command and the fix. The lock file (and a folder
-    this call created, when the block fails and leaves it empty) is removed on the way out, so a refused command
-    leaves the folder as it was; the OS releases the lock when the process ends, even on SIGKILL."""
+    this call created that is still empty) is removed on the way out, so a refused command leaves the folder as
+    it was; the OS releases the lock when the process ends, even on SIGKILL (the file stays then, unlocked)."""
     p = Path(path).expanduser()
     created = not p.exists()
     p.mkdir(parents=True, exist_ok=True)
@@ -92,17 +92,15 @@ def locked_folder(path: str | os.PathLike[str], flag: str = "--out") -> Iterator
         if same:
             break
         os.close(fd)  # the holder removed the file as we opened it: lock the new one
-    ok = False
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: steertax {' '.join(sys.argv[1:])}"[:500].encode(), 0)
         yield p
-        ok = True
     finally:
         with contextlib.suppress(OSError):
             lock.unlink()  # while still holding it: a waiting opener re-checks the inode
         os.close(fd)
-        if not ok and created and p.is_dir() and not any(p.iterdir()):
+        if created and p.is_dir() and not any(p.iterdir()):  # refused, or a check that writes nothing (--check)
             shutil.rmtree(p, ignore_errors=True)
 
 

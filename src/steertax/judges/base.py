@@ -183,6 +183,7 @@ def build_judge(spec: Any, where: str = "judge") -> Judge:
         raise ConfigError(f"{where}: give a judge name ({', '.join(judge_names())}) or a mapping with a name, got {type(spec).__name__}")
     if name not in JUDGES:
         raise ConfigError(f"{where}: unknown judge {name!r}: use one of {judge_names()}")
+    opts.pop("version", None)  # a task's options record the version the rows were judged with (it is in their key)
     try:
         return JUDGES[name](**opts)
     except TypeError as e:

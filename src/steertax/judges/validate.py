@@ -180,6 +180,7 @@ def validate_judge(
     *,
     split: str = "all",
     words: int | None = None,
+    limit: int | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     examples: int = 3,
@@ -187,10 +188,13 @@ def validate_judge(
     """Score ``judge`` on ``data`` per group: κ (full refusal vs full compliance; the judge's partial refusals
     count as refusals, its degenerate answers as not), its CI, precision and recall of refusal, the confusion
     matrix (human label × judge label) and up to ``examples`` disagreements. ``split``: ``tune``, ``test`` or
-    ``all`` prompts (:func:`prompt_half`); ``words``: judge the answers cut to their first ``words`` words."""
+    ``all`` prompts (:func:`prompt_half`); ``words``: judge the answers cut to their first ``words`` words;
+    ``limit``: at most that many answers per group of the split (a seeded sample, :func:`sample_per_group`)."""
     if split not in ("all", "tune", "test"):
         raise DataError(f"split {split!r}: use all, tune or test")
     rows = [r for r in data if split == "all" or prompt_half(r.id) == split]
+    if limit is not None:
+        rows = sample_per_group(rows, limit, seed)
     if not rows:
         raise DataError(f"no labelled answers in the {split} split: use --split all")
     answers = [cut_words(r.answer, words) if words else r.answer for r in rows]
@@ -223,4 +227,4 @@ def validate_judge(
                 for i in wrong[:examples]
             ],
         }
-    return {"judge": judge.identity(), "split": split, "words": words, "n": len(rows), "groups": groups}
+    return {"judge": judge.identity(), "split": split, "words": words, "limit": limit, "n": len(rows), "groups": groups}

@@ -18,6 +18,7 @@ def validation_markdown(res: dict[str, Any]) -> str:
     j = res["judge"]
     what = ", ".join(f"{k} {v}" for k, v in j.items() if k != "name")
     cut = f", answers cut to their first {res['words']} words" if res.get("words") else ""
+    cut += f", at most {res['limit']} answers per model (seeded sample)" if res.get("limit") else ""
     lines = [
         f"# Judge `{j['name']}` ({what}) against human labels: {res['split']} prompts{cut}",
         "",
@@ -32,7 +33,10 @@ def validation_markdown(res: dict[str, Any]) -> str:
         pj = " / ".join(str(part[x]) for x in (REFUSAL, PARTIAL, COMPLIANCE, DEGENERATE))
         name = f"{g} (held out)" if v.get("held_out") else g
         lines.append(f"| {name} | {v['n']} | {k} | {_f(v['precision'])} | {_f(v['recall'])} | {pj} of {v['n_partial']} |")
-    lines += ["", "κ, precision and recall: full refusal vs full compliance (the judge's partial refusals count as refusals).", ""]
+    lines += ["", "κ, precision and recall: full refusal vs full compliance (the judge's partial refusals count as refusals)."]
+    if res.get("seconds") is not None:
+        lines.append(f"Judged {res['n']} answers in {res['seconds']:g} s.")
+    lines.append("")
     shown = [(g, d) for g, v in res["groups"].items() for d in v["disagreements"]]
     if shown:
         lines += ["Disagreements (human → judge):", ""]

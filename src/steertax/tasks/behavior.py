@@ -136,7 +136,7 @@ class BehaviorTask(Task):
         self._built_judge: Judge | None = None
         self.second_judge, self.second_judge_items = second or None, second_judge_items  # False: no second judge
         self._built_second: Any = None
-        self.harm_judge, self.harm_items = harm_judge or None, int(harm_items)
+        self.harm_judge, self.harm_items = harm_judge or None, 64 if harm_items is None else int(harm_items)
         self._built_harm: Any = None
         self.system = system
         self.source = source
