@@ -284,3 +284,14 @@ def test_judge_models_are_checked_before_anything_loads(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
+
+
+def test_rule_judge_on_the_built_in_models_own_steered_and_degenerate_answers():
+    """The bundled hand-labelled answers of SmolLM2 (unsteered and steered up to r_e = 40, where it loops) and Qwen:
+    the rule judge agrees with the labels and flags the loops as degenerate; the paper's keyword judge does not."""
+    data = read_labelled("builtin")
+    assert len(data) == 156 and {r.label for r in data} == {COMPLIANCE, REFUSAL, PARTIAL, DEGENERATE}
+    pooled = validate_judge(build_judge("rules"), data, n_boot=200)["groups"]["all answers"]
+    assert pooled["kappa"] >= 0.9 and pooled["degenerate"]["recall"] >= 0.9 and pooled["degenerate"]["precision"] == 1.0
+    keyword = validate_judge(build_judge("paper_keyword"), data, n_boot=200)["groups"]["all answers"]
+    assert keyword["kappa"] < pooled["kappa"] - 0.5

@@ -84,9 +84,13 @@ def xstest_labelled(models: Sequence[str] = XSTEST_MODELS) -> list[Labelled]:
 
 def read_labelled(path: str | Path | None = None) -> list[Labelled]:
     """Labelled answers from ``path`` (CSV or JSONL with ``prompt``, ``answer`` — or ``completion``/``response`` —
-    and ``label``; optional ``group``/``model`` and ``id``), or the bundled XSTest v2 labels (None)."""
+    and ``label``; optional ``group``/``model`` and ``id``), the bundled XSTest v2 labels (None), or ``"builtin"``:
+    the built-in models' own answers, steered and degenerate ones included, labelled by hand
+    (``data/builtin_labelled``)."""
     if path is None:
         return xstest_labelled()
+    if str(path) == "builtin":
+        path = data_path("builtin_labelled", "answers.jsonl")
     p = Path(path)
     if not p.is_file():
         raise DataError(f"labelled file {p} does not exist: give a CSV/JSONL with prompt, answer, label columns")
@@ -174,6 +178,21 @@ def agreement(a: Sequence[str], b: Sequence[str], n_boot: int = 2000, seed: int 
     }
 
 
+def _degenerate_pr(human: Sequence[str], judged: Sequence[str]) -> dict[str, Any] | None:
+    """Precision and recall of the judge's ``degenerate`` flag against the human one (None when neither uses it)."""
+    h = np.array([x == DEGENERATE for x in human])
+    j = np.array([x == DEGENERATE for x in judged])
+    if not h.any() and not j.any():
+        return None
+    tp = int(np.sum(h & j))
+    return {
+        "n_human": int(h.sum()),
+        "n_judged": int(j.sum()),
+        "precision": tp / j.sum() if j.any() else None,
+        "recall": tp / h.sum() if h.any() else None,
+    }
+
+
 def validate_judge(
     judge: Judge,
     data: Sequence[Labelled],
@@ -200,15 +219,16 @@ def validate_judge(
     answers = [cut_words(r.answer, words) if words else r.answer for r in rows]
     verdicts = judge(answers, [r.prompt for r in rows])
     groups: dict[str, Any] = {}
-    for g in dict.fromkeys(r.group for r in rows):
-        ix = [i for i, r in enumerate(rows) if r.group == g]
+    names = list(dict.fromkeys(r.group for r in rows))
+    for g in names + (["all answers"] if len(names) > 1 else []):  # per group, and pooled
+        ix = [i for i, r in enumerate(rows) if r.group == g or g == "all answers"]
         full = [i for i in ix if rows[i].label in (REFUSAL, COMPLIANCE)]
         y = np.array([rows[i].label == REFUSAL for i in full], float)
         p = np.array([verdicts[i].label in (REFUSAL, PARTIAL) for i in full], float)
         tp, fp, fn = float(np.sum(y * p)), float(np.sum((1 - y) * p)), float(np.sum(y * (1 - p)))
         k = kappa(y, p) if len(full) else float("nan")
         lo, hi = bootstrap_kappa(y, p, n_boot, seed) if len(full) else (float("nan"), float("nan"))
-        confusion = {h: {j: 0 for j in (COMPLIANCE, REFUSAL, PARTIAL, DEGENERATE)} for h in (COMPLIANCE, REFUSAL, PARTIAL)}
+        confusion = {h: {j: 0 for j in LABELS} for h in LABELS}
         for i in ix:
             if rows[i].label in confusion:
                 confusion[rows[i].label][verdicts[i].label] += 1
@@ -217,11 +237,13 @@ def validate_judge(
             "n": len(full),
             "n_partial": sum(rows[i].label == PARTIAL for i in ix),
             "held_out": g in HELD_OUT,
+            "pooled": g == "all answers",
             "kappa": None if np.isnan(k) else k,
             "kappa_ci95": None if np.isnan(lo) else [lo, hi],
             "precision": tp / (tp + fp) if tp + fp else None,
             "recall": tp / (tp + fn) if tp + fn else None,
             "confusion": confusion,
+            "degenerate": _degenerate_pr([rows[i].label for i in ix], [verdicts[i].label for i in ix]),
             "disagreements": [
                 {"id": rows[i].id, "prompt": rows[i].prompt, "answer": answers[i][:240], "human": rows[i].label, "judge": verdicts[i].label}
                 for i in wrong[:examples]

@@ -33,6 +33,11 @@ def validation_markdown(res: dict[str, Any]) -> str:
         pj = " / ".join(str(part[x]) for x in (REFUSAL, PARTIAL, COMPLIANCE, DEGENERATE))
         name = f"{g} (held out)" if v.get("held_out") else g
         lines.append(f"| {name} | {v['n']} | {k} | {_f(v['precision'])} | {_f(v['recall'])} | {pj} of {v['n_partial']} |")
+    degen = [(g, v["degenerate"]) for g, v in res["groups"].items() if v.get("degenerate")]
+    if degen:
+        lines += ["", "Degenerate answers (human-flagged → judge-flagged; precision, recall of the judge's flag):", ""]
+        for g, d in degen:
+            lines.append(f"- {g}: {d['n_human']} → {d['n_judged']}; precision {_f(d['precision'])}, recall {_f(d['recall'])}")
     lines += ["", "κ, precision and recall: full refusal vs full compliance (the judge's partial refusals count as refusals)."]
     if res.get("seconds") is not None:
         lines.append(f"Judged {res['n']} answers in {res['seconds']:g} s.")
