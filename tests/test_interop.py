@@ -2,6 +2,8 @@
 lm-evaluation-harness `steered` files, and the export/import commands."""
 from __future__ import annotations
 
+import os
+
 import gguf
 import numpy as np
 import pytest
@@ -48,6 +50,9 @@ def logits(model, v, r, layers=None):
 def test_gguf_round_trip_is_bit_exact(vec, tmp_path):
     path, layers = export_gguf(vec, tmp_path / "cv.gguf")
     assert layers == [1, 2, 3]  # llama.cpp never steers block 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the user's umask, not mkstemp's 0600
     back = import_gguf(path)
     assert back.layers == [1, 2, 3]
     for i in layers:
