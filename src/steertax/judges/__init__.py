@@ -1,6 +1,8 @@
 """Judges of generated answers: one registry (:func:`register_judge`), each judge one file.
 
-- ``rules`` (:mod:`~steertax.judges.rules`): the default offline refusal judge, three classes plus degenerate.
+- ``lexical`` (:mod:`~steertax.judges.lexical`): the default offline refusal judge — the rules and a learned n-gram
+  regression combined; three classes plus degenerate.
+- ``rules`` (:mod:`~steertax.judges.rules`): the rule judge alone, three classes plus degenerate.
 - ``paper_keyword``: the paper's keyword judge, as a baseline.
 - ``disagreement``, ``paper_base_agreement`` (:mod:`~steertax.judges.agreement`): the agreement question of bias tasks.
 - ``model`` (:mod:`~steertax.judges.model`): any chat model asked a stated question, read from log-probabilities.
@@ -10,7 +12,7 @@
 :func:`~steertax.judges.validate.validate_judge` scores a judge against human labels (``steertax judge validate``).
 """
 
-from steertax.judges import agreement, harmbench, llama_guard, model, rules, strongreject, wildguard  # noqa: F401  (registrations)
+from steertax.judges import agreement, harmbench, lexical, llama_guard, model, rules, strongreject, wildguard  # noqa: F401  (registrations)
 from steertax.judges.base import (
     COMPLIANCE,
     DEGENERATE,
