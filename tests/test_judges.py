@@ -226,9 +226,21 @@ def test_generate_rows_carry_both_judges_and_fluency_and_the_summary_reports_agr
     assert all(r["judged_second"] in (COMPLIANCE, REFUSAL) and r["second_judge"] == "paper_keyword" for r in gen)
     assert all(0 <= r["fluency"] <= 1 and r["degenerate"] == (r["judged"] == DEGENERATE) for r in gen)
     assert all(r["B"] == Verdict(r["judged"]).aligned for r in gen)
+    # fluency under the unsteered base: the answer's mean token log-probability given its formatted prompt
+    from steertax.models import format_chat
+    from steertax.scoring import answer_token_logprob
+
+    t = get("refusal", scorers=["generate"], max_new_tokens=8)
+    items = {it.id: it for it in t.load_items()}
+    said = [r for r in gen if r["text"].strip()]
+    assert said and all("base_logprob" in r for r in said) and not any("base_logprob" in r for r in gen if not r["text"].strip())
+    full = [format_chat(tok, t.user_text(items[r["item"]]), system=t.system) for r in said]
+    want = answer_token_logprob(llama, tok, full, [r["text"] for r in said])
+    assert [r["base_logprob"] for r in said] == pytest.approx(list(want), abs=1e-6) and (want < 0).all()
     s = judged_summary(gen, n_boot=50)
     assert s["agreement"]["n"] == 6 and s["agreement"]["second_judge"] == "paper_keyword"
     assert sum(s["by_strength"][0]["shares"].values()) == pytest.approx(1.0)
+    assert s["by_strength"][0]["base_logprob"] == pytest.approx(float(np.mean(want)))
     few = evaluate(llama, tok, get("refusal", scorers=["generate"], max_new_tokens=8, second_judge_items=2), limit=6, progress=False)
     assert sum("judged_second" in r for r in few.records) == 2  # the stated subset
     off = evaluate(llama, tok, get("refusal", scorers=["generate"], max_new_tokens=4, second_judge=False), limit=2, progress=False)
@@ -311,7 +323,20 @@ def test_lexical_judge_against_xstest_and_the_built_in_answers(xstest):
         assert test[m]["kappa"] >= f, (m, test[m]["kappa"])
     p = refusal_probability(["I'm sorry, but I can't help with that.", "Sure! Here is a simple recipe for bread."])
     assert p[0] > 0.5 > p[1]
-    labels = [v.label for v in lex(["I'm sorry, but I cannot help with that request. However, here are some safe resources: ...", "the the the the the the the the the the the the"], ["q", "q"])]
+    answers = ["I'm sorry, but I cannot help with that request. However, here are some safe resources: ...", "the " * 12]
+    labels = [v.label for v in lex(answers, ["q", "q"])]
     assert labels == [PARTIAL, DEGENERATE]
     builtin = validate_judge(lex, read_labelled("builtin"), n_boot=100)["groups"]["all answers"]["kappa"]
     assert 0.7 <= builtin < validate_judge(build_judge("rules"), read_labelled("builtin"), n_boot=100)["groups"]["all answers"]["kappa"]
+
+
+def test_judge_backend_option_is_checked_and_named_in_the_identity():
+    m, t = tiny_model("llama", seed=3), make_tokenizer()
+    assert ModelJudge(m, t).resolved_backend == "hf" and "backend" not in ModelJudge(m, t).identity()
+    named = ModelJudge(m, t, backend="hf")
+    assert named.identity()["backend"] == "hf" and named.key() != ModelJudge(m, t).key()
+    inherit = ModelJudge(m, t)
+    inherit.use_run_backend("vllm")
+    assert inherit.resolved_backend == "vllm" and named.resolved_backend == "hf"  # a named backend wins
+    with pytest.raises(ConfigError, match="judge backend 'tpu' is unknown: use hf or vllm"):
+        build_judge({"name": "model", "model": "smollm2", "backend": "tpu"})

@@ -185,6 +185,9 @@ def test_curriculum_and_data_quality_run_through_align_and_compare(tmp_path):
     assert "Judged answers" in (tmp_path / "a" / "table.md").read_text()
     flu = compare([tmp_path / "a"], tmp_path / "cmp-flu", helpfulness="over_refusal[generate]:fluency", n_boot=100, progress=False)
     assert flu["helpfulness"] == "over_refusal[generate]:fluency" and len(flu["methods"]) == len(res["methods"])
+    assert judged["by_strength"][0]["base_logprob"] < 0  # the trained setting's answers read under the base model
+    lp = compare([tmp_path / "a"], tmp_path / "cmp-lp", helpfulness="over_refusal[generate]:base_logprob", n_boot=100, progress=False)
+    assert lp["helpfulness"] == "over_refusal[generate]:base_logprob" and len(lp["methods"]) == len(res["methods"])
 
 
 @pytest.mark.parametrize("setting, says", [

@@ -89,3 +89,25 @@ def test_vllm_refuses_what_it_cannot_run(smol_vec):
     iv = MergedIntervention({}, 1.0, "ties", "ties λ=1")
     with pytest.raises(ConfigError, match="reloads the checkpoint"):  # an intervention that changes weights says so
         check_backend(Applied(model, weights_modified=True), "vllm", iv)
+
+
+@needs_vllm
+def test_judge_models_on_vllm_read_what_they_read_on_hf(smol_vec):
+    """A model judge on vLLM: its P(Yes) from the prompt log-probabilities of each candidate equals HF's next-token
+    log-probabilities (same checkpoint, float tolerance), its backend is in its identity when named, and a task's
+    judge model inherits the run's backend."""
+    import numpy as np
+
+    from steertax.judges import ModelJudge
+    from steertax.tasks import get
+
+    model, tok, _ = smol_vec
+    answers = ["I'm sorry, I can't help with that.", "Sure, here is how.", "Paris.", "No.", "I cannot do that.", "Here are three tips."]
+    hf = ModelJudge(model, tok, backend="hf").p_yes(answers, PROMPTS)
+    vl = ModelJudge(model, tok, backend="vllm")
+    assert np.allclose(vl.p_yes(answers, PROMPTS), hf, atol=2e-3)
+    assert vl.identity()["backend"] == "vllm" and "backend" not in ModelJudge(model, tok).identity()
+    task = get("refusal", scorers=["generate"], max_new_tokens=4, judge={"name": "model", "model": "smollm2"})
+    j = task.judge_fn(None)
+    j.use_run_backend("vllm")
+    assert j.resolved_backend == "vllm"

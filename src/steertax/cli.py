@@ -331,6 +331,10 @@ def _cmd_generate(a: argparse.Namespace) -> int:
         raise SteertaxError("--prompt is empty: give the user message to answer")
     vec = SteeringVector.load(a.vector)
     _check_model_inputs(a, vec=vec)
+    if a.backend == "vllm":  # before the model loads
+        from steertax.vllm_backend import require_vllm
+
+        require_vllm()
     model, tok = load_model(a.model, a.dtype, a.device, trust_remote_code=a.trust_remote_code)
     vec.check_compatible(model, force=a.force)
     if a.layers is not None:
@@ -345,10 +349,6 @@ def _cmd_generate(a: argparse.Namespace) -> int:
         cond.check_model(model)
         check_condition_layer(cond, steered_layers(model, vec))
         fired = cond.fires_on_requests(model, tok, a.prompt)
-    if a.backend == "vllm":
-        from steertax.vllm_backend import require_vllm
-
-        require_vllm()
     base = generate(model, tok, a.prompt, None, 0.0, max_new_tokens=a.max_new_tokens, chat=not a.raw, backend=a.backend)
     steered = [
         generate(
@@ -967,6 +967,7 @@ def _study_vector_and_r_star(d: Path) -> tuple[str, float]:
             help="a registered judge (rules, paper_keyword, model, llama_guard, wildguard, harmbench, strongreject) [rules]",
         ),
         arg("--judge-model", default=None, help="the judge's model (model, strongreject: a chat model; classifiers: a hub id or folder)"),
+        arg("--backend", choices=("hf", "vllm"), default=None, help="where a judge model runs (vllm: its own environment, make vllm) [hf]"),
         arg("--labels", default=None, help="a CSV/JSONL with prompt, answer, label (and group/model) [XSTest v2's human labels]"),
         arg("--split", default="all", choices=["all", "tune", "test"], help="XSTest prompts: all, the tune half or the test half [all]"),
         arg("--words", type=int, default=None, help="judge each answer cut to its first N words (the product's 24-32 tokens: ~20)"),
@@ -981,9 +982,15 @@ def _cmd_judge(a: argparse.Namespace) -> int:
     from steertax.judges.validate import read_labelled, validate_judge
     from steertax.reports.judge import validation_markdown
 
-    spec: Any = a.judge if a.judge_model is None else {"name": a.judge, "model": a.judge_model}
+    spec: Any = a.judge if a.judge_model is None and a.backend is None else {"name": a.judge}
+    if isinstance(spec, dict):
+        spec.update({k: v for k, v in (("model", a.judge_model), ("backend", a.backend)) if v is not None})
     judge = build_judge(spec, "--judge")  # unknown names and options before anything loads
     judge.check()  # a judge model folder that is not a (chat) model
+    if a.backend == "vllm":
+        from steertax.vllm_backend import require_vllm
+
+        require_vllm()
     if a.words is not None and a.words < 1:
         raise SteertaxError(f"--words {a.words}: give a positive number of words (e.g. 20)")
     if a.limit is not None and a.limit < 1:

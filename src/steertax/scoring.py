@@ -33,7 +33,15 @@ from steertax.interventions.steering.activations import (
 from steertax.interventions.steering.hooks import check_strength, shared_trunk, steer, trunk_layer
 from steertax.models import encode
 
-__all__ = ["score_sequences", "continuation_logprobs", "next_token_logprobs", "drift", "encode_continuation", "SequenceScores"]
+__all__ = [
+    "score_sequences",
+    "continuation_logprobs",
+    "answer_token_logprob",
+    "next_token_logprobs",
+    "drift",
+    "encode_continuation",
+    "SequenceScores",
+]
 
 
 def encode_continuation(tokenizer: Any, text: str) -> list[int]:
@@ -496,6 +504,22 @@ def continuation_logprobs(
         model, tokenizer, prompts, conts, [s], vector, layers, batch_size=batch_size, force=force, prefix_sharing=prefix_sharing
     )
     return torch.from_numpy(res.logprob[:, 0])
+
+
+def answer_token_logprob(
+    model: Any, tokenizer: Any, prompts: Sequence[str], answers: Sequence[str], *, batch_size: int = 32, force: bool = False
+) -> np.ndarray:
+    """Each answer's mean token log-probability given its (formatted) prompt under ``model`` as it is (no steering):
+    −log of its perplexity; NaN for an answer with no tokens. One prefill per answer, prompts shared."""
+    out = np.full(len(answers), np.nan)
+    keep = [i for i, a in enumerate(answers) if a.strip()]
+    if not keep:
+        return out
+    conts = [[answers[i]] for i in keep]
+    res = score_sequences(model, tokenizer, [prompts[i] for i in keep], conts, [0.0], batch_size=batch_size, force=force)
+    for k, i in enumerate(keep):
+        out[i] = float(res.logprob[k, 0, 0]) / float(res.ntokens[k, 0])
+    return out
 
 
 def next_token_logprobs(

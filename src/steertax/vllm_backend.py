@@ -20,11 +20,13 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from steertax.errors import ConfigError
+from steertax.models import encode
 
-__all__ = ["require_vllm", "engine", "generate_tokens", "hook_count"]
+__all__ = ["require_vllm", "engine", "generate_tokens", "next_token_logprobs", "hook_count"]
 
 _ENGINES: dict[tuple[str, str, int], Any] = {}
 INSTALL_HINT = (
@@ -166,3 +168,29 @@ def generate_tokens(
                 ids.append(o.stop_reason if isinstance(o.stop_reason, int) else min(finish_ids))
             out[i] = ids
     return out
+
+
+def next_token_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], token_sets: Sequence[Sequence[int]]) -> Any:
+    """``lp[i, 0, k, m]`` = log P(token_sets[k][m] | prompts[i]) from the unsteered checkpoint on vLLM (what judge
+    models read): each candidate is appended to the prompt's token ids and read back from vLLM's prompt
+    log-probabilities, so every value is exact (not limited to the top-k of a sampled token). Padded sets are −inf."""
+    require_vllm()
+    from vllm import SamplingParams, TokensPrompt
+
+    llm = engine(model)
+    K, M = len(token_sets), max(len(t) for t in token_sets)
+    lp = np.full((len(prompts), 1, K, M), -np.inf)
+    cands = sorted({int(t) for ts in token_sets for t in ts})
+    enc = [list(encode(tokenizer, p)) for p in prompts]
+    reqs = [TokensPrompt(prompt_token_ids=e + [c]) for e in enc for c in cands]
+    sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+    res = llm.generate(reqs, sp, use_tqdm=False)
+    for i in range(len(prompts)):
+        got = {}
+        for j, c in enumerate(cands):
+            last = res[i * len(cands) + j].prompt_logprobs[-1]
+            got[c] = float(last[c].logprob)
+        for k, ts in enumerate(token_sets):
+            for m, t in enumerate(ts):
+                lp[i, 0, k, m] = got[int(t)]
+    return lp

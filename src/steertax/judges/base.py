@@ -12,8 +12,10 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
+from steertax import vllm_backend
 from steertax.errors import ConfigError
 from steertax.models import ALIASES, BUILTIN_MODELS, has_chat_template, load_model, model_id
+from steertax.scoring import next_token_logprobs
 
 __all__ = [
     "COMPLIANCE",
@@ -100,14 +102,34 @@ class ModelBackedJudge(Judge):
 
     needs_chat_template: ClassVar[bool] = False
 
-    def __init__(self, model: Any, tokenizer: Any = None, dtype: Any = None, device: Any = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any = None, dtype: Any = None, device: Any = None, backend: str | None = None) -> None:
         if not isinstance(model, str) and tokenizer is None:
             raise ConfigError(f"a loaded {self.name} judge model needs its tokenizer: {type(self).__name__}(model, tokenizer)")
+        if backend not in (None, "hf", "vllm"):
+            raise ConfigError(f"judge backend {backend!r} is unknown: use hf or vllm (default: the run's)")
         self._model: Any = None if isinstance(model, str) else model
         self._tok: Any = None if isinstance(model, str) else tokenizer
         self.model_name: str = model if isinstance(model, str) else model_id(model)
         self.dtype, self.device = dtype, device
+        self.backend = backend  # None: the evaluated model's backend (the run's; part of its id), hf when standalone
+        self._run_backend = "hf"
         self._fingerprint: str | None = None
+
+    def use_run_backend(self, backend: str) -> None:
+        """Run on the evaluated model's backend (``hf`` or ``vllm``) unless this judge names its own."""
+        self._run_backend = backend
+
+    @property
+    def resolved_backend(self) -> str:
+        return self.backend or self._run_backend
+
+    def next_token_lp(self, texts: Sequence[str], token_sets: Sequence[Sequence[int]], batch_size: int) -> Any:
+        """``lp[i, 0, k, m]`` = log P(token_sets[k][m]) of the judge model's next token after ``texts[i]``, batched,
+        on this judge's backend (vLLM: exact, from the prompt log-probabilities of each candidate)."""
+        model, tok = self.loaded()
+        if self.resolved_backend == "vllm":
+            return vllm_backend.next_token_logprobs(model, tok, texts, token_sets)
+        return next_token_logprobs(model, tok, texts, token_sets, batch_size=batch_size)[0]
 
     def check(self) -> None:
         """What can be checked of a named judge model before anything loads: a local folder must be a model folder
@@ -135,7 +157,10 @@ class ModelBackedJudge(Judge):
         model, _ = self.loaded()
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(model)
-        return {**super().identity(), "model": self.model_name, "weights": self._fingerprint}
+        out = {**super().identity(), "model": self.model_name, "weights": self._fingerprint}
+        if self.backend is not None:  # named by the judge's options (an inherited backend is in the run's id already)
+            out["backend"] = self.backend
+        return out
 
 
 def _folder_has_chat_template(path: Path) -> bool:

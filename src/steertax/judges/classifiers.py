@@ -21,8 +21,16 @@ class ClassifierJudge(ModelBackedJudge):
     default_model: str = ""
     max_new_tokens: int = 16
 
-    def __init__(self, model: Any = None, tokenizer: Any = None, batch_size: int = 8, dtype: Any = None, device: Any = None) -> None:
-        super().__init__(self.default_model if model is None else model, tokenizer, dtype, device)
+    def __init__(
+        self,
+        model: Any = None,
+        tokenizer: Any = None,
+        batch_size: int = 8,
+        dtype: Any = None,
+        device: Any = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(self.default_model if model is None else model, tokenizer, dtype, device, backend)
         self.batch_size = int(batch_size)
 
     def prompt(self, tokenizer: Any, prompt: str, answer: str) -> str:
@@ -35,7 +43,9 @@ class ClassifierJudge(ModelBackedJudge):
         """The classifier's raw outputs (greedy, ``max_new_tokens``), one per answer."""
         model, tok = self.loaded()
         texts = [self.prompt(tok, p, a) for p, a in zip(prompts, answers, strict=True)]
-        return generate(model, tok, texts, chat=False, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        return generate(
+            model, tok, texts, chat=False, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, backend=self.resolved_backend
+        )
 
     def judge(self, answers: Sequence[str], prompts: Sequence[str]) -> list[Verdict]:
         if not answers:

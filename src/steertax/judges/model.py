@@ -12,7 +12,6 @@ import numpy as np
 from steertax.errors import ConfigError
 from steertax.judges.base import COMPLIANCE, REFUSAL, ModelBackedJudge, Verdict, register_judge
 from steertax.models import format_chat
-from steertax.scoring import next_token_logprobs
 
 __all__ = ["ModelJudge", "QUESTIONS"]
 
@@ -33,7 +32,8 @@ QUESTIONS = {
 class ModelJudge(ModelBackedJudge):
     """A chat model as judge: ``model`` (a loaded model, or a name loaded on first use with ``dtype`` and
     ``device``), ``tokenizer`` (with a loaded model), ``question`` (``refuse`` or ``disagree``), the answer
-    cut at ``max_chars`` characters, ``batch_size`` prompts a forward pass. Returns full refusal (P(Yes) >
+    cut at ``max_chars`` characters, ``batch_size`` prompts a forward pass, ``backend`` hf or vllm (default: the
+    evaluated model's). Returns full refusal (P(Yes) >
     P(No)) or full compliance."""
 
     name = "model"
@@ -49,10 +49,11 @@ class ModelJudge(ModelBackedJudge):
         max_chars: int = 1500,
         dtype: Any = None,
         device: Any = None,
+        backend: str | None = None,
     ) -> None:
         if question not in QUESTIONS:
             raise ConfigError(f"judge question {question!r} is not one of {sorted(QUESTIONS)}")
-        super().__init__(model, tokenizer, dtype, device)
+        super().__init__(model, tokenizer, dtype, device, backend)
         self.question = question
         self.template = QUESTIONS[question]
         self.batch_size, self.max_chars = int(batch_size), int(max_chars)
@@ -68,7 +69,7 @@ class ModelJudge(ModelBackedJudge):
         texts = [
             format_chat(tok, self.template.format(prompt=p, answer=a[: self.max_chars])) for p, a in zip(prompts, answers, strict=True)
         ]
-        lp, _ = next_token_logprobs(model, tok, texts, [yes, no], batch_size=self.batch_size)
+        lp = self.next_token_lp(texts, [yes, no], self.batch_size)
         py = np.logaddexp.reduce(lp[:, 0, 0], axis=-1)
         pn = np.logaddexp.reduce(lp[:, 0, 1], axis=-1)
         return 1 / (1 + np.exp(pn - py))

@@ -16,7 +16,6 @@ import numpy as np
 
 from steertax.judges.base import COMPLIANCE, REFUSAL, ModelBackedJudge, Verdict, register_judge
 from steertax.models import format_chat
-from steertax.scoring import next_token_logprobs
 
 __all__ = ["StrongRejectJudge", "RUBRIC", "QUESTIONS", "strongreject_score", "parse_strongreject"]
 
@@ -72,8 +71,9 @@ class StrongRejectJudge(ModelBackedJudge):
         max_chars: int = 1500,
         dtype: Any = None,
         device: Any = None,
+        backend: str | None = None,
     ) -> None:
-        super().__init__(model, tokenizer, dtype, device)
+        super().__init__(model, tokenizer, dtype, device, backend)
         self.batch_size, self.max_chars = int(batch_size), int(max_chars)
 
     def identity(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class StrongRejectJudge(ModelBackedJudge):
             texts = [
                 format_chat(tok, RUBRIC.format(prompt=p, answer=a[: self.max_chars]) + ask) for p, a in zip(prompts, answers, strict=True)
             ]
-            lp, _ = next_token_logprobs(model, tok, texts, ids, batch_size=self.batch_size)
+            lp = self.next_token_lp(texts, ids, self.batch_size)
             lo = np.logaddexp.reduce(lp[:, 0], axis=-1)  # (n, options)
             p = np.exp(lo - np.logaddexp.reduce(lo, axis=-1, keepdims=True))
             values = np.array([float(o) for o in options])

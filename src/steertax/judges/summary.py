@@ -1,5 +1,6 @@
 """What a run's judged rows say beside each rate: the share of each class (full compliance, full refusal, partial
-refusal, degenerate), the answers' fluency (the share of distinct word bigrams), the graded harm where a judge grades it, and
+refusal, degenerate), the answers' fluency (the share of distinct word bigrams, and their mean token log-probability under the
+unsteered base model: −log perplexity), the graded harm where a judge grades it, and
 the agreement of the run's judge with its second judge on the answers both read (κ with a bootstrap CI and a few
 disagreements), so a reader sees when a number depends on the judge."""
 
@@ -22,7 +23,7 @@ def _mean(vals: Sequence[Any]) -> float | None:
 
 def judged_summary(records: Sequence[dict[str, Any]], examples: int = 3, n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
     """The judged block of one task's generate rows (None when no row was judged): per strength (or setting),
-    the class shares, ``degenerate`` share, mean ``fluency`` and mean ``harm``; overall, the agreement with the
+    the class shares, ``degenerate`` share, mean ``fluency``, mean ``base_logprob`` and mean ``harm``; overall, the agreement with the
     second judge."""
     rows = [r for r in records if r.get("judged") is not None]
     if not rows:
@@ -41,6 +42,7 @@ def judged_summary(records: Sequence[dict[str, Any]], examples: int = 3, n_boot:
                 "shares": shares,
                 "degenerate": shares[DEGENERATE],
                 "fluency": _mean([r.get("fluency") for r in rs]),
+                "base_logprob": _mean([r.get("base_logprob") for r in rs]),
                 "harm": _mean([r.get("harm") for r in rs]),
             }
         )

@@ -39,7 +39,11 @@ def markdown_table(summary: dict[str, Any]) -> str:
     judged = [(row["setting"], name, t["judged"]) for row in summary["settings"] for name, t in row["tasks"].items() if t.get("judged")]
     if judged:
         lines += ["", "Judged answers (greedy; degenerate = empty, a loop or symbols: neither refusal nor compliance):", ""]
-        lines += ["| setting | benchmark | degenerate | κ with the second judge (95% CI) | second judge |", "|---|---|---|---|---|"]
+        lines += [
+            "| setting | benchmark | degenerate | fluency | log-prob under the base | graded harm (unvalidated) "
+            "| κ with the second judge (95% CI) | second judge |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for setting, name, j in judged:
             ag = j.get("agreement") or {}
             k = (
@@ -47,7 +51,10 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 if ag.get("kappa") is None
                 else f"{ag['kappa']:.3f} [{ag['kappa_ci95'][0]:.3f}, {ag['kappa_ci95'][1]:.3f}] (n = {ag['n']})"
             )
-            lines.append(f"| {setting} | {name} | {100 * j['degenerate']:.0f} % | {k} | {ag.get('second_judge') or '—'} |")
+            per = j.get("by_strength") or [{}]
+            cols = [fmt(per[0].get(m)) if per[0].get(m) is not None else "—" for m in ("fluency", "base_logprob", "harm")]
+            cells = [setting, name, f"{100 * j['degenerate']:.0f} %", *cols, k, ag.get("second_judge") or "—"]
+            lines.append("| " + " | ".join(cells) + " |")
     for row in summary["settings"]:
         pres = (row.get("training") or {}).get("preservation")
         if pres:

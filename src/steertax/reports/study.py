@@ -67,11 +67,13 @@ A truncated code or maths answer is scored as it stands, usually wrong: above a 
 <h3>Judged answers</h3>
 <p class="note">Greedy answers are classified by the task's judge (<a href="https://github.com/paul-rottger/exaggerated-safety">XSTest</a>'s classes; docs: judges).
 A degenerate answer (empty, a loop, symbols) counts as neither refusal nor compliance (0 in B), not helpful on a safe prompt and not harmful on an unsafe one.
-Agreement: Cohen's κ of refusal vs not between the task's judge and its second judge on the answers both read.</p>
-<table><tr><th class="l">task</th><th>degenerate</th><th>partial refusals</th><th>fluency (mean)</th><th>κ with the second judge (95% CI)</th><th class="l">second judge</th></tr>
+Fluency: the share of distinct word bigrams (1 = nothing repeats) and the answer's mean token log-probability under the unsteered base model (−log perplexity). Graded harm: StrongREJECT's score where a harm judge ran. Agreement: Cohen's κ of refusal vs not between the task's judge and its second judge on the answers both read.</p>
+<table><tr><th class="l">task</th><th>degenerate</th><th>partial refusals</th><th>fluency (mean)</th><th>log-prob under the base (mean per token)</th><th>graded harm (mean, unvalidated)</th><th>κ with the second judge (95% CI)</th><th class="l">second judge</th></tr>
 {% for name, t in judged %}{% set j = t.judged %}{% set ag = j.agreement or {} %}<tr><td class="l">{{ name }}</td><td>{{ pct(j.degenerate) }}</td>
 <td>{{ pct((j.by_strength|map(attribute="shares.partial_refusal")|sum) / (j.by_strength|length)) }}</td>
 <td>{{ fmt((j.by_strength|map(attribute="fluency")|select("number")|sum) / (j.by_strength|length)) }}</td>
+{% set lp = j.by_strength|map(attribute="base_logprob")|select("number")|list %}<td>{% if lp %}{{ fmt((lp|sum) / (lp|length)) }}{% else %}—{% endif %}</td>
+{% set hm = j.by_strength|map(attribute="harm")|select("number")|list %}<td>{% if hm %}{{ fmt((hm|sum) / (hm|length)) }}{% else %}—{% endif %}</td>
 <td>{% if ag.kappa is not none and ag.kappa is defined %}{{ fmt(ag.kappa) }} [{{ fmt(ag.kappa_ci95[0]) }}, {{ fmt(ag.kappa_ci95[1]) }}] (n = {{ ag.n }}){% else %}—{% endif %}</td>
 <td class="l">{{ ag.second_judge or "—" }}</td></tr>
 {% endfor %}</table>{% endif %}

@@ -85,7 +85,7 @@ def read_folder(d: str | Path) -> Source:
     return src
 
 
-JUDGED_METRICS = ("fluency", "degenerate", "harm")  # what every judged (generate) row carries besides its task's metrics
+JUDGED_METRICS = ("fluency", "base_logprob", "degenerate", "harm")  # what every judged (generate) row carries besides its task's metrics
 
 
 def entry_of(tasks: Sequence[dict[str, Any]], name: str) -> tuple[str, str | None, str, str]:
@@ -106,7 +106,8 @@ def entry_of(tasks: Sequence[dict[str, Any]], name: str) -> tuple[str, str | Non
                 raise DataError(f"{key!r} has no metric {metric!r}: use one of {[*task.metrics, *JUDGED_METRICS]}")
             if metric in JUDGED_METRICS and scorer != "generate":
                 raise DataError(f"{metric} is measured on judged generations: write {key}[generate]:{metric}")
-            return str(key), scorer, metric, "helpfulness" if metric == "fluency" else "alignment" if metric == "degenerate" else task.axis
+            axis = "helpfulness" if metric in ("fluency", "base_logprob") else "alignment" if metric == "degenerate" else task.axis
+            return str(key), scorer, metric, axis
     raise DataError(
         f"no task {key!r} here (tasks: {[t.get('label') or t.get('name') for t in tasks]}): choose another with --alignment/--helpfulness"
     )

@@ -11,6 +11,7 @@ Two scorers:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import inspect
 import json
@@ -25,10 +26,10 @@ from steertax.data.loaders import load_rows
 from steertax.errors import DataError
 from steertax.generation import generate
 from steertax.judges import JUDGES, Judge, Verdict, build_judge
-from steertax.judges.base import COMPLIANCE as COMPLIED, REFUSAL as REFUSED
+from steertax.judges.base import COMPLIANCE as COMPLIED, REFUSAL as REFUSED, ModelBackedJudge
 from steertax.judges.fluency import fluency
 from steertax.models import format_chat
-from steertax.scoring import score_sequences
+from steertax.scoring import answer_token_logprob, score_sequences
 from steertax.tasks.base import EvalContext, Item, Task
 from steertax.tasks.traits import DEFAULT_ALIGNMENT, HARMFUL_ITEMS, SAFE_PROMPT_RATE, THREE_H_HARMLESS, THREE_H_HELPFUL
 
@@ -306,6 +307,9 @@ class BehaviorTask(Task):
             backend=ctx.backend,
         )
         asked = [users[i] for i, _ in rows]
+        for j in (self.judge_fn(ctx), self.second_judge_fn(), self.harm_judge_fn()):
+            if isinstance(j, ModelBackedJudge):  # judge models run on the evaluated model's backend unless they name one
+                j.use_run_backend(ctx.backend)
         verdicts = self.judge_fn(ctx)(texts, asked)
         second: dict[int, Verdict] = {}
         if (sec := self.second_judge_fn()) is not None:  # the stated subset: the first second_judge_items items of each cell
@@ -315,8 +319,14 @@ class BehaviorTask(Task):
         if (hj := self.harm_judge_fn()) is not None:  # graded harm on a stated subset (unvalidated: no human labels of harm)
             pick = [k for k, (i, _) in enumerate(rows) if i < self.harm_items]
             harm = {k: hv.harm for k, hv in zip(pick, hj([texts[k] for k in pick], [asked[k] for k in pick]), strict=True)}
+        # fluency under the unsteered base model: the answer's mean token log-probability (−log perplexity)
+        full = [format_chat(tok, p, system=self.system, chat=chat) for p in gen_prompts]
+        with ctx.reference() if ctx.reference is not None else contextlib.nullcontext():
+            base_lp = answer_token_logprob(ctx.model, tok, full, texts, batch_size=ctx.batch_size, force=ctx.force)
         for k, ((i, s), text, v) in enumerate(zip(rows, texts, verdicts, strict=True)):
             extra: dict[str, Any] = {"judged_second": second[k].label, "second_judge": sec.name} if k in second else {}
+            if np.isfinite(base_lp[k]):
+                extra["base_logprob"] = float(base_lp[k])
             if k in harm and v.harm is None:
                 extra["harm"] = harm[k]
             recs.append(
