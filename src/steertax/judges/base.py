@@ -124,7 +124,7 @@ class ModelBackedJudge(Judge):
         return self.backend or self._run_backend
 
     def next_token_lp(self, texts: Sequence[str], token_sets: Sequence[Sequence[int]], batch_size: int) -> Any:
-        """``lp[i, 0, k, m]`` = log P(token_sets[k][m]) of the judge model's next token after ``texts[i]``, batched,
+        """``lp[i, 0, k, m]`` = ``log P(token_sets[k][m])`` of the judge model's next token after ``texts[i]``, batched,
         on this judge's backend (vLLM: exact, from the prompt log-probabilities of each candidate)."""
         model, tok = self.loaded()
         if self.resolved_backend == "vllm":
