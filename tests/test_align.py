@@ -339,11 +339,11 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
     betas = [p["value"] for p in dpo["points"][1:]]
     assert betas == sorted(betas, reverse=True)  # β from the base (∞) down
     d = res["decisions"]
-    assert d["adjust"] == "holm" and d["comparisons"]
+    assert d["adjust"] == "maxt" and d["comparisons"] and res["intervals"].startswith("95%")
     for c in d["comparisons"]:
         assert c["verdict"] and (c["status"] != "ok" or c["p_adjusted"] >= c["p"] - 1e-12)
         if c["status"] == "ok" and not c["decided"]:
-            assert c["verdict"] == "can't tell with 8 refusal items and 8 arc_easy items" and c["items_needed"]
+            assert c["verdict"] == "can't tell with 8 refusal items and 8 arc_easy items" and c["to_decide"]["critical_value"] > 0
     # the folders' own rows (no --evaluate) and a fresh evaluation on the same items against one base agree
     ev = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
     assert ev["items"]["refusal"]["n_common"] == 8 and ev["evaluated"]
@@ -351,18 +351,30 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         assert (r0["method"], r0["setting"]) == (r1["method"], r1["setting"])
         assert r1["dB"] == pytest.approx(r0["dB"], abs=1e-4) and r1["dH"] == pytest.approx(r0["dH"], abs=1e-4)
     assert "| dpo |" in (tmp_path / "cmp" / "compare.md").read_text()
-    # --until-decided: item chunks are added while comparisons are undecided; finished cells are never changed
+    # --until-decided: item chunks are added while comparisons are open; finished cells are never changed
     con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
     before = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
     con.close()
-    ad = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", evaluate=True, until_decided=True, budget=8, step=4,
-                 chunk=4, n_boot=200, progress=False)
+    kw = dict(evaluate=True, until_decided=True, step=4, chunk=4, n_boot=200, progress=False, cap=16)
+    ad = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=4, **kw)
     looks = ad["looks"]
-    assert looks[0]["items"] == {"refusal": 8, "arc_easy": 8} and sum(lk["alpha"] for lk in looks) <= 0.05 + 1e-12
+    assert looks[0]["items"] == {"refusal": 8, "arc_easy": 8} and looks[0]["fraction"] == 0.5 and len(looks) <= 2
+    assert ad["design"]["cap"] == {"refusal": 16, "arc_easy": 16}
     for prev, nxt in zip(looks, looks[1:], strict=False):  # a look with open questions adds one step (4) per task
-        assert prev["undecided"] > 0 and nxt["items"] == {k: min(v + 4, 16) for k, v in prev["items"].items()}
-    # it stops when nothing is undecided or the budget (8 + 8 items) is spent, after at most 1 + 8/4 looks
-    assert len(looks) <= 3 and (looks[-1]["undecided"] == 0 or looks[-1]["items"] == {"refusal": 16, "arc_easy": 16})
+        assert prev["open"] > 0 and nxt["items"] == {k: v + 4 for k, v in prev["items"].items()}
+        assert nxt["alpha_spent"] > prev["alpha_spent"]
+    # a rerun with a larger budget continues the same design (the looks go on, α is not spent again) up to its cap
+    first = json.loads((tmp_path / "cmp-ev" / "sequential.json").read_text())
+    more = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, **kw)
+    assert more["looks"][: len(first["looks"])] == first["looks"] and more["looks"][-1]["alpha_spent"] <= 0.05 + 1e-12
+    if first["looks"][-1]["open"]:
+        assert len(more["looks"]) > len(first["looks"]) and more["looks"][-1]["items"]["refusal"] <= 16
+    kept = {c["id"] for c in more["decisions"]["comparisons"] if c.get("look")}
+    assert kept >= {i for lk in first["looks"] for i in lk["decided"]}  # decisions made earlier are kept
+    # the record belongs to this comparison: another one into the same folder is refused in one line
+    with pytest.raises(ConfigError, match="records the adaptive design of another comparison"):
+        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, levels=[0.1], **kw)
+    looks = more["looks"]
     con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
     after = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
     con.close()

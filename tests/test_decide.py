@@ -13,11 +13,10 @@ from steertax.analysis.decide import (
     adjust_pvalues,
     decide,
     default_levels,
-    detectable_difference,
     efficient_point,
     interpolate_at,
-    items_needed,
-    sequential_levels,
+    items_to_decide,
+    predictive_probability,
 )
 
 # ----------------------------------------------------------------------------------------------- known answers
@@ -45,21 +44,26 @@ def test_holm_and_bh_known_values():
         adjust_pvalues(p, "bonferroni-ish")
 
 
-def test_items_needed_and_detectable_formula():
-    # z_{0.975} + z_{0.8} = 1.95996 + 0.84162 = 2.80158; se 0.01 at 100 items, d 0.02 -> 100 * (2.80158/2)^2 = 196.2 -> 197
-    assert items_needed(0.01, 100, 0.02) == 197
-    assert items_needed(0.01, 100, -0.02) == 197
-    assert items_needed(0.01, 100, 0.0) is None
-    assert detectable_difference(0.01) == pytest.approx(0.0280158, abs=1e-6)
-    assert items_needed(0.01, 100, 0.02, m=5) > 197  # the Bonferroni level of 5 tests asks more
+def test_items_to_decide_and_the_predictive_probability_known_values():
+    zp = 0.8416212335729143
+    plan = items_to_decide(0.02, 0.01, [0.005, 0.035], {"a": 100, "b": 50}, crit=2.5, crit_future=2.0)
+    assert plan["detectable_difference"] == pytest.approx((2.5 + zp) * 0.01)  # at today's critical value
+    # the range at the later analysis' critical value, for a true difference at either end of the interval
+    far = ((2.0 + zp) * 0.01 / 0.035) ** 2
+    near = ((2.0 + zp) * 0.01 / 0.005) ** 2
+    assert plan["items_range"]["at_far_end"] == {"a": 100, "b": 50}  # already enough (f < 1): the current items
+    assert far < 1 and plan["items_range"]["at_near_end"] == {"a": math.ceil(100 * near), "b": math.ceil(50 * near)}
+    # P(decided at 2n): the final estimate ~ N(d, se²(1 − n/2n)), its SE se·√½, decided beyond 2.0 of it
+    tau, edge = 0.01 * math.sqrt(0.5), 2.0 * 0.01 * math.sqrt(0.5)
+    from scipy import stats as sps
 
-
-def test_sequential_levels_spend_at_most_alpha():
-    lv = sequential_levels([0.25, 0.5, 0.75, 1.0], 0.05)
-    assert sum(lv) == pytest.approx(0.05) and lv == sorted(lv)  # little early, most at the end
-    assert lv[0] == pytest.approx(0.05 / 16)
-    with pytest.raises(ValueError):
-        sequential_levels([0.5, 0.25])
+    want = sps.norm.sf((edge - 0.02) / tau) + sps.norm.cdf((-edge - 0.02) / tau)
+    assert plan["predictive_probability"]["x2"] == pytest.approx(want)
+    assert predictive_probability(0.02, 0.01, 100, 100, 2.0) is None and predictive_probability(0.02, 0.0, 100, 200, 2.0) is None
+    assert predictive_probability(0.0, 0.01, 100, 400, 2.0) < predictive_probability(0.02, 0.01, 100, 400, 2.0)
+    # an interval that includes 0: unbounded at its near end
+    assert items_to_decide(0.01, 0.01, [-0.01, 0.03], {"a": 10}, 2.0)["items_range"]["at_near_end"] == {"a": None}
+    assert items_to_decide(0.01, float("nan"), None, {"a": 10}, 2.0) == {"critical_value": 2.0, "power": 0.8}
 
 
 def test_default_levels_spread_below_the_highest_top():
@@ -121,45 +125,6 @@ def test_no_true_difference_decides_wrongly_at_most_alpha():
         wrong += any(c["decided"] for c in res["comparisons"])  # any decision at any level is wrong here
     se = math.sqrt(0.05 * 0.95 / sims)
     assert wrong / sims <= 0.05 + 2 * se, wrong / sims
-
-
-def test_planned_items_reach_about_80_percent_power():
-    rng = np.random.default_rng(11)
-    L = 0.7
-    d = _truth_at("A", L) - _truth_at("B", L)
-    base, fams = _simulate(rng, 400)
-    pilot = decide(base, fams, ALIGN, HELP, levels=[L], n_boot=2000, seed=1)
-    c = pilot["comparisons"][0]
-    n_plan = items_needed(c["se"], 400, d, 0.05, 0.8, m=1)
-    assert n_plan is not None and 400 < n_plan < 20000
-    sims, right = 300, 0
-    for _ in range(sims):
-        base, fams = _simulate(rng, n_plan)
-        r = decide(base, fams, ALIGN, HELP, levels=[L], n_boot=300, seed=int(rng.integers(1 << 30)))["comparisons"][0]
-        right += r["decided"] and np.sign(r["diff"]) == np.sign(d)
-    assert 0.7 <= right / sims <= 0.9, (n_plan, right / sims)
-
-
-def test_adaptive_looks_keep_the_error_rate_under_alpha():
-    """Optional stopping with the spending rule: add item chunks until decided or the budget ends."""
-    rng = np.random.default_rng(3)
-    same = {"A": TRUE["A"], "B": TRUE["A"]}
-    looks = [60, 120, 180, 240]
-    alphas = sequential_levels([n / looks[-1] for n in looks], 0.05)
-    wrong, sims = 0, 600
-    for _ in range(sims):
-        base, fams = _simulate(rng, looks[-1], same)
-        for n, a in zip(looks, alphas, strict=True):
-            sub_b = {t: x[:n] for t, x in base.items()}
-            sub_f = [Family(f.name, f.knob, f.settings, f.values, {t: y[:, :n] for t, y in f.scores.items()}) for f in fams]
-            r = decide(sub_b, sub_f, ALIGN, HELP, levels=[0.3, 0.6], alpha=a, n_boot=300, seed=int(rng.integers(1 << 30)))
-            if any(c["decided"] for c in r["comparisons"]):
-                wrong += 1
-                break
-    assert wrong / sims <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / sims), wrong / sims
-
-
-# ----------------------------------------------------------------------------------------------- behaviour
 
 
 def test_flat_segment_is_ill_conditioned_and_a_level_beyond_reach_is_not_reached():
@@ -258,35 +223,36 @@ def test_setting_summaries_are_the_bootstrap_se_and_normal_interval():
 
 
 def test_matched_rows_and_differences_are_recomputed_from_the_replicates():
-    from scipy import stats as sps
-
     from steertax.analysis.decide import ChainBootstrap
 
     base, fams = _two_task_data()
     L = 0.7
-    res = decide(base, fams, ALIGN, HELP, levels=[L], n_boot=80, seed=9)
-    cb = ChainBootstrap({ALIGN: base[ALIGN], HELP: base[HELP]}, 80, 9)
+    res = decide(base, fams, ALIGN, HELP, levels=[L], n_boot=400, seed=9)
+    cb = ChainBootstrap({ALIGN: base[ALIGN], HELP: base[HELP]}, 400, 9)
     h = {}
     for f in fams:
         hf, seg = interpolate_at(cb.deltas(f, ALIGN), cb.deltas(f, HELP), L)
         h[f.name] = hf
         m = next(r for r in res["matched"] if r["family"] == f.name)
-        assert m["status"] == "ok" and m["level"] == L and "values" not in m
+        assert m["status"] == "ok" and m["level"] == L and "values" not in m and "lin" not in m and "dL" not in m
         assert m["estimate"] == pytest.approx(hf[0]) and m["se"] == pytest.approx(np.std(hf[1:], ddof=1))
         k0 = int(seg[0])
         assert m["segment"] == [f.settings[k0 - 1] if k0 else "base", f.settings[k0]]
     assert [r["family"] for r in res["matched"]] == ["A", "B"]
     (c,) = res["comparisons"]
     d = h["A"] - h["B"]
-    se = np.std(d[1:], ddof=1)
-    assert (c["a"], c["b"], c["level"], c["status"]) == ("A", "B", L, "ok")
-    assert c["diff"] == pytest.approx(d[0]) and c["se"] == pytest.approx(se) and c["n_boot_used"] == 80
-    assert c["ci95"] == pytest.approx([d[0] - 1.959963984540054 * se, d[0] + 1.959963984540054 * se])
-    assert c["p"] == pytest.approx(2 * sps.norm.sf(abs(d[0] / se)))
+    sd = np.std(d[1:], ddof=1)
+    assert (c["a"], c["b"], c["level"], c["status"], c["id"]) == ("A", "B", L, "ok", f"A | B | {L}")
+    assert c["diff"] == pytest.approx(d[0]) and c["n_boot_used"] == 400
+    # the delta-method SE of the matched difference agrees with the bootstrap SD it replaces
+    assert c["se"] == pytest.approx(sd, rel=0.25)
+    lo, hi = c["ci95"]
+    assert lo < c["diff"] < hi and (hi - c["diff"]) == pytest.approx(c["diff"] - lo)  # symmetric bootstrap-t
+    assert 1.5 < (hi - c["diff"]) / c["se"] < 3.5 and c["t"] == pytest.approx(c["diff"] / c["se"])
     assert c["p_adjusted"] == pytest.approx(c["p"]) and res["n_tests"] == 1  # one test: nothing to adjust
     assert res["levels"] == [L] and res["reach"] == {f.name: pytest.approx(cb.deltas(f, ALIGN)[0].max()) for f in fams}
-    assert res["n_items"] == {ALIGN: 40, HELP: 40} and res["alpha"] == 0.05 and res["adjust"] == "holm"
-    assert res["power"] == 0.8 and res["n_boot"] == 80
+    assert res["n_items"] == {ALIGN: 40, HELP: 40} and res["alpha"] == 0.05 and res["adjust"] == "maxt"
+    assert res["power"] == 0.8 and res["n_boot"] == 400
 
 
 def test_decide_default_levels_and_its_arguments():
@@ -356,92 +322,103 @@ def test_adjust_pvalues_default_caps_and_aliases():
         adjust_pvalues(p, "x")
 
 
-def test_items_needed_and_detectable_difference_edges_and_multiplicity():
-    zs = 2.5758293035489 + 0.8416212335729  # z_{1 − 0.05/(2·5)} + z_{0.8}
-    assert items_needed(0.01, 100, 0.02, m=5) == math.ceil(100 * (zs * 0.01 / 0.02) ** 2)  # 292
-    assert items_needed(0.01, 100, 0.02, m=0) == 197  # m < 1 counts as one test
-    assert detectable_difference(0.01, m=5) == pytest.approx(zs * 0.01)
-    assert detectable_difference(0.01, m=0) == pytest.approx(0.0280158, abs=1e-6)
-    assert detectable_difference(float("nan")) is None
-    assert items_needed(0.01, 100, 0.02, alpha=0.01, power=0.9) == math.ceil(100 * ((2.5758293 + 1.2815516) * 0.5) ** 2)
-    assert detectable_difference(0.01, alpha=0.01, power=0.9) == pytest.approx((2.5758293 + 1.2815516) * 0.01)
-    assert items_needed(0.01, 1, 0.02) == 2  # one item: 1.962 -> 2
-    assert items_needed(0.01, 0, 0.02) is None and items_needed(0.01, -3, 0.02) is None
-    assert items_needed(float("nan"), 100, 0.02) is None and items_needed(float("inf"), 100, 0.02) is None
-    assert items_needed(0.01, 100, float("inf")) is None and items_needed(0.01, 100, float("nan")) is None
-
-
-def test_sequential_levels_default_clamp_and_ties():
-    a = 0.05
-    assert sequential_levels([0.5, 1.0]) == pytest.approx([a / 4, 3 * a / 4])  # α = 0.05 by default
-    assert sequential_levels([0.5, 1.5], a) == pytest.approx([a / 4, 3 * a / 4])  # a share past the budget is 1
-    assert sequential_levels([-0.2, 1.0], a) == pytest.approx([0.0, a])
-    assert sequential_levels([0.5, 0.5, 1.0], a) == pytest.approx([a / 4, 0.0, 3 * a / 4])  # a repeated look: nothing
-    with pytest.raises(ValueError, match="non-decreasing"):
-        sequential_levels([1.0, 0.5])
-
-
 def test_default_levels_edges_and_rounding():
     assert default_levels({}) == [] and default_levels({"a": 0.0}) == [] and default_levels({"a": float("nan")}) == []
     assert default_levels({"a": 0.12345}) == [0.03, 0.06, 0.09]  # rounded to 2 decimals
     assert default_levels({"a": 1.0}, k=1) == [0.5]
 
 
-def _row(a, b, diff, p, se=0.01, **kw):
-    return {"a": a, "b": b, "level": 0.5, "status": "ok", "diff": diff, "se": se, "p": p, **kw}
+def test_bootstrap_null_pvalues_and_max_t_known_values():
+    from steertax.analysis.decide import bootstrap_null_pvalues, max_t_adjust
+
+    est = np.array([1.0, 0.2])
+    reps = np.array([[1.5, 0.1], [0.0, 0.9], [1.2, np.nan], [0.9, 0.2]])
+    se = np.array([[0.5, 0.1], [0.5, 0.1], [1.0, 0.1], [0.5, 0.1], [0.25, 0.1]])
+    t, T, p = bootstrap_null_pvalues(est, reps, se)
+    assert t == pytest.approx([2.0, 2.0])
+    # T_b = |d_b − d| / SE_b: column 0 → 1, 1, 0.4, 0.4; column 1 → 1, 7, 0 (unreached: no evidence), 0
+    assert T == pytest.approx(np.array([[1.0, 1.0], [1.0, 7.0], [0.4, 0.0], [0.4, 0.0]]))
+    assert p == pytest.approx([1 / 5, 2 / 4])  # (1 + #|T| ≥ 2) / (1 + replicates that reach)
+    adj, crit = max_t_adjust(t, T, alpha=0.25)
+    # both |t| = 2 (a tie keeps the order): step 1 max over both → 1, 7, 0.4, 0.4 → (1 + 1)/5; step 2 column 1 alone
+    assert adj == pytest.approx([2 / 5, 2 / 5]) and crit == pytest.approx(np.quantile([1.0, 7.0, 0.4, 0.4], 0.75))
+    t0, _, p0 = bootstrap_null_pvalues(np.array([0.5]), np.empty((0, 1)), np.array([[0.1]]))
+    assert t0 == pytest.approx([5.0]) and math.isnan(p0[0])
+    nan_adj, nan_crit = max_t_adjust(np.array([np.nan]), np.zeros((3, 1)))
+    assert math.isnan(nan_adj[0]) and math.isnan(nan_crit)
+    # without per-replicate SEs every replicate is divided by the replicates' SD
+    t1, T1, _ = bootstrap_null_pvalues(np.array([0.0]), np.array([[1.0], [-1.0]]))
+    assert t1 == pytest.approx([0.0]) and T1[:, 0] == pytest.approx([1 / np.sqrt(2)] * 2)
 
 
-def test_finish_verdicts_known_verdicts_and_plans():
-    from steertax.analysis.decide import finish_verdicts
+def _brow(a, b, diff, reps, se, **kw):
+    reps = np.asarray(reps, dtype=float)
+    return {"a": a, "b": b, "level": 0.5, "status": "ok", "diff": diff, "se": se, "_reps": reps, "_se": np.full(len(reps) + 1, se), **kw}
+
+
+def test_finish_verdicts_known_verdicts_intervals_and_plans():
+    from steertax.analysis.decide import bootstrap_null_pvalues, finish_verdicts, max_t_adjust
 
     n = {ALIGN: 100, HELP: 50}
-    rows = [_row("A", "B", 0.02, 0.001), _row("A", "B", -0.02, 0.002), _row("A", "B", 0.02, 0.5)]
-    rows.append({"a": "A", "b": "C", "status": "C: not reached"})
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1, 999)
+    rows = [_brow("A", "B", 0.05, 0.05 + 0.01 * z, 0.01), _brow("A", "B", -0.05, -0.05 + 0.01 * z, 0.01)]
+    rows += [_brow("A", "B", 0.01, 0.01 + 0.01 * z, 0.01), {"a": "A", "b": "C", "status": "C: not reached"}]
     assert finish_verdicts(rows, n) == 3
-    assert rows[0]["verdict"] == "A cheaper" and rows[0]["decided"] is True and rows[0]["p_adjusted"] == pytest.approx(0.003)
-    assert rows[1]["verdict"] == "B cheaper" and rows[1]["decided"] is True and rows[1]["p_adjusted"] == pytest.approx(0.004)
-    assert "items_needed" not in rows[0] and "detectable_difference" not in rows[0]
+    est = np.array([0.05, -0.05, 0.01])
+    t, T, p = bootstrap_null_pvalues(est, np.stack([0.01 * z] * 3, axis=1) + est, np.full((1000, 3), 0.01))
+    adj, crit = max_t_adjust(t, T)
+    assert [r["p"] for r in rows[:3]] == pytest.approx(p) and [r["p_adjusted"] for r in rows[:3]] == pytest.approx(adj)
+    assert rows[0]["verdict"] == "A cheaper" and rows[0]["decided"] is True and rows[0]["p"] == pytest.approx(1 / 1000)
+    assert rows[1]["verdict"] == "B cheaper" and rows[1]["decided"] is True
+    q = np.quantile(np.abs(z), 0.95)
+    assert rows[0]["ci95"] == pytest.approx([0.05 - q * 0.01, 0.05 + q * 0.01])
+    assert "to_decide" not in rows[0] and "_reps" not in rows[0] and "_se" not in rows[0]
     und = rows[2]
     assert und["decided"] is False and und["verdict"] == "can't tell with 100 refusal items and 50 arc items"
-    assert und["items_needed"] == {ALIGN: items_needed(0.01, 100, 0.02, m=3), HELP: items_needed(0.01, 50, 0.02, m=3)}
-    assert und["detectable_difference"] == pytest.approx(detectable_difference(0.01, m=3))
+    plan = und["to_decide"]
+    assert plan["critical_value"] == pytest.approx(crit) and plan["power"] == 0.8
+    assert und["detectable_difference"] == pytest.approx((crit + 0.8416212335729143) * 0.01)
+    # the later analysis' critical value: the replicates standardized by their SD (large-sample max-|Z|)
+    zs = np.abs(z) / np.std(z, ddof=1)
+    assert plan["future_critical_value"] == pytest.approx(np.quantile(zs, 0.95))
+    assert plan["items_range"]["at_near_end"] == {ALIGN: None, HELP: None}  # its interval includes 0: unbounded
+    f = ((plan["future_critical_value"] + 0.8416212335729143) * 0.01 / (0.01 + q * 0.01)) ** 2
+    assert plan["items_range"]["at_far_end"] == {ALIGN: math.ceil(100 * max(f, 1)), HELP: math.ceil(50 * max(f, 1))}
+    assert 0 < plan["predictive_probability"]["x2"] < plan["predictive_probability"]["x4"] < 1
     assert rows[3]["verdict"] == "not comparable: C: not reached" and rows[3]["decided"] is False
-    # exactly at α is not below it; a one-task contrast names only its task
-    at = [_row("A", "B", 0.02, 0.05, task=HELP)]
-    assert finish_verdicts(at, n, alpha=0.05) == 1
-    assert at[0]["decided"] is False and at[0]["verdict"] == "can't tell with 50 arc items" and list(at[0]["items_needed"]) == [HELP]
-    nan = [_row("A", "B", 0.02, float("nan"))]
-    finish_verdicts(nan, n)
-    assert nan[0]["decided"] is False and nan[0]["verdict"].startswith("can't tell")
-    bh = [_row("A", "B", 0.02, 0.02), _row("A", "B", 0.02, 0.03)]
-    finish_verdicts(bh, n, adjust="bh", power=0.9)
-    assert [r["p_adjusted"] for r in bh] == pytest.approx([0.03, 0.03]) and all(r["decided"] for r in bh)
-    hi = [_row("A", "B", 0.02, 0.5)]
-    finish_verdicts(hi, n, power=0.9)
-    assert hi[0]["items_needed"][ALIGN] == items_needed(0.01, 100, 0.02, power=0.9)
+    # a one-task contrast names only its task; a later analysis' critical value is the one planned for
+    one = [_brow("A", "B", 0.01, 0.01 + 0.01 * z, 0.01, task=HELP)]
+    assert finish_verdicts(one, n, future_alpha=0.001) == 1
+    assert one[0]["verdict"] == "can't tell with 50 arc items" and list(one[0]["to_decide"]["items_range"]["at_far_end"]) == [HELP]
+    assert one[0]["to_decide"]["future_critical_value"] == pytest.approx(np.quantile(zs, 0.999))
+    # Holm and BH adjust the same bootstrap p-values
+    for method in ("holm", "bh"):
+        r2 = [_brow("A", "B", 0.03, 0.03 + 0.01 * z, 0.01), _brow("A", "B", 0.025, 0.025 + 0.01 * z, 0.01)]
+        finish_verdicts(r2, n, adjust=method)
+        assert [r["p_adjusted"] for r in r2] == pytest.approx(adjust_pvalues([r["p"] for r in r2], method))
+    with pytest.raises(ValueError, match="unknown multiplicity adjustment"):
+        finish_verdicts([_brow("A", "B", 0.0, z, 1.0)], n, adjust="bonferroni")
 
 
 def test_setting_contrasts_known_values_and_verdicts():
-    from scipy import stats as sps
-
-    from steertax.analysis.decide import ChainBootstrap, setting_contrasts
+    from steertax.analysis.decide import setting_contrasts
 
     base, fams = _two_task_data()
     pairs = [("A/A0", "B/B0"), ("A/A2", "A/A0"), ("A/A0", "Z/z"), ("Q/q", "B/B1")]
-    res = setting_contrasts(base, fams, [ALIGN, HELP], pairs, n_boot=80, seed=4)
+    res = setting_contrasts(base, fams, [ALIGN, HELP], pairs, n_boot=400, seed=4)
     assert res["tasks"] == [ALIGN, HELP] and res["n_items"] == {ALIGN: 40, HELP: 40} and res["n_tests"] == 4
-    assert res["alpha"] == 0.05 and res["adjust"] == "holm"
+    assert res["alpha"] == 0.05 and res["adjust"] == "maxt"
     rows = {(r["a"], r["b"], r["task"]): r for r in res["comparisons"]}
     assert len(res["comparisons"]) == 8 and [(r["a"], r["task"]) for r in res["comparisons"][:2]] == [("A/A0", ALIGN), ("A/A0", HELP)]
     for t in (ALIGN, HELP):
         q = rows[("Q/q", "B/B1", t)]
         assert q["status"] == "unknown setting 'Q/q'" and q["level"] == t and q["verdict"] == "not comparable: unknown setting 'Q/q'"
-    cb = ChainBootstrap({t: base[t] for t in (ALIGN, HELP)}, 80, 4)
     r = rows[("A/A0", "B/B0", HELP)]
-    d = cb.deltas(fams[0], HELP)[:, 1] - cb.deltas(fams[1], HELP)[:, 1]
-    se = np.std(d[1:], ddof=1)
-    assert r["level"] == HELP and r["diff"] == pytest.approx(fams[0].scores[HELP][0].mean() - fams[1].scores[HELP][0].mean())
-    assert r["se"] == pytest.approx(se) and r["p"] == pytest.approx(2 * sps.norm.sf(abs(d[0] / se)))
+    x = fams[0].scores[HELP][0] - fams[1].scores[HELP][0]  # paired item differences
+    assert r["level"] == HELP and r["diff"] == pytest.approx(x.mean())
+    assert r["se"] == pytest.approx(np.std(x) / np.sqrt(len(x)))  # the delta-method SE of a mean difference
+    assert 0 < r["p"] <= 1 and r["t"] == pytest.approx(x.mean() / r["se"])
     up = rows[("A/A2", "A/A0", ALIGN)]  # +0.8 on the alignment task: decided, the larger change wins
     assert up["decided"] is True and up["verdict"] == f"A/A2 higher on {ALIGN}"
     down = rows[("A/A2", "A/A0", HELP)]  # −0.08 on helpfulness
@@ -450,7 +427,7 @@ def test_setting_contrasts_known_values_and_verdicts():
     assert bad["status"] == "unknown setting 'Z/z'" and bad["decided"] is False and bad["verdict"].startswith("not comparable")
     und = [c for c in res["comparisons"] if c["status"] == "ok" and not c["decided"]]
     for c in und:
-        assert c["verdict"] == f"can't tell with 40 {c['task']} items" and list(c["items_needed"]) == [c["task"]]
+        assert c["verdict"] == f"can't tell with 40 {c['task']} items" and list(c["to_decide"]["items_range"]["at_far_end"]) == [c["task"]]
 
 
 def _rising(n, rng, top_sd=0.5):
@@ -568,26 +545,23 @@ def test_identical_settings_have_no_p_value():
     res = setting_contrasts(base, [same], [HELP], [("C/c0", "C/c1")], n_boot=50)
     (r,) = res["comparisons"]
     assert r["diff"] == 0.0 and r["se"] == 0.0 and math.isnan(r["p"]) and r["decided"] is False
-    assert r["verdict"] == f"can't tell with 40 {HELP} items" and r["items_needed"] == {HELP: None}
+    assert r["verdict"] == f"can't tell with 40 {HELP} items" and "detectable_difference" not in r["to_decide"]
 
 
-def test_decide_defaults_are_2000_replicates_seed_0_holm():
+def test_decide_defaults_are_2000_replicates_seed_0_maxt():
     from steertax.analysis.decide import setting_contrasts
 
     base, fams = _two_task_data(n=30)
     dflt = decide(base, fams, ALIGN, HELP, levels=[0.7])
-    explicit = decide(base, fams, ALIGN, HELP, levels=[0.7], n_boot=2000, seed=0, alpha=0.05, adjust="holm", power=0.8)
-    assert dflt["n_boot"] == 2000 and dflt["adjust"] == "holm" and dflt["alpha"] == 0.05 and dflt["power"] == 0.8
-    assert dflt["comparisons"][0]["se"] == explicit["comparisons"][0]["se"] and dflt["comparisons"][0]["n_boot_used"] == 2000
+    explicit = decide(base, fams, ALIGN, HELP, levels=[0.7], n_boot=2000, seed=0, alpha=0.05, adjust="maxt", power=0.8)
+    assert dflt["n_boot"] == 2000 and dflt["adjust"] == "maxt" and dflt["alpha"] == 0.05 and dflt["power"] == 0.8
+    assert dflt["comparisons"][0]["p"] == explicit["comparisons"][0]["p"] and dflt["comparisons"][0]["n_boot_used"] == 2000
     assert decide(base, fams, ALIGN, HELP, levels=[0.7], adjust="bh", n_boot=20)["adjust"] == "bh"
     assert dflt["alignment"] == ALIGN and dflt["helpfulness"] == HELP and set(dflt["settings"]) == {"A", "B"} and dflt["rule"]
     pairs = [("A/A0", "B/B0")]
     sc = setting_contrasts(base, fams, [HELP], pairs)
-    assert sc["comparisons"][0]["se"] == setting_contrasts(base, fams, [HELP], pairs, n_boot=2000, seed=0)["comparisons"][0]["se"]
+    assert sc["comparisons"][0]["p"] == setting_contrasts(base, fams, [HELP], pairs, n_boot=2000, seed=0)["comparisons"][0]["p"]
     assert sc["comparisons"][0]["n_boot_used"] == 2000
-
-
-# ----------------------------------------------------------------------------------------------- efficient point
 
 
 def _knob_family(gain_b, gain_h, n, rng, noise=0.0):
@@ -608,7 +582,7 @@ def test_efficient_point_known_answer():
     # U = 0.5·ΔH + 0.5·ΔB: 0.25, 0.45, 0.35 (base 0): the middle setting, exactly, on every replicate
     assert e["setting"] == "s1" and e["value"] == 9.0 and e["choice_share"] == {"s1": 1.0}
     assert e["held_out"]["U"]["estimate"] == pytest.approx(0.45) and e["held_out"]["U"]["ci95"] == pytest.approx([0.45, 0.45])
-    assert e["value_ci95"] == [9.0, 9.0] and e["n_held_out"] == {"B": 20, "H": 20}
+    assert e["choice_range"] == [9.0, 9.0] and e["n_held_out"] == {"B": 20, "H": 20}
     # all weight on helpfulness: nothing beats the base
     assert efficient_point(base, fam, "B", "H", 1.0, val, n_boot=50)["setting"] == "base"
     with pytest.raises(ValueError, match="empty half"):

@@ -170,6 +170,15 @@ def test_tax_table_known_values_held_out_items_and_floor():
     allrows = {r["task"]: r for r in tax_table(ents, recs, 2.0)}
     assert allrows["arc"]["items"] == "all" and allrows["arc"]["n"] == 3
     assert allrows["arc"]["tax_percent"] == pytest.approx((19 / 30 - 0.8 / 3) / (19 / 30) * 100)
+    # the tax at r* has an interval: items resampled, each item's score at r* interpolated along its strengths
+    from steertax.analysis.stats import paired_change
+    from steertax.analysis.tax import interp_items
+
+    at = interp_items(recs["arc"], "p_correct", 2.0, "logprob")
+    assert set(at) == {"v0", "v1", "v2"} and sum(at.values()) / 3 == pytest.approx(0.8 / 3)
+    ci = paired_change(interp_items(recs["arc"], "p_correct", 0.0, "logprob"), at)["tax_ci95"]
+    assert allrows["arc"]["tax_ci95"] == ci and ci[0] <= allrows["arc"]["tax_percent"] <= ci[1]
+    assert "tax_ci95" not in allrows["drift"] and "tax_ci95" not in allrows["tiny"]
     # items without chosen_on: applied to every entry
     assert all(r["items"] == "held-out" for r in tax_table(ents, recs, 2.0, items={"v1"}))
 
@@ -288,15 +297,21 @@ def test_mean_tax_uses_each_benchmarks_own_resamples():
     assert one["mean_tax_ci95"] == pytest.approx(paired_change(b1, o1, n_boot=400, seed=2)["tax_ci95"])  # one benchmark: its own CI
     two = mean_tax({"A": (b1, o1), "B": (b2, o2)}, n_boot=400, seed=2)
 
-    def reps(b, o):
-        idx = np.random.default_rng(2).integers(0, len(b), size=(400, len(b)))
+    def reps(b, o, rng):
+        idx = rng.integers(0, len(b), size=(400, len(b)))
         bb, ob = b[idx].mean(axis=1), o[idx].mean(axis=1)
         return (bb - ob) / bb * 100
 
     t1 = (B1.mean() - O1.mean()) / B1.mean() * 100
     t2 = (B2.mean() - O2.mean()) / B2.mean() * 100
     assert two["mean_tax_percent"] == pytest.approx((t1 + t2) / 2)
-    assert two["mean_tax_ci95"] == pytest.approx(list(np.percentile((reps(B1, O1) + reps(B2, O2)) / 2, [2.5, 97.5])))
+    both = (reps(B1, O1, np.random.default_rng(2)) + reps(B2, O2, np.random.default_rng([2, 1]))) / 2
+    assert two["mean_tax_ci95"] == pytest.approx(list(np.percentile(both, [2.5, 97.5])))
+    # benchmarks are resampled independently, also when they have as many items: two copies of one benchmark
+    # average to a narrower interval than the one (the same resamples would give the same interval)
+    same = mean_tax({"A": (b1, o1), "A2": (b1, o1)}, n_boot=400, seed=2)
+    w1, w2 = np.diff(one["mean_tax_ci95"])[0], np.diff(same["mean_tax_ci95"])[0]
+    assert w2 < 0.85 * w1
 
 
 def test_mean_tax_keeps_resamples_below_the_floor_as_unknowns():

@@ -672,7 +672,7 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     description="Put `steertax run`, `steertax align` and `steertax merge` output folders of one model on one "
     "alignment-vs-helpfulness frontier on the same items against one base: every setting with paired 95% CIs, each "
     "method's curve along its knob (r, β, λ, merge scale), ΔH at matched ΔB from one bootstrap over items for the whole "
-    "chain, pairwise verdicts with Holm (or BH) adjusted p-values, and the items that would decide what is undecided. "
+    "chain, pairwise verdicts with max-T (or Holm, BH) adjusted bootstrap-t p-values, and the items that would decide what is undecided. "
     "Without --evaluate the folders' own rows on their common items are used (their base rows must agree); with "
     "--evaluate the model scores every folder's interventions on one item list per task into OUT/results.sqlite.",
     args=[
@@ -682,8 +682,13 @@ def _cmd_merge(a: argparse.Namespace) -> int:
         arg("--helpfulness", default=None, help="the helpfulness entry (default: the task declaring DEFAULT_HELPFULNESS: arc_easy)"),
         arg("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)"),
         arg("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the highest ΔB any curve reaches]"),
-        arg("--alpha", type=float, default=0.05, help="error rate of the verdicts (default 0.05)"),
-        arg("--adjust", default="holm", choices=["holm", "bh"], help="multiplicity control: Holm (FWER) or BH (FDR) [holm]"),
+        arg("--alpha", type=float, default=0.05, help="error rate of the verdicts, in (0, 0.5) (default 0.05)"),
+        arg(
+            "--adjust",
+            default="maxt",
+            choices=["maxt", "holm", "bh"],
+            help="multiplicity control: max-T over the joint bootstrap (FWER), Holm (FWER) or BH (FDR) [maxt]",
+        ),
         arg("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)"),
         arg("--exclude", default="", help="methods to leave out, comma-separated, by their names in compare.md"),
         arg("--evaluate", action="store_true", help="load the model and score every method on the same items and base"),
@@ -691,6 +696,13 @@ def _cmd_merge(a: argparse.Namespace) -> int:
         arg("--until-decided", action="store_true", help="--evaluate: add items while comparisons are undecided"),
         arg("--budget", type=int, default=None, help="--until-decided: the most items to add per task"),
         arg("--step", type=int, default=16, help="--until-decided: items added per task per look (default 16)"),
+        arg(
+            "--cap",
+            type=int,
+            default=None,
+            help="--until-decided: the design's most items per task, fixed when it starts [its first run's items + --budget]; "
+            "a rerun with a larger --budget adds looks up to it",
+        ),
     ],
 )
 def _cmd_compare(a: argparse.Namespace) -> int:
@@ -716,6 +728,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
         until_decided=a.until_decided,
         budget=a.budget,
         step=a.step,
+        cap=a.cap,
         progress=not a.quiet,
         exclude=[x.strip() for x in a.exclude.split(",") if x.strip()],
     )

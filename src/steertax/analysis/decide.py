@@ -15,31 +15,41 @@ by replicate.
 
 **Interpolation rule (stated, no extrapolation).** Along a family's knob order, starting at the base, the
 first segment whose ΔB reaches the level L is used, and ΔH is linear in ΔB on it. A family whose curve
-never reaches L has "not reached". A level where the segment's ΔB rise has a 95% bootstrap interval that
-includes 0 (the curve is flat there, so ΔB does not pin a knob value), or that more than 2.5% of replicates
-do not reach, is *ill-conditioned* and reported without a number.
+never reaches L has "not reached". A level is *ill-conditioned* and reported without a number when the
+segment's ΔB rise has a 95% bootstrap interval that includes 0 (the curve is flat there, so ΔB does not pin a
+knob value), when more than 2.5% of replicates do not reach it, when more than 5% of replicates first cross it on
+a segment not adjacent to the estimate's (the curve bends back: the crossing jumps), or when the curve is
+non-monotone within the level's uncertainty band (±1.96 bootstrap SE of ΔB). A bending curve's "ok" intervals
+covered 85% before these rules; they are flagged now (``tests/test_decide_calibration.py``).
 
-**Intervals and tests.** The interval of an estimate is estimate ± z·SE with SE the bootstrap standard
-deviation (normal bootstrap interval); a difference's p-value is two-sided from z = d/SE. The same SE gives
-the test and the interval, so they agree. Coverage and error rates are checked by simulation in
-``tests/test_decide.py``.
+**Intervals (95%, always).** A setting's or a matched ΔH's interval is the normal bootstrap interval (estimate ±
+1.96·bootstrap SD). A difference's interval is the symmetric bootstrap-t interval d ± q·SE, with SE the
+delta-method SE from each item's influence on the matched difference (through the two segments' ΔH and ΔB, and
+through the level itself where it is a point's own ΔB) and q the 95% quantile of |T_b| = |d_b − d|/SE_b over the
+replicates, each studentized by its own SE. Whatever level a test or an adaptive look uses, every interval
+reported is 95%.
 
-**Multiplicity.** Holm's step-down (family-wise error ≤ α, any dependence between the tests) or
-Benjamini–Hochberg (false-discovery rate ≤ α for independent or positively dependent tests) over every
-comparison of one table.
+**Tests.** A difference's p-value is the bootstrap-t p: the share of replicates with |T_b| ≥ |d|/SE. At 32–48
+bounded items, with skewed paired differences (one method losing a little on every item, another a lot on a
+few), the normal reference z = d/SD put the family-wise error of ~80 comparisons at 0.11; the studentized
+replicates carry the skew and the small-n tails into the reference.
 
-**Items needed.** For an undecided difference d with SE s at n items, the items that would decide it at
-power 1 − β at the Bonferroni level α/m (Holm's strictest step, so the plan holds at any step):
-n · ((z_{1−α/2m} + z_{1−β}) · s / |d|)², taking the observed d as the effect (the plan is for *this*
-difference; a smaller true one needs more). The smallest difference the current n detects with that power
-is (z_{1−α/2m} + z_{1−β}) · s.
+**Multiplicity.** ``maxt`` (default): Westfall–Young step-down max-T over the joint bootstrap — the comparisons
+share items and one resample, so the largest |T_b| over the comparisons still open is the reference, which uses
+their correlation and loses less power than Holm as m grows; family-wise error ≤ α (checked by simulation in
+the README's regime and over three axes with > 300 comparisons). ``holm`` (Holm over the bootstrap-t p-values)
+and ``bh`` (Benjamini–Hochberg, false-discovery rate) remain options.
 
-**Optional stopping.** :func:`sequential_levels` spends α over the planned looks of an adaptive run
-(``steertax compare --until-decided``): look k tests at α_k = α·(t_k² − t_{k−1}²), t_k the share of the item
-budget used (an O'Brien–Fleming-like spending that keeps most of α for the last look). By the union bound
-the chance of any false decision at any look is at most Σ α_k = α, whatever the dependence between looks,
-so stopping when a comparison is decided (or continuing) keeps the error rate: conservative, but valid
-without modelling the looks' correlation.
+**What would decide an open comparison.** Per task (the bootstrap weights are per task, every task scaled by one
+factor): the items that give 80% power when the true difference is anywhere in the 95% interval (a range, from
+its far end to its near end, unbounded when the interval includes 0), and the predictive probability of deciding
+it with 2× and 4× the items (the final estimate normal around today's, flat prior), both at the critical value
+of the analysis that will decide it (the adaptive design's last boundary, read on the large-sample max-|Z|); and
+the smallest difference today's items detect. Not the observed difference plugged into a power formula (post-hoc
+power): at the README's figures that gave "about 100 items" where the 95% range was 30–2,900.
+
+**Adaptive mode.** :mod:`steertax.analysis.sequential` (Lan–DeMets spending, boundaries that account for the
+looks' correlation, decisions kept, a persisted design).
 """
 
 from __future__ import annotations
@@ -58,12 +68,14 @@ __all__ = [
     "ChainBootstrap",
     "interpolate_at",
     "adjust_pvalues",
-    "items_needed",
-    "detectable_difference",
-    "sequential_levels",
     "decide",
     "default_levels",
     "finish_verdicts",
+    "comparison_id",
+    "bootstrap_null_pvalues",
+    "max_t_adjust",
+    "predictive_probability",
+    "items_to_decide",
     "setting_contrasts",
     "efficient_point",
 ]
@@ -119,6 +131,23 @@ class ChainBootstrap:
                 counts[1:] = rng.multinomial(n, np.full(n, 1.0 / n), size=self.n_boot)
             self.weights[t] = counts / n
 
+    def item_deltas(self, fam: Family, task: str) -> np.ndarray:
+        """(1 + settings, items): each item's change from the base per setting, the base's zeros first."""
+        Y = np.nan_to_num(np.asarray(fam.scores[task], dtype=float) - self.base[task][None, :])
+        return np.concatenate([np.zeros((1, Y.shape[1])), Y], axis=0)
+
+    def se_reps(self, lin: dict[str, np.ndarray]) -> np.ndarray:
+        """Per replicate, the delta-method SE of a statistic whose per-item linearization (influence) on each
+        task is ``lin[task]`` (replicates × items): √Σ_t var_w(lin_t)/n_t under that replicate's item weights
+        (replicate 0: every item once). Studentizing each replicate by its own SE makes the bootstrap-t."""
+        var = np.zeros(self.weights[next(iter(lin))].shape[0])
+        for t, x in lin.items():
+            w = self.weights[t]
+            x = np.broadcast_to(x, w.shape)
+            m = np.sum(w * x, axis=1, keepdims=True)
+            var += np.sum(w * (x - m) ** 2, axis=1) / w.shape[1]
+        return np.sqrt(var)
+
     def deltas(self, fam: Family, task: str) -> np.ndarray:
         """(B + 1, 1 + settings): each replicate's change from the base per setting, the base's 0 first."""
         Y = np.asarray(fam.scores[task], dtype=float) - self.base[task][None, :]
@@ -146,13 +175,60 @@ def _z(alpha: float) -> float:
     return float(sps.norm.ppf(1 - alpha / 2))
 
 
-def _summary(vals: np.ndarray, alpha: float) -> dict[str, Any]:
-    """Estimate (replicate 0), bootstrap SE and the normal interval of one quantity's replicates."""
+def _summary(vals: np.ndarray, alpha: float = 0.05) -> dict[str, Any]:
+    """Estimate (replicate 0), bootstrap SE and the normal 95% interval of one quantity's replicates (every
+    interval steertax reports is 95%, whatever level a test uses; ``alpha`` is accepted and ignored)."""
     est, boot = float(vals[0]), vals[1:]
     ok = np.isfinite(boot)
     se = float(np.std(boot[ok], ddof=1)) if ok.sum() > 1 else float("nan")
-    z = _z(alpha)
+    z = _z(0.05)
     return {"estimate": est, "se": se, "ci95": [est - z * se, est + z * se] if math.isfinite(se) else None, "n_boot_used": int(ok.sum())}
+
+
+def bootstrap_null_pvalues(est: np.ndarray, reps: np.ndarray, se: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per comparison (columns of ``reps``, one bootstrap replicate per row; NaN where a replicate has none): the
+    studentized statistic t = d/SE and its bootstrap null distribution T_b = (d_b − d)/SE_b, and the two-sided
+    bootstrap p-value (1 + #{|T_b| ≥ |t|}) / (1 + B). ``se``: (1 + B) × comparisons, each replicate's own SE
+    (row 0 the estimate's) — the bootstrap-t, whose tails hold at small n and for skewed, bounded scores;
+    without it every replicate is divided by the replicates' SD (a percentile-t with a fixed SE)."""
+    reps = np.asarray(reps, dtype=float)
+    est = np.asarray(est, dtype=float)
+    if se is None:
+        sd = np.nanstd(reps, axis=0, ddof=1)
+        se0, seb = sd, np.broadcast_to(sd, reps.shape)
+    else:
+        se0, seb = se[0], se[1:]
+    se0 = np.where(np.isfinite(se0) & (se0 > 0), se0, np.nan)
+    seb = np.where(np.isfinite(seb) & (seb > 0), seb, np.nan)
+    t = est / se0
+    T = (reps - est[None, :]) / seb
+    T = np.where(np.isfinite(T), np.abs(T), 0.0)  # an unreached replicate counts as no evidence against the null
+    ok = np.isfinite(reps).sum(axis=0)
+    p = (1 + (T >= np.abs(t)[None, :]).sum(axis=0)) / (1 + ok)
+    return t, T, np.where(np.isfinite(t) & (ok > 0), p, np.nan)
+
+
+def max_t_adjust(t: np.ndarray, T: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, float]:
+    """Westfall–Young step-down max-T adjusted p-values from the joint bootstrap: the comparisons sorted by |t|,
+    the j-th adjusted p is the share of replicates whose largest |T| over the comparisons not yet rejected
+    (j and those below it) reaches |t_j|, made monotone. It controls the family-wise error using the
+    correlation between the comparisons (they share items), so it loses less power than Holm as m grows.
+    Also returns the single-step critical value: the 1 − α quantile of the largest |T| over all comparisons."""
+    t = np.asarray(t, dtype=float)
+    out = np.full(t.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(t))
+    if len(idx) == 0:
+        return out, float("nan")
+    order = idx[np.argsort(-np.abs(t[idx]), kind="stable")]
+    Ts = T[:, order]
+    tail_max = np.maximum.accumulate(Ts[:, ::-1], axis=1)[:, ::-1]  # max over positions j..m per replicate
+    B = T.shape[0]
+    if B == 0:
+        return out, float("nan")
+    adj = (1 + (tail_max >= np.abs(t[order])[None, :]).sum(axis=0)) / (1 + B)
+    out[order] = np.maximum.accumulate(adj)
+    crit = float(np.quantile(tail_max[:, 0], 1 - alpha)) if B else float("nan")
+    return out, crit
 
 
 def adjust_pvalues(p: Sequence[float], method: str = "holm") -> list[float]:
@@ -176,35 +252,6 @@ def adjust_pvalues(p: Sequence[float], method: str = "holm") -> list[float]:
     return out.tolist()
 
 
-def items_needed(se: float, n: int, diff: float, alpha: float = 0.05, power: float = 0.8, m: int = 1) -> int | None:
-    """Items (per task, scaled from the current ``n``) that decide a true difference ``diff`` at ``power``,
-    testing at the Bonferroni level α/m, given the SE measured at ``n`` items (SE ∝ 1/√n)."""
-    if not (math.isfinite(se) and math.isfinite(diff)) or diff == 0 or n <= 0:
-        return None
-    zsum = _z(alpha / max(m, 1)) + float(sps.norm.ppf(power))
-    return int(math.ceil(n * (zsum * se / abs(diff)) ** 2))
-
-
-def detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8, m: int = 1) -> float | None:
-    """The smallest difference the current items decide with ``power`` at the level α/m."""
-    if not math.isfinite(se):
-        return None
-    return float((_z(alpha / max(m, 1)) + float(sps.norm.ppf(power))) * se)
-
-
-def sequential_levels(fractions: Sequence[float], alpha: float = 0.05) -> list[float]:
-    """The α each look of an adaptive run tests at: α·(t_k² − t_{k−1}²) for the budget shares t_k (the
-    last look at t = 1); they sum to at most α (see the module docstring)."""
-    ts = [min(max(float(t), 0.0), 1.0) for t in fractions]
-    if any(b < a for a, b in zip(ts, ts[1:], strict=False)):
-        raise ValueError("look fractions must be non-decreasing")
-    out, prev = [], 0.0
-    for t in ts:
-        out.append(alpha * (t * t - prev * prev))
-        prev = t
-    return out
-
-
 def default_levels(reach: dict[str, float], k: int = 3) -> list[float]:
     """k levels spread over (0, the highest ΔB any curve reaches]: 25%, 50%, 75% of it (2 decimals). A pair of
     methods is compared at the levels both reach; a method that does not reach one says "not reached"."""
@@ -221,10 +268,30 @@ def _verdict(a: str, b: str, d: float, p_adj: float, alpha: float, n_items: dict
     return "can't tell with " + " and ".join(f"{n} {t} items" for t, n in n_items.items())
 
 
-def _at_level(fam: Family, dB: np.ndarray, dH: np.ndarray, L: np.ndarray | float, alpha: float) -> dict[str, Any]:
+BENT_SHARE = 0.05  # a level more replicates than this cross on a non-adjacent segment is ill-conditioned
+
+
+def _bends_near(dB0: np.ndarray, k0: int, L: float, delta: float, first: int = 0) -> bool:
+    """Whether the point curve is non-monotone where it meets L: within the band L ± delta (the level's
+    uncertainty), from the last point below it to the first point above it, ΔB falls somewhere."""
+    sgn = 1.0 if dB0[k0 + 1] >= dB0[k0] else -1.0  # a falling curve (negative levels) is read mirrored
+    dB0, L = sgn * np.asarray(dB0, dtype=float), sgn * L
+    lo = [j for j in range(first, k0 + 1) if dB0[j] < L - delta]
+    hi = [j for j in range(k0 + 1, len(dB0)) if dB0[j] > L + delta]
+    a = lo[-1] if lo else first
+    b = hi[0] if hi else len(dB0) - 1
+    return bool(np.any(np.diff(dB0[a : b + 1]) < 0))
+
+
+def _at_level(fam: Family, dB: np.ndarray, dH: np.ndarray, L: np.ndarray | float, alpha: float = 0.05, items: Any = None) -> dict[str, Any]:
     """One family's ΔH at a level (a number, or one per replicate): status ok / not reached / ill-conditioned.
     A curve whose knob does not start at the base (its declared base is None: a weight curve, the flipped fraction
-    f, ORPO's β) is interpolated along its own settings only, never on a segment from the base."""
+    f, ORPO's β) is interpolated along its own settings only, never on a segment from the base.
+
+    Ill-conditioned (reported without a number): the segment's ΔB rise has a 95% interval including 0; more
+    than 2.5% of replicates do not reach the level; more than 5% of replicates first cross it on a segment
+    not adjacent to the estimate's (the curve bends back, so the crossing jumps); or the curve is non-monotone
+    within the level's uncertainty band (±1.96 bootstrap SE of ΔB at the segment's ends)."""
     first = 1 if fam.spec is not None and fam.spec.base is None else 0
     h, seg = interpolate_at(dB[:, first:], dH[:, first:], L)
     seg = np.where(seg >= 0, seg + first, seg)
@@ -234,115 +301,304 @@ def _at_level(fam: Family, dB: np.ndarray, dH: np.ndarray, L: np.ndarray | float
     rise = dB[1:, k0 + 1] - dB[1:, k0]
     q = np.percentile(rise, [2.5, 97.5]) if len(rise) else np.array([np.nan, np.nan])
     unreached = float(np.mean(~np.isfinite(h[1:]))) if len(h) > 1 else 0.0
-    s = _summary(h, alpha)
+    s = _summary(h)
     if q[0] <= 0 <= q[1]:
         return {"status": ILL_CONDITIONED, "why": "its ΔB is flat on that segment (the rise's 95% CI includes 0)", "values": h, **s}
     if unreached > UNREACHED_SHARE:
         return {"status": ILL_CONDITIONED, "why": f"{100 * unreached:.0f}% of replicates do not reach it", "values": h, **s}
-    return {"status": "ok", "values": h, "segment": [fam.settings[k0 - 1] if k0 else "base", fam.settings[k0]], **s}
+    reached = seg[1:][seg[1:] >= 0]
+    far = float(np.mean(np.abs(reached - k0) > 1)) if len(reached) else 0.0
+    if far > BENT_SHARE:
+        why = f"the curve bends back: {100 * far:.0f}% of replicates first cross it on a distant segment"
+        return {"status": ILL_CONDITIONED, "why": why, "values": h, **s}
+    if len(dB) > 1:
+        Lv = float(np.ravel(L)[0]) if np.ndim(L) else float(L)  # replicate 0's level (a point's own ΔB)
+        sd = np.nanstd(dB[1:], axis=0, ddof=1)
+        delta = 1.96 * float(max(sd[k0], sd[k0 + 1]))
+        if _bends_near(dB[0], k0, Lv, delta, first):
+            return {"status": ILL_CONDITIONED, "why": "the curve is non-monotone within the level's uncertainty", "values": h, **s}
+    out = {"status": "ok", "values": h, "segment": [fam.settings[k0 - 1] if k0 else "base", fam.settings[k0]], **s}
+    if items is not None:
+        out.update(_linearize(items, dB, dH, seg, L))
+    return out
 
 
-def _difference(a: str, b: str, level: Any, ha: dict[str, Any], hb: dict[str, Any], alpha: float) -> dict[str, Any]:
-    """ΔH_A − ΔH_B replicate by replicate (paired), its interval and two-sided p; or why it can't be formed."""
+def _linearize(items: dict[str, np.ndarray], dB: np.ndarray, dH: np.ndarray, seg: np.ndarray, L: np.ndarray | float) -> dict[str, Any]:
+    """Per replicate, the per-item influence of the matched ΔH on each task (``lin``: task → replicates × items)
+    and its derivative in the level (``dL``). On segment k with share s = (L − ΔB_k)/(ΔB_{k+1} − ΔB_k) and slope
+    g = (ΔH_{k+1} − ΔH_k)/(ΔB_{k+1} − ΔB_k), h = (1 − s)·ΔH_k + s·ΔH_{k+1}: a helpfulness item enters as
+    (1 − s)·y_k + s·y_{k+1}, an alignment item as −g·((1 − s)·x_k + s·x_{k+1}), and ∂h/∂L = g. A replicate that
+    does not reach the level has zero influence (it counts as no evidence in the test)."""
+    (ta, Da), (th, Dh) = list(items.items())
+    rows = np.arange(dB.shape[0])
+    ok = seg >= 0
+    k = np.where(ok, seg, 0)
+    Lr = np.broadcast_to(np.asarray(L, dtype=float).reshape(-1) if np.ndim(L) else float(L), (dB.shape[0],))
+    lo, hi = dB[rows, k], dB[rows, k + 1]
+    run = np.where(ok & (hi != lo), hi - lo, np.nan)
+    sh = np.where(ok, (Lr - lo) / run, 0.0)
+    g = np.where(ok, (dH[rows, k + 1] - dH[rows, k]) / run, 0.0)
+    sh, g = np.nan_to_num(sh), np.nan_to_num(g)
+    lin_h = (1 - sh)[:, None] * Dh[k] + sh[:, None] * Dh[k + 1]
+    lin_a = -g[:, None] * ((1 - sh)[:, None] * Da[k] + sh[:, None] * Da[k + 1])
+    okc = ok[:, None]
+    return {"lin": {ta: np.where(okc, lin_a, 0.0), th: np.where(okc, lin_h, 0.0)}, "dL": g}
+
+
+def _difference(
+    a: str, b: str, level: Any, ha: dict[str, Any], hb: dict[str, Any], alpha: float = 0.05, boot: ChainBootstrap | None = None
+) -> dict[str, Any]:
+    """ΔH_A − ΔH_B replicate by replicate (paired); or why it can't be formed. The replicates (``_reps``) and,
+    where both sides carry their per-item linearization (``lin``: alignment, helpfulness), each replicate's own
+    delta-method SE (``_se``) are kept for the test and the interval, which :func:`finish_verdicts` makes over
+    the whole table (bootstrap-t)."""
     row: dict[str, Any] = {"a": a, "b": b, "level": level}
     bad = [(x, r) for x, r in ((a, ha), (b, hb)) if r["status"] != "ok"]
     if bad:
         row["status"] = "; ".join(f"{x}: {r['status']}" + (f" ({r['why']})" if r.get("why") else "") for x, r in bad)
         return row
-    s = _summary(ha["values"] - hb["values"], alpha)
-    ok_se = math.isfinite(s["se"]) and s["se"] > 0
-    p = float(2 * sps.norm.sf(abs(s["estimate"] / s["se"]))) if ok_se else float("nan")
-    row.update(status="ok", diff=s["estimate"], se=s["se"], ci95=s["ci95"], p=p, n_boot_used=s["n_boot_used"])
+    reps = ha["values"] - hb["values"]
+    s = _summary(reps)
+    row.update(status="ok", diff=s["estimate"], se=s["se"], ci95=s["ci95"], n_boot_used=s["n_boot_used"], _reps=reps[1:])
+    if boot is not None and "lin" in ha and "lin" in hb:
+        lin = {t: ha["lin"][t] - hb["lin"][t] for t in ha["lin"]}
+        se = boot.se_reps(lin)
+        row["_se"] = se
+        row["se"] = float(se[0])
     return row
 
 
+def predictive_probability(diff: float, se: float, n: int, n_new: int, crit: float) -> float | None:
+    """The probability that an analysis at ``n_new`` items (every task scaled by n_new/n) decides the comparison
+    (|d|/SE beyond ``crit``), predicted from the current estimate ``diff`` with ``se`` at ``n`` items (flat prior:
+    the final estimate is normal around ``diff`` with variance se²·(1 − n/n_new); its SE se·√(n/n_new))."""
+    if not (math.isfinite(diff) and math.isfinite(se) and se > 0 and math.isfinite(crit)) or n_new <= n or n <= 0:
+        return None
+    tau = se * math.sqrt(1 - n / n_new)
+    edge = crit * se * math.sqrt(n / n_new)
+    return float(sps.norm.sf((edge - diff) / tau) + sps.norm.cdf((-edge - diff) / tau))
+
+
+def items_to_decide(
+    diff: float,
+    se: float,
+    ci95: Sequence[float] | None,
+    n_items: dict[str, int],
+    crit: float,
+    power: float = 0.8,
+    crit_future: float | None = None,
+) -> dict[str, Any]:
+    """What an open comparison would need, per task (every task's items scaled by one factor, as the bootstrap
+    resamples each task's items): the **range** of items that decide it with ``power`` when the true difference
+    is anywhere in its 95% interval (unbounded when the interval includes 0), and the **predictive probability**
+    of deciding it with 2× and 4× the items (flat prior), both at ``crit_future``, the critical value of the
+    analysis that will decide it (default ``crit``); and the smallest difference the current items detect with
+    ``power`` at this table's critical value ``crit``."""
+    zp = float(sps.norm.ppf(power))
+    out: dict[str, Any] = {"critical_value": crit, "power": power}
+    if not (math.isfinite(se) and se > 0 and math.isfinite(crit)):
+        return out
+    out["detectable_difference"] = float((crit + zp) * se)
+    crit = crit if crit_future is None or not math.isfinite(crit_future) else float(crit_future)
+    out["future_critical_value"] = crit
+    if ci95 is not None:
+        lo, hi = sorted(abs(float(x)) for x in ci95)
+        near = 0.0 if ci95[0] <= 0 <= ci95[1] else lo  # the interval's end nearest 0
+        far = hi
+
+        def need(effect: float) -> dict[str, int | None]:
+            if effect <= 0:
+                return {t: None for t in n_items}
+            f = ((crit + zp) * se / effect) ** 2
+            return {t: int(math.ceil(n * max(f, 1.0))) for t, n in n_items.items()}
+
+        out["items_range"] = {"at_far_end": need(far), "at_near_end": need(near)}  # None: unbounded
+    n0 = max(n_items.values()) if n_items else 0
+    out["predictive_probability"] = {f"x{k}": predictive_probability(diff, se, n0, k * n0, crit) for k in (2, 4)}
+    return out
+
+
 def finish_verdicts(
-    comparisons: list[dict[str, Any]], n_items: dict[str, int], alpha: float = 0.05, adjust: str = "holm", power: float = 0.8
+    comparisons: list[dict[str, Any]],
+    n_items: dict[str, int],
+    alpha: float = 0.05,
+    adjust: str = "maxt",
+    power: float = 0.8,
+    future_alpha: float | None = None,
 ) -> int:
-    """Adjusted p-values, verdicts and (for the undecided) the items that would decide them, in place, over
-    every formed comparison of one table; returns the number of tests adjusted over."""
+    """Adjusted p-values, verdicts and (for the undecided) what would decide them, in place, over every formed
+    comparison of one table; returns the number of tests adjusted over.
+
+    Each comparison's p-value is its bootstrap-null p (:func:`bootstrap_null_pvalues`); ``adjust`` is ``maxt``
+    (Westfall–Young step-down over the joint bootstrap: family-wise error ≤ α), ``holm`` (Holm over the same
+    p-values) or ``bh`` (Benjamini–Hochberg: false-discovery rate). ``future_alpha``: the level a later analysis
+    of the open comparisons will meet (an adaptive design's last boundary): the items-to-decide plan uses this
+    table's large-sample max-T critical value at that level (default ``alpha``)."""
+    if adjust not in ("maxt", "holm", "bh", "fdr_bh"):
+        raise ValueError(f"unknown multiplicity adjustment {adjust!r}: use 'maxt', 'holm' or 'bh'")
     done = [c for c in comparisons if c["status"] == "ok"]
     m = len(done)
-    for c, pa in zip(done, adjust_pvalues([c["p"] for c in done], adjust), strict=True):
-        mine = {c["task"]: n_items[c["task"]]} if c.get("task") in n_items else n_items  # a one-task contrast names its task
+    if done:
+        B = min(len(c["_reps"]) for c in done)
+        est = np.array([c["diff"] for c in done])
+        reps = np.stack([np.asarray(c["_reps"][:B], dtype=float) for c in done], axis=1)
+        studentized = all("_se" in c for c in done)
+        se = np.stack([np.asarray(c["_se"][: B + 1], dtype=float) for c in done], axis=1) if studentized else None
+        t, T, p = bootstrap_null_pvalues(est, reps, se)
+        q95 = np.quantile(T, 0.95, axis=0) if B else np.full(len(done), np.nan)  # bootstrap-t: the interval's half-width in SEs
+        if adjust == "maxt":
+            p_adj, crit = max_t_adjust(t, T, alpha)
+        else:
+            p_adj = np.asarray(adjust_pvalues(p.tolist(), adjust))
+            crit = float(np.quantile(T.max(axis=1), 1 - alpha)) if B else float("nan")
+        # the later analysis has more items, where the bootstrap-t's small-sample tails have thinned: its critical value
+        # is read from the replicates standardized by their SD (the large-sample max-|Z| with this table's correlations)
+        a_next = alpha if future_alpha is None else float(future_alpha)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            Z = np.abs(reps - est[None, :]) / np.nanstd(reps, axis=0, ddof=1)[None, :] if B > 1 else np.zeros((0, len(done)))
+        Z = np.where(np.isfinite(Z), Z, 0.0)
+        crit_next = float(np.quantile(Z.max(axis=1), 1 - a_next)) if B > 1 else float("nan")
+    for k, c in enumerate(done):
+        if c.get("task") in n_items:  # a one-task contrast names its task
+            mine = {c["task"]: n_items[c["task"]]}
+        else:  # a matched comparison its alignment task and helpfulness axis
+            mine = {t: n_items[t] for t in c.get("tasks", n_items) if t in n_items}
+        c["t"] = float(t[k]) if math.isfinite(t[k]) else None
+        if se is not None and math.isfinite(q95[k]) and math.isfinite(c["se"]):
+            c["ci95"] = [c["diff"] - q95[k] * c["se"], c["diff"] + q95[k] * c["se"]]  # symmetric bootstrap-t interval
+        c["p"] = float(p[k]) if math.isfinite(p[k]) else float("nan")
+        pa = float(p_adj[k])
         c["p_adjusted"] = pa
         c["decided"] = bool(math.isfinite(pa) and pa < alpha)
         c["verdict"] = _verdict(c["a"], c["b"], c["diff"], pa, alpha, mine)
         if not c["decided"]:
-            c["items_needed"] = {t: items_needed(c["se"], n, c["diff"], alpha, power, m) for t, n in mine.items()}
-            c["detectable_difference"] = detectable_difference(c["se"], alpha, power, m)
+            plan = items_to_decide(c["diff"], c["se"], c.get("ci95"), mine, crit, power, crit_next)
+            c["to_decide"] = plan
+            c["detectable_difference"] = plan.get("detectable_difference")
     for c in comparisons:
+        c.pop("_reps", None)
+        c.pop("_se", None)
         if c["status"] != "ok":
             c["verdict"] = "not comparable: " + c["status"]
             c["decided"] = False
     return m
 
 
+def _formed(fa: Family, fb: Family) -> bool:
+    """The family rule: primary curves meet each other; a secondary one (an α curve of one β) meets steering only."""
+    return (fa.primary and fb.primary) or "steering" in (fa.group, fb.group)
+
+
+def _axis_comparisons(
+    fams: dict[str, Family],
+    curve_names: list[str],
+    lv: list[float],
+    alignment: str,
+    ax: str,
+    at: dict[tuple[str, float, str], dict[str, Any]],
+    dBs: dict[str, np.ndarray],
+    dHs: dict[tuple[str, str], np.ndarray],
+    items: dict[tuple[str, str], dict[str, np.ndarray]],
+    alpha: float,
+    boot: ChainBootstrap,
+) -> list[dict[str, Any]]:
+    """One helpfulness axis' comparisons: curve pairs at each level, then each point against the curves at its ΔB."""
+    rows = [
+        _difference(a, b, L, at[(a, L, ax)], at[(b, L, ax)], alpha, boot)
+        for L in lv
+        for i, a in enumerate(curve_names)
+        for b in curve_names[i + 1 :]
+        if _formed(fams[a], fams[b])
+    ]
+    for pf in fams.values():  # a point family against every curve, at the point's own ΔB (replicate by replicate)
+        if pf.is_curve:
+            continue
+        Da, Dh = items[(pf.name, ax)][alignment], items[(pf.name, ax)][ax]
+        lin = {alignment: np.zeros_like(Da[1])[None, :], ax: Dh[1][None, :]}
+        own = {"status": "ok", "values": dHs[(pf.name, ax)][:, 1], "lin": lin}
+        for n in curve_names:
+            if not _formed(pf, fams[n]):  # the family rule holds for points too: a secondary curve meets steering only
+                continue
+            other = _at_level(fams[n], dBs[n], dHs[(n, ax)], dBs[pf.name][:, 1], alpha, items[(n, ax)])
+            if "lin" in other:  # the level is the point's own ΔB: its items move the level too
+                other["lin"] = {**other["lin"], alignment: other["lin"][alignment] + other["dL"][:, None] * Da[1][None, :]}
+            rows.append(_difference(pf.name, n, f"ΔB of {pf.name}", own, other, alpha, boot))
+    return rows
+
+
 def decide(
     base: dict[str, np.ndarray],
     families: Sequence[Family],
     alignment: str,
-    helpfulness: str,
+    helpfulness: str | Sequence[str],
     *,
     levels: Sequence[float] | None = None,
     alpha: float = 0.05,
-    adjust: str = "holm",
+    adjust: str = "maxt",
     power: float = 0.8,
     n_boot: int = 2000,
     seed: int = 0,
+    skip: Sequence[str] = (),
+    future_alpha: float | None = None,
 ) -> dict[str, Any]:
     """Every family's ΔH at each matched ΔB level (and at each point family's own ΔB), every pair's paired
     difference ΔH_A − ΔH_B with its interval, adjusted p-value, verdict and items to decide it.
 
     ΔH larger is better (less helpfulness lost), so "A cheaper" means A keeps more helpfulness at the same
-    alignment. ``levels``: the matched ΔB levels of the curve comparisons (default: 25/50/75% of the
-    highest ΔB any curve reaches; a pair is compared where both reach)."""
-    if adjust not in ("holm", "bh", "fdr_bh"):
-        raise ValueError(f"unknown multiplicity adjustment {adjust!r}: use 'holm' or 'bh'")
-    boot = ChainBootstrap({t: np.asarray(base[t], dtype=float) for t in (alignment, helpfulness)}, n_boot, seed)
-    n_items = {alignment: len(base[alignment]), helpfulness: len(base[helpfulness])}
+    alignment. ``helpfulness``: one task, or several (every helpfulness axis at once: each comparison is made on
+    each axis, its row names its ``axis``, and the multiplicity control runs over axes × pairs × levels, all on
+    one bootstrap). ``levels``: the matched ΔB levels of the curve comparisons (default: 25/50/75% of the
+    highest ΔB any curve reaches; a pair is compared where both reach). ``alpha``: the level the tests use (an
+    adaptive look's); every interval is 95%. ``skip``: ids (:func:`comparison_id`) of comparisons decided at an
+    earlier look, left out of this table's tests. ``future_alpha``: see :func:`finish_verdicts`."""
+    if adjust not in ("maxt", "holm", "bh", "fdr_bh"):
+        raise ValueError(f"unknown multiplicity adjustment {adjust!r}: use 'maxt', 'holm' or 'bh'")
+    axes = [helpfulness] if isinstance(helpfulness, str) else list(helpfulness)
+    if not axes or alignment in axes or len(set(axes)) < len(axes):
+        raise ValueError(f"helpfulness axes {axes!r}: give one or more distinct tasks other than the alignment task")
+    multi = not isinstance(helpfulness, str)
+    boot = ChainBootstrap({t: np.asarray(base[t], dtype=float) for t in (alignment, *axes)}, n_boot, seed)
+    n_items = {t: len(base[t]) for t in (alignment, *axes)}
     fams = {f.name: f for f in families}
-    curves = {f.name: (boot.deltas(f, alignment), boot.deltas(f, helpfulness)) for f in families}
-    settings_out = {
-        f.name: [
-            {
-                "setting": s,
-                "value": v,
-                "dB": _summary(curves[f.name][0][:, j + 1], alpha),
-                "dH": _summary(curves[f.name][1][:, j + 1], alpha),
-            }
-            for j, (s, v) in enumerate(zip(f.settings, f.values, strict=True))
-        ]
-        for f in families
-    }
+    dBs = {f.name: boot.deltas(f, alignment) for f in families}
+    dHs = {(f.name, ax): boot.deltas(f, ax) for f in families for ax in axes}
+
+    def setting_row(f: Family, j: int, s: str, v: float | None) -> dict[str, Any]:
+        row = {"setting": s, "value": v, "dB": _summary(dBs[f.name][:, j + 1]), "dH": _summary(dHs[(f.name, axes[0])][:, j + 1])}
+        if multi:
+            row["dH_axes"] = {ax: _summary(dHs[(f.name, ax)][:, j + 1]) for ax in axes}
+        return row
+
+    settings_out = {f.name: [setting_row(f, j, s, v) for j, (s, v) in enumerate(zip(f.settings, f.values, strict=True))] for f in families}
     curve_names = [f.name for f in families if f.is_curve]
-    reach = {n: float(np.max(curves[n][0][0])) for n in curve_names}
+    reach = {n: float(np.max(dBs[n][0])) for n in curve_names}
     lv = [float(x) for x in (levels if levels is not None else default_levels(reach))]
-    at = {(n, L): _at_level(fams[n], *curves[n], L, alpha) for L in lv for n in curve_names}
-    matched = [{"level": L, "family": n, **{k: v for k, v in at[(n, L)].items() if k != "values"}} for L in lv for n in curve_names]
-
-    def formed(a: str, b: str) -> bool:
-        fa, fb = fams[a], fams[b]
-        return (fa.primary and fb.primary) or "steering" in (fa.group, fb.group)
-
-    comparisons = [
-        _difference(a, b, L, at[(a, L)], at[(b, L)], alpha)
+    items = {(f.name, ax): {alignment: boot.item_deltas(f, alignment), ax: boot.item_deltas(f, ax)} for f in families for ax in axes}
+    at = {(n, L, ax): _at_level(fams[n], dBs[n], dHs[(n, ax)], L, alpha, items[(n, ax)]) for L in lv for ax in axes for n in curve_names}
+    keep_out = ("values", "lin", "dL")
+    matched = [
+        {"level": L, "family": n, **({"axis": ax} if multi else {}), **{k: v for k, v in at[(n, L, ax)].items() if k not in keep_out}}
+        for ax in axes
         for L in lv
-        for i, a in enumerate(curve_names)
-        for b in curve_names[i + 1 :]
-        if formed(a, b)
+        for n in curve_names
     ]
-    for pf in families:  # a point family against every curve, at the point's own ΔB (replicate by replicate)
-        if pf.is_curve:
-            continue
-        dB, dH = curves[pf.name]
-        own = {"status": "ok", "values": dH[:, 1]}
-        for n in curve_names:
-            comparisons.append(_difference(pf.name, n, f"ΔB of {pf.name}", own, _at_level(fams[n], *curves[n], dB[:, 1], alpha), alpha))
-    m = finish_verdicts(comparisons, n_items, alpha, adjust, power)
+
+    comparisons: list[dict[str, Any]] = []
+    for ax in axes:
+        mine = _axis_comparisons(fams, curve_names, lv, alignment, ax, at, dBs, dHs, items, alpha, boot)
+        for c in mine:
+            c["tasks"] = [alignment, ax]
+            if multi:
+                c["axis"] = ax
+        comparisons += mine
+    for c in comparisons:
+        c["id"] = comparison_id(c)
+    if skip:  # decided at an earlier look of an adaptive design: kept by the caller, not tested again
+        comparisons = [c for c in comparisons if c["id"] not in skip]
+    m = finish_verdicts(comparisons, n_items, alpha, adjust, power, future_alpha)
     return {
         "alignment": alignment,
-        "helpfulness": helpfulness,
+        "helpfulness": helpfulness if isinstance(helpfulness, str) else axes,
         "n_items": n_items,
         "alpha": alpha,
         "adjust": adjust,
@@ -361,6 +617,12 @@ def decide(
     }
 
 
+def comparison_id(c: dict[str, Any]) -> str:
+    """A comparison's stable id: its two methods, its level (a matched ΔB, a point's own ΔB or a task) and, when
+    several helpfulness axes are decided at once, its axis."""
+    return f"{c['a']} | {c['b']} | {c['level']}" + (f" | {c['axis']}" if c.get("axis") else "")
+
+
 def setting_contrasts(
     base: dict[str, np.ndarray],
     families: Sequence[Family],
@@ -368,7 +630,7 @@ def setting_contrasts(
     pairs: Sequence[tuple[str, str]],
     *,
     alpha: float = 0.05,
-    adjust: str = "holm",
+    adjust: str = "maxt",
     power: float = 0.8,
     n_boot: int = 2000,
     seed: int = 0,
@@ -390,7 +652,10 @@ def setting_contrasts(
                 continue
             (fa, ja), (fb, jb) = where[a], where[b]
             da, db = boot.deltas(fa, t)[:, ja + 1], boot.deltas(fb, t)[:, jb + 1]
-            row = _difference(a, b, t, {"status": "ok", "values": da}, {"status": "ok", "values": db}, alpha)
+            one = ChainBootstrap.__new__(ChainBootstrap)  # this task's weights only: a one-task contrast
+            one.base, one.n_boot, one.seed, one.weights = boot.base, boot.n_boot, boot.seed, {t: boot.weights[t]}
+            la, lb = {t: boot.item_deltas(fa, t)[ja + 1][None, :]}, {t: boot.item_deltas(fb, t)[jb + 1][None, :]}
+            row = _difference(a, b, t, {"status": "ok", "values": da, "lin": la}, {"status": "ok", "values": db, "lin": lb}, alpha, one)
             row["task"] = t
             rows.append(row)
     n_items = {t: len(base[t]) for t in tasks}
@@ -418,8 +683,9 @@ def efficient_point(
 
     Returns the chosen setting and value; ΔB, ΔH and U on the held-out items with bootstrap intervals (items
     resampled within the held-out half); and the choice's own uncertainty: the validation items resampled
-    ``n_boot`` times, the share of replicates choosing each setting and a percentile interval of the chosen
-    knob values (over the replicates that choose a setting with a value)."""
+    ``n_boot`` times, the share of replicates choosing each setting (the base included) and the choice range:
+    the 2.5–97.5 percentiles of the chosen knob values over the replicates that choose a setting with a value
+    (where the choice lands, not a confidence interval)."""
     if not 0 <= w <= 1:
         raise ValueError(f"helpfulness weight {w} must be in [0, 1]")
     tasks = (alignment, helpfulness)
@@ -465,6 +731,8 @@ def efficient_point(
         "n_validation": {t: int(len(val[t])) for t in tasks},
         "n_held_out": {t: int(len(held[t])) for t in tasks},
         "choice_share": {names[c]: float(np.mean(chosen == c)) for c in sorted(set(chosen.tolist()))},
-        "value_ci95": [float(x) for x in np.percentile(vals, q)] if len(vals) else None,
+        # where the choice lands when the validation items are resampled: a choice range, not a confidence interval
+        # for a "true" knob value (an argmax has none); replicates choosing the base are counted in choice_share
+        "choice_range": [float(x) for x in np.percentile(vals, q)] if len(vals) else None,
         "rule": "argmax of U on the validation half (the base a candidate); ΔB, ΔH, U measured on the held-out half",
     }

@@ -128,9 +128,10 @@ def mean_tax(
     with a bootstrap 95% CI.
 
     Only benchmarks whose tax % exists (|base mean| ≥ ``floor``) are averaged; ``mean_tax_over`` names them
-    and ``mean_tax_excluded`` gives the others with the reason. The CI resamples items within each benchmark
-    (benchmarks are independent samples), with the same resamples that benchmark's own :func:`paired_change`
-    uses for the same ``seed``, and takes each resample's unweighted mean of the benchmarks' tax %. A resample
+    and ``mean_tax_excluded`` gives the others with the reason. The CI resamples items within each benchmark,
+    independently across benchmarks (they are independent samples: the first benchmark averaged uses the
+    resamples its own :func:`paired_change` uses for the same ``seed``, the k-th an independent stream seeded by
+    (``seed``, k)), and takes each resample's unweighted mean of the benchmarks' tax %. A resample
     in which any benchmark's base mean is below the floor has no mean: it is kept as an unknown beyond either
     end of the CI (``n_boot_below_floor`` counts them), and the CI is None, with ``mean_tax_note`` saying why,
     when they reach into its ends or a benchmark has no bootstrap."""
@@ -154,7 +155,9 @@ def mean_tax(
         if not n_boot or len(b) < 2:
             notes.append(f"{name}: no bootstrap (n_boot = 0 or one item)")
             continue
-        t, below = _tax_replicates(b, o, _boot_idx(len(b), n_boot, seed), floor)
+        k = len(over) - 1  # independent resamples per benchmark, even where two have as many items
+        idx = _boot_idx(len(b), n_boot, seed) if k == 0 else np.random.default_rng([seed, k]).integers(0, len(b), size=(n_boot, len(b)))
+        t, below = _tax_replicates(b, o, idx, floor)
         reps.append(np.where(below, 0.0, t))  # 0.0: a placeholder, the resample is an unknown
         unknown |= below
     out: dict[str, Any] = {

@@ -15,11 +15,11 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from steertax.analysis.laws import item_matrix, law_curve
-from steertax.analysis.stats import TAX_BASE_FLOOR
+from steertax.analysis.stats import TAX_BASE_FLOOR, paired_change
 from steertax.tasks import SAFE_PROMPT_RATE, has_trait
 from steertax.tasks.drift import DRIFT_METRICS
 
-__all__ = ["law_function", "efficient_strength", "split_items", "interp_mean", "tax_table", "R_GRID_POINTS"]
+__all__ = ["law_function", "efficient_strength", "split_items", "interp_mean", "interp_items", "tax_table", "R_GRID_POINTS"]
 
 R_GRID_POINTS = 4001  # the grid r* is searched on: its resolution is (max − min)/(R_GRID_POINTS − 1)
 
@@ -51,6 +51,21 @@ def interp_mean(
         return float("nan")
     y = np.nanmean(Y, axis=0)
     return float(np.interp(r, S, y))
+
+
+def interp_items(
+    records: Sequence[dict[str, Any]], metric: str, r: float, scorer: str | None = None, items: set[str] | None = None
+) -> dict[str, float]:
+    """Per item, ``metric`` at strength ``r`` linearly interpolated between that item's measured strengths (the item
+    means of these are :func:`interp_mean`'s value): the paired per-item values a bootstrap of the tax at r* needs."""
+    rs = [x for x in records if items is None or str(x["item"]) in items]
+    S, ids, Y = item_matrix(rs, metric, scorer)
+    out: dict[str, float] = {}
+    for i, row in zip(ids, np.asarray(Y, dtype=float), strict=True):
+        ok = np.isfinite(row)
+        if ok.any():
+            out[str(i)] = float(np.interp(r, np.asarray(S)[ok], row[ok]))
+    return out
 
 
 def efficient_strength(
@@ -170,6 +185,10 @@ def tax_table(
             row["tax_note"] = f"base {base:.3g} is below the floor {floor:g}: a percentage of a near-zero number is noise"
         else:
             row["tax_percent"] = (base - at) / base * 100
+            # its interval: items resampled, each item's score at r* interpolated along its own strengths (the
+            # uncertainty of r* itself is not in it: r* was chosen on the other half of the items)
+            pc = paired_change(interp_items(recs, metric, 0.0, scorer, keep), interp_items(recs, metric, r_star, scorer, keep), floor=floor)
+            row["tax_ci95"] = pc["tax_ci95"]
         if has_trait(str(e.get("name") or _task_name(name)), SAFE_PROMPT_RATE):
             row["helpful_rate_safe"] = {"base": base, "at_r_star": at}
             row["harmless_rate_unsafe"] = {

@@ -20,10 +20,29 @@ def _p(p: Any) -> str:
 
 
 def _need(c: dict[str, Any]) -> str:
+    """What an open comparison needs: items per task for 80% power across its interval (far end – near end; ∞ when
+    the interval includes 0) and the predictive probability of deciding with 2× and 4× the items."""
     if c.get("decided") or c.get("status") != "ok":
-        return ""
-    n = c.get("items_needed") or {}
-    return ", ".join(f"{v} {t}" for t, v in n.items() if v is not None) or "—"
+        return f"decided at look {c['look']}" if c.get("look") else ""
+    plan = c.get("to_decide") or {}
+    rng = plan.get("items_range") or {}
+    far, near = rng.get("at_far_end") or {}, rng.get("at_near_end") or {}
+    parts = []
+    for t in far:
+        lo, hi = far.get(t), near.get(t)
+        parts.append(f"{lo if lo is not None else '∞'}–{hi if hi is not None else '∞'} {t}")
+    pp = plan.get("predictive_probability") or {}
+    if pp.get("x2") is not None:
+        parts.append(f"P(decided) {pp['x2']:.2f} at 2×, {pp['x4']:.2f} at 4× items")
+    return "; ".join(parts) or "—"
+
+
+_ADJUST = {
+    "maxt": "max-T (Westfall–Young, over the joint bootstrap)",
+    "holm": "Holm",
+    "bh": "Benjamini–Hochberg",
+    "fdr_bh": "Benjamini–Hochberg",
+}
 
 
 def compare_markdown(res: dict[str, Any]) -> str:
@@ -40,9 +59,12 @@ def compare_markdown(res: dict[str, Any]) -> str:
         "",
         f"ΔB = change of {al} ({items[al]['n_common']} items), ΔH = change of {he} ({items[he]['n_common']} items), "
         f"both from the base on the same items: {how}.",
-        f"Intervals: 95% normal bootstrap over items ({d['n_boot']} replicates, one resample of every task per replicate for every "
-        f"method). Verdicts at α = {d['alpha']:g}, {'Holm' if d['adjust'] == 'holm' else 'Benjamini–Hochberg'} over the "
-        f"{d['n_tests']} comparisons formed. Rule: {d['rule']}.",
+        f"**Every interval in this report is a 95% interval** (matched ΔH and settings: normal bootstrap; differences: symmetric "
+        f"bootstrap-t), over items ({d['n_boot']} replicates, one resample of every task per replicate for every method). "
+        f"Verdicts: bootstrap-t p-values (each replicate studentized by its own delta-method SE), {_ADJUST[d['adjust']]} over the "
+        f"{d['n_tests']} comparisons formed"
+        + (f", at α = {d['alpha']:g}." if not res.get("looks") else ", at each look's level (below).")
+        + f" Rule: {d['rule']}.",
         "",
         "## Settings",
         "",
@@ -61,7 +83,7 @@ def compare_markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {m['level']:g} | {m['family']} | {val} | {m['status']}{' (' + m['why'] + ')' if m.get('why') else ''} |")
     lines += ["", "## Decisions: ΔH_A − ΔH_B at the same ΔB (positive: A keeps more helpfulness)", ""]
     lines += [
-        "| A | B | at ΔB | ΔH_A − ΔH_B (95% CI) | p | adjusted p | verdict | items to decide (80% power) |",
+        "| A | B | at ΔB | ΔH_A − ΔH_B (95% CI) | p | adjusted p | verdict | to decide: items for 80% power over the CI; predictive P |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in (c for c in d["comparisons"] if c["status"] == "ok"):
@@ -80,7 +102,7 @@ def compare_markdown(res: dict[str, Any]) -> str:
     if con["comparisons"]:
         lines += [
             "",
-            f"## Settings against settings (not matched; {'Holm' if con['adjust'] == 'holm' else 'BH'} over these {con['n_tests']})",
+            f"## Settings against settings (not matched; {_ADJUST[con['adjust']]} over these {con['n_tests']})",
             "",
         ]
         lines += ["| A | B | task | A − B (95% CI) | adjusted p | verdict | items to decide |", "|---|---|---|---|---|---|---|"]
@@ -91,14 +113,21 @@ def compare_markdown(res: dict[str, Any]) -> str:
         lines += ["", "## Looks", ""]
         for lk in res["looks"]:
             its = ", ".join(f"{v} {k}" for k, v in lk["items"].items())
-            lines.append(f"- look {lk['look']}: {its}; α = {lk['alpha']:.3g}; {lk['undecided']} undecided")
+            lines.append(
+                f"- look {lk['look']}: {its}; information {lk['fraction']:.2f}, α spent {lk['alpha_spent']:.4f}, nominal level "
+                f"{lk['nominal_alpha']:.3g}; {len(lk['decided'])} decided here, {lk['open']} open"
+            )
         if res.get("sequential"):
             lines.append(f"- {res['sequential']}")
     undecided = [c for c in d["comparisons"] if c["status"] == "ok" and not c["decided"]]
     if undecided:
         dd = [c["detectable_difference"] for c in undecided if c.get("detectable_difference") is not None]
         if dd:
-            lines += ["", f"With these items the undecided comparisons detect differences of {min(dd):.3f} to {max(dd):.3f} at 80% power."]
+            lines += [
+                "",
+                f"With these items the undecided comparisons detect differences of {min(dd):.3f} to {max(dd):.3f} at 80% power "
+                "(at the level a later analysis will use).",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -114,14 +143,15 @@ def _efficient_md(res: dict[str, Any]) -> list[str]:
             "Chosen on half of the items (split by item id), measured on the other half; the choice's stability from the "
             "validation items resampled.",
             "",
-            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | knob value CI | chosen in |",
+            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | choice range (resampled validation) | chosen in |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for m in eff:
             e = m["efficient"]
             ho = e["held_out"]
             share = e["choice_share"].get(e["setting"], 0.0)
-            vci = "—" if not e.get("value_ci95") else f"[{e['value_ci95'][0]:g}, {e['value_ci95'][1]:g}]"
+            rng = e.get("choice_range", e.get("value_ci95"))  # value_ci95: the name in folders written before 2026-12-07
+            vci = "—" if not rng else f"{rng[0]:g} – {rng[1]:g}"
             lines.append(
                 f"| {m['kind']} | {m['knob']} | {e['setting']} | {_f(ho['dB']['estimate'])}{_c(ho['dB']['ci95'])} | "
                 f"{_f(ho['dH']['estimate'])}{_c(ho['dH']['ci95'])} | {_f(ho['U']['estimate'])}{_c(ho['U']['ci95'])} | {vci} | "

@@ -139,7 +139,7 @@ choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one.
 {% else %}<h2>Alignment tax at r* = {{ "%.2f"|format(r_star) }}</h2>
 <table><tr><th class="l">benchmark</th><th class="l">axis</th><th class="l">metric</th><th class="l">items</th><th>base (r=0)</th><th>at r*</th><th>tax %</th></tr>
 {% for row in s.alignment_tax %}<tr><td class="l">{{ row.task }}</td><td class="l">{{ row.axis }}</td><td class="l">{{ metric_label(row) }}</td><td class="l">{{ items_label(row) }}</td>
-<td>{{ fmt(row.base) }}</td><td>{{ fmt(row.at_r_star) }}</td><td>{% if row.tax_percent is none and row.tax_note and row.axis == "helpfulness" %}<span class="note">— ({{ row.tax_note }})</span>{% else %}{{ fmt(row.tax_percent, 1) }}{% endif %}</td></tr>
+<td>{{ fmt(row.base) }}</td><td>{{ fmt(row.at_r_star) }}</td><td>{% if row.tax_percent is none and row.tax_note and row.axis == "helpfulness" %}<span class="note">— ({{ row.tax_note }})</span>{% else %}{{ fmt(row.tax_percent, 1) }}{% if row.tax_ci95 %} <span class="note">[{{ fmt(row.tax_ci95[0], 1) }}, {{ fmt(row.tax_ci95[1], 1) }}]</span>{% endif %}{% endif %}</td></tr>
 {% if row.harmless_rate_unsafe %}<tr><td class="l">&nbsp;&nbsp;{{ harmless_label(row) }}</td><td></td><td></td><td></td><td>{{ fmt(row.harmless_rate_unsafe.base) }}</td><td>{{ fmt(row.harmless_rate_unsafe.at_r_star) }}</td><td></td></tr>{% endif %}
 {% endfor %}</table>
 <p class="note">tax % = (base − steered)/base·100; negative = improvement. Alignment rows show the gain. No % where the base is under

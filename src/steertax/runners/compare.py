@@ -23,7 +23,7 @@ items to decide) are :func:`steertax.analysis.decide.decide` and :func:`~steerta
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,8 +31,9 @@ import numpy as np
 
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from steertax.analysis.decide import Family, decide, efficient_point, sequential_levels, setting_contrasts
+from steertax.analysis.decide import Family, decide, efficient_point, setting_contrasts
 from steertax.analysis.knob_laws import knob_laws
+from steertax.analysis.sequential import Design, run_design, scope_hash
 from steertax.analysis.tax import split_items
 from steertax.errors import ConfigError, DataError
 from steertax.reports.compare import compare_markdown
@@ -135,6 +136,8 @@ def _analyze(
     seed: int,
     helpfulness_weight: float,
     other_tasks: bool = True,
+    skip: Sequence[str] = (),
+    future_alpha: float | None = None,
 ) -> dict[str, Any]:
     tasks0 = sources[0].tasks
     ent = {alignment: entry_of(tasks0, alignment), helpfulness: entry_of(tasks0, helpfulness)}
@@ -165,7 +168,19 @@ def _analyze(
                 f"{reach_any:.3g}): choose lower --levels"
             )
     base = {e: common[e]["base"] for e in ent}
-    dec = decide(base, fams, alignment, helpfulness, levels=levels, alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed)
+    dec = decide(
+        base,
+        fams,
+        alignment,
+        helpfulness,
+        levels=levels,
+        alpha=alpha,
+        adjust=adjust,
+        n_boot=n_boot,
+        seed=seed,
+        skip=skip,
+        future_alpha=future_alpha,
+    )
     con = setting_contrasts(
         base, fams, [alignment, helpfulness], _default_pairs(fams), alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed
     )
@@ -228,29 +243,32 @@ def compare(
     n_boot: int = 2000,
     levels: Sequence[float] | None = None,
     alpha: float = 0.05,
-    adjust: str = "holm",
+    adjust: str = "maxt",
     evaluate: bool = False,
     limit: int | None = None,
     until_decided: bool = False,
     budget: int | None = None,
     step: int = 16,
+    cap: int | None = None,
     chunk: int = 16,
     progress: bool = True,
     seed: int = 0,
     exclude: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every folder's methods on one frontier and one item set, decided (see the module docstring). Writes
-    ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result."""
+    ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result. With
+    ``until_decided`` the adaptive design of :mod:`steertax.analysis.sequential` runs, its record in
+    ``out/sequential.json`` (a rerun continues it)."""
     if until_decided and not evaluate:
         raise ConfigError("--until-decided adds items, which needs --evaluate (it scores them): add --evaluate")
     if until_decided and (budget is None or budget <= 0):
         raise ConfigError(f"--budget {budget} adds no items: give the most items to add per task (e.g. --budget 256)")
     if step <= 0 or step % chunk:
         raise ConfigError(f"--step {step} must be a positive multiple of the cell size {chunk}")
-    if adjust not in ("holm", "bh"):
-        raise ConfigError(f"--adjust {adjust!r}: use holm or bh")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"--alpha {alpha} must be in (0, 1)")
+    if adjust not in ("maxt", "holm", "bh"):
+        raise ConfigError(f"--adjust {adjust!r}: use maxt, holm or bh")
+    if not 0 < alpha < 0.5:
+        raise ConfigError(f"--alpha {alpha} must be in (0, 0.5) (an error rate, e.g. 0.05)")
     out = Path(out)
     sources = [read_folder(d) for d in dirs]
     drop_families(sources, exclude)
@@ -258,46 +276,110 @@ def compare(
     if len(models) > 1:
         raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
     kw = dict(levels=levels, alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed, helpfulness_weight=helpfulness_weight)
-    looks: list[dict[str, Any]] = []
     if not evaluate:
         res = _analyze(sources, alignment, helpfulness, **kw)  # type: ignore[arg-type]
         res["evaluated"] = False
     else:
         keys = [entry_of(sources[0].tasks, e)[:2] for e in (alignment, helpfulness)]
         cfg = compare_config(sources, keys, limit, chunk)
-        n0 = {t.label or t.name: len(T.get(t.name, **t.options).items(t.limit, cfg.seed)) for t in cfg.tasks}
-        n_max = {k: n + (budget or 0) for k, n in n0.items()}
-        k_looks = 1 + (math.ceil((budget or 0) / step) if until_decided else 0)
-        while True:
+        if not until_decided:
             evaluate_all(sources, out, cfg, progress)
-            used = {t.label or t.name: len(T.get(t.name, **t.options).items(t.limit, cfg.seed)) for t in cfg.tasks}
-            frac = [max(used[k] / n_max[k] for k in used)] if until_decided else [1.0]
-            a_k = sequential_levels([*(lk["fraction"] for lk in looks), frac[0]], alpha)[-1] if until_decided else alpha
-            res = _analyze(sources, alignment, helpfulness, **{**kw, "alpha": a_k}, other_tasks=False)  # type: ignore[arg-type]
-            undecided = [c for c in res["decisions"]["comparisons"] if c["status"] == "ok" and not c["decided"]]
-            looks.append({"look": len(looks) + 1, "items": used, "fraction": frac[0], "alpha": a_k, "undecided": len(undecided)})
-            grown = False
-            if until_decided and undecided and len(looks) < k_looks:
-                for t in cfg.tasks:
-                    full = len(T.get(t.name, **t.options).load_items())
-                    k = t.label or t.name
-                    new = min(used[k] + step, n_max[k], full)
-                    if new > used[k]:
-                        t.limit, grown = new, True
-            if not grown:
-                break
+            res = _analyze(sources, alignment, helpfulness, **kw, other_tasks=False)  # type: ignore[arg-type]
+        else:
+            scope = {"folders": sorted(str(Path(d).resolve()) for d in dirs), "alignment": alignment, "helpfulness": helpfulness}
+            scope.update(levels=list(levels) if levels else None, adjust=adjust, n_boot=n_boot, seed=seed, exclude=sorted(exclude))
+            res = _adaptive(sources, out, cfg, alignment, helpfulness, kw, scope, alpha, budget or 0, step, cap, progress)
         res["evaluated"] = True
-        res["looks"] = looks
-        if until_decided:
-            res["sequential"] = (
-                f"α spent over {len(looks)} look(s) as α·(t_k² − t_(k−1)²), t = share of the item budget used "
-                "(union bound: any false decision at any look has probability ≤ α)"
-            )
+    res["intervals"] = "95% bootstrap-t (every interval in this report, whatever level a test or look uses)"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "compare.json", res)
     atomic_write_text(out / "compare.md", compare_markdown(res))
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "frontier.png", frontier_figure(res))
+    return res
+
+
+def _task_items(t: Any, seed: int) -> int:
+    return len(T.get(t.name, **t.options).items(t.limit, seed))
+
+
+def read_design(out: Path, scope: dict[str, Any], alpha: float) -> Design | None:
+    """The adaptive design recorded in ``out/sequential.json``, or None; one made for another comparison (another
+    scope or α) is refused in one line (its α is spent for that comparison, not this one)."""
+    path = out / "sequential.json"
+    if not path.is_file():
+        return None
+    try:
+        d = Design.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(
+            f"{path} is not a spending record steertax wrote ({e}): give a new --out, or delete it to start a new design"
+        ) from e
+    if d.scope != scope_hash(scope) or d.alpha != alpha:
+        raise ConfigError(
+            f"{path} records the adaptive design of another comparison (other folders, tasks, levels, --alpha or --adjust): "
+            "give a new --out for this one (or delete that file to start a new design)"
+        )
+    return d
+
+
+def _adaptive(
+    sources: list[Source],
+    out: Path,
+    cfg: Any,
+    alignment: str,
+    helpfulness: str,
+    kw: dict[str, Any],
+    scope: dict[str, Any],
+    alpha: float,
+    budget: int,
+    step: int,
+    cap: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """``--until-decided``: the design of :func:`~steertax.analysis.sequential.run_design` on the compare store."""
+    names = {t.label or t.name: t for t in cfg.tasks}
+    full = {k: len(T.get(t.name, **t.options).load_items()) for k, t in names.items()}
+    design = read_design(out, scope, alpha)
+    if design is None:
+        now = {k: _task_items(t, cfg.seed) for k, t in names.items()}
+        design = Design(
+            alpha=alpha, cap={k: min(full[k], cap if cap is not None else now[k] + budget) for k in names}, scope=scope_hash(scope)
+        )
+        if any(design.cap[k] < now[k] for k in names):
+            raise ConfigError(f"--cap {cap} is below the items already scored ({now}): give a cap of at least {max(now.values())}")
+    elif cap is not None and any(min(full[k], cap) != design.cap[k] for k in names):
+        raise ConfigError(
+            f"--cap {cap} differs from the design's cap {design.cap} (fixed when it started): leave --cap out or give a new --out"
+        )
+    start = design.looks[-1]["items"] if design.looks else {k: _task_items(t, cfg.seed) for k, t in names.items()}
+    last: dict[str, Any] = {}
+
+    def analyze(items: dict[str, int], a_k: float, skip: set[str], future: float) -> dict[str, Any]:
+        for k, t in names.items():
+            t.limit = items[k]
+        evaluate_all(sources, out, cfg, progress)
+        last["res"] = _analyze(
+            sources, alignment, helpfulness, **{**kw, "alpha": a_k}, other_tasks=False, skip=sorted(skip), future_alpha=future
+        )
+        return last["res"]["decisions"]
+
+    def save(d: Design) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "sequential.json", d.to_json())
+
+    merged = run_design(design, dict(start), analyze, budget, step, save)
+    res = last["res"]
+    res["decisions"]["comparisons"] = merged["comparisons"]
+    res["looks"] = design.looks
+    res["design"] = {"alpha": alpha, "cap": design.cap, "spending": design.spending, "looks": len(design.looks)}
+    t_now = design.looks[-1]["fraction"]
+    res["sequential"] = (
+        f"adaptive design: {len(design.looks)} look(s), α = {alpha} spent by Lan–DeMets O'Brien–Fleming-like spending over the "
+        f"information fraction t = items / cap (cap {design.cap} per task; now t = {t_now:.2f}, α spent "
+        f"{design.looks[-1]['alpha_spent']:.4f}); each look tests the open comparisons at its nominal level (max-T adjusted), "
+        "a decision is kept once made; a rerun with a larger --budget continues this design (record: sequential.json)"
+    )
     return res
 
 

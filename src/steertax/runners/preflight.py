@@ -591,8 +591,8 @@ def _decision_problems(a: Any) -> list[SteertaxError]:
         p.append(ConfigError(f"--levels {a.levels!r} is not a comma-separated list of numbers (ΔB levels, e.g. 0.5,1.0)"))
     if lv is not None and (not lv or not all(math.isfinite(x) and x > 0 for x in lv)):
         p.append(ConfigError(f"--levels {a.levels!r}: give positive finite ΔB levels, e.g. 0.5,1.0"))
-    if not (math.isfinite(a.alpha) and 0 < a.alpha < 1):
-        p.append(ConfigError(f"--alpha {a.alpha} must be in (0, 1)"))
+    if not (math.isfinite(a.alpha) and 0 < a.alpha < 0.5):
+        p.append(ConfigError(f"--alpha {a.alpha} must be in (0, 0.5) (an error rate, e.g. 0.05)"))
     if a.n_boot < 100:
         p.append(ConfigError(f"--n-boot {a.n_boot} is too few for intervals and p-values: give at least 100 (default 2000)"))
     if a.limit is not None and (a.limit <= 0 or not a.evaluate):
@@ -609,6 +609,13 @@ def _decision_problems(a: Any) -> list[SteertaxError]:
         p.append(ConfigError("--budget is the item budget of --until-decided: add --until-decided"))
     if a.step <= 0 or a.step % 16:
         p.append(ConfigError(f"--step {a.step} must be a positive multiple of the cell size 16"))
+    cap = getattr(a, "cap", None)
+    if cap is not None and (cap <= 0 or not a.until_decided):
+        p.append(
+            ConfigError(
+                f"--cap {cap}: " + ("must be positive" if cap <= 0 else "is the design cap of --until-decided: add --until-decided")
+            )
+        )
     return p
 
 
