@@ -151,3 +151,41 @@ def test_bound_check_directions():
     assert al["holds"]
     al2 = bound_check(r, [-0.3, 0.0, 0.9], [0.0, 0.0, 0.0], np.asarray([-0.4, 0.0, 0.5]), "alignment")
     assert not al2["holds"] and al2["at_r"] == -2.0
+
+
+# ----------------------------------------------------------------------------------------------- equivalence verdicts
+# The paper's-law verdicts as equivalence tests, simulated along a one-sided knob with five settings (an α curve:
+# 0, 0.25, 0.5, 0.75, 1, so the window is the whole sweep: "global"). Per item: a base, an item-specific slope,
+# item-by-setting noise. "Holds" must need evidence that the vanishing term is small, not an interval with 0 in it.
+
+ALPHA_GRID = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def _verdicts(axis, n, h1, h2, sd, sims, seed):
+    rng = np.random.default_rng(seed)
+    out = {True: 0, False: 0, None: 0}
+    for _ in range(sims):
+        base = rng.uniform(-1, -0.5, n)
+        slope = h1 + rng.normal(0, sd, n)
+        Y = base[:, None] + slope[:, None] * ALPHA_GRID + h2 * ALPHA_GRID**2 + rng.normal(0, sd, (n, len(ALPHA_GRID)))
+        pt = paper_law_test(ALPHA_GRID, Y, axis, local_window(ALPHA_GRID, None))
+        assert pt["window_kind"] == "global"
+        out[pt["holds"]] += 1
+    return {k: v / sims for k, v in out.items()}
+
+
+@pytest.mark.parametrize(
+    "axis,h1,h2,sd",
+    [("alignment", 1.0, -0.6, 0.3), ("helpfulness", -0.12, -0.2, 0.05)],  # the vanishing term is 60 % of the other at the edge
+)
+def test_a_clearly_curved_truth_is_almost_never_said_to_hold(axis, h1, h2, sd):
+    v = _verdicts(axis, 32, h1, h2, sd, sims=300, seed=11)
+    assert v[True] <= 0.05, v
+
+
+@pytest.mark.parametrize("axis,h1,h2,sd", [("alignment", 1.0, 0.0, 0.3), ("helpfulness", 0.0, -0.2, 0.05)])
+def test_a_true_local_law_is_rarely_rejected_and_holds_with_enough_items(axis, h1, h2, sd):
+    small = _verdicts(axis, 32, h1, h2, sd, sims=300, seed=12)
+    assert small[False] <= 0.05, small
+    large = _verdicts(axis, 256, h1, h2, sd, sims=300, seed=13)
+    assert large[False] <= 0.05 and large[True] >= 0.5, large

@@ -335,8 +335,10 @@ def fit_law(
     n_boot: int = 200,
     seed: int = 0,
     boot_scores: bool = False,
+    boot_params: bool = False,
 ) -> dict[str, Any]:
     """Fit a law to the item-mean curve; bootstrap the items for 95% CIs. ``Y`` is [items, strengths].
+    ``boot_params``: also return the resamples' parameters (``_boot_params``, resamples × parameters).
 
     The bootstrap resamples depend only on ``seed`` and the number of items, so fits of different
     laws with the same seed see the same resamples (their per-resample AICc can be compared)."""
@@ -392,6 +394,8 @@ def fit_law(
     )
     if boot_scores:
         out["_boot_aicc"] = boot_aicc
+    if boot_params:
+        out["_boot_params"] = B
     return out
 
 
@@ -474,28 +478,36 @@ def _ci_excludes_zero(p: dict[str, Any]) -> bool | None:
 
 
 def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Test the paper's small-|r| claim on a local quadratic fit y = h0 + h1·r + h2·r² over |r| ≤ r_local.
+    """Test the paper's small-|r| claim on a local quadratic fit y = h0 + h1·r + h2·r² over |r| ≤ r_local, as an
+    equivalence test.
 
-    helpfulness: the first-order term vanishes (h1 = 0) and the loss is quadratic (h2 < 0).
-    alignment: alignment rises linearly (h1 > 0) and the second-order term vanishes (h2 = 0).
+    helpfulness: the first-order term vanishes and the loss is quadratic (h2 < 0).
+    alignment: alignment rises linearly (h1 > 0) and the second-order term vanishes.
 
-    A term "vanishes" if its 95% bootstrap CI contains 0, or if its contribution at the window edge
-    (|h1|·r or |h2|·r²) is below NEGLIGIBLE_SHARE of the other term's. ``holds`` is True, False or
-    None ("can't tell": too few strengths in the window, or neither term distinguishable from 0).
-    """
+    "Vanishes" is shown, not assumed: the signed share s = (vanishing term's contribution at the window edge) /
+    |the other term's|, h2·r²/|h1·r| or h1·r/|h2·r²|, is computed in every bootstrap resample (h1 and h2 are
+    strongly correlated, so the ratio is read jointly, not from two intervals). **Holds** when s's 90% interval
+    lies within ±NEGLIGIBLE_SHARE (two one-sided tests at 5%) and the other term has the paper's sign; **does not
+    hold** when s's 95% interval lies beyond ±NEGLIGIBLE_SHARE, or the other term has the wrong sign; **can't tell** otherwise —
+    an interval that merely includes 0 is absence of evidence, not a law. The window is named: ``local`` (a part of
+    the sweep, symmetric about 0 where the knob has both signs) or ``global`` (it holds the whole sweep, as for an
+    α or a merge scale from the base with few settings)."""
     S = np.asarray(S, dtype=float)
     inside = np.abs(S) <= r_local + 1e-12
     term = "h1" if axis == "helpfulness" else "h2"
+    both = bool((S[inside] < 0).any() and (S[inside] > 0).any())
+    kind = "global" if inside.all() else ("local, symmetric" if both else "local, one-sided")
     base: dict[str, Any] = {
         "term": term,
         "window": [-float(r_local), float(r_local)],
+        "window_kind": kind,
         "n_points": int(inside.sum()),
         "min_points": MIN_LOCAL_POINTS,
         "negligible_share": NEGLIGIBLE_SHARE,
         "test": (
-            f"local quadratic h0 + h1·r + h2·r² on |r| ≤ {r_local:.3g}, 95% bootstrap CI over items; "
-            f"a term vanishes if its CI contains 0 or it is < {NEGLIGIBLE_SHARE:.0%} of the other "
-            "term at the window edge"
+            f"local quadratic h0 + h1·r + h2·r² on |r| ≤ {r_local:.3g} ({kind} window), items bootstrapped; equivalence: "
+            f"holds when the vanishing term's share of the other at the window edge is shown < {NEGLIGIBLE_SHARE:.0%} "
+            "(upper 95% bound), does not hold when shown above it (lower 95% bound)"
         ),
     }
     if inside.sum() < MIN_LOCAL_POINTS:
@@ -506,10 +518,11 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
             verdict=f"can't tell: only {int(inside.sum())} strengths in |r| ≤ {r_local:.3g} (need {MIN_LOCAL_POINTS})",
         )
         return base
-    q = fit_law("quadratic", S, Y, fit_range=(-r_local - 1e-12, r_local + 1e-12), n_boot=n_boot, seed=seed)
+    q = fit_law("quadratic", S, Y, fit_range=(-r_local - 1e-12, r_local + 1e-12), n_boot=n_boot, seed=seed, boot_params=True)
     if not q.get("ok"):
         base.update(estimate=None, ci95=None, holds=None, verdict="can't tell: the local quadratic could not be fitted")
         return base
+    Bp = q.pop("_boot_params")
     P = q["params"]
     h1, h2 = P["h1"]["value"], P["h2"]["value"]
     s1, s2 = _ci_excludes_zero(P["h1"]), _ci_excludes_zero(P["h2"])
@@ -528,49 +541,49 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
         lo, hi = P[name]["ci95"]
         return f"{name} = {P[name]['value']:.3g} [{lo:.3g}, {hi:.3g}]"
 
-    if s1 is None or s2 is None:
+    if s1 is None or s2 is None or len(Bp) < 10:
         base.update(holds=None, verdict="can't tell: too few items for a bootstrap CI")
         return base
-    if axis == "helpfulness":
-        if not s1 and not s2:
-            holds, v = (
-                None,
-                (f"can't tell: neither term differs from 0 on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')}); the task barely moves there"),
-            )
-        elif s1 and first >= NEGLIGIBLE_SHARE * second:
-            holds, v = (
-                False,
-                (
-                    f"helpfulness changes at first order here: {ci('h1')} ({'falls' if h1 < 0 else 'rises'} "
-                    f"by {first:.3g} at |r| = {r_local:.3g}, vs {second:.3g} from h2); "
-                    "the paper's quadratic law does not hold on this model near r = 0"
-                ),
-            )
-        elif h2 < 0:
-            holds, v = (
-                True,
-                (f"first-order term negligible ({ci('h1')}), loss quadratic ({ci('h2')}): the paper's quadratic law holds near r = 0"),
-            )
-        else:
-            holds, v = False, f"no quadratic loss: {ci('h2')} is positive (helpfulness rises away from 0); the paper's law does not hold"
+    # the vanishing term's signed share of the other term (in absolute value) at the window edge, per resample
+    f_b, s_b = Bp[:, 1] * r_local, Bp[:, 2] * r_local**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_b = (f_b / np.abs(s_b)) if axis == "helpfulness" else (s_b / np.abs(f_b))
+    share_b = share_b[np.isfinite(share_b)]
+    share = (
+        (h1 * r_local / second if second > 0 else math.inf)
+        if axis == "helpfulness"
+        else (h2 * r_local**2 / first if first > 0 else math.inf)
+    )
+    if len(share_b) < 10:
+        base.update(holds=None, verdict="can't tell: the other term is 0 in too many resamples")
+        return base
+    lo_s, hi_s = (float(x) for x in np.percentile(share_b, [5, 95]))  # TOST: each side at 5%
+    lo2, hi2 = (float(x) for x in np.percentile(share_b, [2.5, 97.5]))  # shown outside the margin: two-sided 95%
+    base.update(share=share, share_ci90=[lo_s, hi_s], share_ci95=[lo2, hi2])
+    where = f"|r| ≤ {r_local:.3g}" + (" (the whole sweep: a global window)" if kind == "global" else "")
+    shown = f"its share of the other at the edge {share:+.2f}, 90% CI [{lo_s:+.2f}, {hi_s:+.2f}]"
+    name = "first-order" if axis == "helpfulness" else "second-order"
+    if not s1 and not s2:
+        holds, v = None, f"can't tell: neither term differs from 0 on {where} ({ci('h1')}; {ci('h2')}); the task barely moves there"
+    elif axis == "helpfulness" and s2 and h2 > 0:
+        holds, v = False, f"no quadratic loss: {ci('h2')} is positive (helpfulness rises away from 0); the paper's law does not hold"
+    elif axis != "helpfulness" and s1 and h1 < 0:
+        holds, v = False, f"alignment does not rise: {ci('h1')} (it falls as r grows), {ci('h2')}"
+    elif -NEGLIGIBLE_SHARE < lo_s and hi_s < NEGLIGIBLE_SHARE and (s2 and h2 < 0 if axis == "helpfulness" else s1 and h1 > 0):
+        law = "the paper's quadratic law holds" if axis == "helpfulness" else "alignment rises linearly"
+        holds, v = (
+            True,
+            f"{law} on {where}: the {name} term is shown within ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown}; {ci('h1')}, {ci('h2')})",
+        )
+    elif lo2 > NEGLIGIBLE_SHARE or hi2 < -NEGLIGIBLE_SHARE:
+        what = "helpfulness changes at first order" if axis == "helpfulness" else "alignment is curved"
+        above = f"the {name} term is shown beyond ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown}; 95% CI [{lo2:+.2f}, {hi2:+.2f}])"
+        holds, v = False, f"{what} on {where}: {above}; the paper's law does not hold"
     else:
-        if not s1 and not s2:
-            holds, v = None, f"can't tell: alignment does not move measurably on |r| ≤ {r_local:.3g} ({ci('h1')}; {ci('h2')})"
-        elif not s1 or h1 <= 0:
-            holds, v = (
-                False,
-                (f"alignment does not rise linearly: {ci('h1')}" + (" (it falls as r grows)" if s1 and h1 < 0 else "") + f", {ci('h2')}"),
-            )
-        elif s2 and second >= NEGLIGIBLE_SHARE * first:
-            holds, v = (
-                False,
-                (
-                    f"alignment is curved near 0: {ci('h2')} adds {second:.3g} at |r| = {r_local:.3g} vs "
-                    f"{first:.3g} from the linear term; the linear law does not hold on |r| ≤ {r_local:.3g}"
-                ),
-            )
-        else:
-            holds, v = True, f"alignment rises linearly near r = 0: {ci('h1')}, second-order term negligible ({ci('h2')})"
+        holds, v = (
+            None,
+            f"can't tell on {where}: the {name} term is shown neither within nor beyond ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown})",
+        )
     base.update(holds=holds, verdict=v)
     return base
 

@@ -143,7 +143,8 @@ def _efficient_md(res: dict[str, Any]) -> list[str]:
             "Chosen on half of the items (split by item id), measured on the other half; the choice's stability from the "
             "validation items resampled.",
             "",
-            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) | choice range (resampled validation) | chosen in |",
+            "| method | knob | chosen | ΔB held-out (95% CI) | ΔH held-out (95% CI) | U held-out (95% CI) "
+            "| choice range (resampled validation) | chosen in |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for m in eff:

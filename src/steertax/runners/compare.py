@@ -286,8 +286,9 @@ def compare(
             evaluate_all(sources, out, cfg, progress)
             res = _analyze(sources, alignment, helpfulness, **kw, other_tasks=False)  # type: ignore[arg-type]
         else:
-            scope = {"folders": sorted(str(Path(d).resolve()) for d in dirs), "alignment": alignment, "helpfulness": helpfulness}
-            scope.update(levels=list(levels) if levels else None, adjust=adjust, n_boot=n_boot, seed=seed, exclude=sorted(exclude))
+            scope: dict[str, Any] = {"folders": sorted(str(Path(d).resolve()) for d in dirs), "alignment": alignment}
+            scope.update(helpfulness=helpfulness, levels=list(levels) if levels else None, adjust=adjust, n_boot=n_boot)
+            scope.update(seed=seed, exclude=sorted(exclude))
             res = _adaptive(sources, out, cfg, alignment, helpfulness, kw, scope, alpha, budget or 0, step, cap, progress)
         res["evaluated"] = True
     res["intervals"] = "95% bootstrap-t (every interval in this report, whatever level a test or look uses)"
