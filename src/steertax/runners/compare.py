@@ -23,6 +23,7 @@ items to decide) are :func:`steertax.analysis.decide.decide` and :func:`~steerta
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -359,9 +360,10 @@ def _adaptive(
     def analyze(items: dict[str, int], a_k: float, skip: set[str], future: float) -> dict[str, Any]:
         for k, t in names.items():
             t.limit = items[k]
-        evaluate_all(sources, out, cfg, progress)
+        srcs = copy.deepcopy(sources)  # evaluate_all points the settings at the compare store: keep the folders' keys
+        evaluate_all(srcs, out, cfg, progress)
         last["res"] = _analyze(
-            sources, alignment, helpfulness, **{**kw, "alpha": a_k}, other_tasks=False, skip=sorted(skip), future_alpha=future
+            srcs, alignment, helpfulness, **{**kw, "alpha": a_k}, other_tasks=False, skip=sorted(skip), future_alpha=future
         )
         return last["res"]["decisions"]
 
