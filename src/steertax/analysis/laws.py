@@ -560,11 +560,11 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
     lo_s, hi_s = (float(x) for x in np.percentile(share_b, [5, 95]))  # TOST: each side at 5%
     lo2, hi2 = (float(x) for x in np.percentile(share_b, [2.5, 97.5]))  # shown outside the margin: two-sided 95%
     base.update(share=share, share_ci90=[lo_s, hi_s], share_ci95=[lo2, hi2])
-    where = f"|r| ≤ {r_local:.3g}" + (" (the whole sweep: a global window)" if kind == "global" else "")
+    where = f"near r = 0 (|r| ≤ {r_local:.3g}" + (", the whole sweep: a global window)" if kind == "global" else ")")
     shown = f"its share of the other at the edge {share:+.2f}, 90% CI [{lo_s:+.2f}, {hi_s:+.2f}]"
     name = "first-order" if axis == "helpfulness" else "second-order"
     if not s1 and not s2:
-        holds, v = None, f"can't tell: neither term differs from 0 on {where} ({ci('h1')}; {ci('h2')}); the task barely moves there"
+        holds, v = None, f"can't tell: neither term differs from 0 {where} ({ci('h1')}; {ci('h2')}); the task barely moves there"
     elif axis == "helpfulness" and s2 and h2 > 0:
         holds, v = False, f"no quadratic loss: {ci('h2')} is positive (helpfulness rises away from 0); the paper's law does not hold"
     elif axis != "helpfulness" and s1 and h1 < 0:
@@ -573,16 +573,16 @@ def paper_law_test(S: np.ndarray, Y: np.ndarray, axis: str, r_local: float, *, n
         law = "the paper's quadratic law holds" if axis == "helpfulness" else "alignment rises linearly"
         holds, v = (
             True,
-            f"{law} on {where}: the {name} term is shown within ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown}; {ci('h1')}, {ci('h2')})",
+            f"{law} {where}: the {name} term is shown within ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown}; {ci('h1')}, {ci('h2')})",
         )
     elif lo2 > NEGLIGIBLE_SHARE or hi2 < -NEGLIGIBLE_SHARE:
         what = "helpfulness changes at first order" if axis == "helpfulness" else "alignment is curved"
         above = f"the {name} term is shown beyond ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown}; 95% CI [{lo2:+.2f}, {hi2:+.2f}])"
-        holds, v = False, f"{what} on {where}: {above}; the paper's law does not hold"
+        holds, v = False, f"{what} {where}: {above}; the paper's law does not hold"
     else:
         holds, v = (
             None,
-            f"can't tell on {where}: the {name} term is shown neither within nor beyond ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown})",
+            f"can't tell {where}: the {name} term is shown neither within nor beyond ±{NEGLIGIBLE_SHARE:.0%} of the other ({shown})",
         )
     base.update(holds=holds, verdict=v)
     return base
