@@ -6,9 +6,23 @@ draw of items from a population, so "the truth" is the population's mean change.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable
+
 import numpy as np
 
 from steertax.analysis.decide import Family
+
+
+def pmap(fn: Callable[[int], Any], seeds: range) -> list[Any]:
+    """fn over the seeds (independent data sets) on two spawned worker processes, one BLAS thread each: the
+    results are the same as a loop's, in order."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        return list(ex.map(fn, seeds, chunksize=max(1, len(seeds) // 16)))
+
 
 N_ALIGN, N_HELP = 32, 48
 GAIN = [0.35, 0.7, 1.05, 1.4]  # the true ΔB of each setting (knob order from the base)

@@ -648,12 +648,12 @@ def test_a_level_some_replicates_miss_is_ill_conditioned_and_says_how_many():
 
     fam = Family("f", "α", ["s1", "s2"], [0.5, 1.0], {})
     dH = np.array([[0.0, -0.1, -0.2]] * 5)
-    one = _at_level(fam, np.array([[0, 0.5, 1.0], [0, 0.3, 0.6]]), dH[:2], 0.8, 0.05)
+    one = _at_level(fam, np.array([[0, 0.5, 1.0], [0, 0.3, 0.6]]), dH[:2], 0.8)
     assert one["status"] == "ill-conditioned" and one["why"] == "100% of replicates do not reach it"
     four = np.array([[0, 0.5, 1.0], [0, 0.3, 0.6], [0, 0.5, 1.0], [0, 0.45, 0.9], [0, 0.55, 1.1]])
-    got = _at_level(fam, four, dH, 0.8, 0.05)
+    got = _at_level(fam, four, dH, 0.8)
     assert got["status"] == "ill-conditioned" and got["why"] == "25% of replicates do not reach it"
-    assert _at_level(fam, four[[0, 2, 3, 4]], dH[:4], 0.8, 0.05)["status"] == "ok"
+    assert _at_level(fam, four[[0, 2, 3, 4]], dH[:4], 0.8)["status"] == "ok"
 
 
 def test_a_curve_that_does_not_start_at_the_base_is_interpolated_along_its_own_settings():

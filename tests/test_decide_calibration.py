@@ -6,27 +6,17 @@ draws every run. The data sets are independent, so the loops run on two processe
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 import steertax.analysis.decide as D
-from decide_sims import AXES, readme_regime
+from decide_sims import AXES, pmap, readme_regime
 from steertax.analysis.decide import Family, decide
 
 ALPHA = 0.05
 SHIFT = 0.035  # the real difference of the power check (docs/decisions.md has the curve)
-
-
-def _pmap(fn: Callable[[int], Any], seeds: range) -> list[Any]:
-    """fn over the seeds on two worker processes (one BLAS thread each)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as ex:
-        return list(ex.map(fn, seeds, chunksize=max(1, len(seeds) // 16)))
 
 
 def _mc_bound(p: float, n: int) -> float:
@@ -46,7 +36,7 @@ def test_family_wise_error_holds_in_the_readme_regime():
     """8 families with identical true curves (4 diffuse, 4 sparse cost shapes), 32 refusal and 48 ARC items, the
     default levels: 84 comparisons. Any decision is a false one. Before the bootstrap-t and max-T: 0.11."""
     sims = 1000
-    res = _pmap(_readme_null, range(sims))
+    res = pmap(_readme_null, range(sims))
     assert min(n for _, n in res) >= 80
     fwer = sum(w for w, _ in res) / sims
     assert fwer <= _mc_bound(ALPHA, sims), fwer
@@ -66,7 +56,7 @@ def test_family_wise_error_holds_over_three_axes_with_binary_outcomes():
     items, all binary, 9 families with identical truths: 324 comparisons (36 pairs × 3 levels × 3 axes), one max-T
     (1000 bootstrap replicates, `--n-boot 1000`, to keep the test within its budget)."""
     sims = 1000
-    res = _pmap(_binary_null, range(10_000, 10_000 + sims))
+    res = pmap(_binary_null, range(10_000, 10_000 + sims))
     assert min(n for _, n, _ in res) >= 300
     fwer = sum(w for w, _, _ in res) / sims
     assert fwer <= _mc_bound(ALPHA, sims), fwer
@@ -111,7 +101,7 @@ def test_power_to_decide_a_real_difference_is_kept():
     """At a difference of 0.035 in ΔH at every setting, the calibrated procedure decides it at least as
     often as the old anti-conservative one, less 0.05 (a procedure that never decides fails this)."""
     sims = 300
-    res = _pmap(_power_one, range(20_000, 20_000 + sims))
+    res = pmap(_power_one, range(20_000, 20_000 + sims))
     new = sum(n for n, _ in res) / sims
     old = sum(o for _, o in res) / sims
     assert new >= old - 0.05 and new >= 0.5, (new, old)
@@ -166,7 +156,7 @@ def _coverage_one(seed: int) -> tuple[bool, bool, str, bool]:
 
 def test_intervals_cover_95_percent_at_32_and_48_items_and_bent_curves_are_flagged():
     sims = 1000
-    res = _pmap(_coverage_one, range(30_000, 30_000 + sims))
+    res = pmap(_coverage_one, range(30_000, 30_000 + sims))
     cov_d = sum(r[0] for r in res) / sims
     cov_m = sum(r[1] for r in res) / sims
     assert 0.93 <= cov_d <= 0.97, cov_d
@@ -203,7 +193,7 @@ def _predict_one(seed: int) -> list[tuple[float, bool]]:
 
 def test_predictive_probability_of_deciding_matches_what_happens():
     sims = 400
-    pairs = [x for r in _pmap(_predict_one, range(40_000, 40_000 + sims)) for x in r]
+    pairs = [x for r in pmap(_predict_one, range(40_000, 40_000 + sims)) for x in r]
     assert len(pairs) >= 200
     pred = np.array([p for p, _ in pairs])
     seen = np.array([d for _, d in pairs], dtype=float)

@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from decide_sims import readme_regime
+from decide_sims import pmap, readme_regime
 from steertax.analysis.decide import Family, decide
 from steertax.analysis.sequential import Design, boundaries, obf_spent, run_design, scope_hash
 
 START = {"refusal": 32, "arc": 48}
 CAP = {"refusal": 160, "arc": 176}  # 8 steps of 16 past the start: 9 looks
 SHIFT = 0.01  # the power check's real difference; docs/guide/compare.md gives the loss at smaller ones
-
-
-def _pmap(fn: Callable[[int], Any], seeds: range) -> list[Any]:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as ex:
-        return list(ex.map(fn, seeds, chunksize=max(1, len(seeds) // 16)))
-
-
-# ----------------------------------------------------------------------------------------------- known answers
 
 
 def test_obf_spending_and_boundaries_known_values():
@@ -108,7 +96,7 @@ def _null_loop(seed: int) -> tuple[bool, int]:
 @pytest.mark.slow
 def test_the_adaptive_loop_keeps_the_family_wise_error_with_many_looks_and_a_rerun():
     sims = 500
-    res = _pmap(_null_loop, range(50_000, 50_000 + sims))
+    res = pmap(_null_loop, range(50_000, 50_000 + sims))
     assert all(n == 9 for _, n in res)  # under no difference every look is taken: 4 in the first run, 5 in the rerun
     fwer = sum(w for w, _ in res) / sims
     assert fwer <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / sims), fwer
@@ -132,7 +120,7 @@ def _power_loop(seed: int) -> tuple[bool, bool]:
 @pytest.mark.slow
 def test_the_adaptive_loop_decides_a_real_difference_as_often_as_one_full_analysis():
     sims = 300
-    res = _pmap(_power_loop, range(60_000, 60_000 + sims))
+    res = pmap(_power_loop, range(60_000, 60_000 + sims))
     adaptive = sum(a for a, _ in res) / sims
     full = sum(f for _, f in res) / sims
     assert adaptive >= full - 0.05 and full > 0.3, (adaptive, full)

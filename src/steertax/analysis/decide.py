@@ -171,18 +171,21 @@ def interpolate_at(dB: np.ndarray, dH: np.ndarray, level: np.ndarray | float) ->
     return np.where(hit, h, np.nan), np.where(hit, k, -1)
 
 
-def _z(alpha: float) -> float:
-    return float(sps.norm.ppf(1 - alpha / 2))
+Z95 = float(sps.norm.ppf(0.975))
 
 
-def _summary(vals: np.ndarray, alpha: float = 0.05) -> dict[str, Any]:
+def _summary(vals: np.ndarray) -> dict[str, Any]:
     """Estimate (replicate 0), bootstrap SE and the normal 95% interval of one quantity's replicates (every
-    interval steertax reports is 95%, whatever level a test uses; ``alpha`` is accepted and ignored)."""
+    interval steertax reports is 95%, whatever level a test uses)."""
     est, boot = float(vals[0]), vals[1:]
     ok = np.isfinite(boot)
     se = float(np.std(boot[ok], ddof=1)) if ok.sum() > 1 else float("nan")
-    z = _z(0.05)
-    return {"estimate": est, "se": se, "ci95": [est - z * se, est + z * se] if math.isfinite(se) else None, "n_boot_used": int(ok.sum())}
+    return {
+        "estimate": est,
+        "se": se,
+        "ci95": [est - Z95 * se, est + Z95 * se] if math.isfinite(se) else None,
+        "n_boot_used": int(ok.sum()),
+    }
 
 
 def bootstrap_null_pvalues(est: np.ndarray, reps: np.ndarray, se: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,7 +286,7 @@ def _bends_near(dB0: np.ndarray, k0: int, L: float, delta: float, first: int = 0
     return bool(np.any(np.diff(dB0[a : b + 1]) < 0))
 
 
-def _at_level(fam: Family, dB: np.ndarray, dH: np.ndarray, L: np.ndarray | float, alpha: float = 0.05, items: Any = None) -> dict[str, Any]:
+def _at_level(fam: Family, dB: np.ndarray, dH: np.ndarray, L: np.ndarray | float, items: Any = None) -> dict[str, Any]:
     """One family's ΔH at a level (a number, or one per replicate): status ok / not reached / ill-conditioned.
     A curve whose knob does not start at the base (its declared base is None: a weight curve, the flipped fraction
     f, ORPO's β) is interpolated along its own settings only, never on a segment from the base.
@@ -345,9 +348,7 @@ def _linearize(items: dict[str, np.ndarray], dB: np.ndarray, dH: np.ndarray, seg
     return {"lin": {ta: np.where(okc, lin_a, 0.0), th: np.where(okc, lin_h, 0.0)}, "dL": g}
 
 
-def _difference(
-    a: str, b: str, level: Any, ha: dict[str, Any], hb: dict[str, Any], alpha: float = 0.05, boot: ChainBootstrap | None = None
-) -> dict[str, Any]:
+def _difference(a: str, b: str, level: Any, ha: dict[str, Any], hb: dict[str, Any], boot: ChainBootstrap | None = None) -> dict[str, Any]:
     """ΔH_A − ΔH_B replicate by replicate (paired); or why it can't be formed. The replicates (``_reps``) and,
     where both sides carry their per-item linearization (``lin``: alignment, helpfulness), each replicate's own
     delta-method SE (``_se``) are kept for the test and the interval, which :func:`finish_verdicts` makes over
@@ -499,12 +500,11 @@ def _axis_comparisons(
     dBs: dict[str, np.ndarray],
     dHs: dict[tuple[str, str], np.ndarray],
     items: dict[tuple[str, str], dict[str, np.ndarray]],
-    alpha: float,
     boot: ChainBootstrap,
 ) -> list[dict[str, Any]]:
     """One helpfulness axis' comparisons: curve pairs at each level, then each point against the curves at its ΔB."""
     rows = [
-        _difference(a, b, L, at[(a, L, ax)], at[(b, L, ax)], alpha, boot)
+        _difference(a, b, L, at[(a, L, ax)], at[(b, L, ax)], boot)
         for L in lv
         for i, a in enumerate(curve_names)
         for b in curve_names[i + 1 :]
@@ -519,10 +519,10 @@ def _axis_comparisons(
         for n in curve_names:
             if not _formed(pf, fams[n]):  # the family rule holds for points too: a secondary curve meets steering only
                 continue
-            other = _at_level(fams[n], dBs[n], dHs[(n, ax)], dBs[pf.name][:, 1], alpha, items[(n, ax)])
+            other = _at_level(fams[n], dBs[n], dHs[(n, ax)], dBs[pf.name][:, 1], items[(n, ax)])
             if "lin" in other:  # the level is the point's own ΔB: its items move the level too
                 other["lin"] = {**other["lin"], alignment: other["lin"][alignment] + other["dL"][:, None] * Da[1][None, :]}
-            rows.append(_difference(pf.name, n, f"ΔB of {pf.name}", own, other, alpha, boot))
+            rows.append(_difference(pf.name, n, f"ΔB of {pf.name}", own, other, boot))
     return rows
 
 
@@ -574,7 +574,7 @@ def decide(
     reach = {n: float(np.max(dBs[n][0])) for n in curve_names}
     lv = [float(x) for x in (levels if levels is not None else default_levels(reach))]
     items = {(f.name, ax): {alignment: boot.item_deltas(f, alignment), ax: boot.item_deltas(f, ax)} for f in families for ax in axes}
-    at = {(n, L, ax): _at_level(fams[n], dBs[n], dHs[(n, ax)], L, alpha, items[(n, ax)]) for L in lv for ax in axes for n in curve_names}
+    at = {(n, L, ax): _at_level(fams[n], dBs[n], dHs[(n, ax)], L, items[(n, ax)]) for L in lv for ax in axes for n in curve_names}
     keep_out = ("values", "lin", "dL")
     matched = [
         {"level": L, "family": n, **({"axis": ax} if multi else {}), **{k: v for k, v in at[(n, L, ax)].items() if k not in keep_out}}
@@ -585,7 +585,7 @@ def decide(
 
     comparisons: list[dict[str, Any]] = []
     for ax in axes:
-        mine = _axis_comparisons(fams, curve_names, lv, alignment, ax, at, dBs, dHs, items, alpha, boot)
+        mine = _axis_comparisons(fams, curve_names, lv, alignment, ax, at, dBs, dHs, items, boot)
         for c in mine:
             c["tasks"] = [alignment, ax]
             if multi:
@@ -652,10 +652,9 @@ def setting_contrasts(
                 continue
             (fa, ja), (fb, jb) = where[a], where[b]
             da, db = boot.deltas(fa, t)[:, ja + 1], boot.deltas(fb, t)[:, jb + 1]
-            one = ChainBootstrap.__new__(ChainBootstrap)  # this task's weights only: a one-task contrast
-            one.base, one.n_boot, one.seed, one.weights = boot.base, boot.n_boot, boot.seed, {t: boot.weights[t]}
+            # a one-task contrast: its linearization names only task t, so its SE comes from t's weights alone
             la, lb = {t: boot.item_deltas(fa, t)[ja + 1][None, :]}, {t: boot.item_deltas(fb, t)[jb + 1][None, :]}
-            row = _difference(a, b, t, {"status": "ok", "values": da, "lin": la}, {"status": "ok", "values": db, "lin": lb}, alpha, one)
+            row = _difference(a, b, t, {"status": "ok", "values": da, "lin": la}, {"status": "ok", "values": db, "lin": lb}, boot)
             row["task"] = t
             rows.append(row)
     n_items = {t: len(base[t]) for t in tasks}

@@ -152,13 +152,10 @@ def run_design(
     design after every look. Returns the last look's result with every kept decision put back in its place."""
     start = dict(items)
     res: dict[str, Any] | None = None
-    resumed = bool(design.looks)
+    stands = bool(design.looks) and design.looks[-1]["items"] == items  # a rerun: its last look stands, grow first
     while True:
         frac = design.fraction(items)
-        done_before = design.looks and design.looks[-1]["items"] == items
-        if resumed and done_before and res is None:
-            pass  # the last run ended here: its look stands, grow first
-        elif not design.looks or frac > design.looks[-1]["fraction"]:
+        if not stands and (not design.looks or frac > design.looks[-1]["fraction"]):
             fr = [lk["fraction"] for lk in design.looks] + [frac]
             if not design.m:  # the design's first look: how many comparisons it tests (its p-values do not depend on α)
                 design.m = max(int(analyze(dict(items), design.alpha, set(), design.alpha)["n_tests"]), 1)
@@ -174,6 +171,7 @@ def run_design(
             save(design)
             if open_ == 0:
                 break
+        stands = False
         grown = {k: min(items[k] + step, design.cap[k], start[k] + budget) for k in items}
         if grown == items:
             break
@@ -188,16 +186,16 @@ def run_design(
 
 def _planned_final(fr: list[float], items: dict[str, int], design: Design, step: int) -> float:
     """The nominal α of the design's last look if it continues by ``step`` per task to its cap: the level an open
-    comparison will finally meet (for the items-to-decide plan)."""
-    plan = list(fr)
+    comparison will finally meet (for the items-to-decide plan). More than 20 future looks are planned as 20 evenly
+    spaced ones up to the same end (the last boundary barely moves, and the paths stay cheap)."""
+    future: list[float] = []
     cur = dict(items)
-    while plan[-1] < 1.0 - 1e-12:
+    while True:
         cur = {k: min(cur[k] + step, design.cap[k]) for k in cur}
         f = design.fraction(cur)
-        if f <= plan[-1]:
+        if f <= (future[-1] if future else fr[-1]):
             break
-        plan.append(f)
-        if len(plan) > 200:  # a fine step over a large cap: the last boundary barely moves after this many looks
-            plan.append(1.0)
-            break
-    return boundaries(plan, design.alpha, design.m, n_paths=100_000)[-1]["nominal_alpha"]
+        future.append(f)
+    if len(future) > 20:
+        future = list(np.linspace(fr[-1], future[-1], 21)[1:])
+    return boundaries([*fr, *future], design.alpha, design.m, n_paths=100_000)[-1]["nominal_alpha"]
