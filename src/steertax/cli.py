@@ -703,6 +703,13 @@ def _cmd_merge(a: argparse.Namespace) -> int:
             help="--until-decided: the design's most items per task, fixed when it starts [its first run's items + --budget]; "
             "a rerun with a larger --budget adds looks up to it",
         ),
+        arg(
+            "--spending",
+            default=None,
+            help="--until-decided: how α is spent over the looks, fixed when the design starts: lan-demets-obf (O'Brien–Fleming-"
+            "like), power-3 or power-6 (α·t³, α·t⁶: more of α kept for the last looks, more power at the cap; power-6's simulated "
+            "error was above α, see the compare guide) [lan-demets-obf]",
+        ),
     ],
 )
 def _cmd_compare(a: argparse.Namespace) -> int:
@@ -729,6 +736,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
         budget=a.budget,
         step=a.step,
         cap=a.cap,
+        spending=a.spending,
         progress=not a.quiet,
         exclude=[x.strip() for x in a.exclude.split(",") if x.strip()],
     )

@@ -34,7 +34,7 @@ from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
 from steertax.analysis.decide import Family, decide, efficient_point, setting_contrasts
 from steertax.analysis.knob_laws import knob_laws
-from steertax.analysis.sequential import Design, run_design, scope_hash
+from steertax.analysis.sequential import DEFAULT_SPENDING, SPENDING, Design, run_design, scope_hash
 from steertax.analysis.tax import split_items
 from steertax.errors import ConfigError, DataError
 from steertax.reports.compare import compare_markdown
@@ -251,6 +251,7 @@ def compare(
     budget: int | None = None,
     step: int = 16,
     cap: int | None = None,
+    spending: str | None = None,
     chunk: int = 16,
     progress: bool = True,
     seed: int = 0,
@@ -290,7 +291,7 @@ def compare(
             scope: dict[str, Any] = {"folders": sorted(str(Path(d).resolve()) for d in dirs), "alignment": alignment}
             scope.update(helpfulness=helpfulness, levels=list(levels) if levels else None, adjust=adjust, n_boot=n_boot)
             scope.update(seed=seed, exclude=sorted(exclude))
-            res = _adaptive(sources, out, cfg, alignment, helpfulness, kw, scope, alpha, budget or 0, step, cap, progress)
+            res = _adaptive(sources, out, cfg, alignment, helpfulness, kw, scope, alpha, budget or 0, step, cap, spending, progress)
         res["evaluated"] = True
     res["intervals"] = "95% bootstrap-t (every interval in this report, whatever level a test or look uses)"
     out.mkdir(parents=True, exist_ok=True)
@@ -337,6 +338,7 @@ def _adaptive(
     budget: int,
     step: int,
     cap: int | None,
+    spending: str | None,
     progress: bool,
 ) -> dict[str, Any]:
     """``--until-decided``: the design of :func:`~steertax.analysis.sequential.run_design` on the compare store."""
@@ -346,13 +348,21 @@ def _adaptive(
     if design is None:
         now = {k: _task_items(t, cfg.seed) for k, t in names.items()}
         design = Design(
-            alpha=alpha, cap={k: min(full[k], cap if cap is not None else now[k] + budget) for k in names}, scope=scope_hash(scope)
+            alpha=alpha,
+            cap={k: min(full[k], cap if cap is not None else now[k] + budget) for k in names},
+            scope=scope_hash(scope),
+            spending=spending or DEFAULT_SPENDING,
         )
         if any(design.cap[k] < now[k] for k in names):
             raise ConfigError(f"--cap {cap} is below the items already scored ({now}): give a cap of at least {max(now.values())}")
     elif cap is not None and any(min(full[k], cap) != design.cap[k] for k in names):
         raise ConfigError(
             f"--cap {cap} differs from the design's cap {design.cap} (fixed when it started): leave --cap out or give a new --out"
+        )
+    elif spending is not None and spending != design.spending:
+        raise ConfigError(
+            f"--spending {spending} differs from the design's {design.spending} (fixed when it started): leave --spending out or "
+            "give a new --out"
         )
     start = design.looks[-1]["items"] if design.looks else {k: _task_items(t, cfg.seed) for k, t in names.items()}
     last: dict[str, Any] = {}
@@ -378,7 +388,7 @@ def _adaptive(
     res["design"] = {"alpha": alpha, "cap": design.cap, "spending": design.spending, "looks": len(design.looks)}
     t_now = design.looks[-1]["fraction"]
     res["sequential"] = (
-        f"adaptive design: {len(design.looks)} look(s), α = {alpha} spent by Lan–DeMets O'Brien–Fleming-like spending over the "
+        f"adaptive design: {len(design.looks)} look(s), α = {alpha} spent by {SPENDING[design.spending][1]} over the "
         f"information fraction t = items / cap (cap {design.cap} per task; now t = {t_now:.2f}, α spent "
         f"{design.looks[-1]['alpha_spent']:.4f}); each look tests the open comparisons at its nominal level (max-T adjusted), "
         "a decision is kept once made; a rerun with a larger --budget continues this design (record: sequential.json)"

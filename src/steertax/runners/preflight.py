@@ -34,6 +34,7 @@ import transformers
 
 from steertax import models as M, tasks as T
 from steertax._util import cache_dir, parse_layers
+from steertax.analysis.sequential import SPENDING
 from steertax.config import RunConfig
 from steertax.data.loaders import is_hub_source
 from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
@@ -609,6 +610,18 @@ def _decision_problems(a: Any) -> list[SteertaxError]:
         p.append(ConfigError("--budget is the item budget of --until-decided: add --until-decided"))
     if a.step <= 0 or a.step % 16:
         p.append(ConfigError(f"--step {a.step} must be a positive multiple of the cell size 16"))
+    spending = getattr(a, "spending", None)
+    if spending is not None and (spending not in SPENDING or not a.until_decided):
+        p.append(
+            ConfigError(
+                f"--spending {spending}: "
+                + (
+                    f"unknown; use one of {', '.join(SPENDING)}"
+                    if spending not in SPENDING
+                    else "is the spending of --until-decided: add --until-decided"
+                )
+            )
+        )
     cap = getattr(a, "cap", None)
     if cap is not None and (cap <= 0 or not a.until_decided):
         p.append(
