@@ -767,7 +767,7 @@ def _ci(v: dict[str, Any]) -> str:
 
 def print_fits(summ: dict[str, Any]) -> None:
     """Per task: the selected law with its parameters, the paper's law's standing and the local-law verdict."""
-    from steertax.analysis.laws import held_out_gap
+    from steertax.analysis.laws import paper_gap
 
     for name, t in summ["tasks"].items():
         f = t["fit"]
@@ -776,8 +776,8 @@ def print_fits(summ: dict[str, Any]) -> None:
         print(f"{name:<24} {f.get('law') or '-':<26} {ps}  R2={'-' if r2 is None else f'{r2:.3f}'}")
         sel = f.get("selection") or {}
         if sel.get("paper_law") and sel["paper_law"] != f.get("law"):
-            word = "not shown worse" if sel.get("paper_law_consistent") else "worse"
-            print(f"{'':<24} paper's law {sel['paper_law']}: {held_out_gap(sel)} ({word})")
+            word = "as good" if sel.get("paper_law_consistent") else "worse"
+            print(f"{'':<24} paper's law {sel['paper_law']}: {paper_gap(sel)} ({word} by AICc)")
         pt = f.get("paper_law_test") or {}
         if pt.get("verdict"):
             print(f"{'':<24} {pt['verdict']}")

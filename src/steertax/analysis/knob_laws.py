@@ -1,6 +1,5 @@
 """The paper's laws along a method's knob (r, α, a merge's λ as they are; β and regularized DPO's λ along 1/β
-and 1/λ, as each knob declares): every candidate law (chosen by cross-validation over
-items) and the local test, per task."""
+and 1/λ, as each knob declares): every candidate law by AICc and the local test, per task."""
 
 from __future__ import annotations
 
@@ -30,8 +29,8 @@ def _law_axis(fam: Family) -> tuple[str, list[float], list[int]] | str:
 
 
 def knob_laws(base: dict[str, np.ndarray], fam: Family, axes: dict[str, str], *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """The study's laws along a family's knob (the base at 0, then its settings): every candidate law (chosen by
-    cross-validation over items) and the paper's local test (alignment linear, helpfulness quadratic near 0), per task. Scale knobs (r, α, a
+    """The study's laws along a family's knob (the base at 0, then its settings): every candidate law by AICc
+    and the paper's local test (alignment linear, helpfulness quadratic near 0), per task. Scale knobs (r, α, a
     merge's λ) are fitted as they are; β and regularized DPO's λ (the base at ∞) along 1/β and 1/λ. Other knobs
     and families of fewer than 3 settings are not fitted (the reason is returned)."""
     axis_of = _law_axis(fam)

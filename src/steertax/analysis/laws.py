@@ -2,12 +2,12 @@
 
 Every task's curve is fitted with several candidate laws (scipy ``curve_fit`` on the item-mean
 curve; 95% CIs from refitting bootstrap resamples of the items, each resample keeping an item's
-whole curve). A law is selected by cross-validation over items (:func:`cv_losses`: refitted without a
-fold of items, scored on their curves; the simplest law within one standard error of the lowest held-out
-loss), because the strengths share their items: AICc on the item means would count correlated, unequally
-noisy points as independent ones. The selected law drives r*, the break-even strength and the frontier;
-every candidate is kept with its held-out loss, AIC, AICc (descriptive) and R², and the paper's own law is
-always among them, so the report can say plainly whether it describes the data.
+whole curve). The law with the lowest AICc is selected and drives r*, the break-even strength and
+the frontier; every candidate is kept with its AIC, AICc and R², and the paper's own law is always
+among them, so the report can say plainly whether it describes the data. AICc counts the strengths as
+independent points of equal variance, though they share their items; beside it every candidate carries
+its χ² and AIC on the generalized-least-squares likelihood of the item-mean curve (:func:`gls_scores`),
+the evidence figure that counts the shared items (docs/DESIGN.md says why it does not yet select).
 
 Candidates (``r`` = strength; ``c`` = chance level of a choice-normalized probability):
 
@@ -57,21 +57,20 @@ __all__ = [
     "item_matrix",
     "law_curve",
     "aicc",
-    "CV_FOLDS",
-    "cv_losses",
-    "held_out_gap",
+    "SELECTION_THRESHOLD",
+    "gls_scores",
+    "mean_curve_covariance",
+    "paper_gap",
     "NEGLIGIBLE_SHARE",
     "MIN_LOCAL_POINTS",
     "ADEQUATE_R2",
     "movement",
 ]
 
-#: folds of the cross-validation over items that selects a law, and item resamples for its stability.
-CV_FOLDS = 8
-CV_RESAMPLES = 200
-#: the paper's law is "worse" than the selected one when its held-out loss is higher by more than this many SEs
-#: of the paired per-item difference (a one-sided 5% test); otherwise "not shown worse".
-PAPER_WORSE_Z = 1.645
+#: ΔAICc below which two laws are called indistinguishable (Burnham & Anderson's rule of thumb).
+SELECTION_THRESHOLD = 2.0
+#: ridge added to the item-mean curve's covariance, as a share of its mean variance (saturated strengths have none)
+RIDGE = 0.01
 #: a term "vanishes" in practice when its contribution at the window edge is below this share of the
 #: other term's (used only when its 95% CI excludes 0).
 NEGLIGIBLE_SHARE = 0.2
@@ -343,13 +342,14 @@ def fit_law(
     fit_range: tuple[float, float] | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    boot_scores: bool = False,
     boot_params: bool = False,
 ) -> dict[str, Any]:
     """Fit a law to the item-mean curve; bootstrap the items for 95% CIs. ``Y`` is [items, strengths].
     ``boot_params``: also return the resamples' parameters (``_boot_params``, resamples × parameters).
 
     The bootstrap resamples depend only on ``seed`` and the number of items, so fits of different
-    laws with the same seed see the same resamples."""
+    laws with the same seed see the same resamples (their per-resample AICc can be compared)."""
     law = LAWS[law] if isinstance(law, str) else law
     S = np.asarray(strengths, dtype=float)
     sel = np.ones_like(S, dtype=bool) if fit_range is None else (S >= fit_range[0]) & (S <= fit_range[1])
@@ -377,7 +377,7 @@ def fit_law(
     ss_tot = float(np.sum((y[fin] - np.mean(y[fin])) ** 2))
     m, k = int(fin.sum()), len(p)
     rng = np.random.default_rng(seed)
-    boots = []
+    boots, boot_aicc = [], []
     n = Ysel.shape[0]
     for _ in range(n_boot if n > 1 else 0):
         idx = rng.integers(0, n, n)
@@ -387,6 +387,10 @@ def fit_law(
         pb = _fit_once(law, x, yb, [p])  # the full-data optimum is a good start for a resample
         if pb is not None:
             boots.append(pb)
+            fb = np.isfinite(yb)
+            boot_aicc.append(aicc(float(np.sum((yb[fb] - law.fn(x[fb], *pb)) ** 2)), int(fb.sum()), k)[1])
+        else:
+            boot_aicc.append(None)
     B = np.asarray(boots) if boots else np.empty((0, len(p)))
     params = {}
     for j, name in enumerate(law.params):
@@ -396,131 +400,169 @@ def fit_law(
     out.update(
         params=params, r2=(1 - ss_res / ss_tot) if ss_tot > 0 else None, rss=ss_res, aic=aic, aicc=aic_c, k=k, ok=True, n_boot=len(B)
     )
+    if boot_scores:
+        out["_boot_aicc"] = boot_aicc
     if boot_params:
         out["_boot_params"] = B
     return out
 
 
-def cv_losses(
-    laws: Sequence[Law], S: np.ndarray, Y: np.ndarray, fits: dict[str, dict[str, Any]], *, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Every fitted law's held-out loss per item: the items are split into CV_FOLDS folds (seeded), each law is
-    refitted to the other folds' item-mean curve and scored on each held-out item's own curve (its mean squared
-    error over the strengths it has). The item is the unit, as in every bootstrap here: an item's curve never
-    helps fit the law it is scored against, whatever it shares across strengths."""
+def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(covariance of the item-mean curve across strengths, its inverse) from items × strengths scores: the items'
+    covariance / n, with a ridge of RIDGE × its mean variance (a strength where every item scores the same — a
+    saturated B = ±1 — has none), the inverse scaled by (n − p − 2)/(n − 1) so that it is unbiased (an inverted
+    sample covariance overstates precision). Items with a missing strength are left out; None with fewer than
+    p + 3 complete items."""
+    Yc = Y[np.isfinite(Y).all(axis=1)]
+    n, p = Yc.shape
+    if n < p + 3:
+        return None
+    C = np.cov(Yc, rowvar=False).reshape(p, p) / n
+    scale = float(np.mean(np.diag(C)))
+    if not np.isfinite(scale) or scale <= 0:
+        return None
+    C = C + np.eye(p) * RIDGE * scale
+    return C, np.linalg.inv(C) * (n - p - 2) / (n - 1)
+
+
+def gls_fit(law: Law, S: np.ndarray, y: np.ndarray, cov: tuple[np.ndarray, np.ndarray], start: np.ndarray) -> float | None:
+    """The law's least χ² = (ȳ − f(S))ᵀ Σ⁻¹ (ȳ − f(S)) on the item-mean curve under its covariance across strengths
+    (generalized least squares from the ordinary fit's optimum, and that optimum itself: the lower is kept)."""
+    C, Ci = cov
+
+    def chi2(p: np.ndarray) -> float:
+        r = y - law.fn(S, *p)
+        return float(r @ Ci @ r)
+
+    best = chi2(start) if np.all(np.isfinite(law.fn(S, *start))) else math.inf
+    lo_b, hi_b = np.asarray(law.bounds[0], dtype=float), np.asarray(law.bounds[1], dtype=float)
+    if "r0" in law.params:
+        j = law.params.index("r0")
+        lo_b[j], hi_b[j] = float(S.min()), float(S.max())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p, _ = curve_fit(
+                law.fn, S, y, p0=list(np.clip(start, lo_b + 1e-9, hi_b - 1e-9)), sigma=C, absolute_sigma=True,
+                bounds=(lo_b, hi_b), maxfev=20000,
+            )  # fmt: skip
+        best = min(best, chi2(p))
+    except (RuntimeError, ValueError):
+        pass
+    return best if math.isfinite(best) else None
+
+
+def gls_scores(laws: Sequence[Law], S: np.ndarray, Y: np.ndarray, fits: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Every fitted law's χ² on the item-mean curve under its covariance across strengths, and its AIC on that
+    likelihood, χ² + 2k. The strengths share their items, so their means are correlated and unequally noisy; this
+    likelihood counts that (AICc on the means counted them as independent points of equal variance)."""
     S = np.asarray(S, dtype=float)
-    n = Y.shape[0]
-    k = min(CV_FOLDS, n)
-    fold = np.random.default_rng(seed).permutation(n) % k if k else np.zeros(0, dtype=int)
-    out: dict[str, np.ndarray] = {}
+    cov = mean_curve_covariance(Y)
+    if cov is None:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = np.nanmean(Y, axis=0)
+    out: dict[str, dict[str, float]] = {}
     for law in laws:
         f = fits.get(law.name, {})
-        if not f.get("ok") or k < 2:
+        if not f.get("ok"):
             continue
-        p = np.asarray([f["params"][name]["value"] for name in law.params])
-        loss = np.full(n, np.nan)
-        for g in range(k):
-            held = fold == g
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                y = np.nanmean(Y[~held], axis=0)
-            pf = _fit_once(law, S, y, [p])  # the full-data optimum is a good start for a fold
-            if pf is None:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                loss[held] = np.nanmean((Y[held] - law.fn(S, *pf)[None]) ** 2, axis=1)
-        out[law.name] = loss
+        c2 = gls_fit(law, S, y, cov, np.asarray([f["params"][name]["value"] for name in law.params]))
+        if c2 is not None:
+            out[law.name] = {"chi2": c2, "gls_aic": c2 + 2 * len(law.params)}
     return out
 
 
-def _choose(L: np.ndarray, k: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """(chosen, lowest, Δ mean loss to the lowest, SE of that paired difference) for a loss matrix [laws, items]:
-    the lowest mean held-out loss, and among the laws within one SE of it (the paired per-item difference), the
-    one with the fewest parameters (ties: the lower loss) — the one-standard-error rule."""
-    m = L.mean(axis=1)
-    low = int(np.argmin(m))
-    d = L - L[low]
-    se = d.std(axis=1, ddof=1) / math.sqrt(L.shape[1])
-    delta = m - m[low]
-    near = np.flatnonzero(delta <= se)
-    best = int(min(near, key=lambda i: (k[i], m[i])))
-    return best, low, delta, se
+def attach_gls(cands: dict[str, dict[str, Any]], selection: dict[str, Any], scores: dict[str, dict[str, float]]) -> None:
+    """Put every law's χ² and AIC on the GLS likelihood of the item-mean curve (:func:`gls_scores`) beside its AICc,
+    and the paper's law's and the selected law's ΔAIC (GLS) into ``selection``: the evidence figure that counts the
+    shared items (descriptive; the selection is by AICc, see docs/DESIGN.md)."""
+    low = min((v["gls_aic"] for v in scores.values()), default=None)
+    for n, f in cands.items():
+        sc = scores.get(n)
+        f.update(chi2=sc["chi2"] if sc else None, gls_aic=sc["gls_aic"] if sc else None)
+        f["delta_gls_aic"] = float(sc["gls_aic"] - low) if sc and low is not None else None
+    sel, pn = selection.get("selected"), selection.get("paper_law")
+    if sel in scores and pn in scores:
+        selection["paper_law_delta_gls_aic"] = float(scores[pn]["gls_aic"] - scores[sel]["gls_aic"])
 
 
-def held_out_gap(selection: dict[str, Any]) -> str:
-    """The paper's law's held-out loss above the selected law's, in words (for reports and the CLI)."""
-    d, se = selection.get("paper_law_delta_cv"), selection.get("paper_law_delta_cv_se")
-    if d is None:
-        return "held-out loss not compared"
-    return f"held-out loss +{d:.2g}" + (f" ({d / se:.1f} SE)" if se else "")
+def paper_gap(selection: dict[str, Any]) -> str:
+    """The paper's law's standing against the selected law, in words: ΔAICc (the selection's criterion) and ΔAIC on the
+    GLS likelihood (which counts the shared items)."""
+    out = f"ΔAICc = {selection.get('paper_law_delta_aicc', float('nan')):.1f}"
+    d = selection.get("paper_law_delta_gls_aic")
+    return out + (f", ΔAIC (GLS) = {d:.1f}" if d is not None else "")
 
 
-def _select(cands: dict[str, dict[str, Any]], losses: dict[str, np.ndarray], *, seed: int = 0) -> tuple[str | None, dict[str, Any]]:
-    """The law with the lowest held-out loss in cross-validation over items, or the simplest within one SE of it;
-    every candidate gets its Δ to the lowest with the paired SE, and the share of item resamples in which each
-    law is chosen measures how stable the choice is."""
-    crit = f"cross-validation over items ({CV_FOLDS} folds)"
-    for f in cands.values():
-        f.update(cv_loss=None, delta_cv=None, delta_cv_se=None)
-    names = [n for n in cands if n in losses]
-    if not names:
-        return None, {"criterion": crit, "reason": "no candidate law could be fitted"}
-    L = np.vstack([losses[n] for n in names])
-    L = L[:, np.isfinite(L).all(axis=0)]  # items every law could be scored on (all of them, normally)
-    if L.shape[1] < 2:
-        return None, {"criterion": crit, "reason": "too few items to cross-validate the laws"}
-    k = np.asarray([cands[n]["k"] for n in names])
-    b, low, delta, se = _choose(L, k)
-    best, lowest = names[b], names[low]
-    for i, n in enumerate(names):
-        cands[n].update(cv_loss=float(L[i].mean()), delta_cv=float(delta[i]), delta_cv_se=float(se[i]))
-    rng = np.random.default_rng(seed)
-    wins = np.zeros(len(names), dtype=int)
-    for _ in range(CV_RESAMPLES):
-        wins[_choose(L[:, rng.integers(0, L.shape[1], L.shape[1])], k)[0]] += 1
-    share = {n: float(wins[i] / CV_RESAMPLES) for i, n in enumerate(names)}
+def _parsimonious(scores: dict[str, float], k: dict[str, int]) -> str:
+    """The law with the fewest parameters among those within SELECTION_THRESHOLD of the lowest AICc
+    (ties: the lower AICc)."""
+    low = min(scores.values())
+    near = [n for n, a in scores.items() if a - low < SELECTION_THRESHOLD]
+    return min(near, key=lambda n: (k[n], scores[n]))
 
-    def gap(i: int) -> str:
-        return f"Δ = {delta[i]:.2g} ({delta[i] / se[i]:.1f} SE)" if se[i] > 0 else f"Δ = {delta[i]:.2g}"
 
-    close = [n for i, n in sorted(enumerate(names), key=lambda t: delta[t[0]]) if n != best and delta[i] <= se[i]]
-    others = [i for i in range(len(names)) if i != b]
-    runner = min(others, key=lambda i: delta[i], default=None)
+def _select(cands: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Any]]:
+    """Lowest AICc wins; laws within SELECTION_THRESHOLD of it are reported as indistinguishable, and the
+    share of bootstrap resamples in which each law wins measures how stable the choice is."""
+    ok = {n: f for n, f in cands.items() if f.get("ok") and f.get("aicc") is not None}
+    for n, f in cands.items():
+        if n not in ok:
+            f["delta_aicc"] = None  # not fitted (or no AICc: too few points for its parameters)
+    if not ok:
+        return None, {"criterion": "AICc", "reason": "no candidate law could be fitted"}
+    lowest = min(ok, key=lambda n: ok[n]["aicc"])
+    for f in ok.values():
+        f["delta_aicc"] = float(f["aicc"] - ok[lowest]["aicc"])
+    best = _parsimonious({n: f["aicc"] for n, f in ok.items()}, {n: f["k"] for n, f in ok.items()})
+    close = sorted(
+        (n for n in ok if n != best and abs(ok[n]["aicc"] - ok[best]["aicc"]) < SELECTION_THRESHOLD), key=lambda n: ok[n]["delta_aicc"]
+    )
+    wins: dict[str, int] = {n: 0 for n in ok}
+    nb = min(len(f["_boot_aicc"]) for f in ok.values())
+    for b in range(nb):
+        vals = {n: f["_boot_aicc"][b] for n, f in ok.items() if f["_boot_aicc"][b] is not None}
+        if vals:
+            wins[_parsimonious(vals, {n: ok[n]["k"] for n in vals})] += 1
+    share = {n: (w / nb if nb else None) for n, w in wins.items()}
+    paper = [n for n, f in ok.items() if f.get("paper")]
+    runner = min((n for n in ok if n != best), key=lambda n: ok[n]["aicc"], default=None)
+    info_sel = {
+        "rule": (f"lowest AICc; among laws within {SELECTION_THRESHOLD:g} of it, the one with the fewest parameters (Burnham & Anderson)")
+    }
     info: dict[str, Any] = {
-        "criterion": crit,
-        "rule": (
-            "lowest mean held-out loss per item; among laws within one standard error of it (the paired per-item "
-            "difference), the one with the fewest parameters (the one-standard-error rule)"
-        ),
+        "criterion": "AICc",
+        "threshold": SELECTION_THRESHOLD,
         "selected": best,
-        "lowest_cv": lowest,
+        **info_sel,
+        "lowest_aicc": lowest,
         "indistinguishable": close,
         "bootstrap_win_share": share,
-        "runner_up": names[runner] if runner is not None else None,
-        "n_items": int(L.shape[1]),
+        "runner_up": runner,
+        "delta_aicc_runner_up": ok[runner]["delta_aicc"] if runner else None,
     }
-    paper = [i for i, n in enumerate(names) if cands[n].get("paper")]
     if paper:
-        i = paper[0]
-        dp = L[i] - L[b]
-        se_p = float(dp.std(ddof=1) / math.sqrt(len(dp)))
-        info.update(
-            paper_law=names[i],
-            paper_law_delta_cv=float(dp.mean()),
-            paper_law_delta_cv_se=se_p,
-            # "not shown worse": a one-sided 5% test of the paired per-item difference to the selected law
-            paper_law_consistent=bool(dp.mean() <= PAPER_WORSE_Z * se_p),
-        )
+        pn = paper[0]
+        d = ok[pn]["aicc"] - ok[best]["aicc"]
+        info["paper_law"] = pn
+        info["paper_law_delta_aicc"] = d
+        info["paper_law_consistent"] = bool(d < SELECTION_THRESHOLD)
     if best == lowest:
-        reason = f"lowest held-out loss ({crit})"
-        if runner is not None:
-            reason += f"; next {names[runner]} at {gap(runner)}"
+        reason = f"lowest AICc ({ok[best]['aicc']:.1f})"
     else:
-        reason = f"fewest parameters ({cands[best]['k']}) among the laws within one SE of the lowest held-out loss ({lowest}, {gap(b)})"
+        reason = (
+            f"fewest parameters ({ok[best]['k']}) among the laws within ΔAICc < {SELECTION_THRESHOLD:g} of the "
+            f"lowest ({lowest}, ΔAICc = {ok[best]['delta_aicc']:.1f})"
+        )
+    if runner is not None and best == lowest:
+        reason += f"; next {runner} at ΔAICc = {ok[runner]['delta_aicc']:.1f}"
     if close:
-        reason += f"; indistinguishable (within one SE): {', '.join(close)}"
-    reason += f"; chosen in {100 * share[best]:.0f}% of item resamples"
+        reason += f"; indistinguishable (|ΔAICc| < {SELECTION_THRESHOLD:g}): {', '.join(close)}"
+    best_share = share.get(best)
+    if best_share is not None:
+        reason += f"; wins {100 * best_share:.0f}% of bootstrap resamples"
     info["reason"] = reason
     return best, info
 
@@ -691,17 +733,18 @@ def fit_task(
     n_boot: int = 200,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit every candidate law for the task's axis, select one by cross-validation over items, and test the
-    paper's local claim.
+    """Fit every candidate law for the task's axis, select one by AICc, and test the paper's local claim.
 
     Returns the selected law's fit (``law``, ``params`` with ``ci95``, ``r2``, ``aicc`` …) plus
     ``candidates`` (every law's fit), ``selection`` (why this law), ``paper_law_test`` and ``local``."""
     S, _, Y = item_matrix(records, metric, scorer)
     if len(S) < 3:
         return {"law": None, "ok": False, "reason": f"need at least 3 strengths, have {len(S)}"}
-    laws = candidate_laws(axis, chance)
-    cands = {law.name: fit_law(law, S, Y, n_boot=n_boot, seed=seed) for law in laws}
-    best, selection = _select(cands, cv_losses(laws, S, Y, cands, seed=seed), seed=seed)
+    cands = {law.name: fit_law(law, S, Y, n_boot=n_boot, seed=seed, boot_scores=True) for law in candidate_laws(axis, chance)}
+    best, selection = _select(cands)
+    for f in cands.values():
+        f.pop("_boot_aicc", None)
+    attach_gls(cands, selection, gls_scores(candidate_laws(axis, chance), S, Y, cands))
     rl = local_window(S, r_local)
     test = paper_law_test(S, Y, axis, rl, n_boot=n_boot, seed=seed)
     local = {

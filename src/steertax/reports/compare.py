@@ -170,8 +170,7 @@ def _laws_md(res: dict[str, Any], al: str, he: str) -> list[str]:
         lines += [
             "## The paper's laws along each knob",
             "",
-            "The study's candidate laws (chosen by cross-validation over items) and local test, fitted along each knob from the "
-            "base (0): r, α and a "
+            "The study's candidate laws (AICc) and local test, fitted along each knob from the base (0): r, α and a "
             "merge's λ as they are; DPO's β and regularized DPO's λ along 1/β and 1/λ (their base is at ∞; the "
             "KL-regularized optimum tilts the base by reward/β). Does alignment rise linearly and helpfulness fall "
             "quadratically near 0?",

@@ -15,7 +15,7 @@ import yaml
 from steertax._faults import checkpoint
 from steertax._util import atomic_write_bytes, atomic_write_text
 from steertax._version import __version__
-from steertax.analysis.laws import NEGLIGIBLE_SHARE, held_out_gap
+from steertax.analysis.laws import NEGLIGIBLE_SHARE, paper_gap
 from steertax.analysis.stats import TAX_BASE_FLOOR
 from steertax.analysis.tax import law_function
 from steertax.analysis.theory import predicted_alignment, predicted_helpfulness
@@ -120,20 +120,20 @@ h0 + h1·r + h2·r² (95% CI from a bootstrap over items); a term vanishes if it
 {% endfor %}</table>
 
 <h2>Fitted laws, chosen by evidence</h2>
-<p class="note">Every candidate law is fitted to each task's item-mean curve and selected by cross-validation over items
-(refitted without a fold of items, scored on those items' curves): the lowest mean held-out loss, or the law with fewer
-parameters when it lies within one standard error of it. The selected laws draw the curves and choose r*. "Paper's law"
-gives the paper's own law's held-out loss above the selected one's, in standard errors of the paired per-item
-difference ("worse" beyond 1.645 SE, a one-sided 5% test).</p>
+<p class="note">Every candidate law is fitted to each task's item-mean curve; the one with the lowest AICc is selected,
+preferring the one with fewer parameters when several lie within ΔAICc &lt; 2. The selected laws draw the curves and
+choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one, and its ΔAIC on the GLS likelihood of
+the item-mean curve (χ² under the curve's covariance across strengths, estimated from the items they share, + 2k):
+AICc counts the strengths as independent points, so its gaps overstate the evidence; the GLS figure does not.</p>
 <table><tr><th class="l">task</th><th class="l">selected law</th><th class="l">parameters (95% CI, bootstrap over items)</th><th>R²</th><th class="l">paper's law</th><th class="l">why</th></tr>
 {% for name, t in s.tasks.items() %}<tr><td class="l">{{ name }}</td>
 <td class="l">{{ t.fit.law or "—" }}{% if t.fit.law == "constant" %} (<b>does not move</b>){% endif %}<br><span class="note">{{ t.fit.formula or "" }}</span></td><td class="l">{{ params(t.fit) }}</td><td>{{ fmt(t.fit.r2) }}</td>
 <td class="l">{{ paper(t.fit) }}</td><td class="l note">{{ (t.fit.selection or {}).reason or t.fit.note or "—" }}</td></tr>
 {% endfor %}</table>
-<details><summary>every candidate law (held-out loss, AIC, AICc, R²)</summary>
-<table><tr><th class="l">task</th><th class="l">law</th><th>k</th><th>held-out loss</th><th>Δ to lowest (SE)</th><th>AIC</th><th>AICc</th><th>R²</th><th class="l">parameters</th></tr>
+<details><summary>every candidate law (AIC, AICc, R²; χ² and AIC on the GLS likelihood)</summary>
+<table><tr><th class="l">task</th><th class="l">law</th><th>k</th><th>AIC</th><th>AICc</th><th>ΔAICc</th><th>R²</th><th>χ² (GLS)</th><th>ΔAIC (GLS)</th><th class="l">parameters</th></tr>
 {% for name, t in s.tasks.items() %}{% for ln, c in (t.fit.candidates or {}).items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ ln }}{% if ln == t.fit.law %} ✔{% endif %}</td>
-<td>{{ c.k or "—" }}</td><td>{{ fmt(c.cv_loss, 4) }}</td><td>{{ fmt(c.delta_cv, 4) }} ({{ fmt(c.delta_cv_se, 4) }})</td><td>{{ fmt(c.aic, 1) }}</td><td>{{ fmt(c.aicc, 1) }}</td><td>{{ fmt(c.r2) }}</td><td class="l">{{ params(c) }}</td></tr>
+<td>{{ c.k or "—" }}</td><td>{{ fmt(c.aic, 1) }}</td><td>{{ fmt(c.aicc, 1) }}</td><td>{{ fmt(c.delta_aicc, 1) }}</td><td>{{ fmt(c.r2) }}</td><td>{{ fmt(c.chi2, 1) }}</td><td>{{ fmt(c.delta_gls_aic, 1) }}</td><td class="l">{{ params(c) }}</td></tr>
 {% endfor %}{% endfor %}</table></details>
 
 {% if s.alignment_tax is none %}<h2>Alignment tax</h2>
@@ -213,8 +213,8 @@ def _paper(fit: dict[str, Any]) -> str:
         return "—"
     if name == fit.get("law"):
         return f"{name}: selected"
-    word = "not shown worse" if sel.get("paper_law_consistent") else "worse"
-    return f"{name}: {held_out_gap(sel)}, {word}"
+    word = "as good (within 2)" if sel.get("paper_law_consistent") else "worse"
+    return f"{name}: {paper_gap(sel)}; {word} by AICc"
 
 
 def _curve(fit: dict[str, Any], r: np.ndarray) -> np.ndarray | None:
@@ -336,7 +336,7 @@ def _plot_laws(ax: Any, fit: dict[str, Any], rr: np.ndarray, color: str) -> None
                 lw=1.2,
                 alpha=0.75,
                 zorder=2,
-                label=f"  paper's law {pn} ({held_out_gap(sel)})",
+                label=f"  paper's law {pn} (ΔAICc {sel.get('paper_law_delta_aicc', float('nan')):.1f})",
             )
 
 
