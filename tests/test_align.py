@@ -376,7 +376,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, levels=[0.1], **kw)
     assert ad["design"]["spending"] == "lan-demets-obf"  # the default; a rerun may not change it
     with pytest.raises(ConfigError, match="differs from the design's lan-demets-obf"):
-        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, spending="power-3", **kw)
+        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, spending="power-6", **kw)
     looks = more["looks"]
     con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
     after = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())

@@ -545,7 +545,7 @@ BEFORE_LOAD = [
     ([CP, "{d}/run_a", "--out", "{res}/cmp", "--cap", "64"], ["--cap 64", "add --until-decided"]),
     ([CP, "{d}/run_a", "--out", "{res}/cmp", "--evaluate", "--until-decided", "--budget", "64", "--spending", "pocock"],
      ["--spending pocock: unknown", "power-6"]),
-    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--spending", "power-3"], ["--spending power-3", "add --until-decided"]),
+    ([CP, "{d}/run_a", "--out", "{res}/cmp", "--spending", "power-6"], ["--spending power-6", "add --until-decided"]),
     ([CP, "{d}/run_a", "--out", "{res}/cmp", "--adjust", "bonferroni"], ["--adjust", "bonferroni"]),
     ([CP, "{d}/run_a", "--out", "{res}/cmp", "--n-boot", "10"], ["--n-boot 10 is too few"]),
     ([CP, "{d}/run_a", "--out", "{res}/cmp", "--limit", "32"], ["--limit 32", "add --evaluate"]),

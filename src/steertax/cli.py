@@ -707,8 +707,8 @@ def _cmd_merge(a: argparse.Namespace) -> int:
             "--spending",
             default=None,
             help="--until-decided: how α is spent over the looks, fixed when the design starts: lan-demets-obf (O'Brien–Fleming-"
-            "like), power-3 or power-6 (α·t³, α·t⁶: more of α kept for the last looks, more power at the cap; power-6's simulated "
-            "error was above α, see the compare guide) [lan-demets-obf]",
+            "like) or power-6 (α·t⁶: more of α kept for the last looks, more power at the cap, but its simulated error was "
+            "above α: see the compare guide) [lan-demets-obf]",
         ),
     ],
 )

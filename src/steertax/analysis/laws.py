@@ -7,7 +7,8 @@ the frontier; every candidate is kept with its AIC, AICc and R², and the paper'
 among them, so the report can say plainly whether it describes the data. AICc counts the strengths as
 independent points of equal variance, though they share their items; beside it every candidate carries
 its χ² and AIC on the generalized-least-squares likelihood of the item-mean curve (:func:`gls_scores`),
-the evidence figure that counts the shared items (docs/DESIGN.md says why it does not yet select).
+the evidence figure that counts the shared items (not computed where a strength is saturated; docs/DESIGN.md
+says why it does not yet select).
 
 Candidates (``r`` = strength; ``c`` = chance level of a choice-normalized probability):
 
@@ -69,8 +70,9 @@ __all__ = [
 
 #: ΔAICc below which two laws are called indistinguishable (Burnham & Anderson's rule of thumb).
 SELECTION_THRESHOLD = 2.0
-#: ridge added to the item-mean curve's covariance, as a share of its mean variance (saturated strengths have none)
-RIDGE = 0.01
+#: a strength whose items' variance is below this share of the mean variance is saturated (B = ±1 on every item):
+#: no GLS likelihood is computed for such a curve
+SATURATED = 0.01
 #: a term "vanishes" in practice when its contribution at the window edge is below this share of the
 #: other term's (used only when its 95% CI excludes 0).
 NEGLIGIBLE_SHARE = 0.2
@@ -407,28 +409,27 @@ def fit_law(
     return out
 
 
-def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(covariance of the item-mean curve across strengths, its inverse) from items × strengths scores: the items'
-    covariance / n, with a ridge of RIDGE × its mean variance (a strength where every item scores the same — a
-    saturated B = ±1 — has none), the inverse scaled by (n − p − 2)/(n − 1) so that it is unbiased (an inverted
-    sample covariance overstates precision). Items with a missing strength are left out; None with fewer than
-    p + 3 complete items."""
+def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(the item-mean curve, its covariance across strengths, that covariance's inverse) from items × strengths
+    scores, on the items scored at every strength: the items' covariance / n, the inverse scaled by
+    (n − p − 2)/(n − 1) so that it is unbiased (an inverted sample covariance overstates precision). None with
+    fewer than p + 3 complete items, or when a strength is saturated (its items' variance below SATURATED × the
+    mean variance, as at B = ±1): there the likelihood would rest on a variance the data do not give."""
     Yc = Y[np.isfinite(Y).all(axis=1)]
     n, p = Yc.shape
     if n < p + 3:
         return None
     C = np.cov(Yc, rowvar=False).reshape(p, p) / n
-    scale = float(np.mean(np.diag(C)))
-    if not np.isfinite(scale) or scale <= 0:
+    d = np.diag(C)
+    if not np.all(np.isfinite(d)) or np.min(d) <= SATURATED * np.mean(d):
         return None
-    C = C + np.eye(p) * RIDGE * scale
-    return C, np.linalg.inv(C) * (n - p - 2) / (n - 1)
+    return Yc.mean(axis=0), C, np.linalg.inv(C) * (n - p - 2) / (n - 1)
 
 
-def gls_fit(law: Law, S: np.ndarray, y: np.ndarray, cov: tuple[np.ndarray, np.ndarray], start: np.ndarray) -> float | None:
+def gls_fit(law: Law, S: np.ndarray, y: np.ndarray, cov: tuple[np.ndarray, np.ndarray, np.ndarray], start: np.ndarray) -> float | None:
     """The law's least χ² = (ȳ − f(S))ᵀ Σ⁻¹ (ȳ − f(S)) on the item-mean curve under its covariance across strengths
     (generalized least squares from the ordinary fit's optimum, and that optimum itself: the lower is kept)."""
-    C, Ci = cov
+    _, C, Ci = cov
 
     def chi2(p: np.ndarray) -> float:
         r = y - law.fn(S, *p)
@@ -460,9 +461,7 @@ def gls_scores(laws: Sequence[Law], S: np.ndarray, Y: np.ndarray, fits: dict[str
     cov = mean_curve_covariance(Y)
     if cov is None:
         return {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        y = np.nanmean(Y, axis=0)
+    y = cov[0]
     out: dict[str, dict[str, float]] = {}
     for law in laws:
         f = fits.get(law.name, {})
@@ -491,7 +490,8 @@ def attach_gls(cands: dict[str, dict[str, Any]], selection: dict[str, Any], scor
 def paper_gap(selection: dict[str, Any]) -> str:
     """The paper's law's standing against the selected law, in words: ΔAICc (the selection's criterion) and ΔAIC on the
     GLS likelihood (which counts the shared items)."""
-    out = f"ΔAICc = {selection.get('paper_law_delta_aicc', float('nan')):.1f}"
+    a = selection.get("paper_law_delta_aicc")
+    out = "ΔAICc = —" if a is None else f"ΔAICc = {a:.1f}"
     d = selection.get("paper_law_delta_gls_aic")
     return out + (f", ΔAIC (GLS) = {d:.1f}" if d is not None else "")
 

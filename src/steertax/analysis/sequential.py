@@ -6,7 +6,7 @@ made, and a record that a rerun continues.
 pool, or a stated maximum. The information fraction of a look is t = Σ items used / Σ cap over the compared tasks
 (the variance of every comparison falls as 1/n on each task). By t the design has spent α(t), by the spending
 function fixed when it starts (:data:`SPENDING`): by default O'Brien–Fleming-like, α(t) = 2 − 2Φ(z_{1−α/2}/√t), almost
-nothing early and α at t = 1; or α·t³ or α·t⁶ (Kim–DeMets' power family), which keep more of α for the last looks
+nothing early and α at t = 1; or α·t⁶ (Kim–DeMets' power family), which keeps more of α for the last looks
 (more power at the cap, later stops; see :data:`DEFAULT_SPENDING` for why α·t⁶ is not the default).
 
 **Boundaries.** For a statistic with independent increments (a mean over items), the standardized statistics of
@@ -55,8 +55,8 @@ def obf_spent(t: float | np.ndarray, alpha: float) -> Any:
 
 
 def power_spent(rho: float) -> Callable[[float | np.ndarray, float], Any]:
-    """The Kim–DeMets power family: α·t^ρ spent by information fraction t (ρ = 3 is close to O'Brien–Fleming's
-    shape; larger ρ keeps more α for the last look)."""
+    """The Kim–DeMets power family: α·t^ρ spent by information fraction t (larger ρ keeps more α for the last
+    look)."""
 
     def spent(t: float | np.ndarray, alpha: float) -> Any:
         out = alpha * np.clip(np.asarray(t, dtype=float), 0.0, 1.0) ** rho
@@ -68,7 +68,6 @@ def power_spent(rho: float) -> Callable[[float | np.ndarray, float], Any]:
 #: the spending functions a design can name (its record keeps the name), with their words for reports
 SPENDING: dict[str, tuple[Callable[[float | np.ndarray, float], Any], str]] = {
     "lan-demets-obf": (obf_spent, "Lan–DeMets O'Brien–Fleming-like spending"),
-    "power-3": (power_spent(3.0), "Kim–DeMets power spending α·t³"),
     "power-6": (power_spent(6.0), "Kim–DeMets power spending α·t⁶"),
 }
 #: a new design's spending. α·t⁶ keeps more of α for the last looks (0.041 nominal at the last of 9, against 0.027) and

@@ -124,7 +124,8 @@ h0 + h1·r + h2·r² (95% CI from a bootstrap over items); a term vanishes if it
 preferring the one with fewer parameters when several lie within ΔAICc &lt; 2. The selected laws draw the curves and
 choose r*. "Paper's law" gives the paper's own law's ΔAICc to the selected one, and its ΔAIC on the GLS likelihood of
 the item-mean curve (χ² under the curve's covariance across strengths, estimated from the items they share, + 2k):
-AICc counts the strengths as independent points, so its gaps overstate the evidence; the GLS figure does not.</p>
+AICc counts the strengths as independent points, though they share their items; the GLS figure counts that (it is
+not computed where a strength is saturated).</p>
 <table><tr><th class="l">task</th><th class="l">selected law</th><th class="l">parameters (95% CI, bootstrap over items)</th><th>R²</th><th class="l">paper's law</th><th class="l">why</th></tr>
 {% for name, t in s.tasks.items() %}<tr><td class="l">{{ name }}</td>
 <td class="l">{{ t.fit.law or "—" }}{% if t.fit.law == "constant" %} (<b>does not move</b>){% endif %}<br><span class="note">{{ t.fit.formula or "" }}</span></td><td class="l">{{ params(t.fit) }}</td><td>{{ fmt(t.fit.r2) }}</td>

@@ -267,6 +267,8 @@ def compare(
         raise ConfigError(f"--budget {budget} adds no items: give the most items to add per task (e.g. --budget 256)")
     if step <= 0 or step % chunk:
         raise ConfigError(f"--step {step} must be a positive multiple of the cell size {chunk}")
+    if spending is not None and spending not in SPENDING:
+        raise ConfigError(f"--spending {spending}: unknown; use one of {', '.join(SPENDING)}")
     if adjust not in ("maxt", "holm", "bh"):
         raise ConfigError(f"--adjust {adjust!r}: use maxt, holm or bh")
     if not 0 < alpha < 0.5:
