@@ -413,7 +413,7 @@ def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     """(the item-mean curve, its covariance across strengths, that covariance's inverse) from items × strengths
     scores, on the items scored at every strength: the items' covariance / n, the inverse scaled by
     (n − p − 2)/(n − 1) so that it is unbiased (an inverted sample covariance overstates precision). None with
-    fewer than p + 3 complete items, or when a strength is saturated (its items' variance below SATURATED × the
+    fewer than p + 3 complete items, a singular covariance, or when a strength is saturated (its items' variance below SATURATED × the
     mean variance, as at B = ±1): there the likelihood would rest on a variance the data do not give."""
     Yc = Y[np.isfinite(Y).all(axis=1)]
     n, p = Yc.shape
@@ -423,7 +423,13 @@ def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     d = np.diag(C)
     if not np.all(np.isfinite(d)) or np.min(d) <= SATURATED * np.mean(d):
         return None
-    return Yc.mean(axis=0), C, np.linalg.inv(C) * (n - p - 2) / (n - 1)
+    try:
+        Ci = np.linalg.inv(C)
+    except np.linalg.LinAlgError:  # collinear strengths (e.g. two strengths every item scores alike): no likelihood
+        return None
+    if not np.all(np.isfinite(Ci)) or np.linalg.cond(C) > 1e12:
+        return None
+    return Yc.mean(axis=0), C, Ci * (n - p - 2) / (n - 1)
 
 
 def gls_fit(law: Law, S: np.ndarray, y: np.ndarray, cov: tuple[np.ndarray, np.ndarray, np.ndarray], start: np.ndarray) -> float | None:
