@@ -307,6 +307,15 @@ def _starts(law: Law, x: np.ndarray, y: np.ndarray) -> list[list[float]]:
     return [list(law.p0)]
 
 
+def _bounds(law: Law, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The law's parameter bounds for strengths ``x``: a peak (r0) must lie inside the measured range."""
+    lo_b, hi_b = np.asarray(law.bounds[0], dtype=float), np.asarray(law.bounds[1], dtype=float)
+    if "r0" in law.params and len(x):
+        j = law.params.index("r0")
+        lo_b[j], hi_b[j] = float(np.min(x)), float(np.max(x))
+    return lo_b, hi_b
+
+
 def _fit_once(law: Law, x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray | None:
     ok = np.isfinite(y)
     if ok.sum() < len(law.params):
@@ -317,10 +326,7 @@ def _fit_once(law: Law, x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[
         return np.polyfit(x, y, deg)[::-1].copy() if len(x) > deg else None
     if law.name == "tanh":
         y = np.clip(y, -0.999999, 0.999999)
-    lo_b, hi_b = np.asarray(law.bounds[0], dtype=float), np.asarray(law.bounds[1], dtype=float)
-    if "r0" in law.params and len(x):  # a peak must lie inside the measured range
-        j = law.params.index("r0")
-        lo_b[j], hi_b[j] = float(x.min()), float(x.max())
+    lo_b, hi_b = _bounds(law, x)
     best, best_rss = None, np.inf
     for p0 in starts:
         p0c = np.clip(np.asarray(p0, dtype=float), lo_b + 1e-9, hi_b - 1e-9)
@@ -413,8 +419,8 @@ def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     """(the item-mean curve, its covariance across strengths, that covariance's inverse) from items × strengths
     scores, on the items scored at every strength: the items' covariance / n, the inverse scaled by
     (n − p − 2)/(n − 1) so that it is unbiased (an inverted sample covariance overstates precision). None with
-    fewer than p + 3 complete items, a singular covariance, or when a strength is saturated (its items' variance below SATURATED × the
-    mean variance, as at B = ±1): there the likelihood would rest on a variance the data do not give."""
+    fewer than p + 3 complete items, a singular covariance, or a saturated strength (its items' variance below
+    SATURATED × the mean variance, as at B = ±1): there the likelihood would rest on a variance the data do not give."""
     Yc = Y[np.isfinite(Y).all(axis=1)]
     n, p = Yc.shape
     if n < p + 3:
@@ -423,13 +429,9 @@ def mean_curve_covariance(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     d = np.diag(C)
     if not np.all(np.isfinite(d)) or np.min(d) <= SATURATED * np.mean(d):
         return None
-    try:
-        Ci = np.linalg.inv(C)
-    except np.linalg.LinAlgError:  # collinear strengths (e.g. two strengths every item scores alike): no likelihood
+    if np.linalg.cond(C) > 1e12:  # collinear strengths (e.g. two that every item scores alike): no likelihood
         return None
-    if not np.all(np.isfinite(Ci)) or np.linalg.cond(C) > 1e12:
-        return None
-    return Yc.mean(axis=0), C, Ci * (n - p - 2) / (n - 1)
+    return Yc.mean(axis=0), C, np.linalg.inv(C) * (n - p - 2) / (n - 1)
 
 
 def gls_fit(law: Law, S: np.ndarray, y: np.ndarray, cov: tuple[np.ndarray, np.ndarray, np.ndarray], start: np.ndarray) -> float | None:
@@ -442,10 +444,7 @@ def gls_fit(law: Law, S: np.ndarray, y: np.ndarray, cov: tuple[np.ndarray, np.nd
         return float(r @ Ci @ r)
 
     best = chi2(start) if np.all(np.isfinite(law.fn(S, *start))) else math.inf
-    lo_b, hi_b = np.asarray(law.bounds[0], dtype=float), np.asarray(law.bounds[1], dtype=float)
-    if "r0" in law.params:
-        j = law.params.index("r0")
-        lo_b[j], hi_b[j] = float(S.min()), float(S.max())
+    lo_b, hi_b = _bounds(law, S)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -746,11 +745,12 @@ def fit_task(
     S, _, Y = item_matrix(records, metric, scorer)
     if len(S) < 3:
         return {"law": None, "ok": False, "reason": f"need at least 3 strengths, have {len(S)}"}
-    cands = {law.name: fit_law(law, S, Y, n_boot=n_boot, seed=seed, boot_scores=True) for law in candidate_laws(axis, chance)}
+    laws = candidate_laws(axis, chance)
+    cands = {law.name: fit_law(law, S, Y, n_boot=n_boot, seed=seed, boot_scores=True) for law in laws}
     best, selection = _select(cands)
     for f in cands.values():
         f.pop("_boot_aicc", None)
-    attach_gls(cands, selection, gls_scores(candidate_laws(axis, chance), S, Y, cands))
+    attach_gls(cands, selection, gls_scores(laws, S, Y, cands))
     rl = local_window(S, r_local)
     test = paper_law_test(S, Y, axis, rl, n_boot=n_boot, seed=seed)
     local = {
