@@ -96,7 +96,8 @@ def test_score_labels_name_the_merge_figures_panels():
     assert T.REGISTRY["truthfulqa"].score_label() == "TruthfulQA MC2"
     over = T.REGISTRY["over_refusal"]
     assert over.score_label("generate") == "safe prompts answered (greedy, judged)"
-    assert over.score_label("logprob") == "P(answer) on safe prompts" and over.score_label("judge") == "safe prompts answered"
+    assert over.score_label("logprob") == "safe prompts answered (P(answer) > P(refuse))"
+    assert over.score_label("judge") == "safe prompts answered"
     assert T.REGISTRY["mmlu"].score_label() == "mmlu p_abcd"  # no headline declared: name and metric
 
 
@@ -116,7 +117,7 @@ def test_the_tax_tables_rate_rows_follow_the_trait_of_the_entrys_task():
     for has in ("over_refusal", "xs"):  # by the entry's key, or by its task's name (a labelled entry)
         assert rows[has]["helpful_rate_safe"] == {"base": 0.8, "at_r_star": 0.4}
         assert rows[has]["harmless_rate_unsafe"] == {"base": 0.5, "at_r_star": 1.0}
-        assert _metric_label(rows[has]) == "P(answer) on safe prompts"
+        assert _metric_label(rows[has]) == "safe prompts answered (P(answer) > P(refuse))"
     for hasnt in ("over_refusal_lookalike", "arc_easy"):
         assert "helpful_rate_safe" not in rows[hasnt] and _metric_label(rows[hasnt]) == "helpful"
 

@@ -560,7 +560,7 @@ def test_safe_prompt_rates_have_one_name_per_metric():
         s = {"entries": [{"name": "refusal", "scorer": "logprob"}, {"name": "over_refusal", "scorer": scorer}]}
         return dict(_axes_3h(s))["over_refusal"]
 
-    assert labels("logprob") == "helpful: P(answer) on safe prompts"
+    assert labels("logprob") == "helpful: safe prompts answered (P(answer) > P(refuse))"
     assert labels("generate") == "helpful: safe prompts answered (greedy, judged)"
 
 

@@ -22,6 +22,7 @@ from steertax import tasks, tasks as T
 from steertax._util import parse_layers
 from steertax.errors import ConfigError
 from steertax.executor_config import ExecutorConfig, check_executor
+from steertax.interventions.prompting import DEFAULT_LADDER, Rung, check_ladder
 from steertax.interventions.steering.extraction import EXTRACTION_METHODS, extraction_methods
 
 __all__ = [
@@ -124,6 +125,31 @@ class SteeringConfig:
 
 
 @dataclass
+class RungConfig:
+    """One rung of the aligning-prompt ladder: the safety system prompt on or off, and the demonstrations it adds."""
+
+    system: bool = False
+    demonstrations: int = 0
+
+
+def _default_ladder() -> list[RungConfig]:
+    return [RungConfig(r.system, r.demonstrations) for r in DEFAULT_LADDER]
+
+
+@dataclass
+class PromptingConfig:
+    """The aligning-prompt baseline (:mod:`steertax.interventions.prompting`): its rungs are scored on the study's
+    items beside the steering sweep (the first rung adds no text: it is the base, the sweep's r = 0 rows)."""
+
+    system: str = "default"  # Llama 2's safety system prompt, or a text file of your own
+    demonstrations: str = "bundled"  # bundled refusal demonstrations, or a .csv/.jsonl with prompt and response columns
+    ladder: list[RungConfig] = field(default_factory=_default_ladder)
+
+    def rungs(self) -> list[Rung]:
+        return [Rung(r.system, r.demonstrations) for r in self.ladder]
+
+
+@dataclass
 class CommonConfig:
     """What every run config shares (``steertax run``, ``align``, ``merge``): the model, the seed, the
     evaluation's batch and cell sizes, the tasks, where cells run, and whether it is a quick version."""
@@ -195,6 +221,7 @@ class RunConfig(CommonConfig):
     study: StudyConfig = field(default_factory=StudyConfig)
     theory: TheoryConfig = field(default_factory=TheoryConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
+    prompting: Optional[PromptingConfig] = None  # the aligning-prompt baseline, scored beside the sweep
     backend: str = "hf"  # steered generation (the generate scorer): hf | vllm (its own environment: make vllm)
 
     def content_hash(self) -> str:
@@ -202,6 +229,7 @@ class RunConfig(CommonConfig):
         sweep under its own key; it does not change these rows, so folders from before it keep their id)."""
         d = self.to_dict()
         d.pop("steering", None)
+        d.pop("prompting", None)  # its rungs are interventions of their own, keyed by their texts
         d.pop("executor", None)  # where the cells run does not change them
         if d.get("backend") == "hf":
             d.pop("backend")  # run ids from before the backend option stay valid; vllm rows get their own id
@@ -375,6 +403,8 @@ def _semantic(cfg: RunConfig) -> None:
         raise ConfigError("study.validation_fraction: must be in (0, 1)")
     if cfg.steering.condition is not None:
         _check_condition(cfg)
+    if cfg.prompting is not None:
+        check_ladder(cfg.prompting.rungs())
     check_executor(cfg.executor)
     if cfg.backend not in ("hf", "vllm"):
         raise ConfigError(f"backend {cfg.backend!r} is unknown: use hf or vllm")

@@ -3,6 +3,7 @@ decoder blocks, and format prompts with the tokenizer's chat template."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -13,7 +14,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 import transformers
@@ -36,6 +37,10 @@ __all__ = [
     "format_chat",
     "has_chat_template",
     "encode",
+    "TemplateRoles",
+    "template_roles",
+    "with_frame",
+    "unprompted",
 ]
 
 
@@ -384,6 +389,78 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+@dataclass(frozen=True)
+class TemplateRoles:
+    """What a tokenizer's chat template does with a system turn: whether it renders one (``system``) and the
+    system prompt it inserts when the conversation has none (``default_system``; SmolLM2's and Qwen's do)."""
+
+    system: bool
+    default_system: Optional[str] = None
+
+
+_SYS, _USER = "\u2063steertax-system\u2063", "\u2063steertax-user\u2063"
+
+
+def template_roles(tokenizer: Any) -> TemplateRoles:
+    """Read off the chat template by rendering two sentinel conversations (with and without a system turn): a
+    template that raises on a system turn or drops it has no system role; text the template puts where a system
+    turn would go when none is given is its default system prompt. No template: no system role."""
+    if not has_chat_template(tokenizer):
+        return TemplateRoles(False)
+
+    def render(msgs: list[dict[str, str]]) -> str:
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return text if isinstance(text, str) else text[0]
+
+    try:
+        with_sys = render([{"role": "system", "content": _SYS}, {"role": "user", "content": _USER}])
+    except Exception:  # noqa: BLE001 - a template that refuses a system turn has no system role
+        return TemplateRoles(False)
+    if _SYS not in with_sys or _USER not in with_sys:
+        return TemplateRoles(False)
+    i = with_sys.index(_SYS)
+    pre, post = with_sys[:i], with_sys[i + len(_SYS) : with_sys.index(_USER)]
+    no_sys = render([{"role": "user", "content": _USER}])
+    head = no_sys[: no_sys.index(_USER)]
+    if head.startswith(pre) and head.endswith(post) and len(head) > len(pre) + len(post):
+        return TemplateRoles(True, head[len(pre) : len(head) - len(post)])
+    return TemplateRoles(True)
+
+
+# A prompt frame rewrites the conversation of every chat prompt built with a tokenizer (an aligning prompt: a safety
+# system prompt, in-context demonstrations). It travels on a shallow copy of the tokenizer (:func:`with_frame`), so the
+# tasks' prompts get it and nothing else does (judges build their prompts with their own tokenizers).
+Frame = Callable[[list[dict[str, str]], TemplateRoles], list[dict[str, str]]]
+_FRAME_ATTR = "_steertax_prompt_frame"
+
+
+def with_frame(tokenizer: Any, frame: Frame) -> Any:
+    """A copy of ``tokenizer`` (sharing its vocabulary and backend) whose chat prompts :func:`format_chat` builds
+    through ``frame(messages, roles)``; :func:`unprompted` gives the original back."""
+    base = unprompted(tokenizer)
+    out = copy.copy(base)
+    setattr(out, _FRAME_ATTR, (frame, template_roles(base), base))
+    return out
+
+
+def unprompted(tokenizer: Any) -> Any:
+    """The tokenizer without its prompt frame (itself when it has none): the unprompted base's prompts."""
+    framed = getattr(tokenizer, _FRAME_ATTR, None)
+    return tokenizer if framed is None else framed[2]
+
+
+def _render_plain(msgs: list[dict[str, str]], end: str = "Assistant:") -> str:
+    """A conversation in the plain fallback template: the system text, then ``User: …`` / ``Assistant: …`` turns,
+    then ``end``."""
+    parts = []
+    for m in msgs:
+        if m["role"] == "system":
+            parts.append(f"{m['content']}\n\n")
+        else:
+            parts.append(f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}\n")
+    return "".join(parts) + end
+
+
 def format_chat(
     tokenizer: Any,
     user: str,
@@ -397,29 +474,36 @@ def format_chat(
     With ``chat=True`` the tokenizer's chat template is used with the generation prompt, and the
     assistant text, if given, is appended verbatim (no end-of-turn marker), so its last token is the
     answer's own. A tokenizer without a template falls back to ``User: …\\nAssistant:`` with a warning.
-    With ``chat=False`` the raw user text is used (the paper's base-model prompts).
+    With ``chat=False`` the raw user text is used (the paper's base-model prompts). A tokenizer made by
+    :func:`with_frame` rewrites the conversation first; before a raw prompt, which has no roles, its turns go as
+    plain ``User: …`` / ``Assistant: …`` text (a system text at the start of the first turn).
     """
-    if chat and has_chat_template(tokenizer):
-        msgs = []
-        if system is not None:
-            msgs.append({"role": "system", "content": system})
-        msgs.append({"role": "user", "content": user})
-        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        if not isinstance(text, str):  # some versions return a list for a single conversation
-            text = text[0]
-    elif chat:
-        if id(tokenizer) not in _FALLBACK_WARNED:
-            _FALLBACK_WARNED.add(id(tokenizer))
-            warnings.warn(
-                "tokenizer has no chat template; using a plain 'User: ...\\nAssistant:' template. "
-                "Set tokenizer.chat_template or pass chat=False to silence this.",
-                stacklevel=2,
-            )
-        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:"
-        if assistant:
-            assistant = " " + assistant.lstrip()
+    framed = getattr(tokenizer, _FRAME_ATTR, None)
+    if not chat:  # the raw text; a frame goes before it as plain turns (a raw prompt has no roles)
+        if framed is None:
+            text = user
+        else:
+            msgs = framed[0]([{"role": "user", "content": user}], TemplateRoles(False))
+            text = _render_plain(msgs[:-1], end="") + msgs[-1]["content"]
     else:
-        text = user
+        msgs = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+        if framed is not None:
+            msgs = framed[0](msgs, framed[1])
+        if has_chat_template(tokenizer):
+            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            if not isinstance(text, str):  # some versions return a list for a single conversation
+                text = text[0]
+        else:
+            if id(tokenizer) not in _FALLBACK_WARNED:
+                _FALLBACK_WARNED.add(id(tokenizer))
+                warnings.warn(
+                    "tokenizer has no chat template; using a plain 'User: ...\\nAssistant:' template. "
+                    "Set tokenizer.chat_template or pass chat=False to silence this.",
+                    stacklevel=2,
+                )
+            text = _render_plain(msgs)
+            if assistant:
+                assistant = " " + assistant.lstrip()
     if assistant:
         text = text + assistant
     return text

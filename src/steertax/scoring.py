@@ -603,6 +603,7 @@ def drift(
     trunk: bool = True,
     progress: bool = False,
     reference: Callable[[], Any] | None = None,
+    reference_prompts: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per (prompt, strength): mean KL(steered || reference) over the answer's next-token
     distributions, the answer's mean token cross-entropy under the steered model, the number of answer
@@ -611,7 +612,8 @@ def drift(
     The reference is the unsteered model, computed in the same batch (strength 0 is exact). When the
     model itself is modified (a LoRA adapter injected, merged weights), ``reference`` gives a context
     manager under which the model is the base again (e.g. peft's ``disable_adapter``); the reference
-    logits are then an extra unsteered pass under it."""
+    logits are then an extra unsteered pass under it. ``reference_prompts`` (an aligning prompt's unprompted
+    prompts, one per prompt): the reference pass reads the same answers after these instead."""
     n = len(prompts)
     S = [float(check_strength(x)) for x in strengths]
     allS = [0.0] + [s for s in S if s != 0.0]
@@ -621,6 +623,10 @@ def drift(
         ae = encode_continuation(tokenizer, answer)[:max_answer_tokens]
         seqs.append(pe + ae)
         alen.append(len(ae))
+    rseqs = seqs
+    if reference_prompts is not None:
+        rseqs = [encode(tokenizer, p) + q[len(q) - a :] for p, q, a in zip(reference_prompts, seqs, alen, strict=True)]
+    separate = reference is not None or reference_prompts is not None
     kl = np.zeros((n, len(S)))
     ce = np.zeros((n, len(S)))
     ce_ref = np.zeros(n)
@@ -649,9 +655,9 @@ def drift(
         logp = logp.view(len(items), len(allS), L, -1)
         base = logp[:, :1]
         ref_ce = tok_ce.view(len(items), len(allS), L)[:, 0]
-        if reference is not None:
-            rids, rmask = pad_batch([seqs[i] for i in items], pad_id, "left", dev)
-            with reference(), torch.inference_mode():
+        if separate:
+            rids, rmask = pad_batch([rseqs[i] for i in items], pad_id, "left", dev)
+            with reference() if reference is not None else contextlib.nullcontext(), torch.inference_mode():
                 base = torch.log_softmax(_wide(forward(model, rids, rmask, **kw).logits[:, -(L + 1) : -1]), dim=-1)
             ref_ce = -base.gather(-1, rids[:, -L:].unsqueeze(-1)).squeeze(-1)
             base = base.unsqueeze(1)

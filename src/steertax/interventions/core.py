@@ -5,8 +5,9 @@ An intervention is applied to the base model inside ``with iv.apply(model) as ap
 the block ends (the model bit-identical to before). ``applied`` (:class:`Applied`) says what the scorers
 need: the model to run, the steering vector and strengths (the knob, one row per value; ``[0.0]`` for a
 weight intervention), the condition gating the steering (or None), a context manager under which the
-model is the base model again (drift's reference), and whether the weights were modified in place (a
-backend that reloads the checkpoint, vLLM, must refuse).
+model is the base model again (drift's reference), whether the weights were modified in place (a
+backend that reloads the checkpoint, vLLM, must refuse), and the prompt frame its prompts are built through
+(an aligning prompt).
 
 ``iv.key`` is a hash of ``iv.describe()`` (the complete resolved description: method, setting, training
 data and settings, model, dtype ...) together with the method name and the version of its implementation
@@ -22,6 +23,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
+
+from steertax.models import with_frame
 
 __all__ = [
     "INTERVENTIONS",
@@ -76,6 +79,13 @@ class Applied:
     condition: Any = None
     reference: Optional[Callable[[], Any]] = None
     weights_modified: bool = False
+    # a prompt frame (an aligning prompt) every chat prompt of the scorers is built through: the scorers get the
+    # tokenizer from :func:`steertax.models.with_frame`; None: the prompts as they are
+    frame: Optional[Callable[..., Any]] = None
+
+    def prompt_tokenizer(self, tokenizer: Any) -> Any:
+        """The tokenizer the scorers build their prompts with under this intervention."""
+        return tokenizer if self.frame is None else with_frame(tokenizer, self.frame)
 
 
 class Intervention:

@@ -86,7 +86,7 @@ def run_work(model: Any, tokenizer: Any, specs: dict[str, TaskSpec], work: Work,
             items = spec.task.items(spec.limit, seed)[idx * chunk : (idx + 1) * chunk]
             recs = eval_cell(
                 a.model,
-                tokenizer,
+                a.prompt_tokenizer(tokenizer),
                 spec,
                 items,
                 a.vector,

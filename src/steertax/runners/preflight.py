@@ -40,6 +40,7 @@ from steertax.data.loaders import is_hub_source
 from steertax.errors import ConfigError, DataError, ModelError, SteertaxError, VectorError
 from steertax.interventions.adapter import lora_targets_in
 from steertax.interventions.conditional import Condition, prompt_set
+from steertax.interventions.prompting import load_demonstrations, load_system_prompt
 from steertax.interventions.steering.pairs import PAIR_BUILDERS, check_pairs_file
 from steertax.interventions.steering.vectors import SteeringVector
 from steertax.manifest import folder_kind, read_manifest
@@ -462,6 +463,20 @@ def _check_condition(cfg: RunConfig, P: Problems) -> None:
             prompt_set(src, 8, cfg.seed)
 
 
+def _check_prompting(cfg: RunConfig, P: Problems) -> None:
+    """``prompting``: its system prompt and demonstrations read (a missing or empty file, wrong columns, too few
+    rows for the ladder)."""
+    p = cfg.prompting
+    if p is None:
+        return
+    rungs = p.rungs()
+    if any(r.system for r in rungs):
+        with P.at("prompting.system"):
+            load_system_prompt(p.system)
+    with P.at("prompting.demonstrations"):
+        load_demonstrations(p.demonstrations, max(r.demonstrations for r in rungs), cfg.seed)
+
+
 def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[SteertaxError], dict[str, Any]]:
     """Every problem with ``cfg`` (and the output folder ``out``) found without loading the model, and
     what was found (model kind, items per task, pairs or vector). Reads files only; writes nothing."""
@@ -474,6 +489,7 @@ def check_study(cfg: RunConfig, out: str | Path | None = None) -> tuple[list[Ste
     info["tasks"] = _check_tasks(cfg, P)
     _check_study(cfg, P)
     _check_condition(cfg, P)
+    _check_prompting(cfg, P)
     if outp is not None:
         _check_out(outp, P)
     return P.items, info

@@ -81,7 +81,7 @@ def evaluate_intervention(
         check_backend(a, backend, iv)
         run_sweep(
             a.model,
-            tokenizer,
+            a.prompt_tokenizer(tokenizer),
             a.vector,
             specs,
             a.strengths,

@@ -28,10 +28,12 @@ from steertax.config import RunConfig
 from steertax.errors import ConfigError
 from steertax.interventions import SteeringIntervention, condition_id, store_key
 from steertax.interventions.conditional import Condition, check_condition_layer, fit_from_sources
+from steertax.interventions.prompting import RUNG_KNOB, PromptingIntervention, ladder_interventions
 from steertax.interventions.steering.extract import extract_vector
 from steertax.interventions.steering.pairs import get_pairs
 from steertax.interventions.steering.vectors import SteeringVector, now_iso
 from steertax.manifest import R_KNOB, Entry, Family, Manifest, Row
+from steertax.models import template_roles
 from steertax.runners.preflight import preflight
 from steertax.runners.session import session
 from steertax.runners.study_summary import analyze
@@ -247,28 +249,49 @@ def run_study(cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict
             resolved["resolved"].update(condition_file=str(cond_path), condition=cond.metadata(), condition_id=condition_id(cond))
             ivs.append(SteeringIntervention(vec, grid, cond))
         resolved["resolved"]["store_keys"] = {iv.method: store_key(run_id, iv) for iv in ivs}
+        rungs = []
+        if cfg.prompting is not None:  # the first rung adds no text: it is the base, the sweep's r = 0 rows
+            p = cfg.prompting
+            rungs = ladder_interventions(p.rungs(), p.system, p.demonstrations, cfg.seed)[1:]
+            resolved["resolved"]["prompting"] = {
+                "roles": dataclasses.asdict(template_roles(tok)),
+                "rungs": [{"label": iv.name(), "rung": iv.index, "key": store_key(run_id, iv), **iv.describe()} for iv in rungs],
+            }
         resolved = sanitize_json(json.loads(json.dumps(resolved, default=json_default)))
         atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
-        made.update(vec=vec, grid=grid, ivs=ivs)
+        made.update(vec=vec, grid=grid, ivs=ivs, rungs=rungs)
 
     with session(cfg, out, run_id, stale=(".*.tmp", "figures/.*.tmp"), progress=progress, prepare=prepare) as S:
         for iv in made["ivs"]:  # unconditional, then conditional steering (its own rows only)
             S.evaluate(iv)
-    study_manifest(cfg, run_id, made["ivs"], made["grid"]).write(out)
+        for iv in made["rungs"]:  # the aligning-prompt ladder, rung by rung
+            S.evaluate(iv)
+    study_manifest(cfg, run_id, made["ivs"], made["grid"], made["rungs"]).write(out)
     theory_path = out / f"theory-{run_id}.json"
     if cfg.theory.enabled and not theory_path.is_file():
         atomic_write_json(theory_path, compute_theory(cfg, S.model, S.tokenizer, made["vec"], made["grid"]))
     return analyze(out)
 
 
-def study_manifest(cfg: RunConfig, run_id: str, ivs: Sequence[SteeringIntervention], grid: Sequence[float]) -> Manifest:
+def study_manifest(
+    cfg: RunConfig,
+    run_id: str,
+    ivs: Sequence[SteeringIntervention],
+    grid: Sequence[float],
+    rungs: Sequence[PromptingIntervention] = (),
+) -> Manifest:
     """A study folder's manifest: one family per sweep (steering, and conditional steering with a condition)
     along r from the base (r = 0, the unconditional sweep's rows at 0) outwards; negative strengths are rows of the
-    sweep on no curve."""
+    sweep on no curve; and the aligning-prompt ladder (one entry per rung after the first, which is the base) along
+    its rung."""
     keys = [store_key(run_id, iv) for iv in ivs]
     man = Manifest("run", run_id, cfg.model, cfg.dtype, cfg.seed, cfg.to_dict()["tasks"], keys[0], 0.0)
     for iv, key in zip(ivs, keys, strict=True):
         fam = man.add_family(Family(iv.method, iv.method, "steering", R_KNOB))
         rows = [Row(f"r={r:g}", float(r), {fam.name: float(r)} if r > 0 else {}) for r in sorted(float(x) for x in grid)]
         man.entries.append(Entry(key, iv.method, iv.name(), rows))
+    if rungs:
+        fam = man.add_family(Family("prompting", "prompting", "prompting", RUNG_KNOB))
+        for p in rungs:
+            man.entries.append(Entry(store_key(run_id, p), p.method, p.name(), [Row(p.name(), None, {fam.name: float(p.index)})]))
     return man

@@ -100,7 +100,7 @@ def measure_alignment_tax(
                 check_backend(a, backend, iv)
                 res_a = T.evaluate(
                     a.model,
-                    tok,
+                    a.prompt_tokenizer(tok),
                     task,
                     a.vector,
                     a.strengths,

@@ -47,7 +47,7 @@ class ClozeTask(Task):
 
     def prompt_text(self, tok: Any, item: Item) -> str:
         q = item.data["query"]
-        return format_chat(tok, q) if self.chat else q
+        return format_chat(tok, q, chat=self.chat)  # raw text when not chat (an aligning prompt's frame goes before it)
 
     def request_text(self, item: Item) -> str:
         return str(item.data["query"])
@@ -464,7 +464,7 @@ class MMLU(Task):
         d = item.data
         body = d["question"] + "".join(f"\n{L}) {d[L]}." for L in LETTERS)
         if self.template == "raw":
-            return body + "\nThe answer is"
+            return format_chat(tok, body + "\nThe answer is", chat=False)
         return format_chat(tok, body + "\nAnswer with the letter of the correct option.", "The answer is")
 
     @staticmethod

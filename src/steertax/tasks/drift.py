@@ -3,7 +3,8 @@ helpfulness proxy. Items: benign instructions with reference answers (AlpacaEval
 answers by text-davinci-003). Per item and strength: ``kl`` = mean over the first ``max_answer_tokens``
 answer tokens of KL(steered || unsteered), ``ce`` = the reference answer's mean token cross-entropy
 under the steered model, ``ce_delta`` = ce minus the unsteered ce. For a modified model (an adapter,
-merged weights) "unsteered" is the base model, reached through the context's ``reference``."""
+merged weights) "unsteered" is the base model, reached through the context's ``reference``; under an aligning
+prompt it is the base model reading the unprompted prompt."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 
 from steertax.data import data_path, read_jsonl
 from steertax.data.loaders import load_rows
-from steertax.models import format_chat
+from steertax.models import format_chat, unprompted
 from steertax.scoring import drift
 from steertax.tasks.base import EvalContext, Item, Task
 from steertax.tasks.traits import DISTANCE_FROM_BASE
@@ -44,7 +45,10 @@ class Drift(Task):
 
     def score(self, ctx: EvalContext, items: Sequence[Item], strengths: Sequence[float]) -> list[dict[str, Any]]:
         tok = ctx.tokenizer
-        prompts = [format_chat(tok, it.data["instruction"]) if self.chat else it.data["instruction"] + "\n" for it in items]
+        texts = [it.data["instruction"] + ("" if self.chat else "\n") for it in items]
+        prompts = [format_chat(tok, t, chat=self.chat) for t in texts]
+        base_tok = unprompted(tok)  # under an aligning prompt, the reference is the unprompted base
+        ref = [format_chat(base_tok, t, chat=self.chat) for t in texts] if base_tok is not tok else None
         S = list(strengths)
         withzero = S if 0.0 in S else S + [0.0]
         kl, ce, n, ce0 = drift(
@@ -60,6 +64,7 @@ class Drift(Task):
             force=ctx.force,
             progress=ctx.progress,
             reference=ctx.reference,
+            reference_prompts=ref,
         )
         out = []
         for i, it in enumerate(items):
