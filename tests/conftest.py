@@ -33,6 +33,12 @@ def make_tokenizer(chat_template: bool = True):
     return tok
 
 
+# the single-axis comparison the older compare tests check (refusal B against ARC-Easy); the default is every
+# shared axis at the harmless rate, which needs the shared over-refusal pool in every folder
+ONE_AXIS = {"alignment": "refusal", "helpfulness": "arc_easy"}
+B_AXIS = {"alignment": "refusal"}
+ONE_AXIS_CLI = ["--alignment", "refusal", "--helpfulness", "arc_easy"]
+
 VOCAB = 300
 ARCHS = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox", "phi3", "opt"]
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 import steertax as st
-from conftest import make_tokenizer, tiny_model
+from conftest import ONE_AXIS, ONE_AXIS_CLI, make_tokenizer, tiny_model
 from steertax import DataError
 from steertax.analysis.stats import paired_change
 from steertax.cli import main
@@ -313,7 +313,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         "study": {"n_boot": 10}, "theory": {"enabled": False},
     })
     run_study(study, tmp_path / "steer", progress=False)
-    assert main(["--quiet", "compare", str(tmp_path / "steer"), str(align_run[1]), "--out", str(tmp_path / "cmp"),
+    assert main(["--quiet", "compare", *ONE_AXIS_CLI, str(tmp_path / "steer"), str(align_run[1]), "--out", str(tmp_path / "cmp"),
                  "--n-boot", "200"]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     kinds = [m["kind"] for m in res["methods"]]
@@ -330,7 +330,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         e = m["efficient"]
         assert e["setting"] in ["base", *[p["setting"] for p in m["points"][1:]]] and e["n_held_out"]["refusal"] > 0
     md = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "## The paper's laws along each knob" in md and "## Efficient point of each method" in md
+    assert "## The paper's laws along each knob" in md and "## Efficient points by weight" in md
     assert res["items"]["refusal"]["n_common"] == 8 and res["items"]["arc_easy"]["n_common"] == 8
     steer = res["methods"][0]
     assert [p["value"] for p in steer["points"]] == [None, 1.0, 2.0, 4.0]  # the base, then r > 0 in knob order
@@ -345,7 +345,8 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         if c["status"] == "ok" and not c["decided"]:
             assert c["verdict"] == "can't tell with 8 refusal items and 8 arc_easy items" and c["to_decide"]["critical_value"] > 0
     # the folders' own rows (no --evaluate) and a fresh evaluation on the same items against one base agree
-    ev = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
+    ev = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", **ONE_AXIS, evaluate=True, n_boot=200, progress=False,
+                 chunk=4, step=4)
     assert ev["items"]["refusal"]["n_common"] == 8 and ev["evaluated"]
     for r0, r1 in zip(res["table"], ev["table"], strict=True):
         assert (r0["method"], r0["setting"]) == (r1["method"], r1["setting"])
@@ -356,7 +357,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
     before = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
     con.close()
     kw = dict(evaluate=True, until_decided=True, step=4, chunk=4, n_boot=200, progress=False, cap=16)
-    ad = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=4, **kw)
+    ad = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", **ONE_AXIS, budget=4, **kw)
     looks = ad["looks"]
     assert looks[0]["items"] == {"refusal": 8, "arc_easy": 8} and looks[0]["fraction"] == 0.5 and len(looks) <= 2
     assert ad["design"]["cap"] == {"refusal": 16, "arc_easy": 16}
@@ -365,7 +366,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
         assert nxt["alpha_spent"] > prev["alpha_spent"]
     # a rerun with a larger budget continues the same design (the looks go on, α is not spent again) up to its cap
     first = json.loads((tmp_path / "cmp-ev" / "sequential.json").read_text())
-    more = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, **kw)
+    more = compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", **ONE_AXIS, budget=8, **kw)
     assert more["looks"][: len(first["looks"])] == first["looks"] and more["looks"][-1]["alpha_spent"] <= 0.05 + 1e-12
     if first["looks"][-1]["open"]:
         assert len(more["looks"]) > len(first["looks"]) and more["looks"][-1]["items"]["refusal"] <= 16
@@ -373,10 +374,10 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
     assert kept >= {i for lk in first["looks"] for i in lk["decided"]}  # decisions made earlier are kept
     # the record belongs to this comparison: another one into the same folder is refused in one line
     with pytest.raises(ConfigError, match="records the adaptive design of another comparison"):
-        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, levels=[0.1], **kw)
+        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", **ONE_AXIS, budget=8, levels=[0.1], **kw)
     assert ad["design"]["spending"] == "lan-demets-obf"  # the default; a rerun may not change it
     with pytest.raises(ConfigError, match="differs from the design's lan-demets-obf"):
-        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", budget=8, spending="power-6", **kw)
+        compare([tmp_path / "steer", align_run[1]], tmp_path / "cmp-ev", **ONE_AXIS, budget=8, spending="power-6", **kw)
     looks = more["looks"]
     con = sqlite3.connect(tmp_path / "cmp-ev" / "results.sqlite")
     after = set(con.execute("SELECT run_id, task, item, strength, scorer, data FROM results").fetchall())
@@ -388,7 +389,7 @@ def test_compare_puts_steering_and_fine_tuning_on_one_frontier(align_run, tiny_d
     assert (tmp_path / "cmp" / "figures" / "frontier.png").stat().st_size > 5000
     capsys.readouterr()
     # a level no method reaches: one line, exit 2
-    assert main(["--quiet", "compare", str(tmp_path / "steer"), "--out", str(tmp_path / "c3"), "--levels", "5"]) == 2
+    assert main(["--quiet", "compare", *ONE_AXIS_CLI, str(tmp_path / "steer"), "--out", str(tmp_path / "c3"), "--levels", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no method reaches ΔB = 5" in err[0]
 
@@ -510,7 +511,8 @@ def test_compare_refuses_folders_whose_base_rows_differ(align_run, tmp_path, cap
     con.execute("UPDATE results SET data=? WHERE rowid=?", (json.dumps(d), rowid))
     con.commit()
     con.close()
-    assert main(["--quiet", "compare", str(align_run[1]), str(other), "--out", str(tmp_path / "cmp"), "--n-boot", "100"]) == 2
+    assert main(["--quiet", "compare", *ONE_AXIS_CLI, str(align_run[1]), str(other), "--out", str(tmp_path / "cmp"),
+                 "--n-boot", "100"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "base rows" in err[0] and "differ on 1 of the 8 common 'refusal' items" in err[0] and "--evaluate" in err[0]
 
@@ -519,10 +521,10 @@ def test_compare_leaves_out_excluded_methods(align_run, tmp_path):
     from steertax.errors import ConfigError
     from steertax.runners.compare import compare
 
-    res = compare([align_run[1]], tmp_path / "cmp", exclude=["sft", "selective beta=0.1 lr x0.5"], n_boot=100, progress=False)
+    res = compare([align_run[1]], tmp_path / "cmp", **ONE_AXIS, exclude=["sft", "selective beta=0.1 lr x0.5"], n_boot=100, progress=False)
     assert [m["kind"] for m in res["methods"]] == ["dpo", "dpo beta=0.1 (α)", "dpo_reg beta=0.1", "dpo_reg beta=0.1 lam=10 (α)"]
     with pytest.raises(ConfigError, match="--exclude 'nope' names no method here"):
-        compare([align_run[1]], tmp_path / "cmp2", exclude=["nope"], n_boot=100, progress=False)
+        compare([align_run[1]], tmp_path / "cmp2", **ONE_AXIS, exclude=["nope"], n_boot=100, progress=False)
 
 
 def test_selective_drops_preservation_answers_cut_at_the_budget():

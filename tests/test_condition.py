@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import steertax as st
-from conftest import make_tokenizer, tiny_model
+from conftest import ONE_AXIS, make_tokenizer, tiny_model
 from steertax.errors import ConfigError, LayerError, VectorError
 from steertax.interventions.conditional import Condition, confusion, fit_condition, fit_threshold, prompt_set
 from steertax.interventions.steering.hooks import steer
@@ -249,7 +249,7 @@ def test_conditional_study_end_to_end(tmp_path):
     assert all(t["fired_rate"] == 1.0 for t in s2["conditional"]["confusion"]["tasks"].values())
     for name, t in s2["conditional"]["tasks"].items():
         assert [b["mean"] for b in t["by_strength"]] == pytest.approx([b["mean"] for b in s2["tasks"][name]["by_strength"]], abs=1e-6)
-    res = compare([out], tmp_path / "cmp", n_boot=200)
+    res = compare([out], tmp_path / "cmp", **ONE_AXIS, n_boot=200)
     assert [m["kind"] for m in res["methods"]] == ["steering", "conditional"]
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["table"]
 

@@ -95,7 +95,7 @@ def test_a_task(capitals, tok, llama):
 import math
 from dataclasses import dataclass
 
-from conftest import tiny_model
+from conftest import ONE_AXIS, tiny_model
 from steertax.manifest import Knob, read_manifest
 from steertax.runners.align import align_from_dict, run_align
 from steertax.runners.compare import compare
@@ -135,7 +135,7 @@ def test_a_trained_method(ipo, tmp_path, tok):
     run_align(cfg, tmp_path / "run", progress=False)
     man = read_manifest(tmp_path / "run")  # its curve, from the declaration: from the base (τ → ∞) outwards
     assert [(r.label, v) for _, r, v in man.points("ipo")] == [("ipo tau=1", 1.0), ("ipo tau=0.1", 0.1)]
-    res = compare([tmp_path / "run"], tmp_path / "cmp", n_boot=100, progress=False)
+    res = compare([tmp_path / "run"], tmp_path / "cmp", **ONE_AXIS, n_boot=100, progress=False)
     (ipo_curve,) = res["methods"]
     assert ipo_curve["kind"] == "ipo" and ipo_curve["knob"] == "τ"
     assert [p["value"] for p in ipo_curve["points"]] == [None, 1.0, 0.1]  # the base, then τ = 1 and 0.1
@@ -253,7 +253,7 @@ def test_a_merge_method(magnitude_prune, tmp_path, tok):
     scores = {r["setting"]: r["tasks"] for r in json.loads((tmp_path / "run" / "summary.json").read_text())["settings"]}
     assert scores["magnitude_prune λ=1 keep=1"] == scores["task_arithmetic λ=1"]  # keep reaches the function
     assert scores["magnitude_prune λ=1"] != scores["task_arithmetic λ=1"]
-    res = compare([tmp_path / "run"], tmp_path / "cmp", n_boot=100, progress=False)
+    res = compare([tmp_path / "run"], tmp_path / "cmp", **ONE_AXIS, n_boot=100, progress=False)
     merges = {m["kind"]: m["knob"] for m in res["methods"] if m["family"] == "merging"}
     assert merges == {"task_arithmetic": "λ", "magnitude_prune keep=1": "λ", "magnitude_prune": "λ"}  # curves over λ
 # --8<-- [end:merge_method]

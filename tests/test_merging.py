@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_tokenizer, tiny_model
+from conftest import ONE_AXIS, ONE_AXIS_CLI, make_tokenizer, tiny_model
 from steertax.cli import main
 from steertax.errors import ConfigError, DataError, ModelError
 from steertax.interventions import AdapterIntervention
@@ -269,7 +269,7 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == n
     con.close()
     capsys.readouterr()
-    assert main(["--quiet", "compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
+    assert main(["--quiet", "compare", *ONE_AXIS_CLI, str(out), "--out", str(tmp_path / "cmp")]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     weight = "task_arithmetic λ=1 w=·,1 (harmless weight)"
     assert {m["kind"] for m in res["methods"]} == {"specialist harmless", "specialist honest", "mixture", "task_arithmetic", "tsvm", weight}
@@ -281,7 +281,7 @@ def test_merge_command_end_to_end_resume_and_compare(tmp_path, capsys):
     # them on one item list against one base: the same numbers as the folder's own rows
     from steertax.runners.compare import compare
 
-    ev = compare([out], tmp_path / "cmp-ev", evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
+    ev = compare([out], tmp_path / "cmp-ev", **ONE_AXIS, evaluate=True, n_boot=200, progress=False, chunk=4, step=4)
     assert [(r["method"], r["setting"]) for r in ev["table"]] == [(r["method"], r["setting"]) for r in res["table"]]
     for r0, r1 in zip(res["table"], ev["table"], strict=True):
         assert r1["dB"] == pytest.approx(r0["dB"], abs=1e-4) and r1["dH"] == pytest.approx(r0["dH"], abs=1e-4)

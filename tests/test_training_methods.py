@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import make_tokenizer, tiny_model
+from conftest import B_AXIS, ONE_AXIS, make_tokenizer, tiny_model
 from steertax.cli import main
 from steertax.errors import ConfigError
 from steertax.interventions.core import description_hash
@@ -174,7 +174,7 @@ def test_curriculum_and_data_quality_run_through_align_and_compare(tmp_path):
     assert man.kind == "align" and len(man.entries) == 1 + 1 + 1 + 4
     want = {"curriculum beta=0.1 order=easy_first share=0.5", "data_quality beta=0.1 flip=0.5"}
     assert {r["setting"] for r in summary["settings"]} >= want
-    res = compare([tmp_path / "a"], tmp_path / "cmp", n_boot=100, progress=False)
+    res = compare([tmp_path / "a"], tmp_path / "cmp", **ONE_AXIS, n_boot=100, progress=False)
     by = {m["kind"]: m for m in res["methods"]}
     assert [p["value"] for p in by["curriculum beta=0.1 order=easy_first"]["points"]] == [None, 0.25, 0.5, 0.75, 1.0]
     assert [p["value"] for p in by["data_quality beta=0.1"]["points"]] == [None, 0.0, 0.5]
@@ -183,10 +183,12 @@ def test_curriculum_and_data_quality_run_through_align_and_compare(tmp_path):
     judged = summary["settings"][1]["tasks"]["over_refusal"]["judged"]  # every judged rate with its judges' agreement
     assert judged["agreement"]["n"] == 4 and judged["agreement"]["second_judge"] == "paper_keyword" and 0 <= judged["degenerate"] <= 1
     assert "Judged answers" in (tmp_path / "a" / "table.md").read_text()
-    flu = compare([tmp_path / "a"], tmp_path / "cmp-flu", helpfulness="over_refusal[generate]:fluency", n_boot=100, progress=False)
+    flu = compare([tmp_path / "a"], tmp_path / "cmp-flu", **B_AXIS, helpfulness="over_refusal[generate]:fluency", n_boot=100,
+                  progress=False)
     assert flu["helpfulness"] == "over_refusal[generate]:fluency" and len(flu["methods"]) == len(res["methods"])
     assert judged["by_strength"][0]["base_logprob"] < 0  # the trained setting's answers read under the base model
-    lp = compare([tmp_path / "a"], tmp_path / "cmp-lp", helpfulness="over_refusal[generate]:base_logprob", n_boot=100, progress=False)
+    lp = compare([tmp_path / "a"], tmp_path / "cmp-lp", **B_AXIS, helpfulness="over_refusal[generate]:base_logprob", n_boot=100,
+                 progress=False)
     assert lp["helpfulness"] == "over_refusal[generate]:base_logprob" and len(lp["methods"]) == len(res["methods"])
 
 

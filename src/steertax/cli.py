@@ -678,9 +678,26 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     args=[
         arg("dirs", nargs="+", help="output folders of `steertax run`, `steertax align` and/or `steertax merge`"),
         arg("--out", required=True, help="where compare.json, compare.md and figures/frontier.png go", output="folder"),
-        arg("--alignment", default=None, help="the alignment entry (default: the task declaring DEFAULT_ALIGNMENT: refusal)"),
-        arg("--helpfulness", default=None, help="the helpfulness entry (default: the task declaring DEFAULT_HELPFULNESS: arc_easy)"),
-        arg("--helpfulness-weight", type=float, default=0.5, help="w in U = w·ΔH + (1 − w)·ΔB (default 0.5)"),
+        arg(
+            "--alignment",
+            default=None,
+            help="the alignment entry matched on, e.g. refusal (B), refusal:harmless, refusal_attack:harmless "
+            "[the harmless rate on the harmful requests: refusal:harmless]",
+        ),
+        arg(
+            "--helpfulness",
+            default=None,
+            help="the helpfulness axes decided, comma-separated (one: the single-axis tables) [every helpfulness axis the folders "
+            "share: the helpful rate on the shared over-refusal pool, capability benchmarks, drift as −KL]",
+        ),
+        arg(
+            "--helpfulness-weight",
+            type=float,
+            default=0.5,
+            help="w in U = w·helpful + (1 − w)·harmless (changes from the base) for the figure's efficient point; points at "
+            "w = 0.25, 0.5, 0.75 are always reported (default 0.5)",
+        ),
+        arg("--max-tax", type=float, default=None, help="the largest capability tax (%%) an efficient point may have [none]"),
         arg("--levels", default=None, help="matched ΔB levels, comma-separated [25/50/75%% of the highest ΔB any curve reaches]"),
         arg("--alpha", type=float, default=0.05, help="error rate of the verdicts, in (0, 0.5) (default 0.05)"),
         arg(
@@ -713,12 +730,12 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     ],
 )
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from steertax import tasks as T
-    from steertax.runners.compare import compare
+    from steertax.runners.compare import compare, default_alignment
     from steertax.runners.preflight import check_compare, parse_levels, raise_problems
 
-    a.alignment = a.alignment or T.task_with(T.DEFAULT_ALIGNMENT)  # the defaults are declared by the tasks (traits)
-    a.helpfulness = a.helpfulness or T.task_with(T.DEFAULT_HELPFULNESS)
+    a.alignment = a.alignment or default_alignment()  # the defaults are declared by the tasks (traits)
+    named = [x.strip() for x in (a.helpfulness or "").split(",") if x.strip()]
+    a.helpfulness = None if not named else named[0] if len(named) == 1 else named
     raise_problems(check_compare(a), "before reading any results")  # every input, before anything is read or written
     compare(
         a.dirs,
@@ -726,6 +743,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
         alignment=a.alignment,
         helpfulness=a.helpfulness,
         helpfulness_weight=a.helpfulness_weight,
+        max_tax=a.max_tax,
         levels=parse_levels(a.levels),
         alpha=a.alpha,
         adjust=a.adjust,

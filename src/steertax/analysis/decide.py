@@ -67,6 +67,7 @@ __all__ = [
     "Family",
     "ChainBootstrap",
     "interpolate_at",
+    "pair_verdicts",
     "adjust_pvalues",
     "decide",
     "default_levels",
@@ -485,6 +486,41 @@ def finish_verdicts(
     return m
 
 
+def pair_verdicts(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary verdict per pair of methods over every axis and level it was decided on (the table's own
+    multiplicity control: a decision here is a decision there). Per pair: the axes on which A was decided cheaper,
+    those on which B was, and the verdict — "A cheaper on X; B on no axis", "trade-off: A cheaper on X, B cheaper
+    on Y", or "can't tell" (no axis decided). "On no axis" means no comparison decided it, not that it was shown
+    no worse: an open axis is open."""
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in comparisons:
+        k = (c["a"], c["b"])
+        p = pairs.setdefault(k, {"a": c["a"], "b": c["b"], "a_cheaper": {}, "b_cheaper": {}, "formed": 0, "open": []})
+        if c.get("status") != "ok":
+            continue
+        p["formed"] += 1
+        ax = c.get("axis") or (c.get("tasks") or ["", ""])[-1]
+        lv = c["level"] if isinstance(c["level"], str) else f"ΔB {c['level']:g}"
+        if c.get("decided"):
+            p["a_cheaper" if c["diff"] > 0 else "b_cheaper"].setdefault(ax, []).append(lv)
+        elif ax not in p["open"]:
+            p["open"].append(ax)
+    out = []
+    for p in pairs.values():
+        a, b, xa, xb = p["a"], p["b"], p["a_cheaper"], p["b_cheaper"]
+        if not p["formed"]:
+            v = "not comparable (no level both reach)"
+        elif xa and xb:
+            v = f"trade-off: {a} cheaper on {', '.join(xa)}; {b} cheaper on {', '.join(xb)}"
+        elif xa or xb:
+            win, lose, axes = (a, b, xa) if xa else (b, a, xb)
+            v = f"{win} cheaper on {', '.join(axes)}; {lose} cheaper on no axis"
+        else:
+            v = "can't tell"
+        out.append({**p, "verdict": v})
+    return out
+
+
 def _formed(fa: Family, fb: Family) -> bool:
     """The family rule: primary curves meet each other; a secondary one (an α curve of one β) meets steering only."""
     return (fa.primary and fb.primary) or "steering" in (fa.group, fb.group)
@@ -665,6 +701,12 @@ def setting_contrasts(
     return {"tasks": list(tasks), "n_items": n_items, "alpha": alpha, "adjust": adjust, "n_tests": m, "comparisons": rows}
 
 
+def _tax(base: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float:
+    """The capability tax of a setting on items ``idx``: (base − aligned) / base × 100 (the seed's formula)."""
+    b = float(np.nanmean(base[idx]))
+    return float("nan") if b == 0 else 100.0 * (b - float(np.nanmean(scores[idx]))) / b
+
+
 def efficient_point(
     base: dict[str, np.ndarray],
     fam: Family,
@@ -676,28 +718,45 @@ def efficient_point(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    capability: Sequence[str] = (),
+    max_tax: float | None = None,
 ) -> dict[str, Any]:
     """A family's efficient knob value: the setting (the base, knob value None, included) maximizing
-    U = w·ΔH + (1 − w)·ΔB on the ``validation`` items (a boolean mask per task), measured on the other items.
+    U = w·ΔH + (1 − w)·ΔB on the ``validation`` items (a boolean mask per task), measured on the other items. With
+    rates on both axes (the helpful rate on safe prompts, the harmless rate on harmful requests) this is the seed's
+    U = w·helpful + (1 − w)·harmless less the base's U, so the same argmax.
 
-    Returns the chosen setting and value; ΔB, ΔH and U on the held-out items with bootstrap intervals (items
-    resampled within the held-out half); and the choice's own uncertainty: the validation items resampled
+    ``capability``: tasks on which each point's capability tax (base − aligned)/base × 100 is reported (held out, with
+    its interval); ``max_tax``: a setting whose tax on any of them exceeds it on the validation items is not a
+    candidate (the base, tax 0, always is).
+
+    Returns the chosen setting and value; ΔB, ΔH, U and the taxes on the held-out items with bootstrap intervals
+    (items resampled within the held-out half); and the choice's own uncertainty: the validation items resampled
     ``n_boot`` times, the share of replicates choosing each setting (the base included) and the choice range:
     the 2.5–97.5 percentiles of the chosen knob values over the replicates that choose a setting with a value
     (where the choice lands, not a confidence interval)."""
     if not 0 <= w <= 1:
         raise ValueError(f"helpfulness weight {w} must be in [0, 1]")
-    tasks = (alignment, helpfulness)
+    if max_tax is not None and not (math.isfinite(max_tax) and max_tax >= 0):
+        raise ValueError(f"max_tax {max_tax} must be a percentage of 0 or more")
+    caps = [c for c in capability if c not in (alignment, helpfulness)]
+    tasks = (alignment, helpfulness, *caps)
     names = ["base", *fam.settings]
     values: list[float | None] = [None, *fam.values]
+    bases = {t: np.asarray(base[t], dtype=float) for t in tasks}
 
     def gains(idx: dict[str, np.ndarray]) -> np.ndarray:
-        """U per candidate (base first) on the items ``idx`` of each task."""
+        """U per candidate (base first) on the items ``idx`` of each task; −∞ where the tax is over ``max_tax``."""
         d = {}
-        for t in tasks:
+        for t in (alignment, helpfulness):
             i = idx[t]
-            d[t] = np.r_[0.0, np.nanmean(fam.scores[t][:, i] - np.asarray(base[t], dtype=float)[i], axis=1)]
-        return w * d[helpfulness] + (1 - w) * d[alignment]
+            d[t] = np.r_[0.0, np.nanmean(fam.scores[t][:, i] - bases[t][i], axis=1)]
+        u = w * d[helpfulness] + (1 - w) * d[alignment]
+        if max_tax is not None:
+            for t in caps:
+                tax = np.r_[0.0, [_tax(bases[t], fam.scores[t][j], idx[t]) for j in range(len(fam.settings))]]
+                u = np.where(np.nan_to_num(tax, nan=np.inf) > max_tax, -np.inf, u)
+        return u
 
     val = {t: np.flatnonzero(np.asarray(validation[t], dtype=bool)) for t in tasks}
     held = {t: np.flatnonzero(~np.asarray(validation[t], dtype=bool)) for t in tasks}
@@ -707,7 +766,7 @@ def efficient_point(
     j = int(np.argmax(gains(val)))
     rng = np.random.default_rng(seed)
     chosen = np.empty(n_boot, dtype=int)
-    est: dict[str, list[float]] = {"dB": [], "dH": [], "U": []}
+    est: dict[str, list[float]] = {"dB": [], "dH": [], "U": [], **{f"tax:{t}": [] for t in caps}}
     for b in range(n_boot):
         chosen[b] = int(np.argmax(gains({t: rng.choice(val[t], len(val[t])) for t in tasks})))
         idx = {t: rng.choice(held[t], len(held[t])) for t in tasks}
@@ -716,22 +775,36 @@ def efficient_point(
         est["dB"].append(dB)
         est["dH"].append(dH)
         est["U"].append(w * dH + (1 - w) * dB)
+        for t in caps:
+            est[f"tax:{t}"].append(_tax(bases[t], fam.scores[t][j - 1], idx[t]) if j else 0.0)
     point: dict[str, float] = {}
     for k, t in (("dB", alignment), ("dH", helpfulness)):
         point[k] = float(np.nanmean(fam.scores[t][j - 1, held[t]] - base[t][held[t]])) if j else 0.0
     point["U"] = w * point["dH"] + (1 - w) * point["dB"]
+    for t in caps:
+        point[f"tax:{t}"] = _tax(bases[t], fam.scores[t][j - 1], held[t]) if j else 0.0
     q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     vals = np.asarray([values[c] for c in chosen if values[c] is not None], dtype=float)
+
+    def interval(k: str) -> dict[str, Any]:
+        x = np.asarray(est[k], dtype=float)
+        x = x[np.isfinite(x)]
+        return {"estimate": point[k], "ci95": [float(v) for v in np.percentile(x, q)] if len(x) else None}
+
     return {
         "setting": names[j],
         "value": values[j],
         "helpfulness_weight": w,
-        "held_out": {k: {"estimate": point[k], "ci95": [float(x) for x in np.percentile(est[k], q)]} for k in ("dB", "dH", "U")},
+        "max_tax": max_tax,
+        "held_out": {k: interval(k) for k in ("dB", "dH", "U")},
+        "tax": {t: interval(f"tax:{t}") for t in caps},
         "n_validation": {t: int(len(val[t])) for t in tasks},
         "n_held_out": {t: int(len(held[t])) for t in tasks},
         "choice_share": {names[c]: float(np.mean(chosen == c)) for c in sorted(set(chosen.tolist()))},
         # where the choice lands when the validation items are resampled: a choice range, not a confidence interval
         # for a "true" knob value (an argmax has none); replicates choosing the base are counted in choice_share
         "choice_range": [float(x) for x in np.percentile(vals, q)] if len(vals) else None,
-        "rule": "argmax of U on the validation half (the base a candidate); ΔB, ΔH, U measured on the held-out half",
+        "rule": "argmax of U on the validation half (the base a candidate"
+        + (f"; settings with a capability tax above {max_tax:g}% there are not" if max_tax is not None else "")
+        + "); ΔB, ΔH, U and taxes measured on the held-out half",
     }

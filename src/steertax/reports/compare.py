@@ -45,8 +45,14 @@ _ADJUST = {
 }
 
 
+def _axis_name(res: dict[str, Any], t: str) -> str:
+    return f"{t} ({res['oriented'][t]})" if t in (res.get("oriented") or {}) else t
+
+
 def compare_markdown(res: dict[str, Any]) -> str:
     al, he = res["alignment"], res["helpfulness"]
+    axes = res.get("axes") or [he]
+    multi = len(axes) > 1
     d = res["decisions"]
     items = res["items"]
     how = (
@@ -54,11 +60,11 @@ def compare_markdown(res: dict[str, Any]) -> str:
         if res.get("evaluated")
         else ("the folders' own rows on the items every folder scored, one base (the folders' base rows agree on them)")
     )
+    hs = ", ".join(f"{_axis_name(res, t)} ({items[t]['n_common']} items)" for t in axes)
     lines = [
         f"# Which method buys alignment cheapest: {res['model']}",
         "",
-        f"ΔB = change of {al} ({items[al]['n_common']} items), ΔH = change of {he} ({items[he]['n_common']} items), "
-        f"both from the base on the same items: {how}.",
+        f"ΔB = change of {al} ({items[al]['n_common']} items), ΔH = change of {hs}, all from the base on the same items: {how}.",
         f"**Every interval in this report is a 95% interval** (matched ΔH and settings: normal bootstrap; differences: symmetric "
         f"bootstrap-t), over items ({d['n_boot']} replicates, one resample of every task per replicate for every method). "
         f"Verdicts: bootstrap-t p-values (each replicate studentized by its own delta-method SE), {_ADJUST[d['adjust']]} over the "
@@ -66,31 +72,39 @@ def compare_markdown(res: dict[str, Any]) -> str:
         + (f", at α = {d['alpha']:g}." if not res.get("looks") else ", at each look's level (below).")
         + f" Rule: {d['rule']}.",
         "",
+    ]
+    if multi:
+        lines += _pairs_md(res)
+    lines += [
         "## Settings",
         "",
-        "| method | family | setting | ΔB (95% CI) | ΔH (95% CI) | mean ΔH |",
-        "|---|---|---|---|---|---|",
+        "| method | family | setting | ΔB (95% CI) | " + " | ".join(f"ΔH {t} (95% CI)" for t in axes) + " | mean ΔH |",
+        "|---|---|---|---|" + "---|" * len(axes) + "---|",
     ]
     for r in res["table"]:
-        dB, dH = f"{_f(r['dB'])}{_c(r['dB_ci95'])}", f"{_f(r['dH'])}{_c(r['dH_ci95'])}"
-        lines.append(f"| {r['method']} | {r['family']} | {r['setting']} | {dB} | {dH} | {_f(r['dH_mean'])} |")
+        per = r.get("dH_axes") or {he: {"delta": r["dH"], "ci95": r["dH_ci95"]}}
+        dHs = " | ".join(f"{_f(per[t]['delta'])}{_c(per[t]['ci95'])}" for t in axes)
+        lines.append(f"| {r['method']} | {r['family']} | {r['setting']} | {_f(r['dB'])}{_c(r['dB_ci95'])} | {dHs} | {_f(r['dH_mean'])} |")
     lines += ["", f"mean ΔH over {', '.join(res['mean_over'])}.", ""]
     lines += _efficient_md(res) + _laws_md(res, al, he)
     lines += ["## ΔH at matched alignment", ""]
-    lines += ["| ΔB level | method | ΔH (95% CI) | status |", "|---|---|---|---|"]
+    lines += ["| ΔB level | axis | method | ΔH (95% CI) | status |", "|---|---|---|---|---|"]
     for m in d["matched"]:
         val = f"{_f(m.get('estimate'))}{_c(m.get('ci95'))}" if m["status"] == "ok" else "—"
-        lines.append(f"| {m['level']:g} | {m['family']} | {val} | {m['status']}{' (' + m['why'] + ')' if m.get('why') else ''} |")
+        why = f" ({m['why']})" if m.get("why") else ""
+        lines.append(f"| {m['level']:g} | {m.get('axis', he)} | {m['family']} | {val} | {m['status']}{why} |")
     lines += ["", "## Decisions: ΔH_A − ΔH_B at the same ΔB (positive: A keeps more helpfulness)", ""]
     lines += [
-        "| A | B | at ΔB | ΔH_A − ΔH_B (95% CI) | p | adjusted p | verdict | to decide: items for 80% power over the CI; predictive P |",
-        "|---|---|---|---|---|---|---|---|",
+        "| A | B | axis | at ΔB | ΔH_A − ΔH_B (95% CI) | p | adjusted p | verdict | to decide: items for 80% power over the CI; "
+        "predictive P |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in (c for c in d["comparisons"] if c["status"] == "ok"):
         lv = c["level"] if isinstance(c["level"], str) else f"{c['level']:g}"
         diff = f"{_f(c.get('diff'))}{_c(c.get('ci95'))}"
         lines.append(
-            f"| {c['a']} | {c['b']} | {lv} | {diff} | {_p(c.get('p'))} | {_p(c.get('p_adjusted'))} | {c['verdict']} | {_need(c)} |"
+            f"| {c['a']} | {c['b']} | {c.get('axis', he)} | {lv} | {diff} | {_p(c.get('p'))} | {_p(c.get('p_adjusted'))} | "
+            f"{c['verdict']} | {_need(c)} |"
         )
     rest = [c for c in d["comparisons"] if c["status"] != "ok"]
     if rest:
@@ -131,8 +145,57 @@ def compare_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pairs_md(res: dict[str, Any]) -> list[str]:
+    """compare.md's summary verdict per pair of methods over every axis."""
+    lines = [
+        "## Summary: each pair over every axis",
+        "",
+        "A pair is decided cheaper on an axis when one of its comparisons there (at any matched level) is decided, under the "
+        'table\'s own multiplicity control. "Cheaper on no axis" means no comparison decided it: an open axis is open, not a tie.',
+        "",
+        "| A | B | verdict | open on |",
+        "|---|---|---|---|",
+    ]
+    for p in res.get("pairs") or []:
+        lines.append(f"| {p['a']} | {p['b']} | {p['verdict']} | {', '.join(p['open']) or '—'} |")
+    return [*lines, ""]
+
+
+def _by_w_md(res: dict[str, Any]) -> list[str]:
+    """compare.md's efficient points at every reported weight, with the capability tax beside each."""
+    caps = res.get("capability") or []
+    al, he = res["alignment"], res["helpfulness"]
+    rows = [m for m in res["methods"] if m.get("efficient_by_w")]
+    if not rows:
+        return []
+    cap = f" (settings with a capability tax above {res['max_tax']:g}% excluded)" if res.get("max_tax") is not None else ""
+    lines = [
+        f"## Efficient points by weight: U = w·{he} + (1 − w)·{al}, changes from the base{cap}",
+        "",
+        "Chosen on half of the items, measured on the other half; the capability tax (base − aligned)/base × 100 held out.",
+        "",
+        "| method | w | chosen | U held-out (95% CI) | " + " | ".join(f"tax {t} % (95% CI)" for t in caps) + (" |" if caps else "|"),
+        "|---|---|---|---|" + "---|" * len(caps),
+    ]
+    for m in rows:
+        for w, e in m["efficient_by_w"].items():
+            if e.get("setting") is None:
+                lines.append(f"| {m['kind']} | {w} | — ({e.get('reason', '')}) | — |" + " — |" * len(caps))
+                continue
+            u = e["held_out"]["U"]
+            tax = " | ".join(
+                f"{(e.get('tax') or {}).get(t, {}).get('estimate', float('nan')):.1f}"
+                + (lambda ci: f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")((e.get("tax") or {}).get(t, {}).get("ci95"))
+                for t in caps
+            )
+            lines.append(f"| {m['kind']} | {w} | {e['setting']} | {_f(u['estimate'])}{_c(u['ci95'])} |" + (f" {tax} |" if caps else ""))
+    return [*lines, ""]
+
+
 def _efficient_md(res: dict[str, Any]) -> list[str]:
     """compare.md's table of each method's efficient point."""
+    if len(res.get("weights") or []) > 1:
+        return _by_w_md(res)
     lines: list[str] = []
     eff = [m for m in res["methods"] if (m.get("efficient") or {}).get("setting")]
     if eff:

@@ -32,7 +32,7 @@ import numpy as np
 
 from steertax import tasks as T
 from steertax._util import atomic_write_bytes, atomic_write_json, atomic_write_text
-from steertax.analysis.decide import Family, decide, efficient_point, setting_contrasts
+from steertax.analysis.decide import Family, decide, efficient_point, pair_verdicts, setting_contrasts
 from steertax.analysis.knob_laws import knob_laws
 from steertax.analysis.sequential import DEFAULT_SPENDING, SPENDING, Design, run_design, scope_hash
 from steertax.analysis.tax import split_items
@@ -83,26 +83,24 @@ def _default_pairs(fams: Sequence[Family]) -> list[tuple[str, str]]:
 
 
 def _figure_methods(
-    fams: Sequence[Family], dec: dict[str, Any], al: str, he: str, mean_dh: dict[tuple[str, str], float | None], w: float
+    fams: Sequence[Family], dec: dict[str, Any], al: str, axes: Sequence[str], mean_dh: dict[tuple[str, str], float | None], w: float
 ) -> list[dict[str, Any]]:
+    """Per family: its points (the base first) with ΔB and ΔH on every axis (the first axis is the primary one: the
+    figure's and the utility's), and the all-items optimum of U on the primary axis."""
+    he = axes[0]
     methods = []
     for f in fams:
-        pts: list[dict[str, Any]] = [
-            {
-                "setting": "base",
-                "value": None,
-                "tasks": {al: {"delta": 0.0, "delta_ci95": [0.0, 0.0]}, he: {"delta": 0.0, "delta_ci95": [0.0, 0.0]}},
-                "dH_mean": 0.0,
-            }
-        ]
+        zero = {"delta": 0.0, "delta_ci95": [0.0, 0.0]}
+        pts: list[dict[str, Any]] = [{"setting": "base", "value": None, "tasks": {t: dict(zero) for t in (al, *axes)}, "dH_mean": 0.0}]
         for s in dec["settings"][f.name]:
+            per = s.get("dH_axes") or {he: s["dH"]}
             pts.append(
                 {
                     "setting": s["setting"],
                     "value": s["value"],
                     "tasks": {
                         al: {"delta": s["dB"]["estimate"], "delta_ci95": s["dB"]["ci95"]},
-                        he: {"delta": s["dH"]["estimate"], "delta_ci95": s["dH"]["ci95"]},
+                        **{t: {"delta": per[t]["estimate"], "delta_ci95": per[t]["ci95"]} for t in axes},
                     },
                     "dH_mean": mean_dh.get((f.name, s["setting"])),
                 }
@@ -125,10 +123,106 @@ def _star_the_efficient_point(m: dict[str, Any]) -> None:
         }
 
 
+DEFAULT_WEIGHTS = (0.25, 0.5, 0.75)  # the efficient points every comparison reports (and the user's w)
+
+
+def default_alignment() -> str:
+    """The default alignment axis: the harmless rate (share refused) on the harmful requests of the task declaring
+    DEFAULT_ALIGNMENT."""
+    return f"{T.task_with(T.DEFAULT_ALIGNMENT)}:harmless"
+
+
+def _is_rate_axis(tasks0: Sequence[dict[str, Any]], entry: str) -> bool:
+    """The entry is the helpful rate on safe prompts (the task declaring SAFE_PROMPT_RATE, its primary metric)."""
+    key, _scorer, metric, _axis = entry_of(tasks0, entry)
+    conf = next(t for t in tasks0 if (t.get("label") or t.get("name")) == key)
+    return T.has_trait(conf["name"], T.SAFE_PROMPT_RATE) and metric == T.get(conf["name"]).metric
+
+
+def _shared(sources: Sequence[Source]) -> list[str]:
+    """The task keys every folder scores, in the first folder's order."""
+    keys = [str(t.get("label") or t.get("name")) for t in sources[0].tasks]
+    return [k for k in keys if all(any((x.get("label") or x.get("name")) == k for x in s.tasks) for s in sources)]
+
+
+def helpfulness_axes(sources: Sequence[Source], alignment: str, helpfulness: str | Sequence[str] | None) -> list[str]:
+    """The helpfulness axes decided: the ones named, else every helpfulness task every folder scores (the helpful
+    rate on the shared pool first, capability benchmarks, drift as −KL). Without axes named, every folder must score
+    the shared over-refusal pool: a folder that does not is refused in one line naming it and the fix."""
+    tasks0 = sources[0].tasks
+    if helpfulness:
+        axes = [helpfulness] if isinstance(helpfulness, str) else list(helpfulness)
+        for e in axes:
+            if entry_of(tasks0, e)[3] != "helpfulness":
+                raise DataError(f"--helpfulness {e!r} is not a helpfulness axis: choose helpfulness tasks (e.g. over_refusal, arc_easy)")
+        return axes
+    rate = T.task_with(T.SAFE_PROMPT_RATE)
+    for s in sources:
+        conf = next((t for t in s.tasks if t.get("name") == rate), None)
+        if conf is None or (conf.get("options") or {}).get("pool") != "shared":
+            what = "does not score" if conf is None else "scores its own selection of"
+            raise DataError(
+                f"{s.folder} {what} the shared over-refusal pool ({rate} with options.pool: shared), on which every method's helpful "
+                f"rate is compared: rerun its command with the shipped config (or add the task), or name the axes with --helpfulness"
+            )
+    shared = [k for k in _shared(sources) if k != alignment.partition(":")[0].split("[", 1)[0]]
+    axes = [k for k in shared if entry_of(tasks0, k)[3] == "helpfulness"]
+    return sorted(axes, key=lambda e: (not _is_rate_axis(tasks0, e), e in [k for k in axes if entry_of(tasks0, k)[2] in DRIFT_METRICS]))
+
+
+def _orient(common: dict[str, Any], ent: dict[str, tuple[str, str | None, str, str]]) -> list[str]:
+    """Distances from the base (drift's KL) become helpfulness scores, larger is better, by their sign: −KL. Returns
+    the entries turned."""
+    turned = []
+    for e, (_t, _s, metric, axis) in ent.items():
+        if axis == "helpfulness" and metric in DRIFT_METRICS:
+            c = common[e]
+            c["base"] = -c["base"]
+            c["maps"] = {k: {i: -v for i, v in m.items()} for k, m in c["maps"].items()}
+            turned.append(e)
+    return turned
+
+
+def _efficient_points(
+    m: dict[str, Any],
+    f: Family,
+    base: dict[str, np.ndarray],
+    alignment: str,
+    primary: str,
+    ws: Sequence[float],
+    w_user: float,
+    validation: dict[str, np.ndarray],
+    n_boot: int,
+    seed: int,
+    caps: Sequence[str],
+    max_tax: float | None,
+) -> None:
+    """A method's efficient point at each weight w (``efficient_by_w``), the user's w as ``efficient`` (the figure's star)."""
+    m["efficient_by_w"] = {}
+    for w in ws:
+        try:
+            e = efficient_point(base, f, alignment, primary, w, validation, n_boot=n_boot, seed=seed, capability=caps, max_tax=max_tax)
+        except ValueError as err:
+            e = {"setting": None, "reason": str(err), "helpfulness_weight": w}
+        m["efficient_by_w"][f"{w:g}"] = e
+    m["efficient"] = m["efficient_by_w"][f"{float(w_user):g}"]
+    _star_the_efficient_point(m)
+
+
+def _other_scores(sources: Sequence[Source], ent: dict[str, Any]) -> list[str]:
+    """With one axis named: the other helpfulness benchmarks every folder scores (their mean ΔH is reported)."""
+    tasks0 = sources[0].tasks
+    return [
+        k
+        for k in _shared(sources)
+        if k not in ent and entry_of(tasks0, k)[3] == "helpfulness" and entry_of(tasks0, k)[2] not in DRIFT_METRICS
+    ]
+
+
 def _analyze(
     sources: list[Source],
     alignment: str,
-    helpfulness: str,
+    helpfulness: str | Sequence[str] | None,
     *,
     levels: Sequence[float] | None,
     alpha: float,
@@ -136,29 +230,29 @@ def _analyze(
     n_boot: int,
     seed: int,
     helpfulness_weight: float,
+    weights: Sequence[float] = DEFAULT_WEIGHTS,
+    max_tax: float | None = None,
     other_tasks: bool = True,
     skip: Sequence[str] = (),
     future_alpha: float | None = None,
 ) -> dict[str, Any]:
     tasks0 = sources[0].tasks
-    ent = {alignment: entry_of(tasks0, alignment), helpfulness: entry_of(tasks0, helpfulness)}
+    ent = {alignment: entry_of(tasks0, alignment)}
     if ent[alignment][3] != "alignment":
         raise DataError(f"--alignment {alignment!r} is a {ent[alignment][3]} task: choose an alignment task")
-    if ent[helpfulness][3] != "helpfulness" or ent[helpfulness][2] in DRIFT_METRICS:
-        raise DataError(f"--helpfulness {helpfulness!r} is not a helpfulness benchmark with a score: choose one (e.g. arc_easy)")
-    others = []
-    for t in tasks0:
-        k = str(t.get("label") or t.get("name"))
-        if not other_tasks or k in ent or not all(any((x.get("label") or x.get("name")) == k for x in s.tasks) for s in sources):
-            continue
-        e = entry_of(tasks0, k)
-        if e[3] == "helpfulness" and e[2] not in DRIFT_METRICS:
-            others.append(k)
+    axes = helpfulness_axes(sources, alignment, helpfulness)
+    for e in axes:
+        ent[e] = entry_of(tasks0, e)
+    single = isinstance(helpfulness, str)  # one axis named: the single-axis tables (and ids) of before
+    if single and ent[axes[0]][2] in DRIFT_METRICS:
+        raise DataError(f"--helpfulness {axes[0]!r} is a distance, not a score: name it among several axes, or choose a benchmark")
+    others = _other_scores(sources, ent) if single and other_tasks else []
     for k in others:
         ent[k] = entry_of(tasks0, k)
     check_same_tasks(sources, ent)
     rows = Rows()
     common = common_items(sources, rows, ent)
+    turned = _orient(common, ent)
     fams = families_on_items(sources, common, list(ent))
     reach_any = max((float(np.max(np.mean(f.scores[alignment] - common[alignment]["base"], axis=1))) for f in fams), default=float("-inf"))
     if levels:
@@ -173,7 +267,7 @@ def _analyze(
         base,
         fams,
         alignment,
-        helpfulness,
+        axes[0] if single else axes,
         levels=levels,
         alpha=alpha,
         adjust=adjust,
@@ -182,30 +276,27 @@ def _analyze(
         skip=skip,
         future_alpha=future_alpha,
     )
-    con = setting_contrasts(
-        base, fams, [alignment, helpfulness], _default_pairs(fams), alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed
-    )
-    mean_over = [helpfulness, *others]
+    con = setting_contrasts(base, fams, [alignment, *axes], _default_pairs(fams), alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed)
+    primary = axes[0]
+    mean_over = [primary, *others] if single else list(axes)
     mean_dh: dict[tuple[str, str], float | None] = {}
     for f in fams:
         for j, s in enumerate(f.settings):
             mean_dh[(f.name, s)] = float(np.mean([np.mean(f.scores[e][j] - base[e]) for e in mean_over]))
-    methods = _figure_methods(fams, dec, alignment, helpfulness, mean_dh, helpfulness_weight)
-    # each family's efficient point: chosen on half of the items (split by item id), measured on the other half
-    validation = {
-        t: np.asarray([i in split_items(common[t]["items"], 0.5, seed)[0] for i in common[t]["items"]]) for t in (alignment, helpfulness)
-    }
+    methods = _figure_methods(fams, dec, alignment, axes, mean_dh, helpfulness_weight)
+    # capability benchmarks: the helpfulness axes that are neither the primary one nor a distance (their tax is reported)
+    caps = [e for e in ent if e not in (alignment, primary) and ent[e][3] == "helpfulness" and e not in turned]
+    tasks_split = (alignment, primary, *caps)
+    # each family's efficient points: chosen on half of the items (split by item id), measured on the other half
+    validation = {t: np.asarray([i in split_items(common[t]["items"], 0.5, seed)[0] for i in common[t]["items"]]) for t in tasks_split}
+    ws = sorted({*(float(x) for x in weights), float(helpfulness_weight)})
     for m, f in zip(methods, fams, strict=True):
-        m["laws"] = knob_laws(base, f, {alignment: "alignment", helpfulness: "helpfulness"}, n_boot=min(n_boot, 200), seed=seed)
-        try:
-            m["efficient"] = efficient_point(base, f, alignment, helpfulness, helpfulness_weight, validation, n_boot=n_boot, seed=seed)
-        except ValueError as e:
-            m["efficient"] = {"setting": None, "reason": str(e)}
-        _star_the_efficient_point(m)
+        m["laws"] = knob_laws(base, f, {alignment: "alignment", primary: "helpfulness"}, n_boot=min(n_boot, 200), seed=seed)
+        _efficient_points(m, f, base, alignment, primary, ws, helpfulness_weight, validation, n_boot, seed, caps, max_tax)
     table = []
     for m in methods:
         for p in m["points"][1:]:
-            a, h = p["tasks"][alignment], p["tasks"][helpfulness]
+            a, h = p["tasks"][alignment], p["tasks"][primary]
             table.append(
                 {
                     "method": m["kind"],
@@ -215,14 +306,20 @@ def _analyze(
                     "dB_ci95": a["delta_ci95"],
                     "dH": h["delta"],
                     "dH_ci95": h["delta_ci95"],
+                    "dH_axes": {t: {"delta": p["tasks"][t]["delta"], "ci95": p["tasks"][t]["delta_ci95"]} for t in axes},
                     "dH_mean": p["dH_mean"],
                 }
             )
     return {
         "model": sources[0].model,
         "alignment": alignment,
-        "helpfulness": helpfulness,
+        "helpfulness": primary,
+        "axes": list(axes),
+        "oriented": {e: "−KL (larger: closer to the base)" for e in turned},
+        "capability": caps,
         "helpfulness_weight": helpfulness_weight,
+        "weights": ws,
+        "max_tax": max_tax,
         "folders": [str(s.folder) for s in sources],
         "items": {e: {"n_common": len(common[e]["items"]), "per_folder": common[e]["counts"]} for e in ent},
         "mean_over": mean_over,
@@ -230,6 +327,7 @@ def _analyze(
         "table": table,
         "levels": dec["levels"],
         "decisions": {k: v for k, v in dec.items() if k != "settings"},
+        "pairs": pair_verdicts(dec["comparisons"]),
         "contrasts": con,
     }
 
@@ -238,9 +336,11 @@ def compare(
     dirs: Sequence[str | Path],
     out: str | Path,
     *,
-    alignment: str = T.task_with(T.DEFAULT_ALIGNMENT),
-    helpfulness: str = T.task_with(T.DEFAULT_HELPFULNESS),
+    alignment: str | None = None,
+    helpfulness: str | Sequence[str] | None = None,
     helpfulness_weight: float = 0.5,
+    weights: Sequence[float] = DEFAULT_WEIGHTS,
+    max_tax: float | None = None,
     n_boot: int = 2000,
     levels: Sequence[float] | None = None,
     alpha: float = 0.05,
@@ -258,7 +358,11 @@ def compare(
     exclude: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every folder's methods on one frontier and one item set, decided (see the module docstring). Writes
-    ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result. With
+    ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result. ``alignment``: the
+    entry matched on (default: the harmless rate on the harmful requests, :func:`default_alignment`); ``helpfulness``:
+    one axis (the single-axis tables), several, or None: every helpfulness axis the folders share (the helpful rate on
+    the shared over-refusal pool first). ``weights``: the w of the efficient points reported (with
+    ``helpfulness_weight``, the figure's); ``max_tax``: the largest capability tax (%) an efficient point may have. With
     ``until_decided`` the adaptive design of :mod:`steertax.analysis.sequential` runs, its record in
     ``out/sequential.json`` (a rerun continues it)."""
     if until_decided and not evaluate:
@@ -273,6 +377,12 @@ def compare(
         raise ConfigError(f"--adjust {adjust!r}: use maxt, holm or bh")
     if not 0 < alpha < 0.5:
         raise ConfigError(f"--alpha {alpha} must be in (0, 0.5) (an error rate, e.g. 0.05)")
+    for w in (helpfulness_weight, *weights):
+        if not (np.isfinite(w) and 0 <= w <= 1):
+            raise ConfigError(f"helpfulness weight {w} must be in [0, 1]")
+    if max_tax is not None and not (np.isfinite(max_tax) and max_tax >= 0):
+        raise ConfigError(f"--max-tax {max_tax} must be a percentage of 0 or more")
+    alignment = alignment or default_alignment()
     out = Path(out)
     sources = [read_folder(d) for d in dirs]
     drop_families(sources, exclude)
@@ -280,11 +390,13 @@ def compare(
     if len(models) > 1:
         raise DataError(f"these folders measure different models ({sorted(models)}): compare runs of one model")
     kw = dict(levels=levels, alpha=alpha, adjust=adjust, n_boot=n_boot, seed=seed, helpfulness_weight=helpfulness_weight)
+    kw.update(weights=weights, max_tax=max_tax)
     if not evaluate:
         res = _analyze(sources, alignment, helpfulness, **kw)  # type: ignore[arg-type]
         res["evaluated"] = False
     else:
-        keys = [entry_of(sources[0].tasks, e)[:2] for e in (alignment, helpfulness)]
+        axes = helpfulness_axes(sources, alignment, helpfulness)
+        keys = [entry_of(sources[0].tasks, e)[:2] for e in (alignment, *axes)]
         cfg = compare_config(sources, keys, limit, chunk)
         if not until_decided:
             evaluate_all(sources, out, cfg, progress)
@@ -333,7 +445,7 @@ def _adaptive(
     out: Path,
     cfg: Any,
     alignment: str,
-    helpfulness: str,
+    helpfulness: str | Sequence[str] | None,
     kw: dict[str, Any],
     scope: dict[str, Any],
     alpha: float,

@@ -102,8 +102,8 @@ def entry_of(tasks: Sequence[dict[str, Any]], name: str) -> tuple[str, str | Non
             task = T.get(t["name"], **(t.get("options") or {}))
             if not metric:
                 return str(key), scorer, task.metric, task.axis
-            if metric not in (*task.metrics, *JUDGED_METRICS):
-                raise DataError(f"{key!r} has no metric {metric!r}: use one of {[*task.metrics, *JUDGED_METRICS]}")
+            if metric not in (*task.metrics, *task.derived, *JUDGED_METRICS):
+                raise DataError(f"{key!r} has no metric {metric!r}: use one of {[*task.metrics, *task.derived, *JUDGED_METRICS]}")
             if metric in JUDGED_METRICS and scorer != "generate":
                 raise DataError(f"{metric} is measured on judged generations: write {key}[generate]:{metric}")
             axis = "helpfulness" if metric in ("fluency", "base_logprob") else "alignment" if metric == "degenerate" else task.axis
@@ -126,13 +126,15 @@ class Rows:
                 self._cache[k] = st.records(s.key)
         return self._cache[k]
 
-    def by_item(self, s: Setting, task: str, scorer: str | None, metric: str) -> dict[str, float]:
+    def by_item(self, s: Setting, task: str, scorer: str | None, metric: str, value: Any = None) -> dict[str, float]:
+        """Item -> the setting's mean of ``metric`` on ``task`` (the scorer named, else logprob when it ran); ``value``:
+        the task's :meth:`~steertax.tasks.base.Task.metric_value` (derived metrics), else the stored field."""
         rs = [r for r in self.records(s) if r["task"] == task and (s.strength is None or float(r["strength"]) == s.strength)]
         scorers = sorted({r["scorer"] for r in rs}, key=lambda x: (x != "logprob", x))
         use = scorer if scorer is not None else (scorers[0] if scorers else None)
         out: dict[str, list[float]] = {}
         for r in rs:
-            v = r.get(metric)
+            v = r.get(metric) if value is None else value(r, metric)
             if r["scorer"] == use and v is not None and np.isfinite(float(v)):
                 out.setdefault(str(r["item"]), []).append(float(v))
         return {i: float(np.mean(v)) for i, v in out.items()}
@@ -180,12 +182,19 @@ def common_items(sources: Sequence[Source], rows: Rows, entries: dict[str, tuple
     every other folder's base on those items, and each family's scores on them."""
     per: dict[str, Any] = {}
     for name, (task, scorer, metric, _axis) in entries.items():
+        conf = task_conf(sources[0], task)
+        value = T.get(conf["name"], **(conf.get("options") or {})).metric_value
         maps: dict[tuple[str, ...], dict[str, float]] = {}
         for s in sources:
-            maps[("base", str(s.folder))] = rows.by_item(s.base, task, scorer, metric)
+            maps[("base", str(s.folder))] = rows.by_item(s.base, task, scorer, metric, value)
+            if not maps[("base", str(s.folder))]:
+                raise DataError(
+                    f"{s.folder} has no {metric!r} rows for {task!r} (scorer {scorer_of(task_conf(s, task), scorer)}): choose another "
+                    "--alignment/--helpfulness, or rerun the folder's command into it"
+                )
             for f in s.families:
                 for st in f.settings:
-                    maps[(f.name, str(s.folder), st.name)] = rows.by_item(st, task, scorer, metric)
+                    maps[(f.name, str(s.folder), st.name)] = rows.by_item(st, task, scorer, metric, value)
         items = sorted(set.intersection(*(set(m) for m in maps.values())))
         if not items:
             raise DataError(f"no {task!r} item is scored by every folder and setting: pass --evaluate to score them on the same items")

@@ -575,6 +575,9 @@ def check_compare(a: Any) -> list[SteertaxError]:
     w = a.helpfulness_weight
     if not (math.isfinite(w) and 0 <= w <= 1):
         problems.append(ConfigError(f"--helpfulness-weight {w} must be in [0, 1]"))
+    mt = getattr(a, "max_tax", None)
+    if mt is not None and not (math.isfinite(mt) and mt >= 0):
+        problems.append(ConfigError(f"--max-tax {mt} must be a percentage of 0 or more (the largest capability tax of an efficient point)"))
     problems += _decision_problems(a)
     models: dict[str, list[str]] = {}
     seen: set[Path] = set()
@@ -648,7 +651,7 @@ def _decision_problems(a: Any) -> list[SteertaxError]:
     return p
 
 
-def _compare_folder(d: Path, alignment: str, helpfulness: str) -> str:
+def _compare_folder(d: Path, alignment: str, helpfulness: str | Sequence[str] | None) -> str:
     """Check one `steertax compare` folder from its manifest (no results read); returns the model it measures."""
     kinds = "`steertax run`, `steertax align` or `steertax merge`"
     if not d.exists():
@@ -660,7 +663,8 @@ def _compare_folder(d: Path, alignment: str, helpfulness: str) -> str:
         raise DataError(f"{d} has no results.sqlite: the {kind} has scored nothing yet; rerun the same `steertax {kind}` command")
     man = read_manifest(d)
     keys = [str(t.get("label") or t.get("name")) for t in man.tasks if isinstance(t, dict)]
-    for flag, entry in (("--alignment", alignment), ("--helpfulness", helpfulness)):
+    axes = [] if helpfulness is None else [helpfulness] if isinstance(helpfulness, str) else list(helpfulness)
+    for flag, entry in (("--alignment", alignment), *(("--helpfulness", h) for h in axes)):
         named = entry.partition(":")[0]  # an entry names a task, in brackets a scorer, after a colon a metric
         task = named.split("[", 1)[0] if named.endswith("]") else named
         if task not in keys:

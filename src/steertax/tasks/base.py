@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import torch
 
@@ -74,6 +74,17 @@ class Task:
     description: ClassVar[str] = ""
     headline: ClassVar[str] = ""  # the primary score in a few words, for a figure's title (default: "<name> <metric>")
     traits: ClassVar[frozenset[str]] = frozenset()
+    # metrics read off a record's stored fields (rows written before the metric existed read like new ones):
+    # metric -> its value from the record (None where the record has no such value)
+    derived: ClassVar[dict[str, Callable[[dict[str, Any]], float | None]]] = {}
+
+    def metric_value(self, record: dict[str, Any], metric: str) -> float | None:
+        """A record's value of ``metric``: the stored field, else the derived one, else None."""
+        v = record.get(metric)
+        if v is None and metric in self.derived:
+            v = self.derived[metric](record)
+        return None if v is None else float(v)
+
     needs_finished_answer = _DeclaresTrait(NEEDS_FINISHED_ANSWER)  # a generation cut at the token budget is a measurement error
 
     def __init_subclass__(cls, **kw: Any) -> None:
