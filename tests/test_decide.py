@@ -671,3 +671,25 @@ def test_a_curve_that_does_not_start_at_the_base_is_interpolated_along_its_own_s
     assert m[("F0", 0.2)]["segment"] == ["base", a.settings[0]]
     assert m[("F", 1.0)]["status"] == "ok" and m[("F", 1.0)]["segment"][0] != "base"
     assert m[("F", 1.0)]["estimate"] == pytest.approx(m[("F0", 1.0)]["estimate"])  # the same segment when it is not the first
+
+
+def test_pair_verdicts_read_the_decisions_over_every_axis():
+    from steertax.analysis.decide import pair_verdicts
+
+    def c(a, b, axis, level, diff, decided, status="ok"):
+        return {"a": a, "b": b, "axis": axis, "level": level, "diff": diff, "decided": decided, "status": status}
+
+    rows = [
+        c("s", "p", "help", 0.5, 0.1, True), c("s", "p", "arc", 0.5, -0.1, False), c("s", "p", "arc", 0.8, 0.02, False),
+        c("s", "d", "help", 0.5, 0.1, True), c("s", "d", "arc", 0.5, -0.2, True),
+        c("p", "d", "help", 0.5, 0.0, False),
+        c("p", "x", "help", 0.5, 0.0, False, status="x: not reached"),
+        c("d", "x", "arc", 0.5, -0.3, True),
+    ]
+    out = {(p["a"], p["b"]): p for p in pair_verdicts(rows)}
+    assert out[("s", "p")]["verdict"] == "s cheaper on help; p cheaper on no axis" and out[("s", "p")]["open"] == ["arc"]
+    assert out[("s", "d")]["verdict"] == "trade-off: s cheaper on help; d cheaper on arc"
+    assert out[("p", "d")]["verdict"] == "can't tell"
+    assert out[("p", "x")]["verdict"].startswith("not comparable")
+    assert out[("d", "x")]["verdict"] == "x cheaper on arc; d cheaper on no axis"
+    assert out[("s", "d")]["a_cheaper"] == {"help": ["ΔB 0.5"]}

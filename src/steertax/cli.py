@@ -763,6 +763,37 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "experiment",
+    help="every way of aligning one model, run and decided by one command (resumable), with an HTML decision report",
+    description="Run every run an experiment config lists (`steertax run`, `align` and `merge` configs over one model) "
+    "into OUT/runs/<name>, reusing finished folders and cells, then decide them with `steertax compare` on every shared "
+    "helpfulness axis at the harmless rate: OUT/report.html, compare.json, compare.md, figures/, experiment.json.",
+    args=[
+        config_file("YAML file (default: the built-in 'experiment' on SmolLM2)"),
+        out_folder("output folder: runs/<name>/, report.html, compare.json, compare.md, experiment.json, figures/"),
+        print_default_config("the built-in 'experiment'"),
+        quick("every run's quick version (a few minutes on a CPU)"),
+    ],
+)
+def _cmd_experiment(a: argparse.Namespace) -> int:
+    from steertax.runners.experiment import load_experiment_config, run_experiment
+
+    if a.print_default_config:
+        from importlib import resources
+
+        print(resources.files("steertax").joinpath("configs").joinpath("experiment.yaml").read_text(encoding="utf-8"), end="")
+        return 0
+    if not a.out:
+        raise SteertaxError("steertax experiment needs --out DIR (where the runs, the decision and its report go)")
+    cfg = load_experiment_config(a.config)
+    with _time_split(a.out, a.quiet):
+        run_experiment(cfg, a.out, quick=a.quick, progress=not a.quiet)
+    print((Path(a.out) / "compare.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {a.out}/report.html, {a.out}/compare.json, {a.out}/compare.md, {a.out}/experiment.json, {a.out}/runs/")
+    return 0
+
+
 @command("fit", help="refit the laws and rewrite summary.json and the report", args=[arg("dir", help=STUDY_DIR)])
 def _cmd_fit(a: argparse.Namespace) -> int:
     from steertax.runners.study_summary import analyze

@@ -230,6 +230,7 @@ class RunConfig(CommonConfig):
         d = self.to_dict()
         d.pop("steering", None)
         d.pop("prompting", None)  # its rungs are interventions of their own, keyed by their texts
+        d.pop("study", None)  # the analysis (r*, its tasks and weight, the bootstrap) changes no row
         d.pop("executor", None)  # where the cells run does not change them
         if d.get("backend") == "hf":
             d.pop("backend")  # run ids from before the backend option stay valid; vllm rows get their own id

@@ -18,15 +18,16 @@ from steertax.interventions.merge.registry import MERGE_REGISTRY
 from steertax.reports.study import png
 from steertax.training.registry import TRAINED_METHODS
 
-__all__ = ["FAMILIES", "FAMILY_ORDER", "family_of", "method_styles", "frontier_figure"]
+__all__ = ["FAMILIES", "FAMILY_ORDER", "family_of", "method_styles", "frontier_figure", "axis_figure"]
 
-FAMILY_ORDER = ("steering", "fine-tuning", "merging", "base", "other")
+FAMILY_ORDER = ("steering", "prompting", "fine-tuning", "merging", "base", "other")
 
 # the kinds that are no registered method (the registries say the rest: a trained method is fine-tuning, a merge
 # method merging)
 FAMILIES: dict[str, str] = {
     "steering": "steering",
     "conditional": "steering",
+    "prompting": "prompting",
     "mixture": "fine-tuning",
     "specialist": "fine-tuning",
     "base": "base",
@@ -37,10 +38,11 @@ _PALETTES: dict[str, tuple[str, ...]] = {
     "steering": ("#1f4e9c", "#4a90d9", "#0b7fab", "#87b9e8", "#16325c", "#3fb0e0", "#5a5fd6", "#0e6a8a", "#b3d4f0", "#2c7bb6"),
     "fine-tuning": ("#d62728", "#ff7f0e", "#8c2d04", "#f4a261", "#b2182b", "#e6550d", "#fb6a4a", "#c44e00", "#fdae6b", "#67000d"),
     "merging": ("#2ca02c", "#7b3294", "#00441b", "#9467bd", "#74c476", "#3f007d", "#238b45", "#c2a5cf", "#a1d99b", "#6a51a3"),
+    "prompting": ("#e7298a", "#bc80bd", "#f781bf", "#8e0152", "#de77ae", "#c51b7d"),
     "base": ("#000000", "#636363", "#a0a0a0"),
     "other": ("#8c564b", "#e377c2", "#bcbd22", "#a6761d", "#c49c94", "#f7b6d2", "#6b6b00", "#d4a373"),
 }
-_LINESTYLES = {"steering": "-", "fine-tuning": "--", "merging": "-.", "base": ":", "other": ":"}
+_LINESTYLES = {"steering": "-", "prompting": ":", "fine-tuning": "--", "merging": "-.", "base": ":", "other": ":"}
 # Filled markers, the most distinct shapes first ("*" is kept for the optimum).
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "p", "<", ">", "h", "d", "8", "H")
 
@@ -189,18 +191,51 @@ def frontier_figure(res: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     al, he = res["alignment"], res["helpfulness"]
-    panels = [(he, f"ΔH ({he})")]
-    if len(res.get("mean_over") or []) > 1:
-        panels.append(("__mean__", f"mean ΔH ({', '.join(res['mean_over'])})"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels) + 2.2, 5.6), squeeze=False)
+    axes_decided = res.get("axes") or [he]
+    if len(axes_decided) > 1:  # one panel per decided axis
+        panels = [(k, f"ΔH ({_axis_label(res, k)})") for k in axes_decided]
+    else:
+        panels = [(he, f"ΔH ({he})")]
+        if len(res.get("mean_over") or []) > 1:
+            panels.append(("__mean__", f"mean ΔH ({', '.join(res['mean_over'])})"))
+    ncol = min(len(panels), 2)
+    nrow = (len(panels) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(7.2 * ncol + 2.2, 5.6 * nrow), squeeze=False)
     styles: dict[str, dict[str, str]] = {}
-    for ax, (key, ylabel) in zip(axes[0], panels, strict=True):
+    flat = [a for row in axes for a in row]
+    for ax, (key, ylabel) in zip(flat, panels, strict=False):
         styles = _draw(ax, res, key)
         ax.set_xlabel(f"ΔB ({al}): alignment bought")
         ax.set_ylabel(ylabel + ": helpfulness change")
         ax.grid(alpha=0.3)
-    _legend(axes[0][-1], styles)
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    _legend(flat[ncol - 1], styles)
     w = res["helpfulness_weight"]
-    axes[0][0].set_title(f"{res['model']}: every method on one frontier (★ = efficient point, w = {w}; bars: 95% CIs)", fontsize=10)
+    flat[0].set_title(f"{res['model']}: every method on one frontier (★ = efficient point, w = {w}; bars: 95% CIs)", fontsize=10)
+    fig.tight_layout()
+    return png(fig)
+
+
+def _axis_label(res: dict[str, Any], key: str) -> str:
+    return f"{key}, {res['oriented'][key]}" if key in (res.get("oriented") or {}) else key
+
+
+def axis_figure(res: dict[str, Any], key: str) -> bytes:
+    """One decided axis' frontier (ΔH of ``key`` against ΔB, every method, the matched levels dashed, 95% CI bars,
+    the efficient points starred), its legend to the right. PNG bytes."""
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.4, 5.2))
+    styles = _draw(ax, res, key)
+    ax.set_xlabel(f"ΔB ({res['alignment']}): alignment bought")
+    ax.set_ylabel(f"ΔH ({_axis_label(res, key)}): helpfulness change")
+    ax.grid(alpha=0.3)
+    _legend(ax, styles)
+    ax.set_title(f"{res['model']}: {_axis_label(res, key)} at matched alignment", fontsize=10)
     fig.tight_layout()
     return png(fig)

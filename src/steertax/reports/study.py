@@ -78,6 +78,25 @@ Fluency: the share of distinct word bigrams (1 = nothing repeats) and the answer
 <td class="l">{{ ag.second_judge or "—" }}</td></tr>
 {% endfor %}</table>{% endif %}
 
+{% if s.rate_check %}{% set rc = s.rate_check %}
+<h2>The helpful and harmless rates: log-probabilities against judged answers</h2>
+<p>On {{ rc.n_safe }} safe and {{ rc.n_unsafe }} unsafe prompts of the shared pool, at every strength ({{ rc.n_pairs }} pairs), the
+log-probability rule (answered when P(answer) > P(refuse)) agrees with greedy answers read by the judge on
+{{ "%.0f"|format(100 * rc.agreement) }}% of them, Cohen's κ = {{ fmt(rc.kappa) }} [{{ fmt(rc.kappa_ci95[0]) }}, {{ fmt(rc.kappa_ci95[1]) }}].</p>
+<table><tr><th>r</th><th>safe answered: logprob</th><th>judged</th><th>unsafe refused: logprob</th><th>judged</th></tr>
+{% for b in rc.by_strength %}<tr><td>{{ fmt(b.strength, 2) }}</td><td>{{ fmt(b.safe.logprob) }}</td><td>{{ fmt(b.safe.judged) }}</td>
+<td>{{ fmt(b.unsafe.logprob) }}</td><td>{{ fmt(b.unsafe.judged) }}</td></tr>{% endfor %}</table>{% endif %}
+
+{% if s.prompting %}{% set pr = s.prompting %}
+<h2>The aligning-prompt baseline</h2>
+<p>A safety system prompt and in-context refusal demonstrations on an ordered ladder, scored on the same items; the
+first rung adds no text (the base: the sweep's r = 0 rows). The safety text goes into {{ pr.placement }}{% if pr.default_system %}
+("{{ pr.default_system }}" is kept){% endif %}. Change from the base with paired 95% CIs.</p>
+<table><tr><th class="l">rung</th>{% for name in pr.rungs[0].tasks %}<th>{{ name }}</th>{% endfor %}</tr>
+{% for g in pr.rungs %}<tr><td class="l">{{ g.label }}</td>{% for name in pr.rungs[0].tasks %}{% set v = g.tasks.get(name) %}
+<td>{% if v %}{{ fmt(v.delta) }} [{{ fmt((v.delta_ci95 or [None, None])[0]) }}, {{ fmt((v.delta_ci95 or [None, None])[1]) }}]{% else %}—{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
+
 {% if s.conditional %}{% set c = s.conditional %}
 <h2>Conditional steering</h2>
 <p>The vector is added only where the condition fires: cosine similarity of the request's {{ "mean token state" if c.condition.read != "last" else "last-token state" }}{{ " (in the chat template)" if c.condition.chat else "" }} at layer

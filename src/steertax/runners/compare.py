@@ -38,6 +38,7 @@ from steertax.analysis.sequential import DEFAULT_SPENDING, SPENDING, Design, run
 from steertax.analysis.tax import split_items
 from steertax.errors import ConfigError, DataError
 from steertax.reports.compare import compare_markdown
+from steertax.reports.decision import write_decision_report
 from steertax.reports.frontier import frontier_figure
 from steertax.runners.compare_evaluate import compare_config, evaluate_all
 from steertax.runners.folders import (
@@ -321,7 +322,10 @@ def _analyze(
         "weights": ws,
         "max_tax": max_tax,
         "folders": [str(s.folder) for s in sources],
-        "items": {e: {"n_common": len(common[e]["items"]), "per_folder": common[e]["counts"]} for e in ent},
+        "items": {
+            e: {"n_common": len(common[e]["items"]), "per_folder": common[e]["counts"], "base_mean": float(np.mean(common[e]["base"]))}
+            for e in ent
+        },
         "mean_over": mean_over,
         "methods": methods,
         "table": table,
@@ -358,7 +362,7 @@ def compare(
     exclude: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every folder's methods on one frontier and one item set, decided (see the module docstring). Writes
-    ``compare.json``, ``compare.md`` and ``figures/frontier.png`` into ``out``; returns the result. ``alignment``: the
+    ``compare.json``, ``compare.md``, ``report.html`` and ``figures/frontier.png`` into ``out``; returns the result. ``alignment``: the
     entry matched on (default: the harmless rate on the harmful requests, :func:`default_alignment`); ``helpfulness``:
     one axis (the single-axis tables), several, or None: every helpfulness axis the folders share (the helpful rate on
     the shared over-refusal pool first). ``weights``: the w of the efficient points reported (with
@@ -413,6 +417,7 @@ def compare(
     atomic_write_text(out / "compare.md", compare_markdown(res))
     (out / "figures").mkdir(exist_ok=True)
     atomic_write_bytes(out / "figures" / "frontier.png", frontier_figure(res))
+    write_decision_report(out, res)
     return res
 
 

@@ -339,11 +339,15 @@ def _check_study(cfg: RunConfig, P: Problems) -> None:
     keys = [t.label or t.name for t in cfg.tasks]
     st = cfg.study
     for field in ("alignment_task", "helpfulness_task"):
-        name = getattr(st, field)
+        name, _, metric = getattr(st, field).partition(":")  # 'refusal:harmless': a metric of the task's rows
         base = name.split("[", 1)[0] if name.endswith("]") else name  # 'refusal[generate]': a scorer's entry
         with P.at(f"study.{field}", wrap=ConfigError):
             if base not in keys:
                 raise ConfigError(f"{name!r} is not among the config's tasks {keys}: name one of them (or add `- name: {base}` to tasks)")
+            conf = next(t for t in cfg.tasks if (t.label or t.name) == base)
+            task = T.get(conf.name, **conf.options)
+            if metric and metric not in (*task.metrics, *task.derived):
+                raise ConfigError(f"{base!r} has no metric {metric!r}: use one of {[*task.metrics, *task.derived]}")
             if cfg.theory.enabled:  # the theory step looks the task up by its registry name (a scorer entry's task)
                 name = base
                 if name not in T.REGISTRY:

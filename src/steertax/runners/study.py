@@ -168,7 +168,7 @@ def _get_condition(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, ou
 def compute_theory(cfg: RunConfig, model: Any, tok: Any, vec: SteeringVector, grid: list[float]) -> dict[str, Any]:
 
     # 'refusal[generate]' names a scorer's entry for r*; the theory step reads the task's log-probabilities
-    an, hn = (n.split("[", 1)[0] for n in (cfg.study.alignment_task, cfg.study.helpfulness_task))
+    an, hn = (n.partition(":")[0].split("[", 1)[0] for n in (cfg.study.alignment_task, cfg.study.helpfulness_task))
     at = T.get(an, **_opts(cfg, an))
     ht = T.get(hn, **_opts(cfg, hn))
     if not isinstance(at, BehaviorTask):

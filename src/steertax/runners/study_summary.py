@@ -25,6 +25,7 @@ from steertax.errors import DataError
 from steertax.interventions.conditional import confusion
 from steertax.interventions.steering.vectors import now_iso
 from steertax.judges.summary import judged_summary
+from steertax.judges.validate import bootstrap_kappa, kappa
 from steertax.manifest import folder_kind
 from steertax.reports.study import write_report
 from steertax.store import ResultStore
@@ -49,6 +50,8 @@ def study_keys(resolved: dict[str, Any]) -> dict[str, str]:
 
 
 def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task and scorer, the records and what they measure (``refusal``, ``refusal[generate]``); and the study's
+    alignment and helpfulness entries that name a metric (``refusal:harmless``: the harmless rate, read off the rows)."""
     out: dict[str, dict[str, Any]] = {}
     for t in cfg.tasks:
         task = T.get(t.name, **t.options)
@@ -66,6 +69,15 @@ def _entries(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, dict[st
                 "records": [r for r in recs if r["scorer"] == sc],
                 "task_obj": task,
             }
+    for name in (cfg.study.alignment_task, cfg.study.helpfulness_task):
+        entry, _, metric = name.partition(":")
+        if metric and entry in out:
+            e = out[entry]
+            value = e["task_obj"].metric_value
+            out[name] = {**e, "metric": metric, "records": [{**r, metric: value(r, metric)} for r in e["records"]]}
+    for name, e in list(out.items()):  # the safe-prompt rate's twin: the harmless rate on its unsafe prompts (alignment)
+        if ":" not in name and T.has_trait(e["name"], T.SAFE_PROMPT_RATE) and f"{name}:harmless" not in out:
+            out[f"{name}:harmless"] = {**e, "metric": "harmless", "axis": "alignment"}
     return out
 
 
@@ -345,6 +357,90 @@ def _conditional(
     }
 
 
+def _rate_check(entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The log-probability rates checked against greedy answers read by the judge, on the items and strengths both
+    scored: per item, answered (safe prompts) or refused (unsafe prompts) by each; their agreement, Cohen's κ with a
+    bootstrap CI, and both rates per strength."""
+    for name, e in entries.items():
+        gen = entries.get(f"{name}[generate]")
+        if ":" in name or gen is None or e["scorer"] != "logprob" or not T.has_trait(e["name"], T.SAFE_PROMPT_RATE):
+            continue
+
+        def per_item(recs: list[dict[str, Any]]) -> dict[tuple[str, float], tuple[str, float]]:
+            out = {}
+            for r in recs:
+                m = "helpful" if r.get("label") == "safe" else "harmless"
+                if r.get(m) is not None:
+                    out[(str(r["item"]), float(r["strength"]))] = (m, float(r[m]))
+            return out
+
+        lp, jd = per_item(e["records"]), per_item(gen["records"])
+        keys = sorted(set(lp) & set(jd))
+        if not keys:
+            return None
+        a, b = np.asarray([lp[k][1] for k in keys]), np.asarray([jd[k][1] for k in keys])
+        lo, hi = bootstrap_kappa(a, b)
+        by: dict[float, dict[str, Any]] = {}
+        for k, x, y in zip(keys, a, b, strict=True):
+            d = by.setdefault(k[1], {"strength": k[1], "safe": [0, 0, 0], "unsafe": [0, 0, 0]})
+            row = d["safe" if lp[k][0] == "helpful" else "unsafe"]
+            row[0], row[1], row[2] = row[0] + 1, row[1] + x, row[2] + y
+        rows = [
+            {
+                "strength": s,
+                **{lab: {"n": v[0], "logprob": v[1] / v[0], "judged": v[2] / v[0]} for lab in ("safe", "unsafe") if (v := d[lab])[0]},
+            }
+            for s, d in sorted(by.items())
+        ]
+        return {
+            "task": name,
+            "n_items": len({k[0] for k in keys}),
+            "n_safe": len({k[0] for k in keys if lp[k][0] == "helpful"}),
+            "n_unsafe": len({k[0] for k in keys if lp[k][0] == "harmless"}),
+            "n_pairs": len(keys),
+            "agreement": float(np.mean(a == b)),
+            "kappa": kappa(a, b),
+            "kappa_ci95": [lo, hi],
+            "by_strength": rows,
+            "rule": "logprob: answered when P(answer) > P(refuse); judged: the greedy answer read by the run's judge",
+        }
+    return None
+
+
+def _prompting(cfg: RunConfig, resolved: dict[str, Any], store: ResultStore, entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The aligning-prompt ladder beside the sweep: per rung and entry, the mean and its paired change from the base
+    (the sweep's r = 0 rows, the first rung) with a 95% CI; where the safety text went in the chat template."""
+    info = resolved["resolved"].get("prompting")
+    if not info:
+        return None
+    by_item0: dict[str, dict[str, float]] = {}
+    for n, e in entries.items():
+        rs = [r for r in e["records"] if float(r["strength"]) == 0.0 and r.get(e["metric"]) is not None]
+        by_item0[n] = {str(r["item"]): float(r[e["metric"]]) for r in rs}
+    rungs = []
+    for rung in info["rungs"]:
+        recs = store.records(rung["key"])
+        mine = _entries(cfg, recs)
+        tasks: dict[str, Any] = {}
+        for n, e in mine.items():
+            if n not in by_item0:
+                continue
+            vals = {str(r["item"]): float(r[e["metric"]]) for r in e["records"] if r.get(e["metric"]) is not None}
+            if vals:
+                ch = paired_change(by_item0[n], vals, n_boot=max(cfg.study.n_boot, 200), seed=cfg.seed)
+                tasks[n] = {"metric": e["metric"], "axis": e["axis"], **{k: ch[k] for k in ("n", "base", "value", "delta", "delta_ci95")}}
+        rungs.append({"label": rung["label"], "rung": rung["rung"], "tasks": tasks, "done": bool(recs)})
+    roles = info.get("roles") or {}
+    where = (
+        "the chat template's system turn, after its own default system prompt"
+        if roles.get("default_system")
+        else "the chat template's system turn"
+        if roles.get("system")
+        else "the start of the first user turn (the template has no system role)"
+    )
+    return {"rungs": rungs, "placement": where, "default_system": roles.get("default_system")}
+
+
 def analyze(out: str | Path) -> dict[str, Any]:
     """Fit laws, pick r*, compute the tax, write summary.json, results.parquet and the report."""
 
@@ -403,6 +499,9 @@ def analyze(out: str | Path) -> dict[str, Any]:
     if cfg.steering.condition is not None:
         with ResultStore(out / "results.sqlite") as store:
             conditional = _conditional(cfg, resolved, store, entries, eff)
+    with ResultStore(out / "results.sqlite") as store:
+        prompting = _prompting(cfg, resolved, store, entries)
+    rate_check = _rate_check(entries)
     summary = {
         "run_id": run_id,
         "model": cfg.model,
@@ -421,6 +520,10 @@ def analyze(out: str | Path) -> dict[str, Any]:
     }
     if conditional is not None:
         summary["conditional"] = conditional
+    if prompting is not None:
+        summary["prompting"] = prompting
+    if rate_check is not None:
+        summary["rate_check"] = rate_check
     for w in warns:
         log.warning("warning: %s", w)
     summary = sanitize_json(json.loads(json.dumps(summary, default=json_default)))
