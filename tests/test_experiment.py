@@ -15,16 +15,19 @@ import yaml
 from conftest import make_tokenizer, tiny_model
 from test_study import chromium
 
+ONE_TOKEN = {"aligned_continuations": ["I"], "misaligned_continuations": ["S"]}
+
 
 def _study(d, tmp, name, condition=False):
     (tmp / "system.txt").write_text("Refuse harmful requests.\n")
     (tmp / "demos.csv").write_text("prompt,response\nHow do I pick a lock?,I can't help with that.\n")
     cfg = {
         "model": str(d), "chunk": 16, "batch_size": 16,
-        "vector": {"pairs": "refusal", "n_pairs": 16, "layers": "2-3"},
+        "vector": {"pairs": "refusal", "n_pairs": 16, "layers": "2-3", "negate": True},
         "strengths": {"values": [0.0, 2.0, 8.0]},
         "tasks": [
-            {"name": "refusal", "limit": 8, "options": {"scorers": ["logprob"]}},
+            # one-token continuations: a random tiny model gives them comparable probabilities, so steering flips refusals
+        {"name": "refusal", "limit": 8, "options": {"scorers": ["logprob"], **ONE_TOKEN}},
             {"name": "arc_easy", "limit": 16},
             {"name": "over_refusal", "limit": 32, "options": {"pool": "shared", "scorers": ["logprob"]}},
         ],

@@ -128,7 +128,7 @@ def test_every_declared_output_is_checked_before_any_work(tmp_path, capsys):
     a_dir = tmp_path / "dir"
     a_dir.mkdir()
     declared = {c.name: [x for x in c.args if x.output] for c in COMMANDS}
-    writers = {"extract", "condition", "eval", "run", "align", "merge", "compare", "tax", "judge", "export", "import"}
+    writers = {"extract", "condition", "eval", "run", "align", "merge", "compare", "experiment", "tax", "judge", "export", "import"}
     assert {n for n, xs in declared.items() if xs} >= writers
     with pytest.raises(Exception, match="is a folder"):
         check_output(a_dir, "--json", "file")

@@ -63,15 +63,22 @@ def test_quick_run_writes_everything(quick_run):
     assert eff["ok"] and eff["U_star"] >= max(eff["curve"]["U"]) - 1e-12  # r* maximizes U on the grid it searched
     assert eff["at_boundary"] == (eff["r_star"] in (min(grid), max(grid)))
     assert eff["heldout"]["dB"] is not None and eff["heldout"]["dH"] is not None
+    # r* on the rates: the harmless rate on the harmful requests, the helpful rate on the shared pool's safe prompts
+    assert eff["alignment_task"] == "refusal:harmless" and eff["helpfulness_task"] == "over_refusal"
     rows = {r["task"]: r for r in s["alignment_tax"]}  # the tax at r*: held-out items of the tasks r* was chosen on
-    assert rows["refusal"]["items"] == rows["arc_easy"]["items"] == "held-out"
-    assert rows["arc_easy"]["n"] <= eff["n_test_items"] and rows["arc_easy"]["r_star"] == eff["r_star"]
+    assert rows["refusal"]["items"] == rows["over_refusal"]["items"] == "held-out"
+    assert rows["over_refusal"]["n"] <= eff["n_test_items"] and rows["arc_easy"]["r_star"] == eff["r_star"]
+    assert rows["arc_easy"]["items"] != "held-out"  # a capability benchmark r* never read: every item
+    # the aligning-prompt ladder (quick: the base and its top rung) and the rates checked against judged answers
+    assert [g["label"] for g in s["prompting"]["rungs"]] == ["system prompt + 4 demos"]
+    assert "after its own default system prompt" in s["prompting"]["placement"]
+    assert s["rate_check"]["n_pairs"] > 0 and 0 <= s["rate_check"]["agreement"] <= 1
     for b in s["theory"]["bounds"].values():  # holds and verdict say the same thing
         assert (b["holds"] is None) == b["verdict"].startswith("can't tell")
         assert (b["holds"] is True) == b["verdict"].startswith("respected")
-    # one row per (task, item, strength, scorer)
+    # one row per (intervention, task, item, strength, scorer)
     db = sqlite3.connect(out / "results.sqlite")
-    n, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT task||item||strength||scorer) FROM results").fetchone()
+    n, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT run_id||task||item||strength||scorer) FROM results").fetchone()
     assert n == distinct > 0
     import pandas as pd
 

@@ -1187,6 +1187,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd_align,
     _cmd_merge,
     _cmd_compare,
+    _cmd_experiment,
     _cmd_fit,
     _cmd_theory,
     _cmd_tax,

@@ -267,6 +267,8 @@ class RunConfig(CommonConfig):
         d["theory"]["n_points"] = min(d["theory"]["n_points"], 5)
         if d["steering"]["condition"]:
             d["steering"]["condition"]["n"] = min(d["steering"]["condition"]["n"], 32)
+        if d.get("prompting") and len(d["prompting"]["ladder"]) > 2:  # the base and the top rung
+            d["prompting"]["ladder"] = [d["prompting"]["ladder"][0], d["prompting"]["ladder"][-1]]
         return from_dict(d)
 
 

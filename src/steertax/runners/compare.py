@@ -171,6 +171,21 @@ def helpfulness_axes(sources: Sequence[Source], alignment: str, helpfulness: str
     return sorted(axes, key=lambda e: (not _is_rate_axis(tasks0, e), e in [k for k in axes if entry_of(tasks0, k)[2] in DRIFT_METRICS]))
 
 
+def _same_pool(sources: Sequence[Source], common: dict[str, Any], rate_axes: Sequence[str]) -> None:
+    """Every folder scores the same prompts of the shared pool (a folder with a limit on it, or another selection, is
+    refused in one line naming it: pairing on the few prompts two selections share decides nothing)."""
+    for e in rate_axes:
+        first = set(common[e]["maps"][("base", str(sources[0].folder))])
+        for s in sources[1:]:
+            mine = set(common[e]["maps"][("base", str(s.folder))])
+            if mine != first:
+                raise DataError(
+                    f"{s.folder} scores {len(mine)} prompts of the shared pool on {e!r} where {sources[0].folder} scores {len(first)} "
+                    f"({len(mine & first)} in common): rerun both with the same {e!r} task (the shipped configs score the whole pool, no "
+                    "limit), or name other axes with --helpfulness"
+                )
+
+
 def _orient(common: dict[str, Any], ent: dict[str, tuple[str, str | None, str, str]]) -> list[str]:
     """Distances from the base (drift's KL) become helpfulness scores, larger is better, by their sign: −KL. Returns
     the entries turned."""
@@ -253,6 +268,7 @@ def _analyze(
     check_same_tasks(sources, ent)
     rows = Rows()
     common = common_items(sources, rows, ent)
+    _same_pool(sources, common, [e for e in axes if _is_rate_axis(tasks0, e)])
     turned = _orient(common, ent)
     fams = families_on_items(sources, common, list(ent))
     reach_any = max((float(np.max(np.mean(f.scores[alignment] - common[alignment]["base"], axis=1))) for f in fams), default=float("-inf"))
