@@ -456,7 +456,8 @@ def analyze(out: str | Path) -> dict[str, Any]:
     with ResultStore(out / "results.sqlite") as store:
         keys = study_keys(resolved)
         records = store.records(keys["steering"])
-        store.to_parquet_many(out / "results.parquet", list(keys.values()))
+        rungs = [g["key"] for g in (resolved["resolved"].get("prompting") or {}).get("rungs", [])]
+        store.to_parquet_many(out / "results.parquet", [*keys.values(), *rungs])  # every row of the run: sweeps and ladder
     if not records:
         raise DataError(f"{out}: the results store has no rows for run {run_id}; run `steertax run` first")
     entries = _entries(cfg, records)
