@@ -56,7 +56,8 @@ def test_families():
     from steertax.interventions.merge.registry import MERGE_REGISTRY
 
     assert MERGE_REGISTRY and all(family_of(n) == "merging" for n in MERGE_REGISTRY)  # every registered merge method
-    assert set(FAMILIES.values()) == {"steering", "fine-tuning", "base"}  # the rest come from the registries
+    assert set(FAMILIES.values()) == {"steering", "prompting", "fine-tuning", "base"}  # the rest come from the registries
+    assert family_of("prompting") == "prompting"
 
 
 @pytest.mark.parametrize("n", [16, 20, 40])
