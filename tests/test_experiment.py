@@ -5,15 +5,13 @@ configs are one line before any model loads."""
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
-import subprocess
 
 import pytest
 import yaml
 
 from conftest import make_tokenizer, tiny_model
-from test_study import chromium
+from test_study import chromium, images_in_chromium
 
 ONE_TOKEN = {"aligned_continuations": ["I"], "misaligned_continuations": ["S"]}
 
@@ -84,17 +82,7 @@ def test_one_command_runs_and_decides_every_method(tmp_path, capsys):
     exe = chromium()
     if exe is None:
         pytest.skip("no Chromium on this machine (make test installs Debian's chromium where apt is available)")
-    probe = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"
-             "document.title='IMAGES '+im.length+' '+im.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>")
-    test_page = tmp_path / "probe.html"
-    test_page.write_text(page.replace("</body>", probe + "</body>"))
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'prof'}",
-                        "--virtual-time-budget=5000", "--dump-dom", test_page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    m = re.search(r"<title>IMAGES (\d+) (\d+)</title>", r.stdout)
-    assert m, r.stderr[-2000:]
-    assert int(m.group(1)) == 2 and int(m.group(2)) == 2  # one frontier per axis
+    assert images_in_chromium(exe, page, tmp_path) == (2, 2)  # one frontier per axis, both decoded
 
 
 def test_bad_experiment_configs_are_one_line(tmp_path, capsys):

@@ -113,13 +113,10 @@ def chromium():
     return None
 
 
-def test_report_renders_in_headless_chromium(quick_run, tmp_path):
-    out = quick_run[0]
-    exe = chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (make test installs Debian's chromium where apt is available)")
-    # inject a check that every <img> decoded, then dump the DOM
-    page = (out / "report.html").read_text()
+def images_in_chromium(exe, page: str, tmp_path):
+    """(images, images decoded) of an HTML page rendered in headless Chromium: a probe script counts them on load."""
+    import re
+
     probe = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"
              "document.title='IMAGES '+im.length+' '+im.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>")
     test_page = tmp_path / "probe.html"
@@ -128,11 +125,17 @@ def test_report_renders_in_headless_chromium(quick_run, tmp_path):
                         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'prof'}",
                         "--virtual-time-budget=5000", "--dump-dom", test_page.as_uri()],
                        capture_output=True, text=True, timeout=120)
-    import re
-
     m = re.search(r"<title>IMAGES (\d+) (\d+)</title>", r.stdout)
     assert m, r.stderr[-2000:]
-    total, loaded = int(m.group(1)), int(m.group(2))
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_report_renders_in_headless_chromium(quick_run, tmp_path):
+    out = quick_run[0]
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine (make test installs Debian's chromium where apt is available)")
+    total, loaded = images_in_chromium(exe, (out / "report.html").read_text(), tmp_path)
     assert total >= 5 and loaded == total
     shot = tmp_path / "shot.png"
     subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'prof2'}",

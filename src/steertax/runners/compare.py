@@ -168,7 +168,7 @@ def helpfulness_axes(sources: Sequence[Source], alignment: str, helpfulness: str
             )
     shared = [k for k in _shared(sources) if k != alignment.partition(":")[0].split("[", 1)[0]]
     axes = [k for k in shared if entry_of(tasks0, k)[3] == "helpfulness"]
-    return sorted(axes, key=lambda e: (not _is_rate_axis(tasks0, e), e in [k for k in axes if entry_of(tasks0, k)[2] in DRIFT_METRICS]))
+    return sorted(axes, key=lambda e: (not _is_rate_axis(tasks0, e), entry_of(tasks0, e)[2] in DRIFT_METRICS))
 
 
 def _same_pool(sources: Sequence[Source], common: dict[str, Any], rate_axes: Sequence[str]) -> None:
